@@ -1,0 +1,1 @@
+"""ccp: a compact routing shim in front of Claude Code."""

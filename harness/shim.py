@@ -1,0 +1,160 @@
+"""Running the real shim as a real process, the way an operator does.
+
+`ShimProcess` starts `python -m proxy serve --port 0` with a clean environment plus an overlay, reads
+the announced port from its first stdout line, waits until `/healthz` answers, and stops it with
+SIGTERM (SIGKILL only if it does not stop in time). Every wait has a deadline; nothing is guessed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+import httpx
+
+# Variables that change what the shim or a client does; a harness run starts without any of them.
+_STRIPPED_PREFIXES = ("CCP_", "ANTHROPIC_", "ZAI_", "CLAUDE_", "MITM_", "CC_LICENSE")
+_STRIPPED = {"FORCE_HAIKU_TO_ZAI", "OFFLOAD_PAUSED", "ENABLE_BODY_TEE", "MAX_LOG_BYTES",
+             "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
+             "NO_PROXY", "no_proxy", "ALLOW_REAL_API"}
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def clean_env(overlay: Mapping[str, str] | None = None,
+              base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment without proxy/provider variables, plus `overlay`."""
+    base = os.environ if base is None else base
+    env = {k: v for k, v in base.items()
+           if k not in _STRIPPED and not k.startswith(_STRIPPED_PREFIXES)}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overlay or {})
+    return env
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
+    """Poll `predicate` until it returns a truthy value or `timeout` passes (then TimeoutError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ShimProcess:
+    """A running `ccp serve` with its own logs folder."""
+
+    def __init__(self, logs_dir: str | os.PathLike, env: Mapping[str, str] | None = None,
+                 host: str = "127.0.0.1", start_timeout: float = 20.0) -> None:
+        self.logs_dir = Path(logs_dir)
+        self.host = host
+        self.overlay = dict(env or {})
+        self.start_timeout = start_timeout
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.stderr_path = self.logs_dir / "shim.stderr.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def usage_path(self) -> Path:
+        return self.logs_dir / "usage.jsonl"
+
+    def start(self) -> "ShimProcess":
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        env = clean_env({"CCP_LOGS_DIR": str(self.logs_dir), **self.overlay})
+        self._stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", "--host", self.host, "--port", "0"],
+            env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=self._stderr)
+        try:
+            announce = self._read_announce()
+            self.port = int(announce["port"])
+            wait_until(self._healthy, self.start_timeout, f"{self.url}/healthz")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _read_announce(self) -> dict:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + self.start_timeout
+        buf = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while b"\n" not in buf:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    raise TimeoutError(f"shim did not announce its port: {self.stderr_tail()}")
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    raise RuntimeError(f"shim exited before listening (code {self.proc.wait()}): "
+                                       f"{self.stderr_tail()}")
+                buf += chunk
+        return json.loads(buf.split(b"\n", 1)[0])
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"shim exited with {self.proc.returncode}: {self.stderr_tail()}")
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.stderr_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def records(self) -> list[dict]:
+        """Every usage record written so far."""
+        if not self.usage_path.exists():
+            return []
+        with open(self.usage_path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    def wait_for_records(self, n: int, timeout: float = 10.0) -> list[dict]:
+        """Wait until at least `n` records exist, then return them all."""
+        return wait_until(lambda: (r := self.records()) and len(r) >= n and r, timeout,
+                          f"{n} usage record(s) in {self.usage_path}")
+
+    def record_for(self, rid: str, timeout: float = 10.0) -> dict:
+        """The one record with this rid (waits for it to be written)."""
+        def find():
+            hits = [r for r in self.records() if r.get("rid") == rid]
+            return hits[0] if hits else None
+        return wait_until(find, timeout, f"the usage record of {rid}")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> "ShimProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,231 @@
+"""The shim's aiohttp application: endpoints, and the one path a model request takes.
+
+`create_app(settings)` returns the `web.Application`. A model request goes: read and check the body →
+`decide()` → lane headers → `Upstream.send()` → relay (bytes as they arrive for SSE, the whole body
+otherwise) → one usage record, written in a `finally` so that errors, upstream failures and client
+disconnects are recorded too. `_error_response()` is the one place that maps an error to its status and
+the protocol's error JSON; the shim never answers a traceback.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from proxy.errors import (BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ShimError,
+                          UnsupportedMediaType, error_body)
+from proxy.headers import LaneCredentials, client_response_headers, upstream_request_headers
+from proxy.readiness import readiness
+from proxy.routing import LANE_ZAI, RequestMeta, decide
+from proxy.relay import relay_body, relay_stream
+from proxy.settings import Settings
+from proxy.upstream import AiohttpUpstream, Upstream, UpstreamRequest
+from proxy.usage import UsageWriter, new_record
+
+log = logging.getLogger("ccp.shim")
+
+MODEL_PATHS = ("/v1/messages", "/v1/message")
+RID_HEADER = "x-ccp-request-id"
+
+
+class ShimState:
+    """What every request needs, built once per app."""
+
+    def __init__(self, settings: Settings, upstream: Upstream | None) -> None:
+        self.settings = settings
+        self.upstream: Upstream | None = upstream
+        self.writer: UsageWriter | None = None
+        self.creds = LaneCredentials(
+            zai_api_key=settings.zai_api_key.reveal(),
+            anthropic_auth_token=settings.anthropic_auth_token.reveal(),
+            anthropic_api_key=settings.anthropic_api_key.reveal(),
+            zai_header_mode=settings.zai_header_mode)
+        self._rid_prefix = os.urandom(4).hex()
+        self._rid_count = 0
+
+    def new_rid(self) -> str:
+        self._rid_count += 1
+        return f"{self._rid_prefix}-{self._rid_count:06d}"
+
+
+STATE = web.AppKey("state", ShimState)
+
+
+def _error_response(exc: ShimError, rid: str, protocol: str = "anthropic") -> web.Response:
+    return web.Response(status=exc.status, body=error_body(exc.error_type, exc.message, protocol),
+                        content_type="application/json", headers={RID_HEADER: rid})
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000.0, 3)
+
+
+async def handle_model_request(request: web.Request) -> web.StreamResponse:
+    """POST /v1/messages (and /v1/message): route, relay, record."""
+    state = request.app[STATE]
+    t0 = time.perf_counter()
+    rid = state.new_rid()
+    rec = new_record(rid, request.path)
+    timing = {"t0": t0, "sent": None, "upstream_done": None}
+    try:
+        return await _exchange(request, state, rec, timing)
+    except ShimError as exc:
+        rec["status"] = exc.status
+        rec["err_type"] = rec["err_type"] or exc.err_type
+        log.warning("[%s] %s %s -> %d %s: %s", rid, request.method, request.path, exc.status,
+                    exc.err_type, exc.message)
+        return _error_response(exc, rid)
+    except asyncio.CancelledError:
+        rec["err_type"] = rec["err_type"] or "client_abort"
+        rec["reason"] = rec["reason"] or "client_disconnected"
+        rec["status"] = rec["status"] or 499
+        raise
+    except Exception as exc:  # a bug: answer in the protocol's shape, keep serving
+        log.exception("[%s] unexpected error", rid)
+        rec["status"] = 500
+        rec["err_type"] = rec["err_type"] or "internal"
+        return _error_response(ShimError(f"internal error in the shim ({type(exc).__name__})"), rid)
+    finally:
+        t_end = time.perf_counter()
+        rec["latency_ms"] = _ms(t0, t_end)
+        if timing["sent"] is not None:
+            pre = timing["sent"] - t0
+            post = t_end - (timing["upstream_done"] or t_end)
+            rec["overhead_ms"] = round((pre + post) * 1000.0, 3)
+        else:
+            rec["overhead_ms"] = rec["latency_ms"]
+        if rec.get("ttfb_ms") is None and rec["status"] and rec["status"] < 499:
+            rec["ttfb_ms"] = rec["latency_ms"]
+        if state.writer is not None:
+            state.writer.write(rec)
+
+
+async def _read_payload(request: web.Request, rec: dict) -> tuple[bytes, dict]:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"content-type must be application/json, got {request.content_type or 'none'}")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"request body is larger than {request.app[STATE].settings.max_body_bytes}"
+                              " bytes (CCP_MAX_BODY_BYTES)") from exc
+    rec["bytes_in"] = len(body)
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("request body must be a JSON object")
+    model = payload.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest("model: field required (a non-empty string)")
+    return body, payload
+
+
+async def _exchange(request: web.Request, state: ShimState, rec: dict,
+                    timing: dict) -> web.StreamResponse:
+    settings = state.settings
+    body, payload = await _read_payload(request, rec)
+    model = payload["model"]
+    stream = payload.get("stream") is True
+    rec["model"] = model
+    rec["op"] = "stream" if stream else "nonstream"
+
+    decision = decide(RequestMeta(model=model), settings.routing)
+    rec.update(lane=decision.lane, provider=decision.provider, decision=decision.reason,
+               upstream_model=decision.upstream_model, protocol_out="anthropic")
+    if decision.lane == LANE_ZAI:
+        rec["header_mode"] = settings.zai_header_mode
+        base = settings.zai_base_url
+    else:
+        base = settings.anthropic_base_url
+    url = base + "/v1/messages"
+    if request.query_string:
+        url += "?" + request.query_string
+    headers = upstream_request_headers(decision.lane, request.headers.items(), state.creds)
+    up_req = UpstreamRequest("POST", url, headers, body, stream)
+    rec["upstream"] = up_req.host
+
+    assert state.upstream is not None
+    timing["sent"] = time.perf_counter()
+    resp = await state.upstream.send(up_req)
+    rec["upstream_status"] = resp.status
+    rec["h2"] = resp.h2
+    if resp.status >= 400:
+        rec["err_type"] = "upstream_5xx" if resp.status >= 500 else "upstream_4xx"
+    rec["status"] = resp.status
+    out_headers = client_response_headers(resp.headers)
+    out_headers.append((RID_HEADER, rec["rid"]))
+    if resp.is_sse:
+        return await relay_stream(request, resp, out_headers, rec, timing)
+    return await relay_body(resp, out_headers, rec, timing)
+
+
+async def handle_unknown(request: web.Request) -> web.Response:
+    """Any other path or method: the Anthropic error JSON, and a usage record like any request."""
+    state = request.app[STATE]
+    t0 = time.perf_counter()
+    rid = state.new_rid()
+    rec = new_record(rid, request.path)
+    if request.path in MODEL_PATHS:
+        exc: ShimError = MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use POST")
+    else:
+        exc = NotFound(f"no such endpoint: {request.method} {request.path}")
+    rec.update(status=exc.status, err_type=exc.err_type)
+    rec["latency_ms"] = rec["overhead_ms"] = rec["ttfb_ms"] = _ms(t0, time.perf_counter())
+    log.warning("[%s] %s %s -> %d: %s", rid, request.method, request.path, exc.status, exc.message)
+    if state.writer is not None:
+        state.writer.write(rec)
+    return _error_response(exc, rid)
+
+
+async def handle_root(request: web.Request) -> web.Response:
+    rid = request.app[STATE].new_rid()
+    return web.Response(text="ccp shim\n", headers={RID_HEADER: rid})
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    rid = request.app[STATE].new_rid()
+    return web.json_response({"ok": True}, headers={RID_HEADER: rid})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    report = await readiness(state.settings)
+    return web.json_response(report, status=200 if report["ok"] else 503,
+                             headers={RID_HEADER: state.new_rid()})
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    state.writer = UsageWriter(state.settings.logs_dir)
+    own_upstream = state.upstream is None
+    if own_upstream:
+        client = AiohttpUpstream(state.settings)
+        await client.start()
+        state.upstream = client
+    yield
+    if own_upstream:
+        await client.close()
+        state.upstream = None
+    state.writer.close()
+
+
+def create_app(settings: Settings, upstream: Upstream | None = None) -> web.Application:
+    """The shim as an aiohttp application; `upstream` replaces the real client in tests."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[STATE] = ShimState(settings, upstream)
+    app.cleanup_ctx.append(_resources)
+    for path in MODEL_PATHS:
+        app.router.add_post(path, handle_model_request)
+    app.router.add_route("HEAD", "/", handle_root)
+    app.router.add_get("/", handle_root, allow_head=False)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/readyz", handle_readyz)
+    app.router.add_route("*", "/{tail:.*}", handle_unknown)
+    return app

@@ -1,0 +1,92 @@
+"""The `ccp` command line: thin verbs over the library.
+
+Exit codes: 0 ok, 1 a gate or check failed, 2 a usage or configuration error (printed as
+`Type: message`). Each verb parses its own arguments and calls one function.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from proxy.settings import ConfigError, Settings
+
+DEFAULT_PORT = 18080
+
+
+def _serve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ccp serve", description="Run the routing shim.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="port to bind; 0 lets the OS choose (announced on stdout)")
+    parser.add_argument("--port-file", help="also write the bound port to this file")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    from proxy.server import run
+    return run(settings, args.host, args.port, args.port_file)
+
+
+def _mock_upstream(argv: list[str]) -> int:
+    from harness.mock_upstream import main
+    return main(argv)
+
+
+def _summarize(argv: list[str]) -> int:
+    from reports.summarize import main
+    settings = Settings.from_env()
+    return main(argv, default_logs_dir=settings.logs_dir, default_results_dir=settings.results_dir)
+
+
+def _verify_routing(argv: list[str]) -> int:
+    from reports.verify import main
+    return main(argv, default_logs_dir=Settings.from_env().logs_dir)
+
+
+def _gates(argv: list[str]) -> int:
+    from reports.verify import gates_main
+    settings = Settings.from_env()
+    return gates_main(argv, default_logs_dir=settings.logs_dir,
+                      default_results_dir=settings.results_dir)
+
+
+def _repro(argv: list[str]) -> int:
+    from harness.repro import main
+    return main(argv)
+
+
+VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "serve": (_serve, "run the routing shim"),
+    "mock-upstream": (_mock_upstream, "run a mock Anthropic-compatible upstream (no keys needed)"),
+    "summarize": (_summarize, "turn usage logs into METRICS JSON and a summary"),
+    "verify-routing": (_verify_routing, "print routing shares and gate verdicts; exit 1 on failure"),
+    "gates": (_gates, "print gate verdicts; exit 1 on failure"),
+    "repro": (_repro, "the repro job: mocks (or real upstreams), shim, probes, METRICS, gates"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: ccp VERB [ARGS]", "", "verbs:"]
+    lines += [f"  {name:<16}{help_}" for name, (_, help_) in VERBS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"UsageError: unknown verb {verb!r}\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        return VERBS[verb][0](rest)
+    except ConfigError as exc:
+        print(f"ConfigError: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

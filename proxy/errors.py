@@ -1,0 +1,72 @@
+"""The shim's own errors and their wire shapes.
+
+    ShimError                    status  error.type             err_type
+    ├── BadRequest                 400   invalid_request_error  bad_request
+    │   ├── NotFound               404   not_found_error        bad_request
+    │   ├── MethodNotAllowed       405   invalid_request_error  bad_request
+    │   ├── PayloadTooLarge        413   request_too_large      bad_request
+    │   └── UnsupportedMediaType   415   invalid_request_error  bad_request
+    └── UpstreamError              502   api_error              net
+        └── UpstreamTimeout        504   api_error              timeout
+
+`error_body()` is the one place that turns an error into the protocol's error JSON.
+"""
+from __future__ import annotations
+
+import json
+
+
+class ShimError(Exception):
+    status = 500
+    error_type = "api_error"
+    err_type: str | None = None
+
+    def __init__(self, message: str, *, rid: str | None = None, lane: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.rid = rid
+        self.lane = lane
+
+
+class BadRequest(ShimError):
+    status = 400
+    error_type = "invalid_request_error"
+    err_type = "bad_request"
+
+
+class NotFound(BadRequest):
+    status = 404
+    error_type = "not_found_error"
+
+
+class MethodNotAllowed(BadRequest):
+    status = 405
+
+
+class PayloadTooLarge(BadRequest):
+    status = 413
+    error_type = "request_too_large"
+
+
+class UnsupportedMediaType(BadRequest):
+    status = 415
+
+
+class UpstreamError(ShimError):
+    status = 502
+    error_type = "api_error"
+    err_type = "net"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    err_type = "timeout"
+
+
+def error_body(error_type: str, message: str, protocol: str = "anthropic") -> bytes:
+    """The error JSON in the inbound protocol's own shape."""
+    if protocol == "openai":
+        obj: dict = {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+    else:
+        obj = {"type": "error", "error": {"type": error_type, "message": message}}
+    return json.dumps(obj, separators=(",", ":")).encode()

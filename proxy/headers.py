@@ -1,0 +1,91 @@
+"""Header hygiene: which headers cross the shim, per lane, in both directions.
+
+Pure functions over plain (name, value) pairs; no I/O. The rules (DESIGN.md, "Header hygiene"):
+- anthropic lane: the client's own `authorization` / `x-api-key` pass; when the client sent neither, the
+  shim's `ANTHROPIC_AUTH_TOKEN` (as Bearer) or `ANTHROPIC_API_KEY` is used. A Z.AI key or a session
+  token never goes out on it.
+- zai lane: the client's `authorization` and `x-api-key` are dropped; `$ZAI_API_KEY` is set as
+  `x-api-key` or as `authorization: Bearer` by `ZAI_HEADER_MODE`. No Anthropic credential goes out.
+- both: hop-by-hop headers are dropped; `host` and `content-length` are recomputed by the client.
+"""
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple
+
+from proxy.routing import LANE_ZAI
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
+})
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+_RECOMPUTED = frozenset({"host", "content-length"})
+# The response's own framing and identity come from the shim's server, not from the upstream's.
+_RESPONSE_DROP = HOP_BY_HOP | frozenset({"content-length", "date", "server"})
+
+
+class LaneCredentials(NamedTuple):
+    """The credentials the shim holds, as plain strings ("" when unset)."""
+
+    zai_api_key: str = ""
+    anthropic_auth_token: str = ""
+    anthropic_api_key: str = ""
+    zai_header_mode: str = "x-api-key"
+
+
+def _connection_listed(headers: Iterable[tuple[str, str]]) -> set[str]:
+    listed: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            listed.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return listed
+
+
+def _bearer_value(value: str) -> str:
+    return value[7:].strip() if value[:7].lower() == "bearer " else value.strip()
+
+
+def upstream_request_headers(lane: str, client_headers: Iterable[tuple[str, str]],
+                             creds: LaneCredentials,
+                             session_tokens: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Headers to send upstream for `lane`, given what the client sent.
+
+    Returns a dict keyed by lower-case names. `session_tokens` are inbound tokens that identify a
+    sandbox session: they are accepted from the client but never forwarded.
+    """
+    pairs = list(client_headers)
+    drop = HOP_BY_HOP | _RECOMPUTED | _connection_listed(pairs)
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        if key not in drop:
+            out[key] = value
+
+    if lane == LANE_ZAI:
+        for key in CREDENTIAL_HEADERS:
+            out.pop(key, None)
+        if creds.zai_api_key:
+            if creds.zai_header_mode == "authorization":
+                out["authorization"] = f"Bearer {creds.zai_api_key}"
+            else:
+                out["x-api-key"] = creds.zai_api_key
+        return out
+
+    # Any other lane speaks to Anthropic: keep the client's own credential unless it is a foreign one.
+    foreign = {t for t in (creds.zai_api_key, *session_tokens) if t}
+    for key in CREDENTIAL_HEADERS:
+        if key in out and _bearer_value(out[key]) in foreign:
+            del out[key]
+    if not CREDENTIAL_HEADERS & out.keys():
+        if creds.anthropic_auth_token:
+            out["authorization"] = f"Bearer {creds.anthropic_auth_token}"
+        elif creds.anthropic_api_key:
+            out["x-api-key"] = creds.anthropic_api_key
+    return out
+
+
+def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Upstream response headers worth relaying to the client (order and repeats kept)."""
+    pairs = list(upstream_headers)
+    drop = _RESPONSE_DROP | _connection_listed(pairs)
+    return [(name, value) for name, value in pairs if name.lower() not in drop]

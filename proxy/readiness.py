@@ -1,0 +1,49 @@
+"""Readiness: can the shim reach each lane's upstream right now?
+
+Each lane's base URL is probed with a `HEAD` (2 s). Any HTTP answer from 200 to 405 means the host is
+there and speaking HTTP (an API root commonly answers 404 or 405), so the lane counts as reachable; the
+status is kept with a `reason` naming it. Connection errors and timeouts make the lane unreachable.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from proxy.routing import LANE_ANTHROPIC, LANE_ZAI
+from proxy.settings import Settings
+
+PROBE_TIMEOUT = 2.0
+_REASONS = {200: "ok", 204: "ok", 400: "bad_request", 401: "unauthorized", 403: "forbidden",
+            404: "not_found", 405: "method_not_allowed"}
+
+
+def classify(status: int) -> tuple[bool, str]:
+    """(reachable, reason) for a probe's HTTP status."""
+    if 200 <= status <= 405:
+        return True, _REASONS.get(status, "ok" if status < 300 else f"http_{status}")
+    return False, f"http_{status}"
+
+
+async def _probe(session: aiohttp.ClientSession, lane: str, url: str) -> dict:
+    try:
+        async with session.head(url, allow_redirects=False) as resp:
+            ok, reason = classify(resp.status)
+            return {"lane": lane, "url": url, "reachable": ok, "status": resp.status, "reason": reason}
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        return {"lane": lane, "url": url, "reachable": False, "status": None, "reason": "timeout"}
+    except (aiohttp.ClientError, OSError) as exc:
+        return {"lane": lane, "url": url, "reachable": False, "status": None,
+                "reason": f"unreachable: {type(exc).__name__}"}
+
+
+async def readiness(settings: Settings) -> dict:
+    """Probe every lane concurrently; `ok` only when all are reachable."""
+    lanes = {LANE_ANTHROPIC: settings.anthropic_base_url, LANE_ZAI: settings.zai_base_url}
+    timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        results = await asyncio.gather(*(_probe(session, lane, url) for lane, url in lanes.items()))
+    return {"ok": all(r["reachable"] for r in results),
+            "providers": {r["lane"]: r for r in results},
+            "license": {"ok": True, "enforced": False, "plan": None, "features": [],
+                        "expires_at": None, "reason": "enforcement off"}}

@@ -1,0 +1,105 @@
+"""Relaying an upstream answer to the client, and noting what crossed.
+
+`relay_stream()` writes each upstream chunk to the client the moment it arrives, unchanged: no
+buffering of the whole body, no per-chunk copies beyond what the SSE meter looks at. When the stream
+breaks it tells the client with an Anthropic `error` event and records why. `relay_body()` does the
+same for a whole (non-SSE) body. Both always release or close the upstream response, so no upstream
+connection outlives its request.
+"""
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from proxy.errors import UpstreamError
+from proxy.sse import SseMeter, error_event, tokens_from_message
+from proxy.upstream import StreamIdle, UpstreamResponse
+from proxy.usage import set_tokens
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000.0, 3)
+
+
+async def relay_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec: dict,
+                     timing: dict) -> web.Response:
+    """Read the whole upstream body and answer with it as it is."""
+    try:
+        data = await resp.read()
+    except BaseException:
+        resp.close()
+        raise
+    resp.release()
+    timing["upstream_done"] = time.perf_counter()
+    if 200 <= resp.status < 300 and rec.get("op") is not None:
+        encoding = next((v for k, v in headers if k.lower() == "content-encoding"), "identity")
+        if encoding == "identity":
+            set_tokens(rec, tokens_from_message(data))
+    rec["bytes_out"] = len(data)
+    out = web.Response(status=resp.status, body=data)
+    for name, value in headers:
+        out.headers.add(name, value)
+    return out
+
+
+async def relay_stream(request: web.Request, resp: UpstreamResponse,
+                       headers: list[tuple[str, str]], rec: dict, timing: dict) -> web.StreamResponse:
+    """Relay an SSE body chunk by chunk; account for how it ended."""
+    out = web.StreamResponse(status=resp.status)
+    for name, value in headers:
+        out.headers.add(name, value)
+    meter = SseMeter()
+    t_start = time.perf_counter()
+    released = False
+    try:
+        await out.prepare(request)
+        async for chunk in resp.chunks():
+            if rec["ttfb_ms"] is None:
+                rec["ttfb_ms"] = _ms(timing["t0"], time.perf_counter())
+            meter.feed(chunk)
+            await out.write(chunk)
+        resp.release()
+        released = True
+        timing["upstream_done"] = time.perf_counter()
+        if not meter.complete:
+            rec["err_type"] = rec["err_type"] or "net"
+            rec["reason"] = "stream_incomplete"
+        await out.write_eof()
+    except StreamIdle as exc:
+        rec["err_type"] = exc.err_type
+        rec["reason"] = "stream_timeout"
+        await _tell_client(out, "timeout_error", exc.message)
+    except UpstreamError as exc:
+        rec["err_type"] = exc.err_type
+        rec["reason"] = "upstream_reset"
+        await _tell_client(out, "api_error", exc.message)
+    except ConnectionError:
+        rec["err_type"] = "client_abort"
+        rec["reason"] = "client_disconnected"
+    finally:
+        if not released:
+            resp.close()
+        end = time.perf_counter()
+        timing["upstream_done"] = timing["upstream_done"] or end
+        rec["bytes_out"] = meter.bytes
+        rec["sse"] = meter.summary(_ms(t_start, end))
+        set_tokens(rec, {"in_tokens": meter.in_tokens, "out_tokens": meter.out_tokens,
+                         "cache_read_tokens": meter.cache_read_tokens,
+                         "cache_creation_tokens": meter.cache_creation_tokens})
+        if meter.error_type and not rec["err_type"]:
+            rec["err_type"] = "upstream_5xx" if meter.error_type in ("api_error", "overloaded_error") \
+                else "upstream_4xx"
+            rec["reason"] = f"sse_error:{meter.error_type}"
+    if rec["reason"] is None:
+        rec["reason"] = "streaming"
+    return out
+
+
+async def _tell_client(out: web.StreamResponse, error_type: str, message: str) -> None:
+    """Best effort: the client may be gone too."""
+    try:
+        await out.write(error_event(error_type, message))
+        await out.write_eof()
+    except ConnectionError:
+        pass

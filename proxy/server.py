@@ -1,0 +1,66 @@
+"""Running the shim as a process: bind, announce the port, serve until told to stop.
+
+`ccp serve --port 0` binds an OS-chosen port and announces it as one JSON line on stdout (and in
+`--port-file` when given), so harnesses never guess a port. SIGTERM and SIGINT stop it cleanly: the
+listener closes, in-flight requests are cancelled (and recorded as such), the log is closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from proxy.app import create_app
+from proxy.settings import Settings
+
+log = logging.getLogger("ccp.shim")
+
+
+def describe(settings: Settings) -> str:
+    """One startup line: where each lane goes and the toggles (never a secret)."""
+    creds = [name for name, s in (("ZAI_API_KEY", settings.zai_api_key),
+                                  ("ANTHROPIC_AUTH_TOKEN", settings.anthropic_auth_token),
+                                  ("ANTHROPIC_API_KEY", settings.anthropic_api_key)) if s]
+    return (f"lanes anthropic={settings.anthropic_base_url} zai={settings.zai_base_url} "
+            f"force_haiku_to_zai={int(settings.force_haiku_to_zai)} "
+            f"offload_paused={int(settings.offload_paused)} zai_header_mode={settings.zai_header_mode} "
+            f"credentials=[{','.join(creds)}] logs={settings.logs_dir} "
+            f"max_body={settings.max_body_bytes}")
+
+
+async def serve(settings: Settings, host: str, port: int, port_file: str | None = None) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    announce = {"event": "listening", "host": host, "port": bound, "pid": os.getpid(),
+                "url": f"http://{host}:{bound}"}
+    print(json.dumps(announce), flush=True)
+    if port_file:
+        Path(port_file).write_text(f"{bound}\n")
+    log.info("[ccp] listening on http://%s:%d %s", host, bound, describe(settings))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("[ccp] stopping")
+        await runner.cleanup()
+
+
+def run(settings: Settings, host: str, port: int, port_file: str | None = None) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(serve(settings, host, port, port_file))
+    return 0

@@ -1,0 +1,174 @@
+"""Settings: the one place that reads the environment.
+
+Everything the shim is told by its environment is parsed here, once, with strict casts and errors that
+name the variable and its value. Secrets are wrapped in `Secret` so that `repr`/`str` never show them.
+Other modules receive a `Settings` object and never touch `os.environ`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from proxy.routing import RoutingPolicy
+
+DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+DEFAULT_ZAI_BASE_URL = "https://api.z.ai/api/anthropic"
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_JSON_TIMEOUT = 30.0
+DEFAULT_SSE_IDLE_TIMEOUT = 120.0
+DEFAULT_DIAL_TIMEOUT = 10.0
+DEFAULT_HEADER_TIMEOUT = 60.0
+HEADER_MODES = ("x-api-key", "authorization")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the shim cannot use; the message names the key and the value."""
+
+
+class Secret:
+    """A credential that never shows itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(b|kb|k|kib|mb|m|mib|gb|g|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+               "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+_DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+
+
+def parse_bool(key: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{key}={raw!r}: expected 1/0, true/false, yes/no or on/off")
+
+
+def parse_duration(key: str, raw: str) -> float:
+    """Seconds from '30', '30s', '250ms', '2m' or '1h'."""
+    m = _DURATION_RE.match(raw)
+    if not m:
+        raise ConfigError(f"{key}={raw!r}: expected a duration such as 30s, 250ms, 2m or 1h")
+    seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"{key}={raw!r}: must be greater than zero")
+    return seconds
+
+
+def parse_size(key: str, raw: str) -> int:
+    """Bytes from '1048576', '20MB', '512KiB'."""
+    m = _SIZE_RE.match(raw)
+    if not m:
+        raise ConfigError(f"{key}={raw!r}: expected a size such as 20MB or 1048576")
+    unit = m.group(2).lower() if m.group(2) else None
+    size = int(m.group(1)) * _SIZE_UNITS[unit]
+    if size <= 0:
+        raise ConfigError(f"{key}={raw!r}: must be greater than zero")
+    return size
+
+
+def parse_base_url(key: str, raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ConfigError(f"{key}={raw!r}: expected an http:// or https:// URL")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the shim reads from its environment, parsed and validated."""
+
+    anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
+    zai_base_url: str = DEFAULT_ZAI_BASE_URL
+    zai_api_key: Secret = field(default_factory=lambda: Secret(""))
+    anthropic_auth_token: Secret = field(default_factory=lambda: Secret(""))
+    anthropic_api_key: Secret = field(default_factory=lambda: Secret(""))
+    force_haiku_to_zai: bool = True
+    offload_paused: bool = False
+    zai_header_mode: str = "x-api-key"
+    logs_dir: str = "logs"
+    results_dir: str = "results"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    json_timeout: float = DEFAULT_JSON_TIMEOUT
+    sse_idle_timeout: float = DEFAULT_SSE_IDLE_TIMEOUT
+    dial_timeout: float = DEFAULT_DIAL_TIMEOUT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    allow_real_api: bool = False
+
+    @property
+    def routing(self) -> RoutingPolicy:
+        return RoutingPolicy(offload_paused=self.offload_paused,
+                             force_haiku_to_zai=self.force_haiku_to_zai)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+
+        def get(*keys: str) -> tuple[str, str] | None:
+            for key in keys:
+                if key in env:
+                    return key, env[key]
+            return None
+
+        kw: dict = {}
+        for attr, keys, parse in (
+            ("anthropic_base_url", ("CCP_ANTHROPIC_BASE_URL",), parse_base_url),
+            ("zai_base_url", ("CCP_ZAI_BASE_URL",), parse_base_url),
+            ("force_haiku_to_zai", ("FORCE_HAIKU_TO_ZAI",), parse_bool),
+            ("offload_paused", ("OFFLOAD_PAUSED",), parse_bool),
+            ("allow_real_api", ("ALLOW_REAL_API",), parse_bool),
+            ("max_body_bytes", ("CCP_MAX_BODY_BYTES",), parse_size),
+            ("json_timeout", ("CCP_JSON_TIMEOUT",), parse_duration),
+            ("sse_idle_timeout", ("CCP_SSE_IDLE_TIMEOUT",), parse_duration),
+            ("dial_timeout", ("CCP_DIAL_TIMEOUT",), parse_duration),
+            ("header_timeout", ("CCP_HEADER_TIMEOUT",), parse_duration),
+        ):
+            found = get(*keys)
+            if found is not None and found[1].strip() != "":
+                kw[attr] = parse(*found)
+        for attr, key in (("zai_api_key", "ZAI_API_KEY"),
+                          ("anthropic_auth_token", "ANTHROPIC_AUTH_TOKEN"),
+                          ("anthropic_api_key", "ANTHROPIC_API_KEY")):
+            kw[attr] = Secret(env.get(key, "").strip())
+        mode = env.get("ZAI_HEADER_MODE", "").strip().lower()
+        if mode:
+            if mode not in HEADER_MODES:
+                raise ConfigError(f"ZAI_HEADER_MODE={mode!r}: expected one of {', '.join(HEADER_MODES)}")
+            kw["zai_header_mode"] = mode
+        for attr, key in (("logs_dir", "CCP_LOGS_DIR"), ("results_dir", "CCP_RESULTS_DIR")):
+            if env.get(key, "").strip():
+                kw[attr] = env[key].strip()
+        return cls(**kw)
+
+    def secrets(self) -> list[str]:
+        """Every configured credential value, for redaction."""
+        return [s.reveal() for s in (self.zai_api_key, self.anthropic_auth_token,
+                                     self.anthropic_api_key) if s]

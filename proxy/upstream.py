@@ -1,0 +1,139 @@
+"""The upstream seam: one small interface between the shim and the providers.
+
+`Upstream.send(UpstreamRequest) -> UpstreamResponse` is all the handler knows of the network. The real
+client (`AiohttpUpstream`) is the only code that owns connections, pooling and timeouts; tests can put
+any object with the same two methods in its place.
+
+Errors leave the seam as the shim's own tree (proxy.errors): `UpstreamError` (the upstream could not
+be reached or broke the connection) and `UpstreamTimeout`. Idle streams raise `StreamIdle`.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import AsyncIterator, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from proxy.errors import UpstreamError, UpstreamTimeout
+from proxy.settings import Settings
+
+
+class StreamIdle(UpstreamTimeout):
+    """No byte arrived on a stream for longer than the idle timeout."""
+
+    err_type = "idle_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).netloc
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: list[tuple[str, str]]
+    h2: bool
+
+    @property
+    def is_sse(self) -> bool: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Upstream(Protocol):
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+
+class _AiohttpResponse:
+    __slots__ = ("_resp", "status", "headers", "h2")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
+        self.h2 = False
+
+    @property
+    def is_sse(self) -> bool:
+        return self._resp.content_type == "text/event-stream"
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._resp.content.iter_any():
+                yield chunk
+        except aiohttp.ServerTimeoutError as exc:
+            raise StreamIdle("no data from upstream within the idle timeout") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamError(f"upstream stream broke: {_describe(exc)}") from exc
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise UpstreamTimeout("upstream did not answer in time") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamError(f"upstream body broke: {_describe(exc)}") from exc
+
+    def release(self) -> None:
+        self._resp.release()
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "…"
+
+
+class AiohttpUpstream:
+    """The real upstream client: one pooled aiohttp session for every lane."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+        self._json_timeout = aiohttp.ClientTimeout(
+            total=settings.json_timeout, sock_connect=settings.dial_timeout)
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.dial_timeout, sock_read=settings.sse_idle_timeout)
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        assert self._session is not None, "AiohttpUpstream.start() was not awaited"
+        timeout = self._stream_timeout if request.stream else self._json_timeout
+        try:
+            async with asyncio.timeout(self._settings.header_timeout):
+                resp = await self._session.request(
+                    request.method, request.url, headers=request.headers, data=request.body,
+                    timeout=timeout, allow_redirects=False)
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
+        except (aiohttp.ClientError, ConnectionError, OSError) as exc:
+            raise UpstreamError(f"cannot reach {request.host}: {_describe(exc)}") from exc
+        return _AiohttpResponse(resp)
