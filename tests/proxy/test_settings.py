@@ -1,0 +1,54 @@
+import pytest
+
+from proxy.settings import ConfigError, Secret, Settings, parse_duration, parse_size
+
+pytestmark = pytest.mark.quick
+
+
+def test_defaults_from_empty_env():
+    s = Settings.from_env({})
+    assert s.anthropic_base_url == "https://api.anthropic.com"
+    assert s.zai_base_url.endswith("/api/anthropic")
+    assert s.force_haiku_to_zai and not s.offload_paused
+    assert s.zai_header_mode == "x-api-key"
+    assert s.max_body_bytes == 32 * 1024 * 1024
+    assert s.secrets() == []
+
+
+def test_values_are_parsed_strictly():
+    s = Settings.from_env({"CCP_ANTHROPIC_BASE_URL": "http://127.0.0.1:9/", "FORCE_HAIKU_TO_ZAI": "off",
+                           "OFFLOAD_PAUSED": "yes", "ZAI_HEADER_MODE": "Authorization",
+                           "CCP_MAX_BODY_BYTES": "20MB", "CCP_SSE_IDLE_TIMEOUT": "250ms",
+                           "CCP_LOGS_DIR": "/tmp/x"})
+    assert s.anthropic_base_url == "http://127.0.0.1:9"
+    assert not s.force_haiku_to_zai and s.offload_paused
+    assert s.zai_header_mode == "authorization"
+    assert s.max_body_bytes == 20 * 1024 * 1024
+    assert s.sse_idle_timeout == pytest.approx(0.25)
+    assert s.logs_dir == "/tmp/x"
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"FORCE_HAIKU_TO_ZAI": "maybe"}, "FORCE_HAIKU_TO_ZAI"),
+    ({"ZAI_HEADER_MODE": "cookie"}, "ZAI_HEADER_MODE"),
+    ({"CCP_ZAI_BASE_URL": "ftp://x"}, "CCP_ZAI_BASE_URL"),
+    ({"CCP_MAX_BODY_BYTES": "lots"}, "CCP_MAX_BODY_BYTES"),
+    ({"CCP_JSON_TIMEOUT": "0s"}, "CCP_JSON_TIMEOUT"),
+])
+def test_bad_values_name_the_key(env, key):
+    with pytest.raises(ConfigError, match=key):
+        Settings.from_env(env)
+
+
+def test_secrets_never_show_in_repr():
+    s = Settings.from_env({"ZAI_API_KEY": "zai-secret-123", "ANTHROPIC_AUTH_TOKEN": "sk-ant-xyz"})
+    assert "zai-secret-123" not in repr(s) and "sk-ant-xyz" not in repr(s)
+    assert "zai-secret-123" not in str(s.zai_api_key)
+    assert sorted(s.secrets()) == ["sk-ant-xyz", "zai-secret-123"]
+    assert Secret("a") == Secret("a") and not Secret("")
+
+
+def test_units():
+    assert parse_duration("K", "2m") == 120
+    assert parse_duration("K", "1h") == 3600
+    assert parse_size("K", "512KiB") == 512 * 1024

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from proxy.sse import SseMeter, error_event, tokens_from_message
+
+pytestmark = pytest.mark.quick
+
+
+def _event(name, obj):
+    return f"event: {name}\ndata: {json.dumps(obj)}\n\n".encode()
+
+
+STREAM = b"".join([
+    _event("message_start", {"type": "message_start", "message": {"usage": {
+        "input_tokens": 12, "output_tokens": 1, "cache_read_input_tokens": 3}}}),
+    _event("content_block_start", {"type": "content_block_start", "index": 0}),
+    _event("ping", {"type": "ping"}),
+    _event("content_block_delta", {"type": "content_block_delta", "delta": {"text": "héllo 🙂"}}),
+    _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    _event("message_delta", {"type": "message_delta", "usage": {"output_tokens": 7}}),
+    _event("message_stop", {"type": "message_stop"}),
+])
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 64, len(STREAM)])
+def test_meter_counts_whatever_the_chunking(size):
+    meter = SseMeter()
+    for i in range(0, len(STREAM), size):
+        meter.feed(STREAM[i:i + size])
+    assert (meter.events, meter.bytes, meter.complete) == (7, len(STREAM), True)
+    assert (meter.in_tokens, meter.out_tokens, meter.cache_read_tokens) == (12, 7, 3)
+
+
+def test_meter_without_message_stop_is_incomplete():
+    meter = SseMeter()
+    meter.feed(STREAM[: STREAM.index(b"event: message_stop")])
+    assert not meter.complete and meter.events == 6
+
+
+def test_meter_reads_error_events_and_crlf():
+    meter = SseMeter()
+    meter.feed(error_event("overloaded_error", "busy").replace(b"\n", b"\r\n"))
+    assert meter.error_type == "overloaded_error" and meter.events == 1
+
+
+def test_tokens_from_message():
+    body = json.dumps({"usage": {"input_tokens": 5, "output_tokens": 2}}).encode()
+    assert tokens_from_message(body)["in_tokens"] == 5
+    assert tokens_from_message(b"not json") == {}

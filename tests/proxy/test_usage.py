@@ -1,0 +1,46 @@
+import json
+import threading
+
+import pytest
+
+from proxy.usage import FIELDS, UsageWriter, new_record, set_tokens, utc_timestamp
+
+pytestmark = pytest.mark.quick
+
+
+def test_new_record_has_every_field():
+    rec = new_record("r-1", "/v1/messages")
+    assert set(FIELDS) <= rec.keys()
+    assert rec["rid"] == "r-1" and rec["ts"].endswith("Z")
+    assert "header_mode" not in rec  # present on zai records only
+
+
+def test_set_tokens_ignores_non_ints():
+    rec = new_record("r", "/")
+    set_tokens(rec, {"in_tokens": 3, "out_tokens": None, "cache_read_tokens": "x"})
+    assert (rec["in_tokens"], rec["out_tokens"], rec["cache_read_tokens"]) == (3, None, None)
+
+
+def test_timestamp_format():
+    assert utc_timestamp(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_concurrent_writers_never_split_lines(tmp_path):
+    writer = UsageWriter(tmp_path)
+    big = "x" * 70000  # larger than a pipe buffer: must still land as one line
+
+    def work(n):
+        for i in range(50):
+            rec = new_record(f"{n}-{i}", "/v1/messages")
+            rec["model"] = big
+            writer.write(rec)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    lines = (tmp_path / "usage.jsonl").read_text().splitlines()
+    rids = [json.loads(line)["rid"] for line in lines]
+    assert len(rids) == 400 == len(set(rids))
