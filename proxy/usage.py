@@ -69,3 +69,23 @@ class UsageWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def rotate_usage(logs_dir: str | os.PathLike, keep: int = 5) -> Path | None:
+    """Shift usage.jsonl -> .1 -> .2 … (keeping `keep`); returns the new .1 or None if nothing to do.
+
+    Only for a stopped shim (the repro job rotates before its run); live rotation comes with the
+    operations work.
+    """
+    path = Path(logs_dir) / USAGE_FILE
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    oldest = path.with_name(f"{USAGE_FILE}.{keep}")
+    oldest.unlink(missing_ok=True)
+    for n in range(keep - 1, 0, -1):
+        src = path.with_name(f"{USAGE_FILE}.{n}")
+        if src.exists():
+            src.rename(path.with_name(f"{USAGE_FILE}.{n + 1}"))
+    first = path.with_name(f"{USAGE_FILE}.1")
+    path.rename(first)
+    return first

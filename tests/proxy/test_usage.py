@@ -44,3 +44,15 @@ def test_concurrent_writers_never_split_lines(tmp_path):
     lines = (tmp_path / "usage.jsonl").read_text().splitlines()
     rids = [json.loads(line)["rid"] for line in lines]
     assert len(rids) == 400 == len(set(rids))
+
+
+def test_rotate_keeps_five(tmp_path):
+    from proxy.usage import rotate_usage
+    for n in range(7):
+        (tmp_path / "usage.jsonl").write_text(f"{n}\n")
+        assert rotate_usage(tmp_path) == tmp_path / "usage.jsonl.1"
+    assert not (tmp_path / "usage.jsonl").exists()
+    assert [(tmp_path / f"usage.jsonl.{i}").read_text() for i in range(1, 6)] == \
+        ["6\n", "5\n", "4\n", "3\n", "2\n"]
+    assert not (tmp_path / "usage.jsonl.6").exists()
+    assert rotate_usage(tmp_path / "empty") is None

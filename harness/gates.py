@@ -1,0 +1,132 @@
+"""Gates: pure pass/fail checks over usage records and artifacts.
+
+Each gate takes plain record dicts (as `reports.usage_io.read_records` returns them) and gives one
+`GateResult(name, ok, detail)`; the detail says what was checked and names the first offenders by
+`rid`, so a failing verdict can be grepped straight back to its log line. Only `metrics_present`
+looks at a file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Iterable, NamedTuple
+
+from proxy.routing import LANE_ANTHROPIC, is_haiku
+
+# Decisions that legitimately keep a Haiku request on the anthropic lane (DESIGN routing table).
+HAIKU_ON_ANTHROPIC_OK = frozenset(
+    {"offload_paused", "license_block", "quota_block", "manual_override", "route"})
+SHOW_RIDS = 5  # how many offending rids a detail names
+
+
+class GateResult(NamedTuple):
+    name: str
+    ok: bool
+    detail: str
+
+
+def _rids(records: Iterable[dict]) -> str:
+    rids = [str(r.get("rid")) for r in records]
+    more = f" (+{len(rids) - SHOW_RIDS} more)" if len(rids) > SHOW_RIDS else ""
+    return ", ".join(rids[:SHOW_RIDS]) + more
+
+
+def _verdict(name: str, bad: list[dict], checked: int, what: str, problem: str) -> GateResult:
+    if bad:
+        return GateResult(name, False, f"{len(bad)}/{checked} {what} {problem}: {_rids(bad)}")
+    return GateResult(name, True, f"{checked} {what} checked, none {problem}")
+
+
+def no_haiku_on_anthropic(records: list[dict]) -> GateResult:
+    """Haiku on the anthropic lane fails unless a routing rule or a bad request explains it."""
+    haiku = [r for r in records if is_haiku(r.get("model"))]
+    bad = [r for r in haiku
+           if r.get("lane") == LANE_ANTHROPIC
+           and r.get("decision") not in HAIKU_ON_ANTHROPIC_OK
+           and r.get("err_type") != "bad_request"]
+    return _verdict("no_haiku_on_anthropic", bad, len(haiku), "haiku records",
+                    "on the anthropic lane without an allowed decision")
+
+
+def no_header_mode_on_anthropic(records: list[dict]) -> GateResult:
+    """header_mode belongs to the zai lane only; on an anthropic record it betrays a Z.AI header."""
+    anth = [r for r in records if r.get("lane") == LANE_ANTHROPIC]
+    bad = [r for r in anth if r.get("header_mode") is not None]
+    return _verdict("no_header_mode_on_anthropic", bad, len(anth), "anthropic records",
+                    "carry header_mode")
+
+
+def _stream_accounted(record: dict) -> bool:
+    sse = record.get("sse")
+    if isinstance(sse, dict) and sse.get("complete") is True:
+        return True
+    if record.get("err_type") is not None:
+        return True
+    reason = record.get("reason")
+    return reason is not None and reason != "streaming"
+
+
+def streams_accounted(records: list[dict]) -> GateResult:
+    """Every stream completed or says why not (an err_type, or a reason other than streaming)."""
+    streams = [r for r in records if r.get("op") == "stream"]
+    bad = [r for r in streams if not _stream_accounted(r)]
+    return _verdict("streams_accounted", bad, len(streams), "streams",
+                    "incomplete without an err_type or reason")
+
+
+def one_record_per_rid(records: list[dict]) -> GateResult:
+    """Each request id is non-empty and appears on exactly one record."""
+    name = "one_record_per_rid"
+    empty = [r for r in records if not isinstance(r.get("rid"), str) or not r.get("rid")]
+    seen: dict[str, int] = {}
+    for r in records:
+        rid = r.get("rid")
+        if isinstance(rid, str) and rid:
+            seen[rid] = seen.get(rid, 0) + 1
+    dups = [rid for rid, n in seen.items() if n > 1]
+    if not empty and not dups:
+        return GateResult(name, True, f"{len(records)} records, {len(seen)} unique rids")
+    parts = []
+    if empty:
+        parts.append(f"{len(empty)} records without a rid")
+    if dups:
+        shown = ", ".join(f"{rid}×{seen[rid]}" for rid in dups[:SHOW_RIDS])
+        more = f" (+{len(dups) - SHOW_RIDS} more)" if len(dups) > SHOW_RIDS else ""
+        parts.append(f"{len(dups)} duplicated rids: {shown}{more}")
+    return GateResult(name, False, "; ".join(parts))
+
+
+def metrics_present(path: str | Path) -> GateResult:
+    """The METRICS file exists and is a JSON object with a `requests` count."""
+    name = "metrics_present"
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return GateResult(name, False, f"{path} does not exist")
+    except (OSError, ValueError) as exc:
+        return GateResult(name, False, f"{path} is not readable JSON: {exc}")
+    if not isinstance(data, dict) or "requests" not in data:
+        return GateResult(name, False, f"{path} has no 'requests' key")
+    return GateResult(name, True, f"{path}: {data['requests']} requests")
+
+
+RECORD_GATES: tuple[Callable[[list[dict]], GateResult], ...] = (
+    no_haiku_on_anthropic, no_header_mode_on_anthropic, streams_accounted, one_record_per_rid)
+
+
+def run_gates(records: list[dict], metrics_path: str | Path | None = None) -> list[GateResult]:
+    """All record gates, plus `metrics_present` when a METRICS path is given."""
+    results = [gate(records) for gate in RECORD_GATES]
+    if metrics_path is not None:
+        results.append(metrics_present(metrics_path))
+    return results
+
+
+def format_verdicts(results: Iterable[GateResult]) -> str:
+    """One line per gate: `PASS name: detail` or `FAIL name: detail`."""
+    return "\n".join(f"{'PASS' if r.ok else 'FAIL'} {r.name}: {r.detail}" for r in results)
+
+
+def all_ok(results: Iterable[GateResult]) -> bool:
+    return all(r.ok for r in results)

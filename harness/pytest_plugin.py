@@ -1,0 +1,74 @@
+"""pytest fixtures for ccp scenarios: hermetic env, session mock upstreams, and `make_shim`.
+
+- every test starts without proxy/provider variables (autouse);
+- `mock_anthropic` / `mock_zai` are session-scoped mock upstreams, reset before each test that uses
+  them, and strict: a test that leaves an unexpected call behind fails;
+- `make_shim(env=..., lanes=True)` starts the real `ccp serve` process on a free port with its own
+  logs folder, pointed at the mocks with the fake lane credentials, and stops it after the test.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+from harness.keys import lane_env, test_keys
+from harness.mock_upstream import MockUpstream
+from harness.shim import ShimProcess, _STRIPPED, _STRIPPED_PREFIXES
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch):
+    for key in list(os.environ):
+        if key in _STRIPPED or key.startswith(_STRIPPED_PREFIXES):
+            monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def _mock_pair():
+    anthropic, zai = MockUpstream("anthropic"), MockUpstream("zai")
+    anthropic.start()
+    zai.start()
+    yield anthropic, zai
+    anthropic.stop()
+    zai.stop()
+
+
+@pytest.fixture
+def mock_anthropic(_mock_pair):
+    mock = _mock_pair[0]
+    mock.reset()
+    yield mock
+    mock.assert_no_unexpected()
+
+
+@pytest.fixture
+def mock_zai(_mock_pair):
+    mock = _mock_pair[1]
+    mock.reset()
+    yield mock
+    mock.assert_no_unexpected()
+
+
+@pytest.fixture
+def keys() -> dict[str, str]:
+    return test_keys()
+
+
+@pytest.fixture
+def make_shim(tmp_path, mock_anthropic, mock_zai):
+    """Factory: `make_shim(env={...}) -> ShimProcess` (started; stopped after the test)."""
+    started: list[ShimProcess] = []
+    counter = itertools.count()
+
+    def factory(env: dict[str, str] | None = None, lanes: bool = True) -> ShimProcess:
+        overlay = lane_env(mock_anthropic.base_url, mock_zai.zai_base_url) if lanes else {}
+        overlay.update(env or {})
+        shim = ShimProcess(tmp_path / f"shim{next(counter)}", overlay)
+        started.append(shim)
+        return shim.start()
+
+    yield factory
+    for shim in started:
+        shim.stop()

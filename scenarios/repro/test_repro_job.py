@@ -1,0 +1,46 @@
+"""`ccp repro` end to end, as `make repro` runs it: exit 0, the lane table, gates, METRICS on disk."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness.shim import PROJECT_ROOT, clean_env
+
+pytestmark = [pytest.mark.repro, pytest.mark.repro_go]
+
+
+def _run(tmp_path, extra=None):
+    env = clean_env({"CCP_LOGS_DIR": str(tmp_path / "logs"), "CCP_RESULTS_DIR": str(tmp_path / "results"),
+                     **(extra or {})})
+    return subprocess.run([sys.executable, "-m", "proxy", "repro"], env=env, cwd=PROJECT_ROOT,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+
+
+def test_repro_passes_on_mocks(tmp_path):
+    out = _run(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "all gates passed" in out.stdout
+    assert "PASS no_haiku_on_anthropic" in out.stdout and "PASS long_sse_byte_exact" in out.stdout
+    metrics = json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())
+    assert metrics["requests"] == 13
+    assert metrics["completions_by_lane"]["zai"] == 6 and metrics["completions_by_lane"]["anthropic"] == 7
+    assert (tmp_path / "results" / "repro-SUMMARY.md").read_text().strip()
+    # a second run rotates the first run's log away, so each METRICS covers one run
+    again = _run(tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "logs" / "usage.jsonl.1").exists()
+    assert json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())["requests"] == 13
+
+
+def test_repro_fails_when_haiku_is_kept_off_zai(tmp_path):
+    """A run that sends haiku to anthropic must fail its gates (exit 1), not pass quietly."""
+    out = _run(tmp_path, {"FORCE_HAIKU_TO_ZAI": "0"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAIL no_haiku_on_anthropic" in out.stdout
+
+
+def test_repro_config_error_exits_2(tmp_path):
+    out = _run(tmp_path, {"ZAI_HEADER_MODE": "cookie"})
+    assert out.returncode == 2
+    assert "ConfigError: ZAI_HEADER_MODE" in out.stderr
