@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import anthropic
@@ -116,17 +117,11 @@ def sdk_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: bool
     messages = [{"role": "user", "content": prompt}]
     t0 = time.perf_counter()
     try:
-        if stream:
-            with client.messages.stream(model=model, max_tokens=64, messages=messages) as s:
-                result.text = "".join(s.text_stream)
-                result.status = s.response.status_code
-                result.headers = dict(s.response.headers)
-        else:
-            raw = client.messages.with_raw_response.create(model=model, max_tokens=64,
-                                                           messages=messages)
-            result.status = raw.http_response.status_code
-            result.headers = dict(raw.headers)
-            result.text = text_from_message(raw.parse().model_dump())
+        with warnings.catch_warnings():
+            # The SDK warns about retired model ids; probes use whatever id the operator's client sends.
+            warnings.filterwarnings("ignore", message=r"The model .* is deprecated",
+                                    category=DeprecationWarning)
+            _sdk_call(client, result, model, messages, stream)
     except anthropic.APIStatusError as exc:
         result.status = exc.status_code
         result.headers = dict(exc.response.headers)
@@ -138,6 +133,20 @@ def sdk_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: bool
     result.rid = result.headers.get(RID_HEADER)
     result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
     return result
+
+
+def _sdk_call(client: anthropic.Anthropic, result: ProbeResult, model: str, messages: list,
+              stream: bool) -> None:
+    if stream:
+        with client.messages.stream(model=model, max_tokens=64, messages=messages) as s:
+            result.text = "".join(s.text_stream)
+            result.status = s.response.status_code
+            result.headers = dict(s.response.headers)
+    else:
+        raw = client.messages.with_raw_response.create(model=model, max_tokens=64, messages=messages)
+        result.status = raw.http_response.status_code
+        result.headers = dict(raw.headers)
+        result.text = text_from_message(raw.parse().model_dump())
 
 
 PROBES = {"http": http_probe, "sdk": sdk_probe}

@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                 m.stop()
 
     _print_table(items, results, records)
-    df = read_usage([logs_dir])
+    df = read_usage([logs_dir / "usage.jsonl"])
     metrics = summarize(df)
     results_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = results_dir / "METRICS_repro.json"

@@ -35,6 +35,10 @@ def describe(settings: Settings) -> str:
 
 
 async def serve(settings: Settings, host: str, port: int, port_file: str | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     app = create_app(settings)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
@@ -43,15 +47,10 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
     bound = runner.addresses[0][1] if runner.addresses else port
     announce = {"event": "listening", "host": host, "port": bound, "pid": os.getpid(),
                 "url": f"http://{host}:{bound}"}
-    print(json.dumps(announce), flush=True)
-    if port_file:
+    if port_file:  # written before the announcement, so whoever reads the line finds the file
         Path(port_file).write_text(f"{bound}\n")
+    print(json.dumps(announce), flush=True)
     log.info("[ccp] listening on http://%s:%d %s", host, bound, describe(settings))
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

@@ -1,0 +1,556 @@
+"""An Anthropic-compatible mock upstream that speaks the real wire protocol byte for byte.
+
+It owns: the Messages API replies (JSON and SSE, built by the pure `message_json` / `sse_events`),
+the record of every call (`RecordedCall`, waited on through one `threading.Condition`), scripted
+faults (see `harness.mock_faults`), and a small control API under `/_mock/`.
+
+`MockUpstream` runs an aiohttp server on 127.0.0.1 port 0 in its own thread and event loop, for
+tests; `main()` runs the same server in the foreground for `ccp mock-upstream`. Routes are
+`POST /v1/messages` and `/v1/message`, also under Z.AI's `/api/anthropic` prefix, plus `GET`/`HEAD`
+on `/` and on the prefix.
+Anything else is answered 404 and recorded as unexpected. A fault comes from the `x-mock-fault`
+request header, else the next scripted item, else the default; `x-mock-deltas: N` sets the number
+of text deltas. Every wait is bounded: stalls end when the client leaves or the mock resets/stops.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import hashlib
+import json
+import re
+import signal
+import socket
+import sys
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+from aiohttp import web
+
+from harness.mock_faults import SPLIT_UTF8_SUFFIX, Fault, error_body, parse_fault, stream_plan
+
+ZAI_PREFIX = "/api/anthropic"
+MESSAGE_PATHS = frozenset({"/v1/messages", "/v1/message"})
+FAULT_HEADER = "x-mock-fault"
+DELTAS_HEADER = "x-mock-deltas"
+FILLER = " x"
+MAX_BODY = 256 * 1024 * 1024  # real requests with long histories run to tens of MB
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+_REPLY_RE = re.compile(r"Reply with exactly: (.*?) and nothing else", re.DOTALL)
+
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def sse_event(name: str, data: Any) -> bytes:
+    """One SSE event, `event: NAME\\ndata: JSON\\n\\n`."""
+    return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
+
+
+def mock_message_id(model: str, text: str, input_tokens: int) -> str:
+    """A deterministic `msg_mock_…` id, so expected bytes can be rebuilt from the inputs."""
+    digest = hashlib.sha256(f"{model}\0{text}\0{input_tokens}".encode()).hexdigest()
+    return f"msg_mock_{digest[:24]}"
+
+
+def split_text(text: str, deltas: int) -> list[str]:
+    """`text` in `deltas` pieces: by word when counts match, else by characters, then filler."""
+    if deltas <= 0:
+        return []
+    words = re.findall(r"\s*\S+", text)
+    if words and text[len("".join(words)):]:
+        words[-1] += text[len("".join(words)):]
+    if len(words) == deltas:
+        return words
+    if deltas > len(text):
+        return list(text) + [FILLER] * (deltas - len(text))
+    cuts = [i * len(text) // deltas for i in range(deltas + 1)]
+    return [text[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+def default_deltas(text: str) -> int:
+    """One delta per word (at least one)."""
+    return max(1, len(re.findall(r"\S+", text)))
+
+
+def message_json(model: str, text: str, input_tokens: int, output_tokens: int,
+                 msg_id: str | None = None) -> dict[str, Any]:
+    """A non-streaming Anthropic Messages reply."""
+    return {
+        "id": msg_id or mock_message_id(model, text, input_tokens),
+        "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+    }
+
+
+def sse_events(model: str, text: str, deltas: int, input_tokens: int,
+               msg_id: str | None = None) -> list[bytes]:
+    """The full Anthropic SSE stream for one text reply, one `bytes` per event."""
+    message = {
+        "id": msg_id or mock_message_id(model, text, input_tokens),
+        "type": "message", "role": "assistant", "model": model, "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "output_tokens": 1},
+    }
+    pieces = split_text(text, deltas)
+    return [
+        sse_event("message_start", {"type": "message_start", "message": message}),
+        sse_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}}),
+        sse_event("ping", {"type": "ping"}),
+        *(sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": piece}})
+          for piece in pieces),
+        sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        sse_event("message_delta", {"type": "message_delta",
+                                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                    "usage": {"output_tokens": len(pieces)}}),
+        sse_event("message_stop", {"type": "message_stop"}),
+    ]
+
+
+def reply_text(payload: dict[str, Any], name: str) -> str:
+    """X from "Reply with exactly: X and nothing else." in the last user message, else a greeting."""
+    for message in reversed(payload.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "\n".join(block.get("text", "") for block in content
+                                if isinstance(block, dict) and block.get("type") == "text")
+        match = _REPLY_RE.search(content) if isinstance(content, str) else None
+        if match:
+            return match.group(1)
+        break
+    return f"Hello from mock {name}"
+
+
+
+@dataclass
+class RecordedCall:
+    """One request the mock received, and what it did with it.
+
+    `sent` and `finished` are recorded just before the bytes leave (and `finished` is cleared if the
+    last write fails), so whatever a client has seen is already in the record.
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    status: int = 0
+    sent: bytes = b""
+    fault: str | None = None
+    finished: bool = False
+    client_disconnected: bool = False
+    writes: int = 0
+    unexpected: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The call as the control API shows it."""
+        keys = ("method", "path", "query", "headers", "json", "status", "fault", "finished",
+                "client_disconnected", "unexpected")
+        return {key: getattr(self, key) for key in keys}
+
+
+class _Scripted(NamedTuple):
+    fault: Fault | None
+    text: str | None
+
+
+def _headers(request: web.BaseRequest) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in request.headers.items():
+        key = key.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _abort(request: web.BaseRequest) -> web.Response:
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response()  # aiohttp's write to the dead transport fails quietly
+
+
+def _request_headers() -> dict[str, str]:
+    return {"request-id": f"req_mock_{uuid.uuid4().hex[:24]}"}
+
+
+
+class MockUpstream:
+    """An Anthropic-compatible upstream on 127.0.0.1 port 0 that records every call."""
+
+    def __init__(self, name: str = "anthropic") -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._calls: list[RecordedCall] = []
+        self._scripts: deque[_Scripted] = deque()
+        self._default: Fault | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+        self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stopping = False
+
+    # lifecycle
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("mock upstream is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def zai_base_url(self) -> str:
+        return self.base_url + ZAI_PREFIX
+
+    def start(self) -> MockUpstream:
+        """Serve in a background thread with its own event loop; returns once the port is bound."""
+        if self._thread is not None:
+            raise RuntimeError("mock upstream already started")
+        ready, errors = threading.Event(), []
+
+        async def serve() -> None:
+            try:
+                await self._open("127.0.0.1", 0)
+            except BaseException as exc:  # re-raised in start()'s thread
+                errors.append(exc)
+                return
+            finally:
+                ready.set()
+            try:
+                await self._stop_requested.wait()
+            finally:
+                await self._close()
+
+        self._stop_requested = asyncio.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True,
+                                        name=f"mock-upstream-{self.name}")
+        self._thread.start()
+        if not ready.wait(START_TIMEOUT) or errors:
+            self.stop()
+            raise errors[0] if errors else RuntimeError("mock upstream did not start in time")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (ending any stall) and join the thread."""
+        thread, loop = self._thread, self._loop
+        if thread is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._stop_requested.set)
+        except (AttributeError, RuntimeError):  # never bound, or its loop already closed
+            pass
+        thread.join(STOP_TIMEOUT)
+        self._thread = None
+
+    def __enter__(self) -> MockUpstream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def _open(self, host: str, port: int) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._wake, self._stopping = asyncio.Event(), False
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        # handler_cancellation: a client that goes away cancels its handler, ending stalls.
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                               shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = runner.addresses[0][1]
+        return self._port
+
+    async def _close(self) -> None:
+        self._stopping = True
+        self._wake_stalls()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _wake_stalls(self) -> None:
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    # state, shared with the test thread
+    @property
+    def calls(self) -> list[RecordedCall]:
+        """A snapshot of every recorded call, oldest first."""
+        with self._cond:
+            return [dataclasses.replace(call) for call in self._calls]
+
+    def reset(self) -> None:
+        """Forget calls, scripts and the default fault; end any stall in progress."""
+        with self._cond:
+            self._calls.clear()
+            self._scripts.clear()
+            self._default = None
+            self._cond.notify_all()
+        try:
+            self._loop.call_soon_threadsafe(self._wake_stalls)
+        except (AttributeError, RuntimeError):  # not started, or already stopped: nothing stalls
+            pass
+
+    def script(self, fault: str | None = None, *, text: str | None = None, times: int = 1) -> None:
+        """Queue `times` replies (FIFO, one per messages call) with a fault and/or reply text."""
+        if times < 1:
+            raise ValueError(f"times must be >= 1, got {times}")
+        item = _Scripted(parse_fault(fault) if fault else None, text)
+        with self._cond:
+            self._scripts.extend([item] * times)
+
+    def set_default(self, spec: str | None) -> None:
+        """The fault used when neither the header nor the script names one (None clears it)."""
+        fault = parse_fault(spec) if spec else None
+        with self._cond:
+            self._default = fault
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> list[RecordedCall]:
+        """Wait until `predicate()` holds (a LookupError counts as not yet); returns the calls.
+
+        Raises AssertionError after `timeout` seconds, listing the calls seen so far.
+        """
+        def check() -> bool:
+            try:
+                return bool(predicate())
+            except LookupError:
+                return False
+
+        with self._cond:
+            if self._cond.wait_for(check, timeout):
+                return self.calls
+            seen = [(c.method, c.path, c.status) for c in self._calls]
+        raise AssertionError(f"mock {self.name}: condition not met within {timeout}s; calls: {seen}")
+
+    def wait_for_calls(self, n: int, timeout: float = 5.0) -> list[RecordedCall]:
+        """Wait until at least `n` calls were recorded; returns them."""
+        return self.wait_until(lambda: len(self._calls) >= n, timeout)
+
+    def assert_no_unexpected(self) -> None:
+        """Raise AssertionError listing every call that matched no route."""
+        unexpected = [f"{c.method} {c.path}" for c in self.calls if c.unexpected]
+        if unexpected:
+            raise AssertionError(f"unexpected calls to mock {self.name}: {', '.join(unexpected)}")
+
+    def _record(self, call: RecordedCall) -> None:
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify_all()
+
+    def _update(self, call: RecordedCall, **changes: Any) -> None:
+        with self._cond:
+            for key, value in changes.items():
+                setattr(call, key, value)
+            self._cond.notify_all()
+
+    def _pick(self, request: web.BaseRequest) -> tuple[Fault | None, str | None]:
+        spec = request.headers.get(FAULT_HEADER)
+        header_fault = parse_fault(spec) if spec else None
+        with self._cond:
+            item = self._scripts.popleft() if self._scripts else _Scripted(None, None)
+            return header_fault or item.fault or self._default, item.text
+
+    # handlers
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/_mock/"):
+            return await self._control(request)
+        body = await request.read()
+        call = RecordedCall(request.method, request.path, dict(request.query), _headers(request),
+                            body, _loads(body))
+        self._record(call)
+        try:
+            return await self._route(request, call)
+        except asyncio.CancelledError:
+            self._update(call, client_disconnected=True, finished=False)
+            raise
+        except ConnectionError:
+            self._update(call, client_disconnected=True, finished=False)
+            return web.Response()
+
+    async def _route(self, request: web.Request, call: RecordedCall) -> web.StreamResponse:
+        path = request.path
+        inner = path[len(ZAI_PREFIX):] if path.startswith(ZAI_PREFIX + "/") else path
+        if request.method == "POST" and inner in MESSAGE_PATHS:
+            return await self._messages(request, call)
+        if path in ("/", ZAI_PREFIX, ZAI_PREFIX + "/") and request.method in ("GET", "HEAD"):
+            return await self._respond(request, call, 200, {"ok": True, "name": self.name})
+        self._update(call, unexpected=True)
+        message = f"mock {self.name}: no route for {request.method} {path}"
+        return await self._respond(request, call, 404, error_body(404, message))
+
+    async def _respond(self, request: web.Request, call: RecordedCall, status: int,
+                       payload: dict[str, Any], headers: dict[str, str] | None = None
+                       ) -> web.StreamResponse:
+        body = _dumps(payload).encode()
+        resp = web.Response(status=status, body=body, content_type="application/json",
+                            headers={**_request_headers(), **(headers or {})})
+        # Recorded before the bytes leave, so a client that saw the reply never sees a stale record.
+        self._update(call, status=status, sent=body, finished=True)
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+
+    async def _stall(self, seconds: float) -> bool:
+        """Stay silent up to `seconds`; False when a reset or stop cut it short."""
+        wake = self._wake
+        if self._stopping:
+            return False
+        try:
+            async with asyncio.timeout(seconds):
+                await wake.wait()
+        except TimeoutError:
+            return True
+        return False
+
+    async def _messages(self, request: web.Request, call: RecordedCall) -> web.StreamResponse:
+        try:
+            fault, scripted_text = self._pick(request)
+        except ValueError as exc:
+            return await self._respond(request, call, 400, error_body(400, f"bad {FAULT_HEADER}: {exc}"))
+        kind = fault.kind if fault else None
+        self._update(call, fault=fault.spec() if fault else None)
+        if fault and kind == "status":
+            extra = {"retry-after": "1"} if fault.status == 429 else {}
+            return await self._respond(request, call, fault.status, error_body(fault.status), extra)
+        if kind == "reset_before_headers":
+            return _abort(request)
+        payload = call.json
+        if not isinstance(payload, dict):
+            return await self._respond(request, call, 400, error_body(400, "body must be a JSON object"))
+        stream = payload.get("stream") is True
+        if (kind == "stall_before_headers" or (kind == "stall" and not stream)) \
+                and not await self._stall(fault.seconds):
+            return _abort(request)
+        text = scripted_text if scripted_text is not None else reply_text(payload, self.name)
+        if kind == "split_utf8" and text.isascii():
+            text += SPLIT_UTF8_SUFFIX
+        raw = request.headers.get(DELTAS_HEADER, str(default_deltas(text)))
+        if not raw.isdigit() or int(raw) > 100_000:
+            return await self._respond(request, call, 400, error_body(400, f"bad {DELTAS_HEADER}: {raw!r}"))
+        model, input_tokens = str(payload.get("model") or "mock-model"), max(1, len(call.body) // 4)
+        if stream:
+            events = sse_events(model, text, int(raw), input_tokens)
+            return await self._stream(request, call, fault, events)
+        reply = message_json(model, text, input_tokens, int(raw))
+        if kind == "reset_mid_stream":  # headers and half the body, then the connection drops
+            body = _dumps(reply).encode()
+            resp = web.StreamResponse(headers=_request_headers())
+            resp.content_type, resp.content_length = "application/json", len(body)
+            self._update(call, status=200, sent=body[:len(body) // 2])
+            await resp.prepare(request)
+            await resp.write(body[:len(body) // 2])
+            return _abort(request)
+        return await self._respond(request, call, 200, reply)
+
+    async def _stream(self, request: web.Request, call: RecordedCall, fault: Fault | None,
+                      events: list[bytes]) -> web.StreamResponse:
+        kind = fault.kind if fault else None
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        if sock is not None:  # each event leaves as its own TCP segment
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        resp = web.StreamResponse(headers={**_request_headers(), "cache-control": "no-cache"})
+        resp.content_type = "text/event-stream"
+        self._update(call, status=200)
+        await resp.prepare(request)
+        for index, (pause, chunk) in enumerate(stream_plan(events, fault)):
+            if kind == "reset_mid_stream" and index == fault.after:
+                return _abort(request)
+            if kind == "stall" and index == 1 and not await self._stall(fault.seconds):
+                return _abort(request)
+            if pause:
+                await asyncio.sleep(pause)
+            self._update(call, sent=call.sent + chunk, writes=call.writes + 1)
+            await resp.write(chunk)
+        if kind == "reset_mid_stream":
+            return _abort(request)
+        self._update(call, finished=True)
+        await resp.write_eof()
+        return resp
+
+    async def _control(self, request: web.Request) -> web.StreamResponse:
+        route = (request.method, request.path)
+        if route == ("GET", "/_mock/calls"):
+            return web.json_response([call.to_json() for call in self.calls])
+        if route == ("POST", "/_mock/reset"):
+            self.reset()
+            return web.json_response({"ok": True})
+        if route == ("POST", "/_mock/script"):
+            try:
+                data = await request.json()
+                if not isinstance(data, dict):
+                    raise ValueError("body must be a JSON object")
+                self.script(data.get("fault"), text=data.get("text"), times=int(data.get("times", 1)))
+            except (ValueError, TypeError) as exc:
+                return web.json_response(error_body(400, str(exc)), status=400)
+            return web.json_response({"ok": True})
+        return web.json_response(error_body(404, f"no control route {request.method} {request.path}"),
+                                 status=404)
+
+
+
+async def _serve(host: str, port: int, name: str) -> int:
+    mock = MockUpstream(name)
+    bound = await mock._open(host, port)
+    try:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+        print(json.dumps({"event": "listening", "name": name, "host": host, "port": bound,
+                          "url": url, "zai_url": url + ZAI_PREFIX}), flush=True)
+        await stop.wait()
+    finally:
+        await mock._close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`ccp mock-upstream`: serve in the foreground until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(prog="ccp mock-upstream",
+                                     description="Anthropic-compatible mock upstream.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--name", default="anthropic")
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(_serve(args.host, args.port, args.name))
+    except OSError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

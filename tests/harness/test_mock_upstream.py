@@ -1,0 +1,290 @@
+"""The Anthropic mock upstream: replies, byte-exact SSE, recording, faults, control API and CLI."""
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.mock_faults import SPLIT_UTF8_SUFFIX, Fault, parse_fault
+from harness.mock_upstream import MockUpstream, message_json, split_text, sse_events
+
+pytestmark = pytest.mark.quick
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "claude-sonnet-4-5"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with MockUpstream("anthropic") as mock:
+        yield mock
+
+
+@pytest.fixture
+def mock(server):
+    server.reset()
+    yield server
+    server.reset()
+
+
+@pytest.fixture
+def client():
+    with httpx.Client(trust_env=False, timeout=5) as c:
+        yield c
+
+
+def _body(prompt="hi", stream=False) -> bytes:
+    return json.dumps({"model": MODEL, "max_tokens": 16, "stream": stream,
+                       "messages": [{"role": "user", "content": prompt}]}).encode()
+
+
+def _events(raw: bytes) -> list[tuple[str, str]]:
+    out = []
+    for block in raw.decode().split("\n\n"):
+        if block:
+            name, data = block.split("\n")
+            out.append((name.removeprefix("event: "), data.removeprefix("data: ")))
+    return out
+
+
+ECHO = "Reply with exactly: A2S_OK and nothing else."
+
+
+def test_non_stream_reply_echoes_the_requested_text(mock, client):
+    body = _body(ECHO)
+    resp = client.post(f"{mock.base_url}/v1/messages", content=body,
+                       headers={"content-type": "application/json"})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.headers["request-id"].startswith("req_mock_")
+    reply = resp.json()
+    assert reply == message_json(MODEL, "A2S_OK", len(body) // 4, 1)
+    assert reply["id"].startswith("msg_mock_") and reply["content"][0]["text"] == "A2S_OK"
+    [call] = mock.wait_for_calls(1)
+    assert call.status == 200 and call.finished and call.sent == resp.content
+
+
+def test_default_reply_and_text_blocks(mock, client):
+    blocks = {"model": MODEL, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "text", "text": ECHO}]}]}
+    assert client.post(f"{mock.base_url}/v1/messages", json=blocks).json()["content"][0]["text"] == "A2S_OK"
+    plain = client.post(f"{mock.base_url}/v1/message", content=_body("hello")).json()
+    assert plain["content"][0]["text"] == "Hello from mock anthropic"
+    assert plain["usage"]["output_tokens"] == 4
+
+
+def test_stream_is_byte_exact_and_ordered(mock, client):
+    body = _body(ECHO, stream=True)
+    with client.stream("POST", f"{mock.base_url}/v1/messages", content=body,
+                       headers={"x-mock-deltas": "5"}) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        raw = b"".join(resp.iter_raw())
+    expected = sse_events(MODEL, "A2S_OK", 5, len(body) // 4)
+    assert raw == b"".join(expected)
+    names = [name for name, _ in _events(raw)]
+    assert names == ["message_start", "content_block_start", "ping", *["content_block_delta"] * 5,
+                     "content_block_stop", "message_delta", "message_stop"]
+    data = [json.loads(d) for _, d in _events(raw)]
+    assert "".join(d["delta"]["text"] for d in data[3:8]) == "A2S_OK"
+    assert data[-2]["usage"] == {"output_tokens": 5}
+    [call] = mock.wait_for_calls(1)
+    assert call.sent == raw and call.writes == len(expected) and call.finished
+
+
+def test_split_text_shapes():
+    assert split_text("Hello from mock anthropic", 4) == ["Hello", " from", " mock", " anthropic"]
+    assert split_text("abcdef", 3) == ["ab", "cd", "ef"]
+    assert split_text("ab", 4) == ["a", "b", " x", " x"]
+    assert split_text("ab", 0) == []
+
+
+def test_zai_prefix_and_query(mock, client):
+    resp = client.post(f"{mock.zai_base_url}/v1/messages?beta=true", content=_body(ECHO))
+    assert resp.status_code == 200 and resp.json()["content"][0]["text"] == "A2S_OK"
+    [call] = mock.wait_for_calls(1)
+    assert call.path == "/api/anthropic/v1/messages" and call.query == {"beta": "true"}
+    mock.assert_no_unexpected()
+
+
+def test_root_answers_and_unknown_path_is_unexpected(mock, client):
+    assert client.head(mock.base_url + "/").status_code == 200
+    assert client.get(mock.base_url + "/").status_code == 200
+    mock.assert_no_unexpected()
+    resp = client.get(f"{mock.base_url}/v1/models")
+    assert resp.status_code == 404 and resp.json()["error"]["type"] == "not_found_error"
+    with pytest.raises(AssertionError, match="GET /v1/models"):
+        mock.assert_no_unexpected()
+
+
+def test_records_headers_and_body(mock, client):
+    body = _body("hi")
+    client.post(f"{mock.base_url}/v1/messages", content=body,
+                headers=[("X-Api-Key", "k-1"), ("X-Multi", "a"), ("X-Multi", "b")])
+    [call] = mock.wait_for_calls(1)
+    assert (call.method, call.path, call.body) == ("POST", "/v1/messages", body)
+    assert call.json == json.loads(body)
+    assert call.headers["x-api-key"] == "k-1" and call.headers["x-multi"] == "a, b"
+    assert call.fault is None
+
+
+@pytest.mark.parametrize("status,etype", [(529, "overloaded_error"), (429, "rate_limit_error"),
+                                          (502, "api_error")])
+def test_status_fault_via_header(mock, client, status, etype):
+    resp = client.post(f"{mock.base_url}/v1/messages", content=_body(stream=True),
+                       headers={"x-mock-fault": f"status={status}"})
+    assert resp.status_code == status
+    assert resp.json() == {"type": "error", "error": {"type": etype, "message": "mock fault"}}
+    assert (resp.headers.get("retry-after") == "1") == (status == 429)
+    [call] = mock.wait_for_calls(1)
+    assert call.fault == f"status={status}" and call.sent == resp.content
+
+
+def test_status_fault_via_script_is_consumed_once(mock, client):
+    mock.script("status=529")
+    mock.script(text="custom")
+    first = client.post(f"{mock.base_url}/v1/messages", content=_body())
+    second = client.post(f"{mock.base_url}/v1/messages", content=_body())
+    third = client.post(f"{mock.base_url}/v1/messages", content=_body())
+    assert first.status_code == 529 and first.json()["error"]["type"] == "overloaded_error"
+    assert second.json()["content"][0]["text"] == "custom"
+    assert third.json()["content"][0]["text"] == "Hello from mock anthropic"
+    mock.set_default("status=500")
+    assert client.post(f"{mock.base_url}/v1/messages", content=_body()).status_code == 500
+
+
+def test_reset_mid_stream_breaks_after_three_events(mock, client):
+    body = _body(ECHO, stream=True)
+    got = b""
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        with client.stream("POST", f"{mock.base_url}/v1/messages", content=body,
+                           headers={"x-mock-fault": "reset_mid_stream;after=3"}) as resp:
+            for chunk in resp.iter_raw():
+                got += chunk
+    assert got == b"".join(sse_events(MODEL, "A2S_OK", 1, len(body) // 4)[:3])
+    [call] = mock.wait_until(lambda: mock.calls[0].sent == got)
+    assert not call.finished and not call.client_disconnected
+
+
+def test_reset_before_headers(mock, client):
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        client.post(f"{mock.base_url}/v1/messages", content=_body(),
+                    headers={"x-mock-fault": "reset_before_headers"})
+    [call] = mock.wait_for_calls(1)
+    assert call.sent == b"" and not call.finished
+
+
+@pytest.mark.parametrize("prompt,text", [
+    ("Reply with exactly: caf\u00e9 \U0001F642 ok and nothing else.", "caf\u00e9 \U0001F642 ok"),
+    ("hi", "Hello from mock anthropic" + SPLIT_UTF8_SUFFIX),
+])
+def test_split_utf8_still_decodes(mock, client, prompt, text):
+    body = _body(prompt, stream=True)
+    with client.stream("POST", f"{mock.base_url}/v1/messages", content=body,
+                       headers={"x-mock-fault": "split_utf8"}) as resp:
+        raw = b"".join(resp.iter_raw())
+    events = sse_events(MODEL, text, len(text.split()), len(body) // 4)
+    assert raw == b"".join(events)
+    deltas = [json.loads(d)["delta"]["text"] for n, d in _events(raw) if n == "content_block_delta"]
+    assert "".join(deltas) == text
+    [call] = mock.wait_for_calls(1)
+    assert call.fault == "split_utf8" and call.writes == len(events) + 1 and call.finished
+
+
+def test_malformed_event_breaks_one_event_only(mock, client):
+    with client.stream("POST", f"{mock.base_url}/v1/messages", content=_body(stream=True),
+                       headers={"x-mock-fault": "malformed_event"}) as resp:
+        raw = b"".join(resp.iter_raw())
+    bad = []
+    for name, data in _events(raw):
+        try:
+            json.loads(data)
+        except ValueError:
+            bad.append(name)
+    assert bad == ["content_block_delta"] and raw.endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+
+
+def test_stall_ends_when_the_client_leaves(mock, client):
+    started = time.monotonic()
+    with client.stream("POST", f"{mock.base_url}/v1/messages", content=_body(stream=True),
+                       headers={"x-mock-fault": "stall;seconds=30"}) as resp:
+        assert next(resp.iter_raw()).startswith(b"event: message_start")
+        assert not mock.calls[0].finished
+    [call] = mock.wait_until(lambda: mock.calls[0].client_disconnected, timeout=3)
+    assert not call.finished and call.fault == "stall;seconds=30"
+    assert time.monotonic() - started < 3
+
+
+def test_wait_for_calls_times_out(mock):
+    with pytest.raises(AssertionError, match="not met"):
+        mock.wait_for_calls(1, timeout=0.05)
+
+
+def test_control_api(mock, client):
+    base = mock.base_url
+    assert client.post(f"{base}/_mock/script", json={"fault": "status=503", "times": 2}).status_code == 200
+    assert client.post(f"{base}/_mock/script", json={"fault": "nope"}).status_code == 400
+    assert [client.post(f"{base}/v1/messages", content=_body()).status_code for _ in range(3)] == [503, 503, 200]
+    listed = client.get(f"{base}/_mock/calls").json()
+    assert [c["status"] for c in listed] == [503, 503, 200] and listed[0]["fault"] == "status=503"
+    assert len(mock.calls) == 3  # control calls are not recorded
+    assert client.post(f"{base}/_mock/reset").status_code == 200
+    assert mock.calls == [] and client.get(f"{base}/_mock/calls").json() == []
+
+
+def test_bad_fault_header_is_a_400(mock, client):
+    resp = client.post(f"{mock.base_url}/v1/messages", content=_body(), headers={"x-mock-fault": "boom"})
+    assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("spec,fault", [
+    ("status=529", Fault("status", status=529)),
+    ("reset_mid_stream;after=3", Fault("reset_mid_stream", after=3)),
+    ("stall", Fault("stall", seconds=5.0)),
+    (" stall_before_headers ; seconds=0.5 ", Fault("stall_before_headers", seconds=0.5)),
+    ("slow_drip;delay_ms=10", Fault("slow_drip", delay_ms=10)),
+    ("split_utf8", Fault("split_utf8")),
+    ("malformed_event", Fault("malformed_event")),
+])
+def test_parse_fault_accepts(spec, fault):
+    assert parse_fault(spec) == fault
+    assert parse_fault(fault.spec()) == fault
+
+
+@pytest.mark.parametrize("spec", ["", "nope", "status=200", "status=abc", "status=529;x=1",
+                                  "stall;seconds=-1", "stall;seconds=nan", "stall;foo=1", "stall;seconds",
+                                  "reset_mid_stream;after=x", "split_utf8;x=1",
+                                  "slow_drip;delay_ms=1;delay_ms=2"])
+def test_parse_fault_rejects(spec):
+    with pytest.raises(ValueError):
+        parse_fault(spec)
+
+
+def test_cli_announces_and_stops_on_sigterm():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_PROXY": "127.0.0.1"}
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from harness.mock_upstream import main; "
+                             "sys.exit(main(['--name', 'zai']))"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(timeout=10), "mock-upstream did not announce itself"
+        line = json.loads(proc.stdout.readline())
+        assert line["event"] == "listening" and line["name"] == "zai" and line["port"] > 0
+        assert line["zai_url"] == line["url"] + "/api/anthropic"
+        with httpx.Client(trust_env=False, timeout=5) as c:
+            reply = c.post(f"{line['zai_url']}/v1/messages", content=_body()).json()
+        assert reply["content"][0]["text"] == "Hello from mock zai"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
