@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import hashlib
 import json
-import re
 import signal
 import socket
 import sys
@@ -31,109 +29,17 @@ from typing import Any, Callable, NamedTuple
 
 from aiohttp import web
 
+from harness.mock_wire import compact_json, default_deltas, message_json, reply_text, sse_events
 from harness.mock_faults import SPLIT_UTF8_SUFFIX, Fault, error_body, parse_fault, stream_plan
 
 ZAI_PREFIX = "/api/anthropic"
 MESSAGE_PATHS = frozenset({"/v1/messages", "/v1/message"})
 FAULT_HEADER = "x-mock-fault"
 DELTAS_HEADER = "x-mock-deltas"
-FILLER = " x"
 MAX_BODY = 256 * 1024 * 1024  # real requests with long histories run to tens of MB
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
-_REPLY_RE = re.compile(r"Reply with exactly: (.*?) and nothing else", re.DOTALL)
 
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def sse_event(name: str, data: Any) -> bytes:
-    """One SSE event, `event: NAME\\ndata: JSON\\n\\n`."""
-    return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
-
-
-def mock_message_id(model: str, text: str, input_tokens: int) -> str:
-    """A deterministic `msg_mock_…` id, so expected bytes can be rebuilt from the inputs."""
-    digest = hashlib.sha256(f"{model}\0{text}\0{input_tokens}".encode()).hexdigest()
-    return f"msg_mock_{digest[:24]}"
-
-
-def split_text(text: str, deltas: int) -> list[str]:
-    """`text` in `deltas` pieces: by word when counts match, else by characters, then filler."""
-    if deltas <= 0:
-        return []
-    words = re.findall(r"\s*\S+", text)
-    if words and text[len("".join(words)):]:
-        words[-1] += text[len("".join(words)):]
-    if len(words) == deltas:
-        return words
-    if deltas > len(text):
-        return list(text) + [FILLER] * (deltas - len(text))
-    cuts = [i * len(text) // deltas for i in range(deltas + 1)]
-    return [text[a:b] for a, b in zip(cuts, cuts[1:])]
-
-
-def default_deltas(text: str) -> int:
-    """One delta per word (at least one)."""
-    return max(1, len(re.findall(r"\S+", text)))
-
-
-def message_json(model: str, text: str, input_tokens: int, output_tokens: int,
-                 msg_id: str | None = None) -> dict[str, Any]:
-    """A non-streaming Anthropic Messages reply."""
-    return {
-        "id": msg_id or mock_message_id(model, text, input_tokens),
-        "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn", "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-    }
-
-
-def sse_events(model: str, text: str, deltas: int, input_tokens: int,
-               msg_id: str | None = None) -> list[bytes]:
-    """The full Anthropic SSE stream for one text reply, one `bytes` per event."""
-    message = {
-        "id": msg_id or mock_message_id(model, text, input_tokens),
-        "type": "message", "role": "assistant", "model": model, "content": [],
-        "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
-                  "cache_read_input_tokens": 0, "output_tokens": 1},
-    }
-    pieces = split_text(text, deltas)
-    return [
-        sse_event("message_start", {"type": "message_start", "message": message}),
-        sse_event("content_block_start", {"type": "content_block_start", "index": 0,
-                                          "content_block": {"type": "text", "text": ""}}),
-        sse_event("ping", {"type": "ping"}),
-        *(sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                            "delta": {"type": "text_delta", "text": piece}})
-          for piece in pieces),
-        sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        sse_event("message_delta", {"type": "message_delta",
-                                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                    "usage": {"output_tokens": len(pieces)}}),
-        sse_event("message_stop", {"type": "message_stop"}),
-    ]
-
-
-def reply_text(payload: dict[str, Any], name: str) -> str:
-    """X from "Reply with exactly: X and nothing else." in the last user message, else a greeting."""
-    for message in reversed(payload.get("messages") or []):
-        if not isinstance(message, dict) or message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, list):
-            content = "\n".join(block.get("text", "") for block in content
-                                if isinstance(block, dict) and block.get("type") == "text")
-        match = _REPLY_RE.search(content) if isinstance(content, str) else None
-        if match:
-            return match.group(1)
-        break
-    return f"Hello from mock {name}"
 
 
 
@@ -204,6 +110,7 @@ class MockUpstream:
         self.name = name
         self._cond = threading.Condition()
         self._calls: list[RecordedCall] = []
+        self.probes = 0  # GET/HEAD reachability probes on / and the prefix (not in `calls`)
         self._scripts: deque[_Scripted] = deque()
         self._default: Fault | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -386,6 +293,11 @@ class MockUpstream:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.path.startswith("/_mock/"):
             return await self._control(request)
+        if request.path in ("/", ZAI_PREFIX, ZAI_PREFIX + "/") and request.method in ("GET", "HEAD"):
+            # reachability probes (the shim's /readyz) are counted, not recorded as model calls
+            with self._cond:
+                self.probes += 1
+            return web.json_response({"ok": True, "name": self.name})
         body = await request.read()
         call = RecordedCall(request.method, request.path, dict(request.query), _headers(request),
                             body, _loads(body))
@@ -404,8 +316,6 @@ class MockUpstream:
         inner = path[len(ZAI_PREFIX):] if path.startswith(ZAI_PREFIX + "/") else path
         if request.method == "POST" and inner in MESSAGE_PATHS:
             return await self._messages(request, call)
-        if path in ("/", ZAI_PREFIX, ZAI_PREFIX + "/") and request.method in ("GET", "HEAD"):
-            return await self._respond(request, call, 200, {"ok": True, "name": self.name})
         self._update(call, unexpected=True)
         message = f"mock {self.name}: no route for {request.method} {path}"
         return await self._respond(request, call, 404, error_body(404, message))
@@ -413,7 +323,7 @@ class MockUpstream:
     async def _respond(self, request: web.Request, call: RecordedCall, status: int,
                        payload: dict[str, Any], headers: dict[str, str] | None = None
                        ) -> web.StreamResponse:
-        body = _dumps(payload).encode()
+        body = compact_json(payload).encode()
         resp = web.Response(status=status, body=body, content_type="application/json",
                             headers={**_request_headers(), **(headers or {})})
         # Recorded before the bytes leave, so a client that saw the reply never sees a stale record.
@@ -465,7 +375,7 @@ class MockUpstream:
             return await self._stream(request, call, fault, events)
         reply = message_json(model, text, input_tokens, int(raw))
         if kind == "reset_mid_stream":  # headers and half the body, then the connection drops
-            body = _dumps(reply).encode()
+            body = compact_json(reply).encode()
             resp = web.StreamResponse(headers=_request_headers())
             resp.content_type, resp.content_length = "application/json", len(body)
             self._update(call, status=200, sent=body[:len(body) // 2])

@@ -3,7 +3,7 @@
 - every test starts without proxy/provider variables (autouse);
 - `mock_anthropic` / `mock_zai` are session-scoped mock upstreams, reset before each test that uses
   them, and strict: a test that leaves an unexpected call behind fails;
-- `make_shim(env=..., lanes=True)` starts the real `ccp serve` process on a free port with its own
+- `make_shim(env=..., lanes=True, wait=None)` starts the real `ccp serve` process on a free port with its own
   logs folder, pointed at the mocks with the fake lane credentials, and stops it after the test.
 """
 from __future__ import annotations
@@ -62,10 +62,13 @@ def make_shim(tmp_path, mock_anthropic, mock_zai):
     started: list[ShimProcess] = []
     counter = itertools.count()
 
-    def factory(env: dict[str, str] | None = None, lanes: bool = True) -> ShimProcess:
+    def factory(env: dict[str, str] | None = None, lanes: bool = True,
+                wait: str | None = None) -> ShimProcess:
         overlay = lane_env(mock_anthropic.base_url, mock_zai.zai_base_url) if lanes else {}
         overlay.update(env or {})
-        shim = ShimProcess(tmp_path / f"shim{next(counter)}", overlay)
+        # with the mock lanes, wait for /readyz: the shim is up and both mocks answer its probes
+        shim = ShimProcess(tmp_path / f"shim{next(counter)}", overlay,
+                           ready_path=wait or ("/readyz" if lanes else "/healthz"))
         started.append(shim)
         return shim.start()
 

@@ -1,8 +1,9 @@
 """Running the real shim as a real process, the way an operator does.
 
 `ShimProcess` starts `python -m proxy serve --port 0` with a clean environment plus an overlay, reads
-the announced port from its first stdout line, waits until `/healthz` answers, and stops it with
-SIGTERM (SIGKILL only if it does not stop in time). Every wait has a deadline; nothing is guessed.
+the announced port from its first stdout line, waits until `/healthz` (or `/readyz`) answers 200,
+and stops it with SIGTERM (SIGKILL only if it does not stop in time). Every wait has a deadline;
+nothing is guessed.
 """
 from __future__ import annotations
 
@@ -54,11 +55,13 @@ class ShimProcess:
     """A running `ccp serve` with its own logs folder."""
 
     def __init__(self, logs_dir: str | os.PathLike, env: Mapping[str, str] | None = None,
-                 host: str = "127.0.0.1", start_timeout: float = 20.0) -> None:
+                 host: str = "127.0.0.1", start_timeout: float = 20.0,
+                 ready_path: str = "/healthz") -> None:
         self.logs_dir = Path(logs_dir)
         self.host = host
         self.overlay = dict(env or {})
         self.start_timeout = start_timeout
+        self.ready_path = ready_path  # "/readyz" also waits until every lane's upstream answers
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.stderr_path = self.logs_dir / "shim.stderr.log"
@@ -82,7 +85,7 @@ class ShimProcess:
         try:
             announce = self._read_announce()
             self.port = int(announce["port"])
-            wait_until(self._healthy, self.start_timeout, f"{self.url}/healthz")
+            wait_until(self._ready, self.start_timeout, f"{self.url}{self.ready_path}")
         except BaseException:
             self.stop()
             raise
@@ -105,11 +108,12 @@ class ShimProcess:
                 buf += chunk
         return json.loads(buf.split(b"\n", 1)[0])
 
-    def _healthy(self) -> bool:
+    def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"shim exited with {self.proc.returncode}: {self.stderr_tail()}")
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
+            return httpx.get(f"{self.url}{self.ready_path}", timeout=3.0,
+                             trust_env=False).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -17,7 +17,10 @@ def _closed_port() -> int:
 
 def test_unreachable_upstream_is_502_net(make_shim):
     port = _closed_port()
-    shim = make_shim({"CCP_ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"})
+    shim = make_shim({"CCP_ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"}, wait="/healthz")
+    ready = httpx.get(f"{shim.url}/readyz", trust_env=False, timeout=10)
+    assert ready.status_code == 503
+    assert ready.json()["providers"]["anthropic"]["reachable"] is False
     for stream in (False, True):
         res = http_probe(shim.url, "claude-sonnet-4-5", stream=stream, api_key="k")
         assert res.status == 502

@@ -1,0 +1,106 @@
+"""The Anthropic Messages wire format as the mock upstream writes it: pure builders, no I/O.
+
+`message_json()` is a non-streaming reply; `sse_events()` is the exact byte sequence of a streaming
+one (one bytes object per event, in the real grammar: message_start, content_block_start, ping,
+content_block_delta…, content_block_stop, message_delta, message_stop). Ids derive from the inputs,
+so a test can rebuild the bytes a mock sent and compare them with what a client received.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+FILLER = " x"
+_REPLY_RE = re.compile(r"Reply with exactly: (.*?) and nothing else", re.DOTALL)
+
+def compact_json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def sse_event(name: str, data: Any) -> bytes:
+    """One SSE event, `event: NAME\\ndata: JSON\\n\\n`."""
+    return f"event: {name}\ndata: {compact_json(data)}\n\n".encode()
+
+
+def mock_message_id(model: str, text: str, input_tokens: int) -> str:
+    """A deterministic `msg_mock_…` id, so expected bytes can be rebuilt from the inputs."""
+    digest = hashlib.sha256(f"{model}\0{text}\0{input_tokens}".encode()).hexdigest()
+    return f"msg_mock_{digest[:24]}"
+
+
+def split_text(text: str, deltas: int) -> list[str]:
+    """`text` in `deltas` pieces: by word when counts match, else by characters, then filler."""
+    if deltas <= 0:
+        return []
+    words = re.findall(r"\s*\S+", text)
+    if words and text[len("".join(words)):]:
+        words[-1] += text[len("".join(words)):]
+    if len(words) == deltas:
+        return words
+    if deltas > len(text):
+        return list(text) + [FILLER] * (deltas - len(text))
+    cuts = [i * len(text) // deltas for i in range(deltas + 1)]
+    return [text[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+def default_deltas(text: str) -> int:
+    """One delta per word (at least one)."""
+    return max(1, len(re.findall(r"\S+", text)))
+
+
+def message_json(model: str, text: str, input_tokens: int, output_tokens: int,
+                 msg_id: str | None = None) -> dict[str, Any]:
+    """A non-streaming Anthropic Messages reply."""
+    return {
+        "id": msg_id or mock_message_id(model, text, input_tokens),
+        "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+    }
+
+
+def sse_events(model: str, text: str, deltas: int, input_tokens: int,
+               msg_id: str | None = None) -> list[bytes]:
+    """The full Anthropic SSE stream for one text reply, one `bytes` per event."""
+    message = {
+        "id": msg_id or mock_message_id(model, text, input_tokens),
+        "type": "message", "role": "assistant", "model": model, "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                  "cache_read_input_tokens": 0, "output_tokens": 1},
+    }
+    pieces = split_text(text, deltas)
+    return [
+        sse_event("message_start", {"type": "message_start", "message": message}),
+        sse_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}}),
+        sse_event("ping", {"type": "ping"}),
+        *(sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": piece}})
+          for piece in pieces),
+        sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        sse_event("message_delta", {"type": "message_delta",
+                                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                    "usage": {"output_tokens": len(pieces)}}),
+        sse_event("message_stop", {"type": "message_stop"}),
+    ]
+
+
+def reply_text(payload: dict[str, Any], name: str) -> str:
+    """X from "Reply with exactly: X and nothing else." in the last user message, else a greeting."""
+    for message in reversed(payload.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "\n".join(block.get("text", "") for block in content
+                                if isinstance(block, dict) and block.get("type") == "text")
+        match = _REPLY_RE.search(content) if isinstance(content, str) else None
+        if match:
+            return match.group(1)
+        break
+    return f"Hello from mock {name}"
