@@ -1,0 +1,23 @@
+import pytest
+
+from harness.shim import clean_env, wait_until
+
+pytestmark = pytest.mark.quick
+
+
+def test_clean_env_strips_provider_and_proxy_variables():
+    base = {"PATH": "/bin", "ANTHROPIC_API_KEY": "x", "CCP_MODEL": "y", "ZAI_API_KEY": "z",
+            "HTTPS_PROXY": "http://p", "FORCE_HAIKU_TO_ZAI": "0", "CLAUDE_CODE_X": "1", "HOME": "/h"}
+    env = clean_env({"CCP_LOGS_DIR": "/l"}, base=base)
+    assert env["PATH"] == "/bin" and env["HOME"] == "/h" and env["CCP_LOGS_DIR"] == "/l"
+    for gone in ("ANTHROPIC_API_KEY", "CCP_MODEL", "ZAI_API_KEY", "HTTPS_PROXY", "FORCE_HAIKU_TO_ZAI",
+                 "CLAUDE_CODE_X"):
+        assert gone not in env
+    assert env["NO_PROXY"] == "127.0.0.1,localhost"
+
+
+def test_wait_until_returns_value_or_times_out():
+    values = iter([0, 0, 7])
+    assert wait_until(lambda: next(values), 5, "a value", interval=0.001) == 7
+    with pytest.raises(TimeoutError, match="nothing"):
+        wait_until(lambda: None, 0.01, "nothing", interval=0.001)

@@ -1,0 +1,81 @@
+"""The real upstream client against a local aiohttp server: pooling aside, how errors leave the seam."""
+import asyncio
+import socket
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from proxy.errors import UpstreamError, UpstreamTimeout
+from proxy.settings import Settings
+from proxy.upstream import AiohttpUpstream, StreamIdle, UpstreamRequest
+
+pytestmark = pytest.mark.quick
+
+
+async def _sse(request):
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream", "content-encoding": "gzip"})
+    await resp.prepare(request)
+    await resp.write(b"event: ping\ndata: {}\n\n")
+    if request.query.get("stall"):
+        await asyncio.sleep(5)  # the server side of a stall; the client's idle timeout ends it first
+    return resp
+
+
+async def _slow_headers(request):
+    await asyncio.sleep(5)
+    return web.Response()
+
+
+def _run(env, fn):
+    async def main():
+        app = web.Application()
+        app.router.add_post("/sse", _sse)
+        app.router.add_post("/slow", _slow_headers)
+        async with TestServer(app) as server:
+            client = AiohttpUpstream(Settings.from_env(env))
+            await client.start()
+            try:
+                return await fn(client, str(server.make_url("")).rstrip("/"))
+            finally:
+                await client.close()
+    return asyncio.run(main())
+
+
+def test_stream_chunks_and_headers_untouched():
+    async def go(client, base):
+        resp = await client.send(UpstreamRequest("POST", base + "/sse", {}, b"{}", True))
+        chunks = [c async for c in resp.chunks()]
+        resp.release()
+        return resp, b"".join(chunks)
+
+    resp, body = _run({}, go)
+    assert resp.is_sse and body == b"event: ping\ndata: {}\n\n"
+    assert ("content-encoding", "gzip") in resp.headers  # passed on, never decoded by the shim
+
+
+def test_idle_stream_raises_stream_idle():
+    async def go(client, base):
+        resp = await client.send(UpstreamRequest("POST", base + "/sse?stall=1", {}, b"{}", True))
+        with pytest.raises(StreamIdle):
+            async for _ in resp.chunks():
+                pass
+        resp.close()
+
+    _run({"CCP_SSE_IDLE_TIMEOUT": "200ms"}, go)
+
+
+def test_header_timeout_and_unreachable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+
+    async def go(client, base):
+        with pytest.raises(UpstreamTimeout):
+            await client.send(UpstreamRequest("POST", base + "/slow", {}, b"{}", False))
+        with pytest.raises(UpstreamError) as info:
+            await client.send(UpstreamRequest("POST", f"http://127.0.0.1:{closed}/x", {}, b"", False))
+        assert not isinstance(info.value, UpstreamTimeout)
+        assert f"127.0.0.1:{closed}" in info.value.message
+
+    _run({"CCP_HEADER_TIMEOUT": "200ms"}, go)
