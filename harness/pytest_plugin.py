@@ -75,3 +75,13 @@ def make_shim(tmp_path, mock_anthropic, mock_zai):
     yield factory
     for shim in started:
         shim.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """`real_api` scenarios need real keys and are skipped unless ALLOW_REAL_API=1."""
+    if os.environ.get("ALLOW_REAL_API", "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    skip = pytest.mark.skip(reason="real_api: set ALLOW_REAL_API=1 (and real keys) to run")
+    for item in items:
+        if "real_api" in item.keywords:
+            item.add_marker(skip)
