@@ -14,6 +14,7 @@ from typing import Any
 
 FILLER = " x"
 _REPLY_RE = re.compile(r"Reply with exactly: (.*?) and nothing else", re.DOTALL)
+_LINES_RE = re.compile(r"Generate (\d{1,4}) lines of numbered text", re.IGNORECASE)
 
 def compact_json(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
@@ -91,7 +92,11 @@ def sse_events(model: str, text: str, deltas: int, input_tokens: int,
 
 
 def reply_text(payload: dict[str, Any], name: str) -> str:
-    """X from "Reply with exactly: X and nothing else." in the last user message, else a greeting."""
+    """The reply to the last user message.
+
+    "Reply with exactly: X and nothing else." → X; "Generate N lines of numbered text" → N numbered
+    lines (a long stream, as the operators' SSE check asks for); anything else → a greeting.
+    """
     for message in reversed(payload.get("messages") or []):
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
@@ -102,5 +107,9 @@ def reply_text(payload: dict[str, Any], name: str) -> str:
         match = _REPLY_RE.search(content) if isinstance(content, str) else None
         if match:
             return match.group(1)
+        lines = _LINES_RE.search(content) if isinstance(content, str) else None
+        if lines:
+            return "\n".join(f"{i}. This is line number {i} of the numbered text."
+                             for i in range(1, int(lines.group(1)) + 1))
         break
     return f"Hello from mock {name}"

@@ -1,20 +1,25 @@
 """Probes: one model request through the shim by a real client, reduced to a `ProbeResult`.
 
-Kinds here: `http` (raw httpx; for streams the exact bytes received are kept) and `sdk` (the official
-`anthropic` SDK, stream and non-stream). The `claude` CLI and curl probes come with the real-clients
-work. Every result carries the shim's `x-ccp-request-id`, so a test can find the probe's usage record.
+Kinds: `http` (raw httpx; a stream's bytes are kept exactly as received), `sdk` (the official
+`anthropic` SDK), `curl` (real curl, `-N` for streams) and `cli` (the real `claude` CLI, see
+harness.cli_probe). Every result carries the shim's `x-ccp-request-id` and `x-ccp-lane` when the client
+shows response headers; a CLI result carries Claude Code's session id, which the shim records as
+`client_session`, so `attach_records()` can find any probe's usage record. Every probe has a timeout.
 """
 from __future__ import annotations
 
 import json
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 from dataclasses import dataclass, field
 
 import anthropic
 import httpx
 
 RID_HEADER = "x-ccp-request-id"
+LANE_HEADER = "x-ccp-lane"
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_TIMEOUT = 30.0
 
@@ -31,6 +36,9 @@ class ProbeResult:
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     elapsed_ms: float = 0.0
+    lane: str | None = None
+    exit_code: int | None = None
+    session_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -39,8 +47,14 @@ class ProbeResult:
     def row(self) -> dict:
         """A short, secret-free summary for tables and logs."""
         return {"kind": self.kind, "model": self.model, "op": "stream" if self.stream else "nonstream",
-                "status": self.status, "rid": self.rid, "ok": self.ok, "text": self.text[:60],
-                "error": self.error, "elapsed_ms": round(self.elapsed_ms, 1)}
+                "status": self.status, "lane": self.lane, "rid": self.rid, "ok": self.ok,
+                "text": self.text[:60], "error": self.error, "exit_code": self.exit_code,
+                "elapsed_ms": round(self.elapsed_ms, 1)}
+
+    def take_headers(self, headers: dict[str, str]) -> None:
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.rid = self.headers.get(RID_HEADER)
+        self.lane = self.headers.get(LANE_HEADER)
 
 
 def message_body(model: str, prompt: str, stream: bool, max_tokens: int = 64) -> dict:
@@ -91,20 +105,22 @@ def http_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: boo
         with httpx.Client(timeout=timeout, trust_env=False) as client:
             with client.stream("POST", url, headers=headers, content=json.dumps(payload)) as resp:
                 result.status = resp.status_code
-                result.headers = dict(resp.headers)
-                result.rid = resp.headers.get(RID_HEADER)
+                result.take_headers(dict(resp.headers))
                 result.raw = b"".join(resp.iter_raw())
     except httpx.HTTPError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
-    if result.headers.get("content-type", "").startswith("text/event-stream"):
-        result.text = text_from_sse(result.raw)
-    else:
-        try:
-            result.text = text_from_message(json.loads(result.raw))
-        except ValueError:
-            pass
+    result.text = text_of_body(result.raw, result.headers.get("content-type", ""))
     return result
+
+
+def text_of_body(raw: bytes, content_type: str) -> str:
+    if content_type.startswith("text/event-stream"):
+        return text_from_sse(raw)
+    try:
+        return text_from_message(json.loads(raw))
+    except ValueError:
+        return ""
 
 
 def sdk_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: bool = False,
@@ -124,13 +140,12 @@ def sdk_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: bool
             _sdk_call(client, result, model, messages, stream)
     except anthropic.APIStatusError as exc:
         result.status = exc.status_code
-        result.headers = dict(exc.response.headers)
+        result.take_headers(dict(exc.response.headers))
         result.error = f"{type(exc).__name__}: {exc.message}"
     except anthropic.APIError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         client.close()
-    result.rid = result.headers.get(RID_HEADER)
     result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
     return result
 
@@ -141,21 +156,52 @@ def _sdk_call(client: anthropic.Anthropic, result: ProbeResult, model: str, mess
         with client.messages.stream(model=model, max_tokens=64, messages=messages) as s:
             result.text = "".join(s.text_stream)
             result.status = s.response.status_code
-            result.headers = dict(s.response.headers)
+            result.take_headers(dict(s.response.headers))
     else:
         raw = client.messages.with_raw_response.create(model=model, max_tokens=64, messages=messages)
         result.status = raw.http_response.status_code
-        result.headers = dict(raw.headers)
+        result.take_headers(dict(raw.headers))
         result.text = text_from_message(raw.parse().model_dump())
 
 
-PROBES = {"http": http_probe, "sdk": sdk_probe}
+def _probes() -> dict:
+    from harness.cli_probe import cli_probe, curl_probe
+    return {"http": http_probe, "sdk": sdk_probe, "curl": curl_probe, "cli": cli_probe}
 
 
 def probe(kind: str, base_url: str, model: str, prompt: str = "Say hi", **kw) -> ProbeResult:
-    """Run one probe of `kind` ("http" or "sdk")."""
+    """Run one probe of `kind` ("http", "sdk", "curl" or "cli")."""
+    probes = _probes()
     try:
-        fn = PROBES[kind]
+        fn = probes[kind]
     except KeyError:
-        raise ValueError(f"unknown probe kind {kind!r}; expected one of {sorted(PROBES)}") from None
+        raise ValueError(f"unknown probe kind {kind!r}; expected one of {sorted(probes)}") from None
     return fn(base_url, model, prompt, **kw)
+
+
+def fan_out(fn: Callable[[], ProbeResult], n: int, parallel: bool = True) -> list[ProbeResult]:
+    """`n` runs of a probe, at once (threads) or one after another; results in submission order."""
+    if not parallel or n <= 1:
+        return [fn() for _ in range(n)]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return [f.result() for f in [pool.submit(fn) for _ in range(n)]]
+
+
+def attach_records(results: list[ProbeResult], records: list[dict]) -> dict[int, dict]:
+    """Find each probe's usage record (by rid, else by Claude Code's session id); fill in `lane`.
+
+    Returns {index of result: record}; a probe whose record is missing is left out.
+    """
+    by_rid = {r.get("rid"): r for r in records if r.get("rid")}
+    by_session: dict[str, dict] = {}
+    for rec in records:
+        if rec.get("client_session"):
+            by_session.setdefault(rec["client_session"], rec)
+    found: dict[int, dict] = {}
+    for i, res in enumerate(results):
+        rec = by_rid.get(res.rid) if res.rid else by_session.get(res.session_id or "")
+        if rec is not None:
+            found[i] = rec
+            res.rid = res.rid or rec.get("rid")
+            res.lane = res.lane or rec.get("lane")
+    return found

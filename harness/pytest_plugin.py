@@ -85,3 +85,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "real_api" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def claude_bin() -> str:
+    """The real `claude` CLI (project install or PATH); scenarios that need it skip without it."""
+    from harness.cli_probe import claude_version, find_claude
+    binary = find_claude()
+    if not binary or not claude_version(binary):
+        pytest.skip("the claude CLI is not installed: run `make claude` (npm) to enable CLI scenarios")
+    return binary

@@ -31,6 +31,10 @@ log = logging.getLogger("ccp.shim")
 
 MODEL_PATHS = ("/v1/messages", "/v1/message")
 RID_HEADER = "x-ccp-request-id"
+LANE_HEADER = "x-ccp-lane"
+# Claude Code names its session in this header (the `session_id` of its JSON output), which lets a
+# harness find the record of a CLI call without guessing.
+CLIENT_SESSION_HEADER = "x-claude-code-session-id"
 
 
 class ShimState:
@@ -56,9 +60,11 @@ class ShimState:
 STATE = web.AppKey("state", ShimState)
 
 
-def _error_response(exc: ShimError, rid: str, protocol: str = "anthropic") -> web.Response:
+def _error_response(exc: ShimError, rid: str, protocol: str = "anthropic",
+                    lane: str | None = None) -> web.Response:
+    headers = {RID_HEADER: rid, LANE_HEADER: lane} if lane else {RID_HEADER: rid}
     return web.Response(status=exc.status, body=error_body(exc.error_type, exc.message, protocol),
-                        content_type="application/json", headers={RID_HEADER: rid})
+                        content_type="application/json", headers=headers)
 
 
 def _ms(start: float, end: float) -> float:
@@ -71,6 +77,7 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
     t0 = time.perf_counter()
     rid = state.new_rid()
     rec = new_record(rid, request.path)
+    rec["client_session"] = request.headers.get(CLIENT_SESSION_HEADER)
     timing = {"t0": t0, "sent": None, "upstream_done": None}
     try:
         return await _exchange(request, state, rec, timing)
@@ -79,7 +86,7 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
         rec["err_type"] = rec["err_type"] or exc.err_type
         log.warning("[%s] %s %s -> %d %s: %s", rid, request.method, request.path, exc.status,
                     exc.err_type, exc.message)
-        return _error_response(exc, rid)
+        return _error_response(exc, rid, lane=rec["lane"])
     except asyncio.CancelledError:
         rec["err_type"] = rec["err_type"] or "client_abort"
         rec["reason"] = rec["reason"] or "client_disconnected"
@@ -161,6 +168,7 @@ async def _exchange(request: web.Request, state: ShimState, rec: dict,
     rec["status"] = resp.status
     out_headers = client_response_headers(resp.headers)
     out_headers.append((RID_HEADER, rec["rid"]))
+    out_headers.append((LANE_HEADER, decision.lane))
     if resp.is_sse:
         return await relay_stream(request, resp, out_headers, rec, timing)
     return await relay_body(resp, out_headers, rec, timing)
