@@ -115,6 +115,52 @@ RECORD_GATES: tuple[Callable[[list[dict]], GateResult], ...] = (
     no_haiku_on_anthropic, no_header_mode_on_anthropic, streams_accounted, one_record_per_rid)
 
 
+def readyz_ok(report: dict | None, required: Iterable[str] = ("anthropic", "zai")) -> GateResult:
+    """`/readyz` answered 200 with every required provider reachable (others are listed too)."""
+    if not isinstance(report, dict):
+        return GateResult("readyz_ok", False, "no /readyz report")
+    providers = report.get("providers") or {}
+    missing = [p for p in required if p not in providers]
+    down = [f"{name} ({p.get('reason')})" for name, p in providers.items() if not p.get("reachable")]
+    ok = bool(report.get("ok")) and not missing and not down
+    listed = ", ".join(f"{n}={p.get('reason')}" for n, p in providers.items())
+    if ok:
+        return GateResult("readyz_ok", True, f"providers: {listed}")
+    problems = ([f"missing {', '.join(missing)}"] if missing else []) + \
+        ([f"unreachable {', '.join(down)}"] if down else [])
+    return GateResult("readyz_ok", False, "; ".join(problems) or "readyz not ok")
+
+
+def providers_resolve(providers: list[dict], required: Iterable[str] = ("anthropic", "zai"),
+                      need_credentials: bool = False) -> GateResult:
+    """`ccp providers` lists every required lane with a base URL (and a credential when asked)."""
+    by_name = {p.get("name"): p for p in providers}
+    problems = []
+    for name in required:
+        p = by_name.get(name)
+        if p is None:
+            problems.append(f"{name} missing")
+        elif not str(p.get("base_url", "")).startswith(("http://", "https://")):
+            problems.append(f"{name} has no base_url")
+        elif need_credentials and not p.get("credential_set"):
+            problems.append(f"{name} has no credential ({p.get('credential_env')})")
+    if problems:
+        return GateResult("providers_resolve", False, "; ".join(problems))
+    return GateResult("providers_resolve", True,
+                      ", ".join(f"{p['name']}={p['base_url']} ({p.get('source')})" for p in providers))
+
+
+def rotated_before_run(records: list[dict], run_started_ts: str) -> GateResult:
+    """The log holds only this run: no record older than the run's start (ISO-8601 UTC strings)."""
+    older = [r for r in records if str(r.get("ts") or "") < run_started_ts]
+    if older:
+        return GateResult("rotated_before_run", False,
+                          f"{len(older)} record(s) older than the run start {run_started_ts}: "
+                          f"{_rids(older)}")
+    return GateResult("rotated_before_run", True,
+                      f"{len(records)} record(s), all from this run (since {run_started_ts})")
+
+
 def run_gates(records: list[dict], metrics_path: str | Path | None = None) -> list[GateResult]:
     """All record gates, plus `metrics_present` when a METRICS path is given."""
     results = [gate(records) for gate in RECORD_GATES]

@@ -1,33 +1,43 @@
 """`ccp repro`: the main job — mock upstreams (or real ones), the shim, probes, METRICS, gates.
 
 With no keys it runs entirely on loopback: two mock upstreams (anthropic, and zai under its
-`/api/anthropic` prefix), the real `ccp serve` process, haiku and sonnet probes through raw HTTP and the
-official SDK (stream and non-stream), one long SSE stream, then `results/METRICS_repro.json`, a Markdown
-summary and the gate verdicts. Exit 1 when a gate fails. With `ALLOW_REAL_API=1` and real keys in the
-environment the shim talks to the real upstreams instead.
+`/api/anthropic` prefix), the real `ccp serve` process, haiku and sonnet probes through the real
+`claude` CLI, real curl, raw HTTP and the official SDK (stream and non-stream), one long SSE stream,
+then `results/METRICS_<run>.json`, `results/<run>-SUMMARY.md`, a copy of the run's usage log, and the
+gate verdicts. Exit 1 when a gate fails. With `ALLOW_REAL_API=1` and real keys in the environment the
+shim talks to the real upstreams instead. `--quick` is 1× haiku and 1× sonnet through the CLI only.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.gates import GateResult, format_verdicts, run_gates
+import httpx
+
+from harness.cli_probe import claude_version, find_claude
+from harness.gates import GateResult, format_verdicts, providers_resolve, readyz_ok, \
+    rotated_before_run, run_gates
 from harness.hygiene import check_anthropic_calls, check_zai_calls
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
-from harness.probes import ProbeResult, probe
+from harness.probes import ProbeResult, attach_records, probe
+from harness.progress import progress_bar
 from harness.shim import ShimProcess
+from proxy.providers import providers_view
 from proxy.settings import ConfigError, Settings
-from proxy.usage import rotate_usage
+from proxy.usage import rotate_usage, utc_timestamp
 from reports.summarize import render_summary, summarize, write_metrics
-from reports.usage_io import read_usage
+from reports.usage_io import read_records, to_frame
 
 HAIKU_MODEL = "claude-haiku-4-5-20251001"
 SONNET_MODEL = "claude-sonnet-4-5-20250929"
 LONG_STREAM_DELTAS = 2000
+KINDS = ("cli", "curl", "http", "sdk")
+TOGGLES = ("FORCE_HAIKU_TO_ZAI", "OFFLOAD_PAUSED", "ZAI_HEADER_MODE")
 
 
 @dataclass
@@ -40,57 +50,71 @@ class Planned:
     deltas: int | None = None
 
 
-def plan(rounds: int, haiku: str, sonnet: str, long_stream: bool) -> list[Planned]:
-    """3× haiku + 3× sonnet per op, alternating http/sdk, then one long SSE stream."""
+def plan(rounds: int, haiku: str, sonnet: str, long_stream: bool,
+         kinds: tuple[str, ...] = KINDS) -> list[Planned]:
+    """Per round and model: the CLI (it always streams), curl and one of http/sdk, each stream and
+    non-stream; then one long SSE stream. Models for the CLI are its aliases (`haiku`, `sonnet`)."""
     items: list[Planned] = []
     for r in range(rounds):
-        kind = "http" if r % 2 == 0 else "sdk"
-        for model, lane in ((haiku, "zai"), (sonnet, "anthropic")):
-            for stream in (False, True):
-                family = "HAIKU" if lane == "zai" else "SONNET"
-                token = f"CCP_REPRO_{family}_{'S' if stream else 'N'}{r + 1}"
-                items.append(Planned(kind, model, stream, lane, token))
-    if long_stream:
+        library = ("http", "sdk")[r % 2]
+        for model, alias, lane in ((haiku, "haiku", "zai"), (sonnet, "sonnet", "anthropic")):
+            family = alias.upper()
+            if "cli" in kinds:
+                items.append(Planned("cli", alias, True, lane, f"CCP_{family}_CLI{r + 1}"))
+            for kind in ("curl", library):
+                if kind not in kinds:
+                    continue
+                for stream in (False, True):
+                    token = f"CCP_{family}_{kind.upper()}_{'S' if stream else 'N'}{r + 1}"
+                    items.append(Planned(kind, model, stream, lane, token))
+    if long_stream and "http" in kinds:
         items.append(Planned("http", sonnet, True, "anthropic", "CCP_REPRO_LONG", LONG_STREAM_DELTAS))
     return items
 
 
-def _fire(item: Planned, base_url: str, client_auth: dict) -> ProbeResult:
+def quick_plan() -> list[Planned]:
+    """1× haiku and 1× sonnet through the CLI (the operators' repro-go-quick)."""
+    return [Planned("cli", "haiku", True, "zai", "CCP_QUICK_HAIKU"),
+            Planned("cli", "sonnet", True, "anthropic", "CCP_QUICK_SONNET")]
+
+
+def _fire(item: Planned, base_url: str, client_auth: dict, cli_timeout: float) -> ProbeResult:
     prompt = f"Reply with exactly: {item.token} and nothing else."
-    kw = dict(client_auth, stream=item.stream)
+    if item.kind == "cli":
+        return probe("cli", base_url, item.model, prompt, timeout=cli_timeout,
+                     auth_token=client_auth.get("cli_token"))
+    kw = {"stream": item.stream, "api_key": client_auth.get("api_key")}
     if item.deltas:
         kw["extra_headers"] = {"x-mock-deltas": str(item.deltas)}
     return probe(item.kind, base_url, item.model, prompt, **kw)
 
 
-def _probe_checks(items: list[Planned], results: list[ProbeResult], records: list[dict],
-                  mocks: tuple[MockUpstream, MockUpstream] | None) -> list[GateResult]:
-    by_rid: dict[str, list[dict]] = {}
-    for rec in records:
-        by_rid.setdefault(rec.get("rid"), []).append(rec)
+def _probe_checks(items: list[Planned], results: list[ProbeResult], found: dict[int, dict],
+                  records: list[dict]) -> list[GateResult]:
     problems: list[str] = []
     lane_problems: list[str] = []
-    for item, res in zip(items, results):
+    for i, (item, res) in enumerate(zip(items, results)):
         label = f"{item.kind}/{item.model}/{'stream' if item.stream else 'nonstream'}"
         if not res.ok:
             problems.append(f"{label}: status {res.status} {res.error or ''}".strip())
         elif item.deltas is None and res.text.strip() != item.token:
             problems.append(f"{label}: answered {res.text[:40]!r}, expected {item.token!r}")
-        recs = by_rid.get(res.rid, [])
-        if len(recs) != 1:
-            lane_problems.append(f"{label}: {len(recs)} record(s) for rid {res.rid}")
-        elif recs[0].get("lane") != item.expect_lane:
-            lane_problems.append(f"{label}: lane {recs[0].get('lane')}, expected {item.expect_lane}")
-    checks = [
+        rec = found.get(i)
+        if rec is None:
+            lane_problems.append(f"{label}: no usage record found")
+        elif rec.get("lane") != item.expect_lane:
+            lane_problems.append(f"{label}: lane {rec.get('lane')}, expected {item.expect_lane}")
+    extra = len(records) - len(found)
+    if extra > 0:
+        lane_problems.append(f"{extra} record(s) belong to no probe")
+    return [
         GateResult("probes_answered", not problems,
-                   f"{len(results)} probe(s) answered as asked" if not problems else "; ".join(problems[:3])),
+                   f"{len(results)} probe(s) answered as asked" if not problems
+                   else "; ".join(problems[:3])),
         GateResult("probes_routed", not lane_problems,
                    "every probe has one record on the expected lane" if not lane_problems
                    else "; ".join(lane_problems[:3])),
     ]
-    if mocks is not None:
-        checks.append(_long_stream_check(items, results, mocks[0]))
-    return checks
 
 
 def _long_stream_check(items: list[Planned], results: list[ProbeResult],
@@ -107,22 +131,20 @@ def _long_stream_check(items: list[Planned], results: list[ProbeResult],
     return GateResult("long_sse_byte_exact", ok, detail)
 
 
-def _hygiene_checks(mocks: tuple[MockUpstream, MockUpstream], settings_env: dict) -> list[GateResult]:
+def _hygiene_checks(mocks: tuple[MockUpstream, MockUpstream], mode: str) -> list[GateResult]:
     keys = test_keys()
     anth, zai = mocks
-    mode = settings_env.get("ZAI_HEADER_MODE", "x-api-key")
-    zai_res = check_zai_calls([c.headers for c in zai.calls], keys["ZAI_API_KEY"],
-                              [keys["ANTHROPIC_AUTH_TOKEN"], keys["CLIENT_API_KEY"]], mode)
-    anth_res = check_anthropic_calls([c.headers for c in anth.calls], keys["ZAI_API_KEY"])
-    return [zai_res, anth_res]
+    return [check_zai_calls([c.headers for c in zai.calls], keys["ZAI_API_KEY"],
+                            [keys["ANTHROPIC_AUTH_TOKEN"], keys["CLIENT_API_KEY"],
+                             keys["CLIENT_OAUTH_TOKEN"]], mode),
+            check_anthropic_calls([c.headers for c in anth.calls], keys["ZAI_API_KEY"])]
 
 
-def _print_table(items: list[Planned], results: list[ProbeResult], records: list[dict]) -> None:
-    by_rid = {r.get("rid"): r for r in records}
+def _print_table(items: list[Planned], results: list[ProbeResult], found: dict[int, dict]) -> None:
     print(f"{'probe':<6}{'model':<28}{'op':<10}{'status':<7}{'lane':<10}{'decision':<15}"
           f"{'ttfb_ms':>9}{'latency_ms':>11}")
-    for item, res in zip(items, results):
-        rec = by_rid.get(res.rid, {})
+    for i, (item, res) in enumerate(zip(items, results)):
+        rec = found.get(i, {})
         print(f"{item.kind:<6}{item.model[:27]:<28}{'stream' if item.stream else 'nonstream':<10}"
               f"{str(res.status):<7}{str(rec.get('lane')):<10}{str(rec.get('decision')):<15}"
               f"{_num(rec.get('ttfb_ms')):>9}{_num(rec.get('latency_ms')):>11}")
@@ -132,61 +154,117 @@ def _num(value) -> str:
     return f"{value:.1f}" if isinstance(value, (int, float)) else "-"
 
 
+def _versions(cli_binary: str | None) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        ccp_version = version("ccp")
+    except PackageNotFoundError:
+        ccp_version = "unknown"
+    return {"ccp": ccp_version, "claude": claude_version(cli_binary) if cli_binary else None,
+            "python": sys.version.split()[0], "curl": shutil.which("curl") is not None}
+
+
+def _readyz(url: str) -> dict | None:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=10, trust_env=False).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs_dir = Path(args.logs or settings.logs_dir).resolve()
     results_dir = Path(args.results or settings.results_dir).resolve()
+    run_name = args.run or ("repro_quick" if args.quick else "repro")
     real = settings.allow_real_api and bool(settings.zai_api_key) and bool(
         settings.anthropic_auth_token or settings.anthropic_api_key)
     if settings.allow_real_api and not real:
         print("[repro] ALLOW_REAL_API=1 but ZAI_API_KEY and an Anthropic credential are not both "
               "set: using the mock upstreams", file=sys.stderr)
     rotated = rotate_usage(logs_dir)
-    print(f"[repro] logs={logs_dir} (previous usage rotated to {rotated.name})" if rotated
-          else f"[repro] logs={logs_dir}")
+    print(f"[repro] run={run_name} logs={logs_dir}"
+          + (f" (previous usage rotated to {rotated.name})" if rotated else ""))
+    run_started = utc_timestamp()
 
+    cli_binary = find_claude()
+    kinds = tuple(k for k in args.kinds.split(",") if k) if args.kinds else KINDS
+    skipped: list[str] = []
+    if "cli" in kinds and not cli_binary:
+        kinds = tuple(k for k in kinds if k != "cli")
+        skipped.append("cli probes: the claude CLI is not installed (make claude)")
     mocks: tuple[MockUpstream, MockUpstream] | None = None
-    passthrough = {k: os.environ[k] for k in ("FORCE_HAIKU_TO_ZAI", "OFFLOAD_PAUSED",
-                                              "ZAI_HEADER_MODE") if k in os.environ}
+    toggles = {k: os.environ[k] for k in TOGGLES if k in os.environ}
     if real:
-        env = {k: v for k, v in os.environ.items()}
-        client_auth: dict = {}  # the shim adds the operator's Anthropic credential from its env
+        env = dict(os.environ)
+        # the CLI carries the operator's own credential; curl/http/sdk send none, so the shim adds it
+        client_auth = {"cli_token": settings.anthropic_auth_token.reveal() or None}
         print("[repro] upstreams: REAL (ALLOW_REAL_API=1)")
     else:
         mocks = (MockUpstream("anthropic").start(), MockUpstream("zai").start())
-        env = {**lane_env(mocks[0].base_url, mocks[1].zai_base_url), **passthrough}
-        client_auth = {"api_key": test_keys()["CLIENT_API_KEY"]}
+        env = {**lane_env(mocks[0].base_url, mocks[1].zai_base_url), **toggles}
+        client_auth = {"api_key": test_keys()["CLIENT_API_KEY"],
+                       "cli_token": test_keys()["CLIENT_OAUTH_TOKEN"]}
         print(f"[repro] upstreams: mock anthropic={mocks[0].base_url} zai={mocks[1].zai_base_url}")
+    for line in skipped:
+        print(f"[repro] SKIP {line}")
 
-    items = plan(args.rounds, args.haiku_model, args.sonnet_model, long_stream=not real)
+    if args.quick:
+        items = quick_plan() if "cli" in kinds else []
+    else:
+        items = plan(args.rounds, args.haiku_model, args.sonnet_model, long_stream=not real,
+                     kinds=kinds)
     results: list[ProbeResult] = []
     try:
         with ShimProcess(logs_dir, env) as shim:
             print(f"[repro] shim {shim.url} (pid {shim.proc.pid})")
-            for item in items:
-                results.append(_fire(item, shim.url, client_auth))
-            records = shim.wait_for_records(len(items)) if items else []
+            readyz = _readyz(shim.url)
+            with progress_bar(len(items), "probes", enabled=not args.no_progress) as advance:
+                for item in items:
+                    results.append(_fire(item, shim.url, client_auth, args.cli_timeout))
+                    advance(f"{item.kind} {item.model}")
+            shim.wait_for_records(len(items)) if items else None
     finally:
         if mocks:
             for m in mocks:
                 m.stop()
 
-    _print_table(items, results, records)
-    df = read_usage([logs_dir / "usage.jsonl"])
-    metrics = summarize(df)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = results_dir / "METRICS_repro.json"
-    write_metrics(metrics, metrics_path)
-    summary_path = results_dir / "repro-SUMMARY.md"
-    summary_path.write_text(render_summary(metrics, "ccp repro"))
+    usage_path = logs_dir / "usage.jsonl"
+    records, bad_lines = read_records([usage_path]) if usage_path.exists() else ([], 0)
+    found = attach_records(results, records)
+    _print_table(items, results, found)
 
+    results_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = results_dir / f"METRICS_{run_name}.json"
+    metrics = summarize(to_frame(records, bad_lines))
+    write_metrics(metrics, metrics_path)  # written first, so metrics_present checks a real file
     verdicts = run_gates(records, metrics_path)
-    verdicts += _probe_checks(items, results, records, mocks)
+    verdicts.append(rotated_before_run(records, run_started))
+    verdicts.append(readyz_ok(readyz))
+    verdicts.append(providers_resolve(providers_view(Settings.from_env(env)), need_credentials=real))
+    verdicts += _probe_checks(items, results, found, records)
+    if not items:
+        verdicts.append(GateResult("probes_ran", False, "no probe could run"))
     if mocks is not None:
-        verdicts += _hygiene_checks(mocks, env)
+        verdicts.append(_long_stream_check(items, results, mocks[0]))
+        verdicts += _hygiene_checks(mocks, env.get("ZAI_HEADER_MODE", "x-api-key"))
+
+    usage_copy = results_dir / f"{run_name}-usage.jsonl"
+    if usage_path.exists():
+        shutil.copyfile(usage_path, usage_copy)
+    metrics["run"] = {
+        "name": run_name, "started_at": run_started, "upstreams": "real" if real else "mock",
+        "versions": _versions(cli_binary), "toggles": {**{k: None for k in TOGGLES}, **toggles},
+        "gates": [v._asdict() for v in verdicts], "skipped": skipped,
+        "probes": [res.row() for res in results], "usage_copy": str(usage_copy),
+    }
+    write_metrics(metrics, metrics_path)
+    summary_path = results_dir / f"{run_name}-SUMMARY.md"
+    summary_path.write_text(render_summary(metrics, f"ccp {run_name}"))
+
     print()
     print(format_verdicts(verdicts))
-    print(f"\n[repro] METRICS: {metrics_path}\n[repro] summary: {summary_path}")
+    print(f"\n[repro] METRICS: {metrics_path}\n[repro] summary: {summary_path}\n"
+          f"[repro] usage copy: {usage_copy}")
     failed = [v for v in verdicts if not v.ok]
     print(f"[repro] {'FAILED: ' + ', '.join(v.name for v in failed) if failed else 'all gates passed'}")
     return 1 if failed else 0
@@ -194,11 +272,17 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccp repro", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="probes per model and op (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of probes (default 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1x haiku + 1x sonnet through the claude CLI only")
+    parser.add_argument("--run", help="run name for the artifacts (default repro / repro_quick)")
+    parser.add_argument("--kinds", help=f"comma-separated probe kinds (default {','.join(KINDS)})")
+    parser.add_argument("--cli-timeout", type=float, default=60.0, help="seconds per CLI call")
     parser.add_argument("--logs", help="logs folder (default CCP_LOGS_DIR or logs)")
     parser.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or results)")
     parser.add_argument("--haiku-model", default=HAIKU_MODEL)
     parser.add_argument("--sonnet-model", default=SONNET_MODEL)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         return run(args)

@@ -17,20 +17,26 @@ def _run(tmp_path, extra=None):
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
 
 
-def test_repro_passes_on_mocks(tmp_path):
+def test_repro_passes_on_mocks(tmp_path, claude_bin):
     out = _run(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all gates passed" in out.stdout
-    assert "PASS no_haiku_on_anthropic" in out.stdout and "PASS long_sse_byte_exact" in out.stdout
+    for gate in ("no_haiku_on_anthropic", "long_sse_byte_exact", "readyz_ok", "providers_resolve",
+                 "rotated_before_run", "zai_mock_hygiene", "probes_routed"):
+        assert f"PASS {gate}" in out.stdout
     metrics = json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())
-    assert metrics["requests"] == 13
-    assert metrics["completions_by_lane"]["zai"] == 6 and metrics["completions_by_lane"]["anthropic"] == 7
-    assert (tmp_path / "results" / "repro-SUMMARY.md").read_text().strip()
+    assert metrics["requests"] == 31
+    assert metrics["completions_by_lane"]["zai"] == 15 and metrics["completions_by_lane"]["anthropic"] == 16
+    assert metrics["run"]["versions"]["claude"].startswith("2.")
+    assert {p["kind"] for p in metrics["run"]["probes"]} == {"cli", "curl", "http", "sdk"}
+    summary = (tmp_path / "results" / "repro-SUMMARY.md").read_text()
+    assert "| readyz_ok | PASS |" in summary and "claude CLI 2." in summary
+    assert (tmp_path / "results" / "repro-usage.jsonl").read_text().count("\n") == 31
     # a second run rotates the first run's log away, so each METRICS covers one run
     again = _run(tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / "logs" / "usage.jsonl.1").exists()
-    assert json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())["requests"] == 13
+    assert json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())["requests"] == 31
 
 
 def test_repro_fails_when_haiku_is_kept_off_zai(tmp_path):
@@ -44,3 +50,14 @@ def test_repro_config_error_exits_2(tmp_path):
     out = _run(tmp_path, {"ZAI_HEADER_MODE": "cookie"})
     assert out.returncode == 2
     assert "ConfigError: ZAI_HEADER_MODE" in out.stderr
+
+
+@pytest.mark.repro_quick
+def test_repro_quick(tmp_path, claude_bin):
+    env = clean_env({"CCP_LOGS_DIR": str(tmp_path / "logs"), "CCP_RESULTS_DIR": str(tmp_path / "results")})
+    out = subprocess.run([sys.executable, "-m", "proxy", "repro", "--quick"], env=env, cwd=PROJECT_ROOT,
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    metrics = json.loads((tmp_path / "results" / "METRICS_repro_quick.json").read_text())
+    assert metrics["requests"] == 2 and metrics["completions_by_lane"]["zai"] == 1
+    assert [p["kind"] for p in metrics["run"]["probes"]] == ["cli", "cli"]

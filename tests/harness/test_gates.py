@@ -112,3 +112,33 @@ def test_format_verdicts():
 
 def test_empty_records_pass():
     assert all_ok(run_gates([]))
+
+
+def test_readyz_gate():
+    from harness.gates import readyz_ok
+    good = {"ok": True, "providers": {"anthropic": {"reachable": True, "reason": "ok"},
+                                      "zai": {"reachable": True, "reason": "not_found"}}}
+    assert readyz_ok(good).ok
+    bad = {"ok": False, "providers": {"anthropic": {"reachable": False, "reason": "timeout"}}}
+    result = readyz_ok(bad)
+    assert not result.ok and "missing zai" in result.detail and "anthropic (timeout)" in result.detail
+    assert not readyz_ok(None).ok
+
+
+def test_providers_gate():
+    from harness.gates import providers_resolve
+    view = [{"name": "anthropic", "base_url": "https://a", "credential_set": True, "source": "built-in"},
+            {"name": "zai", "base_url": "https://z", "credential_set": False, "credential_env": "ZAI_API_KEY",
+             "source": "built-in"}]
+    assert providers_resolve(view).ok
+    result = providers_resolve(view, need_credentials=True)
+    assert not result.ok and "ZAI_API_KEY" in result.detail
+    assert not providers_resolve(view[:1]).ok
+
+
+def test_rotated_before_run_gate():
+    from harness.gates import rotated_before_run
+    recs = [{"rid": "a", "ts": "2026-11-25T10:00:00.000Z"}, {"rid": "b", "ts": "2026-11-25T09:59:59.999Z"}]
+    result = rotated_before_run(recs, "2026-11-25T10:00:00.000Z")
+    assert not result.ok and "b" in result.detail
+    assert rotated_before_run(recs[:1], "2026-11-25T10:00:00.000Z").ok
