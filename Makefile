@@ -4,12 +4,20 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ccp-installed
 PYTEST_WORKERS ?= 2
+CLAUDE_VERSION ?= 2.1.331
+CLAUDE_DIR     := .tools/claude
+CLAUDE         := $(CLAUDE_DIR)/node_modules/.bin/claude
 
-.PHONY: help venv repro repro-go test quick serve mock-upstream summarize verify-routing gates clean
+.PHONY: help venv claude repro repro-go repro-go-quick verify-sse test quick serve mock-upstream \
+        summarize verify-routing gates doctor clean clean-logs
 
 help:
 	@echo "make repro          mock upstreams + shim + probes + METRICS + gates (no keys needed)"
 	@echo "make test           the whole suite (pytest-xdist, $(PYTEST_WORKERS) workers)"
+	@echo "make repro-go       the repro job under the operators' name (METRICS_repro_go.json)"
+	@echo "make repro-go-quick 1x haiku + 1x sonnet through the claude CLI"
+	@echo "make verify-sse     the streaming scenarios"
+	@echo "make claude         install the pinned claude CLI into $(CLAUDE_DIR)"
 	@echo "make quick          unit tests only"
 	@echo "make serve          run the shim on 127.0.0.1:18080"
 	@echo "make mock-upstream  run a mock Anthropic-compatible upstream"
@@ -23,13 +31,29 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-repro: $(STAMP)
+# The real Claude Code CLI, pinned, in a git-ignored project folder. Without npm the CLI probes and
+# scenarios are skipped (with a line saying so); everything else still runs.
+$(CLAUDE):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix $(CLAUDE_DIR) --no-audit --no-fund --loglevel=error \
+	    @anthropic-ai/claude-code@$(CLAUDE_VERSION) && $(CLAUDE) --version; \
+	else echo "npm not found: skipping the claude CLI (CLI probes will be skipped)"; fi
+
+claude: $(CLAUDE)
+
+repro: $(STAMP) $(CLAUDE)
 	$(BIN)/ccp repro
 
-repro-go: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m repro_go
+repro-go: $(STAMP) $(CLAUDE)
+	$(BIN)/ccp repro --run repro_go
 
-test: $(STAMP)
+repro-go-quick: $(STAMP) $(CLAUDE)
+	$(BIN)/ccp repro --quick
+
+verify-sse: $(STAMP) $(CLAUDE)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m sse
+
+test: $(STAMP) $(CLAUDE)
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 quick: $(STAMP)
@@ -48,7 +72,13 @@ verify-routing: $(STAMP)
 	$(BIN)/ccp verify-routing
 
 gates: $(STAMP)
-	$(BIN)/ccp gates --metrics results/METRICS_repro.json
+	$(BIN)/ccp gates --metrics results/METRICS_repro.json --providers
+
+doctor: $(STAMP)
+	$(BIN)/ccp doctor
+
+clean-logs:
+	rm -rf logs/usage.jsonl logs/usage.jsonl.* logs/partials
 
 clean:
 	rm -rf logs results .pytest_cache build *.egg-info

@@ -9,7 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.gates import all_ok, format_verdicts, run_gates
+from harness.gates import all_ok, format_verdicts, providers_resolve, readyz_ok, rotated_before_run, \
+    run_gates
 from reports.summarize import DEFAULT_NAME, summarize
 from reports.usage_io import read_records, to_frame
 
@@ -63,12 +64,34 @@ def gates_main(argv: list[str] | None, default_logs_dir: str, default_results_di
     group.add_argument("--metrics", default=str(default_metrics),
                        help="METRICS file that must be present (default: %(default)s)")
     group.add_argument("--no-metrics", action="store_true", help="skip the metrics_present gate")
+    parser.add_argument("--readyz", metavar="URL",
+                        help="a running shim (e.g. http://127.0.0.1:18080): check its /readyz")
+    parser.add_argument("--providers", action="store_true",
+                        help="check that `ccp providers` resolves the anthropic and zai lanes")
+    parser.add_argument("--since", metavar="TS",
+                        help="run start (ISO-8601 UTC): every record must be newer (log rotated)")
     args = parser.parse_args(argv)
     loaded = _load(args.logs or [default_logs_dir])
     if loaded is None:
         return 2
     records, bad = loaded
     results = run_gates(records, None if args.no_metrics else args.metrics)
+    if args.since:
+        results.append(rotated_before_run(records, args.since))
+    if args.providers:
+        from proxy.providers import providers_view
+        from proxy.settings import Settings
+        results.append(providers_resolve(providers_view(Settings.from_env())))
+    if args.readyz:
+        results.append(readyz_ok(_fetch_readyz(args.readyz)))
     print(f"records: {len(records)} ({bad} bad lines)")
     print(format_verdicts(results))
     return 0 if all_ok(results) else 1
+
+
+def _fetch_readyz(url: str) -> dict | None:
+    import httpx
+    try:
+        return httpx.get(url.rstrip("/") + "/readyz", timeout=10, trust_env=False).json()
+    except (httpx.HTTPError, ValueError):
+        return None

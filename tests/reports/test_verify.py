@@ -88,3 +88,21 @@ def test_gates_main_explicit_metrics_and_header_leak(tmp_path, capsys):
 def test_gates_main_missing_log_is_usage_error(tmp_path, capsys):
     assert gates_main([str(tmp_path / "missing")], "unused", "unused") == 2
     assert "UsageError:" in capsys.readouterr().err
+
+
+def test_gates_extra_checks(tmp_path, capsys):
+    import json as _json
+
+    from reports.verify import gates_main
+    log = tmp_path / "usage.jsonl"
+    log.write_text(_json.dumps({"rid": "r1", "ts": "2026-11-25T10:00:00.000Z", "model": "claude-sonnet-4-5",
+                                "lane": "anthropic", "decision": "to_anth", "op": "nonstream",
+                                "status": 200}) + "\n")
+    assert gates_main([str(log), "--no-metrics", "--providers"], str(tmp_path), str(tmp_path)) == 0
+    assert "PASS providers_resolve" in capsys.readouterr().out
+    assert gates_main([str(log), "--no-metrics", "--since", "2026-11-25T11:00:00.000Z"],
+                      str(tmp_path), str(tmp_path)) == 1
+    assert "FAIL rotated_before_run" in capsys.readouterr().out
+    assert gates_main([str(log), "--no-metrics", "--readyz", "http://127.0.0.1:9"],
+                      str(tmp_path), str(tmp_path)) == 1
+    assert "FAIL readyz_ok: no /readyz report" in capsys.readouterr().out
