@@ -96,6 +96,9 @@ def cli_probe(base_url: str, model: str, prompt: str = "Say hi", *, auth_token: 
             result.raw = exc.stdout or b""
             result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
             return result
+        except OSError as exc:
+            result.error = f"cannot run {binary}: {exc}"
+            return result
     result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
     result.exit_code = out.returncode
     result.raw = out.stdout
