@@ -17,13 +17,15 @@ DEFAULT_PORT = 18080
 def _serve(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="ccp serve", description="Run the routing shim.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help="port to bind; 0 lets the OS choose (announced on stdout)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port to bind (default: the CCP_PROFILE's port, 18080 for default); "
+                             "0 lets the OS choose (announced on stdout)")
     parser.add_argument("--port-file", help="also write the bound port to this file")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     from proxy.server import run
-    return run(settings, args.host, args.port, args.port_file)
+    port = settings.default_port if args.port is None else args.port
+    return run(settings, args.host, port, args.port_file)
 
 
 def _mock_upstream(argv: list[str]) -> int:
@@ -54,6 +56,51 @@ def _repro(argv: list[str]) -> int:
     return main(argv)
 
 
+def _up(argv: list[str]) -> int:
+    from proxy.control import up_main
+    return up_main(argv)
+
+
+def _down(argv: list[str]) -> int:
+    from proxy.control import down_main
+    return down_main(argv)
+
+
+def _restart(argv: list[str]) -> int:
+    from proxy.control import restart_main
+    return restart_main(argv)
+
+
+def _ps(argv: list[str]) -> int:
+    from proxy.control import ps_main
+    return ps_main(argv)
+
+
+def _env(argv: list[str]) -> int:
+    from proxy.control import env_main
+    return env_main(argv)
+
+
+def _logs(argv: list[str]) -> int:
+    from proxy.control import logs_main
+    return logs_main(argv)
+
+
+def _probe(argv: list[str]) -> int:
+    from proxy.control import probe_main
+    return probe_main(argv)
+
+
+def _shell_init(argv: list[str]) -> int:
+    from proxy.control import shell_init_main
+    return shell_init_main(argv)
+
+
+def _doctor(argv: list[str]) -> int:
+    from proxy.doctor import main
+    return main(argv)
+
+
 VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (_serve, "run the routing shim"),
     "mock-upstream": (_mock_upstream, "run a mock Anthropic-compatible upstream (no keys needed)"),
@@ -61,6 +108,15 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "verify-routing": (_verify_routing, "print routing shares and gate verdicts; exit 1 on failure"),
     "gates": (_gates, "print gate verdicts; exit 1 on failure"),
     "repro": (_repro, "the repro job: mocks (or real upstreams), shim, probes, METRICS, gates"),
+    "up": (_up, "start the shim in the background (pid and log files in the profile's logs)"),
+    "down": (_down, "stop the background shim"),
+    "restart": (_restart, "down + up (keeps the port unless --port is given)"),
+    "ps": (_ps, "one line: running?, pid, port, profile; exit 1 when not running"),
+    "env": (_env, "shell exports that point Claude Code at the shim (--unset to undo)"),
+    "logs": (_logs, "usage records in a readable form (-n N, --follow, --raw)"),
+    "probe": (_probe, "one real `claude` CLI probe through the shim: probe haiku|sonnet PROMPT"),
+    "shell-init": (_shell_init, "shell functions ccc-on/off/status/logs/restart, ccp-haiku/sonnet"),
+    "doctor": (_doctor, "what is missing for each path (mock repro, real API, CLI probes)"),
 }
 
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from proxy.profiles import BASE_PORT, DEFAULT_PROFILE, resolve_profile
 from proxy.routing import RoutingPolicy
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -121,6 +122,8 @@ class Settings:
     dial_timeout: float = DEFAULT_DIAL_TIMEOUT
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     allow_real_api: bool = False
+    profile: str = DEFAULT_PROFILE  # CCP_PROFILE: picks the default port and logs folder
+    default_port: int = BASE_PORT  # the profile's port, used when `--port` is not given
 
     @property
     def routing(self) -> RoutingPolicy:
@@ -163,6 +166,11 @@ class Settings:
             if mode not in HEADER_MODES:
                 raise ConfigError(f"ZAI_HEADER_MODE={mode!r}: expected one of {', '.join(HEADER_MODES)}")
             kw["zai_header_mode"] = mode
+        try:
+            profile = resolve_profile(env.get("CCP_PROFILE", ""))
+        except ValueError as exc:
+            raise ConfigError(f"CCP_PROFILE={exc}") from None
+        kw.update(profile=profile.name, default_port=profile.port, logs_dir=profile.logs_dir)
         for attr, key in (("logs_dir", "CCP_LOGS_DIR"), ("results_dir", "CCP_RESULTS_DIR")):
             if env.get(key, "").strip():
                 kw[attr] = env[key].strip()

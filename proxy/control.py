@@ -1,0 +1,436 @@
+"""The operators' daily controls: a background shim per profile, its exports, its log, one probe.
+
+Owns the verbs built on a profile's run files (`proxy.profiles.RunFiles`: `ccp.pid`, `ccp.port`
+written by `ccp serve --port-file`, `ccp-serve.log`): `up`, `down`, `restart`, `ps`, `env`, `logs`,
+`probe` and `shell-init`. Every wait polls a condition until a deadline.
+
+Errors print as `Type: message`: `AlreadyRunning`, `PortBusy`, `BindError`, `StartFailed`,
+`NotRunning`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterator, TextIO
+
+import httpx
+
+from proxy.profiles import RunFiles, pid_alive, port_free, read_int, running_pid
+from proxy.settings import Settings
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+POLL = 0.05
+LOCALHOST = "127.0.0.1"
+
+
+# ---------------------------------------------------------------- process state
+def current_port(settings: Settings, files: RunFiles) -> int:
+    """The running shim's port (port file), else the profile's port."""
+    port = read_int(files.port) if running_pid(files) else None
+    return port or settings.default_port
+
+
+def healthy(port: int, host: str = LOCALHOST) -> bool:
+    try:
+        return httpx.get(f"http://{host}:{port}/healthz", timeout=2.0,
+                         trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for(predicate: Callable[[], object], timeout: float) -> object:
+    """Poll `predicate` until it is truthy (returns it) or `timeout` passes (returns None)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(POLL)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------- env, banner
+def exports(port: int) -> list[str]:
+    """Shell lines that point Claude Code at the shim (no secret is ever printed)."""
+    return [f"export ANTHROPIC_BASE_URL=http://{LOCALHOST}:{port}",
+            "export NO_PROXY=127.0.0.1,localhost",
+            "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"]
+
+
+def routing_summary(settings: Settings) -> str:
+    if settings.offload_paused:
+        return "all→anthropic (offload paused)"
+    if settings.force_haiku_to_zai:
+        return f"haiku→zai ({settings.zai_header_mode}), others→anthropic"
+    return "all→anthropic (FORCE_HAIKU_TO_ZAI=0)"
+
+
+def banner(settings: Settings, host: str, port: int, pid: int) -> str:
+    return (f"ccp up: http://{host}:{port} pid {pid} profile {settings.profile} "
+            f"logs {settings.logs_dir} — {routing_summary(settings)}")
+
+
+# ---------------------------------------------------------------- up / down / restart / ps / env
+def up(settings: Settings, port: int | None = None, host: str = LOCALHOST,
+       out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Start `ccp serve` detached, wait until /healthz answers, print the banner and exports."""
+    out, err = out or sys.stdout, err or sys.stderr
+    files = RunFiles(Path(settings.logs_dir))
+    files.logs_dir.mkdir(parents=True, exist_ok=True)
+    pid = running_pid(files)
+    if pid:
+        print(f"AlreadyRunning: ccp is already running (pid {pid}) on port "
+              f"{read_int(files.port) or '?'} for profile {settings.profile}; "
+              f"`ccp down` or `ccp restart` first", file=err)
+        return 1
+    files.clear()  # stale files from a shim that died
+    port = settings.default_port if port is None else port
+    try:
+        free = not port or port_free(host, port)
+    except OSError as exc:
+        print(f"BindError: cannot bind {host}:{port}: {exc.strerror or exc}", file=err)
+        return 1
+    if not free:
+        print(f"PortBusy: {host}:{port} is in use; pick another with --port or stop what holds it",
+              file=err)
+        return 1
+    with open(files.log, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", "--host", host, "--port", str(port),
+             "--port-file", str(files.port)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    files.pid.write_text(f"{proc.pid}\n")
+
+    def answering() -> int | None:
+        if proc.poll() is not None:
+            raise ChildProcessError(f"exited with code {proc.returncode}")
+        bound = read_int(files.port)
+        return bound if bound and healthy(bound, _connect_host(host)) else None
+
+    try:
+        bound = wait_for(answering, START_TIMEOUT)
+        problem = None if bound else f"no answer on /healthz within {START_TIMEOUT:.0f}s"
+    except ChildProcessError as exc:
+        bound, problem = None, str(exc)
+    if not bound:
+        _stop_pid(proc.pid)
+        proc.wait()
+        files.clear()
+        print(f"StartFailed: the shim {problem}; last lines of {files.log}:\n{_tail(files.log)}",
+              file=err)
+        return 1
+    proc.returncode = 0  # detached on purpose: it outlives us, so no "still running" warning
+    print(banner(settings, host, int(bound), proc.pid), file=out)
+    print("\n".join(exports(int(bound))), file=out)
+    return 0
+
+
+def _connect_host(host: str) -> str:
+    return LOCALHOST if host in ("0.0.0.0", "") else host
+
+
+def _stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> bool:
+    """SIGTERM, wait until gone, SIGKILL after `timeout`. True when it stopped politely."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if wait_for(lambda: not pid_alive(pid), timeout):
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), 5.0)
+    return False
+
+
+def down(settings: Settings, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    files = RunFiles(Path(settings.logs_dir))
+    pid = running_pid(files)
+    if not pid:
+        files.clear()
+        print(f"ccp down: not running (profile {settings.profile})", file=out)
+        return 0
+    port = read_int(files.port)
+    polite = _stop_pid(pid)
+    files.clear()
+    how = "stopped" if polite else f"killed (no exit within {STOP_TIMEOUT:.0f}s of SIGTERM)"
+    print(f"ccp down: {how} pid {pid} (port {port or '?'}, profile {settings.profile})", file=out)
+    return 0
+
+
+def _host_port_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--port", type=int, default=None,
+                        help="port to bind (default: the profile's port); 0 lets the OS choose")
+    parser.add_argument("--host", default=LOCALHOST)
+    return parser
+
+
+def up_main(argv: list[str]) -> int:
+    args = _host_port_parser("ccp up", "Start the shim in the background.").parse_args(argv)
+    return up(Settings.from_env(), args.port, args.host)
+
+
+def down_main(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="ccp down", description="Stop the background shim.").parse_args(argv)
+    return down(Settings.from_env())
+
+
+def restart_main(argv: list[str]) -> int:
+    args = _host_port_parser("ccp restart", "Stop and start the background shim; keeps the "
+                             "previous port unless --port is given.").parse_args(argv)
+    settings = Settings.from_env()
+    files = RunFiles(Path(settings.logs_dir))
+    port = args.port
+    if port is None and running_pid(files):
+        port = read_int(files.port)
+    down(settings)
+    return up(settings, port, args.host)
+
+
+def ps_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ccp ps", description="Is the background shim running? "
+                                     "Exit 0 when it is, 1 when not.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing, exit code only")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    files = RunFiles(Path(settings.logs_dir))
+    pid = running_pid(files)
+    port = read_int(files.port) if pid else settings.default_port
+    if not args.quiet:
+        state = f"running pid {pid}" if pid else "not running"
+        print(f"ccp: {state} port {port} profile {settings.profile} logs {settings.logs_dir}"
+              + (f" url http://{LOCALHOST}:{port}" if pid else ""))
+    return 0 if pid else 1
+
+
+def env_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ccp env", description="Exports for the shell: "
+                                     'eval "$(ccp env)".')
+    parser.add_argument("--unset", action="store_true", help="print the line that undoes it")
+    args = parser.parse_args(argv)
+    if args.unset:
+        print("unset ANTHROPIC_BASE_URL")
+        return 0
+    settings = Settings.from_env()
+    print("\n".join(exports(current_port(settings, RunFiles(Path(settings.logs_dir))))))
+    return 0
+
+
+# ---------------------------------------------------------------- logs
+_STYLES = {"zai": "cyan", "anthropic": "magenta", "ok": "green", "bad": "bold red"}
+
+
+def _ms(value: object) -> str:
+    return f"{value:.0f}ms" if isinstance(value, (int, float)) else "-"
+
+
+def _v(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def format_record(rec: dict) -> list[tuple[str, str | None]]:
+    """A usage record as (text, style) pieces of one readable line."""
+    ts = str(rec.get("ts") or "")
+    when = f"{ts[5:10]} {ts[11:23]}" if len(ts) >= 23 else ts or "-"
+    status, err = rec.get("status"), rec.get("err_type")
+    bad = bool(err) or not isinstance(status, int) or status >= 400
+    sse = rec.get("sse") if isinstance(rec.get("sse"), dict) else None
+    if sse:
+        done = "complete" if sse.get("complete") else "INCOMPLETE"
+        sse_text = f"sse {sse.get('events', 0)}ev {done}"
+    else:
+        sse_text = "sse -"
+    lane = _v(rec.get("lane"))
+    return [
+        (f"{when} {_v(rec.get('rid'))} ", None),
+        (f"{lane:<9} ", _STYLES.get(lane, "yellow")),
+        (f"{_v(rec.get('decision')):<14} {_v(rec.get('model')):<28} {_v(rec.get('op')):<9} ", None),
+        (f"{_v(status)} {_v(err)}", _STYLES["bad" if bad else "ok"]),
+        (f" {_ms(rec.get('latency_ms'))} ttfb {_ms(rec.get('ttfb_ms'))} "
+         f"tok {_v(rec.get('in_tokens'))}/{_v(rec.get('out_tokens'))} ", None),
+        (sse_text, _STYLES["bad"] if sse and not sse.get("complete") else None),
+    ]
+
+
+def format_line(line: str) -> list[tuple[str, str | None]]:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        rec = None
+    if not isinstance(rec, dict):
+        return [(f"(unreadable) {line.rstrip()[:200]}", "dim")]
+    return format_record(rec)
+
+
+class _Printer:
+    """Plain text, or rich colours when stdout is a terminal."""
+
+    def __init__(self, out: TextIO, raw: bool) -> None:
+        self.out, self.raw, self.console = out, raw, None
+        if not raw and out.isatty():
+            from rich.console import Console
+            self.console = Console(file=out, highlight=False, soft_wrap=True)
+
+    def line(self, line: str) -> None:
+        if not line.strip():
+            return
+        if self.raw:
+            self.out.write(line if line.endswith("\n") else line + "\n")
+        elif self.console is not None:
+            from rich.text import Text
+            self.console.print(Text.assemble(*format_line(line)))
+        else:
+            self.out.write("".join(text for text, _ in format_line(line)) + "\n")
+        self.out.flush()
+
+
+def last_lines(path: Path, n: int) -> list[str]:
+    if not path.exists() or n <= 0:
+        return []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return list(deque(fh, maxlen=n))
+
+
+def follow(path: Path, start: int, stop_at: float | None) -> Iterator[str]:
+    """Whole lines appended to `path` after offset `start`; survives rotation and recreation."""
+    fh, ino, pos, partial = None, None, start, ""
+
+    def drain() -> Iterator[str]:
+        nonlocal pos, partial
+        chunk = fh.read() if fh is not None else ""
+        if chunk:
+            pos = fh.tell()
+            lines = (partial + chunk).split("\n")
+            partial = lines.pop()
+            yield from (line + "\n" for line in lines)
+
+    try:
+        while stop_at is None or time.monotonic() < stop_at:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                st = None
+            if st is not None and (st.st_ino != ino or st.st_size < pos):
+                if fh is not None:  # rotated or truncated: finish the old file, then start over
+                    yield from drain()
+                    if partial:
+                        yield partial + "\n"
+                    fh.close()
+                    pos, partial = 0, ""
+                fh, ino = open(path, encoding="utf-8", errors="replace"), st.st_ino
+                fh.seek(pos)
+            before = pos
+            yield from drain()
+            if pos == before:
+                time.sleep(0.2)  # a tail's poll interval, not a synchronisation
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+def logs_main(argv: list[str], out: TextIO | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccp logs", description="Usage records, one readable "
+                                     "line each (time rid lane decision model op status err_type "
+                                     "latency ttfb tokens sse).")
+    parser.add_argument("-n", type=int, default=20, help="show the last N records (default 20)")
+    parser.add_argument("-f", "--follow", action="store_true", help="keep tailing until Ctrl-C")
+    parser.add_argument("--raw", action="store_true", help="the JSON lines as written")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="stop following after this many seconds")
+    parser.add_argument("--file", help="a usage file (default: <logs>/usage.jsonl)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    out = sys.stdout if out is None else out
+    path = Path(args.file) if args.file else RunFiles(Path(settings.logs_dir)).usage
+    printer = _Printer(out, args.raw)
+    for line in last_lines(path, args.n):
+        printer.line(line)
+    if not args.follow:
+        if not path.exists():
+            print(f"ccp logs: no usage records yet in {path}", file=sys.stderr)
+        return 0
+    start = path.stat().st_size if path.exists() else 0
+    stop_at = None if args.max_seconds is None else time.monotonic() + args.max_seconds
+    with contextlib.suppress(KeyboardInterrupt):
+        for line in follow(path, start, stop_at):
+            printer.line(line)
+    return 0
+
+
+# ---------------------------------------------------------------- probe
+def format_probe(res) -> str:
+    text = " ".join((res.text or "").split())[:80]
+    line = (f"{'ok' if res.ok else 'FAIL'} {res.model} {res.lane or '-'} {json.dumps(text)} "
+            f"{res.elapsed_ms:.0f}ms")
+    if not res.ok:
+        line += f" status={res.status} exit={res.exit_code} error={res.error}"
+    return line
+
+
+def probe_main(argv: list[str], out: TextIO | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccp probe", description="One real `claude` CLI probe "
+                                     "through the running shim (like the operators' `cc h|s`).")
+    parser.add_argument("model", help="haiku, sonnet, opus or a model id")
+    parser.add_argument("prompt")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--json", action="store_true", help="print the probe's row as JSON")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    out = sys.stdout if out is None else out
+    port = current_port(settings, RunFiles(Path(settings.logs_dir)))
+    if not healthy(port):
+        print(f"NotRunning: no shim answers on {LOCALHOST}:{port} (profile {settings.profile}); "
+              f"start one with `ccp up`", file=sys.stderr)
+        return 1
+    from harness.probes import cli_probe
+    res = cli_probe(f"http://{LOCALHOST}:{port}", args.model, args.prompt,
+                    auth_token=settings.anthropic_auth_token.reveal() or None,
+                    api_key=settings.anthropic_api_key.reveal() or None, timeout=args.timeout)
+    print(json.dumps(res.row(), default=str) if args.json else format_probe(res), file=out)
+    return 0 if res.ok else 1
+
+
+# ---------------------------------------------------------------- shell-init
+SHELL_FUNCTIONS = r"""# ccp shell functions — add to ~/.bashrc:  eval "$(ccp shell-init)"
+# CCP_PROFILE=dev keeps a dev shim apart (own port and logs folder).
+_ccp() { {ccp} "$@"; }
+ccc-on() {
+  if _ccp ps -q; then _ccp ps; else _ccp up "$@" >&2 || return; fi
+  eval "$(_ccp env)"
+}
+ccc-off() { _ccp down; eval "$(_ccp env --unset)"; }
+ccc-status() {
+  _ccp ps
+  echo "ANTHROPIC_BASE_URL=${ANTHROPIC_BASE_URL:-<unset>} CCP_PROFILE=${CCP_PROFILE:-default}"
+}
+ccc-logs() { _ccp logs --follow "$@"; }
+ccc-restart() { _ccp restart "$@" >&2 || return; eval "$(_ccp env)"; }
+ccp-haiku() { _ccp probe haiku "$*"; }
+ccp-sonnet() { _ccp probe sonnet "$*"; }
+"""
+
+
+def shell_init_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ccp shell-init", description='Shell functions: '
+                                     'eval "$(ccp shell-init)".')
+    parser.add_argument("--shell", default="bash", choices=("bash", "zsh"))
+    parser.parse_args(argv)
+    ccp = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "proxy"))
+    print(SHELL_FUNCTIONS.replace("{ccp}", ccp), end="")
+    return 0

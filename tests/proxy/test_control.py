@@ -1,0 +1,252 @@
+import io
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+import harness.probes
+from proxy import control
+from proxy.control import (banner, env_main, exports, follow, format_line, format_probe, logs_main,
+                           probe_main, shell_init_main, up)
+from proxy.settings import Settings
+
+pytestmark = pytest.mark.quick
+
+RECORDS = [
+    {"ts": "2026-11-25T13:00:00.123Z", "rid": "9f2c01ab-000001", "model": "claude-haiku-4-5",
+     "lane": "zai", "decision": "to_zai", "op": "stream", "status": 200, "err_type": None,
+     "latency_ms": 41.2, "ttfb_ms": 3.9, "in_tokens": 14, "out_tokens": 9,
+     "sse": {"events": 15, "bytes": 2391, "complete": True}},
+    {"ts": "2026-11-25T13:00:01.000Z", "rid": "9f2c01ab-000002", "model": "claude-sonnet-4-5",
+     "lane": "anthropic", "decision": "to_anth", "op": "nonstream", "status": 502,
+     "err_type": "net", "latency_ms": 12.0, "ttfb_ms": None, "in_tokens": None, "out_tokens": None,
+     "sse": None},
+    {"ts": "2026-11-25T13:00:02.000Z", "rid": "9f2c01ab-000003", "model": "claude-haiku-4-5",
+     "lane": "zai", "decision": "to_zai", "op": "stream", "status": 200, "err_type": "idle_timeout",
+     "latency_ms": 120000.0, "ttfb_ms": 5.0, "in_tokens": 3, "out_tokens": 1,
+     "sse": {"events": 4, "complete": False}},
+]
+
+
+def text_of(line: str) -> str:
+    return "".join(text for text, _ in format_line(line))
+
+
+@pytest.fixture
+def logs(tmp_path, monkeypatch):
+    monkeypatch.setenv("CCP_LOGS_DIR", str(tmp_path))
+    return tmp_path
+
+
+# ------------------------------------------------------------------ env and banner
+def test_env_points_at_the_profile_port_when_nothing_runs(logs, capsys):
+    assert env_main([]) == 0
+    assert capsys.readouterr().out.splitlines() == exports(18080) == [
+        "export ANTHROPIC_BASE_URL=http://127.0.0.1:18080", "export NO_PROXY=127.0.0.1,localhost",
+        "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"]
+
+
+def test_env_follows_the_profile_and_the_running_shim(logs, capsys, monkeypatch):
+    monkeypatch.setenv("CCP_PROFILE", "dev")
+    monkeypatch.setenv("ZAI_API_KEY", "zai-secret-value")
+    env_main([])
+    out = capsys.readouterr().out
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:18180\n" in out and "zai-secret" not in out
+    (logs / "ccp.port").write_text("40123\n")
+    monkeypatch.setattr(control, "running_pid", lambda files: 4242)
+    env_main([])
+    assert "ANTHROPIC_BASE_URL=http://127.0.0.1:40123\n" in capsys.readouterr().out
+
+
+def test_env_unset(capsys):
+    assert env_main(["--unset"]) == 0
+    assert capsys.readouterr().out == "unset ANTHROPIC_BASE_URL\n"
+
+
+def test_banner_says_where_each_lane_goes():
+    s = Settings.from_env({"CCP_PROFILE": "dev", "ZAI_HEADER_MODE": "authorization"})
+    assert banner(s, "127.0.0.1", 18180, 77) == (
+        "ccp up: http://127.0.0.1:18180 pid 77 profile dev logs logs/dev — "
+        "haiku→zai (authorization), others→anthropic")
+    assert "offload paused" in banner(Settings(offload_paused=True), "127.0.0.1", 1, 2)
+
+
+# ------------------------------------------------------------------ up refuses early
+def test_up_refuses_when_already_running(logs, monkeypatch):
+    monkeypatch.setattr(control, "running_pid", lambda files: 4242)
+    (logs / "ccp.port").write_text("40123\n")
+    err = io.StringIO()
+    assert up(Settings.from_env(), 0, err=err) == 1
+    assert "AlreadyRunning: ccp is already running (pid 4242) on port 40123" in err.getvalue()
+
+
+def test_up_refuses_a_busy_port(logs):
+    err = io.StringIO()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert up(Settings.from_env(), port, err=err) == 1
+    assert err.getvalue().strip() == (f"PortBusy: 127.0.0.1:{port} is in use; pick another with "
+                                      f"--port or stop what holds it")
+    assert not (logs / "ccp.pid").exists()
+
+
+def test_up_names_an_address_it_cannot_bind(logs):
+    err = io.StringIO()
+    assert up(Settings.from_env(), 18080, host="203.0.113.7", err=err) == 1
+    assert err.getvalue().startswith("BindError: cannot bind 203.0.113.7:18080: ")
+
+
+def test_down_when_nothing_runs(logs, capsys):
+    (logs / "ccp.pid").write_text("garbage\n")
+    assert control.down_main([]) == 0
+    assert capsys.readouterr().out == "ccp down: not running (profile default)\n"
+    assert not (logs / "ccp.pid").exists()
+
+
+# ------------------------------------------------------------------ logs
+def test_format_of_a_complete_stream():
+    line = text_of(json.dumps(RECORDS[0]))
+    assert line.startswith("11-25 13:00:00.123 9f2c01ab-000001 zai ")
+    for part in ("to_zai", "claude-haiku-4-5", "stream", "200 -", "41ms ttfb 4ms", "tok 14/9",
+                 "sse 15ev complete"):
+        assert part in line
+
+
+def test_format_of_failures_and_broken_streams():
+    assert "502 net 12ms ttfb - tok -/- sse -" in text_of(json.dumps(RECORDS[1]))
+    assert "idle_timeout" in text_of(json.dumps(RECORDS[2]))
+    assert "sse 4ev INCOMPLETE" in text_of(json.dumps(RECORDS[2]))
+    assert text_of("{not json").startswith("(unreadable) {not json")
+    assert text_of("{}").startswith("- - -")  # every field may be missing
+
+
+def test_styles_mark_lanes_and_errors():
+    styles = dict((text.strip().split()[0], style) for text, style in format_line(json.dumps(RECORDS[1]))
+                  if text.strip())
+    assert styles["anthropic"] == "magenta" and styles["502"] == "bold red"
+
+
+def write_usage(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_logs_last_n(logs, capsys):
+    write_usage(logs / "usage.jsonl", RECORDS)
+    assert logs_main(["-n", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in out] == ["9f2c01ab-000002", "9f2c01ab-000003"]
+    assert logs_main([]) == 0 and len(capsys.readouterr().out.splitlines()) == 3
+    assert logs_main(["-n", "1", "--raw"]) == 0
+    assert json.loads(capsys.readouterr().out) == RECORDS[2]
+
+
+def test_logs_without_a_file(logs, capsys):
+    assert logs_main([]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no usage records yet" in captured.err
+
+
+def test_logs_follow_stops_by_itself(logs, capsys):
+    write_usage(logs / "usage.jsonl", RECORDS[:1])
+    started = time.monotonic()
+    assert logs_main(["-n", "5", "--follow", "--max-seconds", "0.3"]) == 0
+    assert time.monotonic() - started < 5
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_follow_survives_rotation_and_recreation(tmp_path):
+    path = tmp_path / "usage.jsonl"
+    path.write_text("old\n")
+    lines = follow(path, path.stat().st_size, time.monotonic() + 10)
+    with open(path, "a") as fh:
+        fh.write("a\nb-par")
+    assert next(lines) == "a\n"
+    with open(path, "a") as fh:
+        fh.write("tial\n")
+    path.rename(tmp_path / "usage.jsonl.1")  # rotated: the old file's tail is not lost
+    path.write_text("ccc\n")
+    assert next(lines) == "b-partial\n"
+    assert next(lines) == "ccc\n"
+    path.unlink()
+    path.write_text("d\n")  # recreated smaller than where we were
+    assert next(lines) == "d\n"
+    lines.close()
+
+
+# ------------------------------------------------------------------ probe
+@dataclass
+class FakeResult:
+    model: str
+    lane: str | None = "zai"
+    text: str = "hi there"
+    status: int | None = 200
+    error: str | None = None
+    exit_code: int | None = 0
+    elapsed_ms: float = 1234.4
+    rid: str | None = "r-1"
+    calls: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def row(self) -> dict:
+        return {"kind": "cli", "model": self.model, "lane": self.lane, "ok": self.ok,
+                "text": self.text, "elapsed_ms": self.elapsed_ms}
+
+
+@pytest.fixture
+def fake_cli(logs, monkeypatch):
+    calls = []
+
+    def cli_probe(base_url, model, prompt, *, auth_token=None, api_key=None, timeout=60.0):
+        calls.append(dict(base_url=base_url, model=model, prompt=prompt, auth_token=auth_token,
+                          api_key=api_key, timeout=timeout))
+        return FakeResult(model, error=None if "fail" not in prompt else "exit 1")
+
+    monkeypatch.setattr(harness.probes, "cli_probe", cli_probe, raising=False)
+    monkeypatch.setattr(control, "healthy", lambda port, host="127.0.0.1": True)
+    return calls
+
+
+def test_probe_prints_one_line(fake_cli, capsys, monkeypatch):
+    monkeypatch.setenv("CCP_PROFILE", "dev")
+    assert probe_main(["haiku", "Reply with exactly: hi", "--timeout", "9"]) == 0
+    assert capsys.readouterr().out == 'ok haiku zai "hi there" 1234ms\n'
+    assert fake_cli == [dict(base_url="http://127.0.0.1:18180", model="haiku",
+                             prompt="Reply with exactly: hi", auth_token=None, api_key=None,
+                             timeout=9.0)]
+
+
+def test_probe_json_and_failure(fake_cli, capsys):
+    assert probe_main(["claude-sonnet-4-5", "please fail", "--json"]) == 1
+    row = json.loads(capsys.readouterr().out)
+    assert row["model"] == "claude-sonnet-4-5" and row["ok"] is False
+    assert format_probe(FakeResult("sonnet", lane=None, error="boom", status=None)).startswith(
+        'FAIL sonnet - "hi there" 1234ms status=None exit=0 error=boom')
+
+
+def test_probe_needs_a_running_shim(logs, capsys, monkeypatch):
+    monkeypatch.setattr(control, "healthy", lambda port, host="127.0.0.1": False)
+    assert probe_main(["sonnet", "hi"]) == 1
+    assert "NotRunning: no shim answers on 127.0.0.1:18080" in capsys.readouterr().err
+
+
+def test_probe_arguments_are_required(capsys):
+    with pytest.raises(SystemExit) as exc:
+        probe_main(["haiku"])
+    assert exc.value.code == 2
+
+
+# ------------------------------------------------------------------ shell-init
+def test_shell_init_defines_the_familiar_functions(capsys):
+    assert shell_init_main([]) == 0
+    out = capsys.readouterr().out
+    for name in ("ccc-on", "ccc-off", "ccc-status", "ccc-logs", "ccc-restart", "ccp-haiku",
+                 "ccp-sonnet"):
+        assert f"\n{name}() {{" in out
+    assert " -m proxy " in out
