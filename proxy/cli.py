@@ -51,6 +51,11 @@ def _gates(argv: list[str]) -> int:
                       default_results_dir=settings.results_dir)
 
 
+def _providers(argv: list[str]) -> int:
+    from proxy.providers import main
+    return main(argv)
+
+
 def _repro(argv: list[str]) -> int:
     from harness.repro import main
     return main(argv)
@@ -82,7 +87,7 @@ def _env(argv: list[str]) -> int:
 
 
 def _logs(argv: list[str]) -> int:
-    from proxy.control import logs_main
+    from proxy.logview import logs_main
     return logs_main(argv)
 
 
@@ -107,6 +112,7 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "summarize": (_summarize, "turn usage logs into METRICS JSON and a summary"),
     "verify-routing": (_verify_routing, "print routing shares and gate verdicts; exit 1 on failure"),
     "gates": (_gates, "print gate verdicts; exit 1 on failure"),
+    "providers": (_providers, "the providers the shim routes to, with the source of each"),
     "repro": (_repro, "the repro job: mocks (or real upstreams), shim, probes, METRICS, gates"),
     "up": (_up, "start the shim in the background (pid and log files in the profile's logs)"),
     "down": (_down, "stop the background shim"),
