@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(view, indent=2))
         return 0
-    print(f"{'name':<12}{'protocol':<11}{'credential':<24}{'source':<10}base_url")
+    print(f"{'name':<12}{'protocol':<11}{'credential':<32}{'source':<10}base_url")
     for p in view:
         cred = f"{p['credential_env']}{'' if p['credential_set'] else ' (unset)'}"
-        print(f"{p['name']:<12}{p['protocol']:<11}{cred:<24}{p['source']:<10}{p['base_url']}")
+        print(f"{p['name']:<12}{p['protocol']:<11}{cred:<32}{p['source']:<10}{p['base_url']}")
     return 0

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 
 _ACCOUNTED = (b"message_start", b"message_delta", b"message_stop", b"error")
+_SIGNED = (b"signature_delta", b"redacted_thinking")
 
 
 class SseMeter:
     """Incremental counters over one SSE body."""
 
     __slots__ = ("events", "bytes", "complete", "in_tokens", "out_tokens", "cache_read_tokens",
-                 "cache_creation_tokens", "error_type", "_tail")
+                 "cache_creation_tokens", "error_type", "signatures", "_tail")
 
     def __init__(self) -> None:
         self.events = 0
@@ -26,6 +27,7 @@ class SseMeter:
         self.cache_read_tokens: int | None = None
         self.cache_creation_tokens: int | None = None
         self.error_type: str | None = None
+        self.signatures: list[str] = []  # thinking signatures seen (for cross-lane hygiene)
         self._tail = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -45,6 +47,8 @@ class SseMeter:
     def _inspect(self, event: bytes) -> None:
         head = event[:40]
         if not any(name in head for name in _ACCOUNTED) and b"event:" in head:
+            if any(marker in event for marker in _SIGNED):
+                self._signature(event)
             return
         name = b""
         payload = b""
@@ -71,6 +75,25 @@ class SseMeter:
         elif kind == "error":
             err = obj.get("error")
             self.error_type = err.get("type") if isinstance(err, dict) else "error"
+
+    def _signature(self, event: bytes) -> None:
+        for line in event.split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                obj = json.loads(line[5:])
+            except ValueError:
+                return
+            delta = obj.get("delta") if isinstance(obj, dict) else None
+            block = obj.get("content_block") if isinstance(obj, dict) else None
+            if isinstance(delta, dict) and delta.get("type") == "signature_delta":
+                sig = delta.get("signature")
+            elif isinstance(block, dict) and block.get("type") == "redacted_thinking":
+                sig = block.get("data")
+            else:
+                sig = None
+            if isinstance(sig, str) and sig:
+                self.signatures.append(sig)
 
     def _usage(self, usage: object) -> None:
         if not isinstance(usage, dict):
@@ -107,3 +130,56 @@ def error_event(error_type: str, message: str) -> bytes:
     payload = json.dumps({"type": "error", "error": {"type": error_type, "message": message}},
                          separators=(",", ":"))
     return f"event: error\ndata: {payload}\n\n".encode()
+
+
+def assemble_message(raw: bytes) -> dict | None:
+    """The Messages object an Anthropic SSE body describes (for trajectories), or None.
+
+    Text, thinking and tool-use inputs are put back together from their deltas; a stream cut short
+    gives what arrived, with `"stop_reason": null`.
+    """
+    message: dict | None = None
+    blocks: dict[int, dict] = {}
+    partial_json: dict[int, list[str]] = {}
+    for event in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+        if not data:
+            continue
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            continue
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind == "message_start":
+            message = dict(obj.get("message") or {})
+            message["content"] = []
+        elif kind == "content_block_start":
+            blocks[obj.get("index", 0)] = dict(obj.get("content_block") or {})
+        elif kind == "content_block_delta":
+            block = blocks.setdefault(obj.get("index", 0), {})
+            delta = obj.get("delta") or {}
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                block["text"] = block.get("text", "") + delta.get("text", "")
+            elif dtype == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + delta.get("thinking", "")
+            elif dtype == "signature_delta":
+                block["signature"] = delta.get("signature", "")
+            elif dtype == "input_json_delta":
+                partial_json.setdefault(obj.get("index", 0), []).append(delta.get("partial_json", ""))
+        elif kind == "message_delta" and message is not None:
+            message.update(obj.get("delta") or {})
+            if isinstance(obj.get("usage"), dict):
+                message["usage"] = {**(message.get("usage") or {}), **obj["usage"]}
+    if message is None:
+        return None
+    for index in sorted(blocks):
+        block = blocks[index]
+        if index in partial_json:
+            text = "".join(partial_json[index])
+            try:
+                block["input"] = json.loads(text) if text else {}
+            except ValueError:
+                block["input"] = {"_raw": text}
+        message["content"].append(block)
+    return message

@@ -48,3 +48,34 @@ def test_tokens_from_message():
     body = json.dumps({"usage": {"input_tokens": 5, "output_tokens": 2}}).encode()
     assert tokens_from_message(body)["in_tokens"] == 5
     assert tokens_from_message(b"not json") == {}
+
+
+def test_assemble_message_and_signatures():
+    from proxy.sse import assemble_message
+    stream = b"".join([
+        _event("message_start", {"type": "message_start", "message": {"id": "m1", "role": "assistant",
+                                                                       "usage": {"input_tokens": 3}}}),
+        _event("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        _event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "thinking_delta", "thinking": "hmm"}}),
+        _event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "signature_delta", "signature": "SIG1"}}),
+        _event("content_block_start", {"type": "content_block_start", "index": 1,
+                                       "content_block": {"type": "tool_use", "id": "t1", "name": "f", "input": {}}}),
+        _event("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                       "delta": {"type": "input_json_delta", "partial_json": "{\"a\": "}}),
+        _event("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                       "delta": {"type": "input_json_delta", "partial_json": "1}"}}),
+        _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                                 "usage": {"output_tokens": 9}}),
+    ])
+    msg = assemble_message(stream)
+    assert msg["content"][0] == {"type": "thinking", "thinking": "hmm", "signature": "SIG1"}
+    assert msg["content"][1]["input"] == {"a": 1} and msg["stop_reason"] == "tool_use"
+    assert msg["usage"] == {"input_tokens": 3, "output_tokens": 9}
+    meter = SseMeter()
+    for i in range(0, len(stream), 5):
+        meter.feed(stream[i:i + 5])
+    assert meter.signatures == ["SIG1"]
+    assert assemble_message(b"garbage") is None

@@ -1,0 +1,36 @@
+import pytest
+
+from proxy.sessions import SessionError, SessionRegistry, inbound_tokens, slug
+
+pytestmark = pytest.mark.quick
+
+
+def test_register_lookup_end():
+    reg = SessionRegistry()
+    s = reg.register("tok-1234567890", "sbx-42", "claude proxy demo")
+    assert s.id.startswith("claude-proxy-demo-sbx-42-")
+    assert reg.for_token("tok-1234567890") is s
+    assert reg.register("tok-1234567890", "sbx-42", "claude proxy demo") is s  # idempotent
+    assert "tok-1234567890" not in repr(s) and "tok-1234567890" not in str(s.public())
+    assert reg.tokens() == {"tok-1234567890"}
+    assert reg.end(s.id) is s and reg.for_token("tok-1234567890") is None and reg.list() == []
+
+
+@pytest.mark.parametrize("args, field", [(("", "s", "t"), "session_token"), (("short", "s", "t"), "session_token"),
+                                         (("tok-1234567890", " ", "t"), "sandbox_id"),
+                                         (("tok-1234567890", "s", None), "task_name")])
+def test_bad_registrations_name_the_field(args, field):
+    with pytest.raises(SessionError, match=field):
+        SessionRegistry().register(*args)
+
+
+def test_same_token_for_another_sandbox_is_refused():
+    reg = SessionRegistry()
+    reg.register("tok-1234567890", "a", "t")
+    with pytest.raises(SessionError, match="already registered"):
+        reg.register("tok-1234567890", "b", "t")
+
+
+def test_inbound_tokens_and_slug():
+    assert inbound_tokens([("Authorization", "Bearer abc"), ("x-api-key", "def"), ("x", "y")]) == ["abc", "def"]
+    assert slug("../../etc/passwd") == "etc-passwd"
