@@ -161,6 +161,44 @@ def rotated_before_run(records: list[dict], run_started_ts: str) -> GateResult:
                       f"{len(records)} record(s), all from this run (since {run_started_ts})")
 
 
+def trajectory_pairs(logs_dir: str | Path) -> GateResult:
+    """Every `trajectory/<session>/query/<ts>.json` has its `answer/<ts>.json`, and the reverse."""
+    root = Path(logs_dir) / "trajectory"
+    sessions = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    unpaired: list[str] = []
+    pairs = 0
+    for folder in sessions:
+        queries = {p.stem for p in (folder / "query").glob("*.json")}
+        answers = {p.stem for p in (folder / "answer").glob("*.json")}
+        pairs += len(queries & answers)
+        unpaired += [f"{folder.name}/query/{ts}" for ts in sorted(queries - answers)]
+        unpaired += [f"{folder.name}/answer/{ts}" for ts in sorted(answers - queries)]
+    if unpaired:
+        return GateResult("trajectory_pairs", False,
+                          f"{len(unpaired)} file(s) without their pair: {', '.join(unpaired[:SHOW_RIDS])}")
+    return GateResult("trajectory_pairs", True,
+                      f"{pairs} query/answer pair(s) in {len(sessions)} session(s), none unpaired")
+
+
+def no_secret_in_files(paths: Iterable[str | Path], secrets: Iterable[str]) -> GateResult:
+    """No secret value appears in any of the given files (trajectories, logs, reports, bundles)."""
+    secrets = [s for s in secrets if s and len(s) >= 8]
+    leaks: list[str] = []
+    checked = 0
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            continue
+        checked += 1
+        data = path.read_bytes()
+        if any(s.encode() in data for s in secrets):
+            leaks.append(str(path))
+    if leaks:
+        return GateResult("no_secret_in_artifacts", False,
+                          f"{len(leaks)}/{checked} file(s) carry a secret: {', '.join(leaks[:SHOW_RIDS])}")
+    return GateResult("no_secret_in_artifacts", True, f"{checked} file(s) checked, no secret found")
+
+
 def run_gates(records: list[dict], metrics_path: str | Path | None = None) -> list[GateResult]:
     """All record gates, plus `metrics_present` when a METRICS path is given."""
     results = [gate(records) for gate in RECORD_GATES]

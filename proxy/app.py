@@ -18,12 +18,18 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from proxy.errors import (BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ShimError,
-                          UnsupportedMediaType, error_body)
+                          Unauthorized, UnsupportedMediaType, error_body)
 from proxy.headers import LaneCredentials, client_response_headers, upstream_request_headers
 from proxy.readiness import readiness
 from proxy.routing import LANE_ZAI, RequestMeta, decide
 from proxy.relay import relay_body, relay_stream
+from proxy.session_api import add_routes as add_session_routes
+from proxy.sessions import Session, SessionRegistry, inbound_tokens
 from proxy.settings import Settings
+from proxy.sse import assemble_message
+from proxy.thinking import (SignatureBook, might_carry_thinking, reserialize, signatures_in_message,
+                            strip_foreign_thinking)
+from proxy.trajectory import TrajectoryWriter, parse_json_or_text
 from proxy.upstream import AiohttpUpstream, Upstream, UpstreamRequest
 from proxy.usage import UsageWriter, new_record
 
@@ -44,6 +50,9 @@ class ShimState:
         self.settings = settings
         self.upstream: Upstream | None = upstream
         self.writer: UsageWriter | None = None
+        self.sessions = SessionRegistry()
+        self.trajectories = TrajectoryWriter(settings.logs_dir)
+        self.signatures = SignatureBook()
         self.creds = LaneCredentials(
             zai_api_key=settings.zai_api_key.reveal(),
             anthropic_auth_token=settings.anthropic_auth_token.reveal(),
@@ -78,9 +87,10 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
     rid = state.new_rid()
     rec = new_record(rid, request.path)
     rec["client_session"] = request.headers.get(CLIENT_SESSION_HEADER)
-    timing = {"t0": t0, "sent": None, "upstream_done": None}
+    timing: dict = {"t0": t0, "sent": None, "upstream_done": None}
+    trace: dict = {}  # a session's trajectory: filled by _exchange, written in `finally`
     try:
-        return await _exchange(request, state, rec, timing)
+        return await _exchange(request, state, rec, timing, trace)
     except ShimError as exc:
         rec["status"] = exc.status
         rec["err_type"] = rec["err_type"] or exc.err_type
@@ -108,8 +118,40 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
             rec["overhead_ms"] = rec["latency_ms"]
         if rec.get("ttfb_ms") is None and rec["status"] and rec["status"] < 499:
             rec["ttfb_ms"] = rec["latency_ms"]
+        if trace.get("ts"):
+            _write_answer(state, rec, timing, trace)
         if state.writer is not None:
             state.writer.write(rec)
+
+
+def _write_answer(state: ShimState, rec: dict, timing: dict, trace: dict) -> None:
+    """The answer half of a trajectory pair, also when the exchange failed."""
+    if timing.get("tee") is not None and timing["tee"]:
+        raw = b"".join(timing["tee"])
+        upstream = {"message": assemble_message(raw), "events": raw.decode("utf-8", "replace")}
+    elif timing.get("body") is not None:
+        upstream = parse_json_or_text(timing["body"])
+    else:
+        upstream = None
+    meta = {"rid": rec["rid"], "session": rec["session"], "status": rec["status"],
+            "upstream_status": rec["upstream_status"], "err_type": rec["err_type"],
+            "reason": rec["reason"]}
+    try:
+        # passthrough: what went down is what came up (conversion fills its own downstream)
+        state.trajectories.write_answer(trace["session"], trace["ts"], meta, upstream,
+                                        trace.get("downstream", upstream), trace["secrets"])
+    except OSError:
+        log.exception("[%s] could not write the trajectory answer", rec["rid"])
+
+
+def _session_of(request: web.Request, state: ShimState) -> Session | None:
+    for token in inbound_tokens(request.headers.items()):
+        session = state.sessions.for_token(token)
+        if session is not None:
+            return session
+    if state.settings.require_session:
+        raise Unauthorized("this shim requires a registered session token (CCP_REQUIRE_SESSION=1)")
+    return None
 
 
 async def _read_payload(request: web.Request, rec: dict) -> tuple[bytes, dict]:
@@ -135,8 +177,11 @@ async def _read_payload(request: web.Request, rec: dict) -> tuple[bytes, dict]:
 
 
 async def _exchange(request: web.Request, state: ShimState, rec: dict,
-                    timing: dict) -> web.StreamResponse:
+                    timing: dict, trace: dict) -> web.StreamResponse:
     settings = state.settings
+    session = _session_of(request, state)
+    if session is not None:
+        rec["session"] = session.id
     body, payload = await _read_payload(request, rec)
     model = payload["model"]
     stream = payload.get("stream") is True
@@ -154,8 +199,18 @@ async def _exchange(request: web.Request, state: ShimState, rec: dict,
     url = base + "/v1/messages"
     if request.query_string:
         url += "?" + request.query_string
-    headers = upstream_request_headers(decision.lane, request.headers.items(), state.creds)
+    if might_carry_thinking(body):
+        stripped = strip_foreign_thinking(payload, decision.lane, state.signatures)
+        if stripped:  # the one same-protocol rewrite: thinking another lane signed
+            body = reserialize(payload)
+            rec["rewrites"] = [f"stripped_foreign_thinking:{stripped}"]
+    headers = upstream_request_headers(decision.lane, request.headers.items(), state.creds,
+                                       state.sessions.tokens())
     up_req = UpstreamRequest("POST", url, headers, body, stream)
+    if session is not None:
+        _write_query(state, session, rec, payload, trace)
+        if stream:
+            timing["tee"] = []
     rec["upstream"] = up_req.host
 
     assert state.upstream is not None
@@ -170,8 +225,26 @@ async def _exchange(request: web.Request, state: ShimState, rec: dict,
     out_headers.append((RID_HEADER, rec["rid"]))
     out_headers.append((LANE_HEADER, decision.lane))
     if resp.is_sse:
-        return await relay_stream(request, resp, out_headers, rec, timing)
-    return await relay_body(resp, out_headers, rec, timing)
+        out = await relay_stream(request, resp, out_headers, rec, timing)
+        state.signatures.learn(timing.get("signatures") or (), decision.lane)
+        return out
+    out = await relay_body(resp, out_headers, rec, timing)
+    data = timing.get("body") or b""
+    if 200 <= resp.status < 300 and might_carry_thinking(data):
+        state.signatures.learn(signatures_in_message(parse_json_or_text(data)), decision.lane)
+    return out
+
+
+def _write_query(state: ShimState, session: Session, rec: dict, payload: dict, trace: dict) -> None:
+    trace.update(ts=state.trajectories.new_ts(), session=session.id,
+                 secrets=[*state.settings.secrets(), *state.sessions.tokens()])
+    meta = {"rid": rec["rid"], "session": session.id, "sandbox_id": session.sandbox_id,
+            "task_name": session.task_name, "route": rec["lane"], "provider": rec["provider"],
+            "model": rec["model"], "upstream_model": rec["upstream_model"], "path": rec["path"]}
+    try:
+        state.trajectories.write_query(session.id, trace["ts"], payload, meta, trace["secrets"])
+    except OSError:
+        log.exception("[%s] could not write the trajectory query", rec["rid"])
 
 
 async def handle_unknown(request: web.Request) -> web.Response:
@@ -235,5 +308,6 @@ def create_app(settings: Settings, upstream: Upstream | None = None) -> web.Appl
     app.router.add_get("/", handle_root, allow_head=False)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
+    add_session_routes(app, app[STATE].sessions, settings)
     app.router.add_route("*", "/{tail:.*}", handle_unknown)
     return app

@@ -2,6 +2,7 @@
 
     ShimError                    status  error.type             err_type
     ├── BadRequest                 400   invalid_request_error  bad_request
+    │   ├── Unauthorized           401   authentication_error   bad_request
     │   ├── NotFound               404   not_found_error        bad_request
     │   ├── MethodNotAllowed       405   invalid_request_error  bad_request
     │   ├── PayloadTooLarge        413   request_too_large      bad_request
@@ -32,6 +33,11 @@ class BadRequest(ShimError):
     status = 400
     error_type = "invalid_request_error"
     err_type = "bad_request"
+
+
+class Unauthorized(BadRequest):
+    status = 401
+    error_type = "authentication_error"
 
 
 class NotFound(BadRequest):

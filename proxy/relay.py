@@ -32,6 +32,7 @@ async def relay_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec
         raise
     resp.release()
     timing["upstream_done"] = time.perf_counter()
+    timing["body"] = data  # for trajectories and the signature book; no copy, a reference
     if 200 <= resp.status < 300 and rec.get("op") is not None:
         encoding = next((v for k, v in headers if k.lower() == "content-encoding"), "identity")
         if encoding == "identity":
@@ -50,6 +51,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
     for name, value in headers:
         out.headers.add(name, value)
     meter = SseMeter()
+    tee: list[bytes] | None = timing.get("tee")  # a session's trajectory wants the raw events
     t_start = time.perf_counter()
     released = False
     try:
@@ -58,6 +60,8 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
             if rec["ttfb_ms"] is None:
                 rec["ttfb_ms"] = _ms(timing["t0"], time.perf_counter())
             meter.feed(chunk)
+            if tee is not None:
+                tee.append(chunk)
             await out.write(chunk)
         resp.release()
         released = True
@@ -84,6 +88,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
         timing["upstream_done"] = timing["upstream_done"] or end
         rec["bytes_out"] = meter.bytes
         rec["sse"] = meter.summary(_ms(t_start, end))
+        timing["signatures"] = meter.signatures
         set_tokens(rec, {"in_tokens": meter.in_tokens, "out_tokens": meter.out_tokens,
                          "cache_read_tokens": meter.cache_read_tokens,
                          "cache_creation_tokens": meter.cache_creation_tokens})

@@ -124,6 +124,8 @@ class Settings:
     allow_real_api: bool = False
     profile: str = DEFAULT_PROFILE  # CCP_PROFILE: picks the default port and logs folder
     default_port: int = BASE_PORT  # the profile's port, used when `--port` is not given
+    admin_token: Secret = field(default_factory=lambda: Secret(""))  # CCP_ADMIN_TOKEN
+    require_session: bool = False  # CCP_REQUIRE_SESSION: unknown inbound tokens get a 401
 
     @property
     def routing(self) -> RoutingPolicy:
@@ -148,6 +150,7 @@ class Settings:
             ("force_haiku_to_zai", ("FORCE_HAIKU_TO_ZAI",), parse_bool),
             ("offload_paused", ("OFFLOAD_PAUSED",), parse_bool),
             ("allow_real_api", ("ALLOW_REAL_API",), parse_bool),
+            ("require_session", ("CCP_REQUIRE_SESSION",), parse_bool),
             ("max_body_bytes", ("CCP_MAX_BODY_BYTES",), parse_size),
             ("json_timeout", ("CCP_JSON_TIMEOUT",), parse_duration),
             ("sse_idle_timeout", ("CCP_SSE_IDLE_TIMEOUT",), parse_duration),
@@ -159,7 +162,8 @@ class Settings:
                 kw[attr] = parse(*found)
         for attr, key in (("zai_api_key", "ZAI_API_KEY"),
                           ("anthropic_auth_token", "ANTHROPIC_AUTH_TOKEN"),
-                          ("anthropic_api_key", "ANTHROPIC_API_KEY")):
+                          ("anthropic_api_key", "ANTHROPIC_API_KEY"),
+                          ("admin_token", "CCP_ADMIN_TOKEN")):
             kw[attr] = Secret(env.get(key, "").strip())
         mode = env.get("ZAI_HEADER_MODE", "").strip().lower()
         if mode:
@@ -179,4 +183,4 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every configured credential value, for redaction."""
         return [s.reveal() for s in (self.zai_api_key, self.anthropic_auth_token,
-                                     self.anthropic_api_key) if s]
+                                     self.anthropic_api_key, self.admin_token) if s]

@@ -22,7 +22,7 @@ FIELDS = (
     "provider", "decision", "op", "status", "upstream_status", "err_type", "reason", "h2",
     "upstream", "latency_ms", "ttfb_ms", "overhead_ms", "in_tokens", "out_tokens",
     "cache_read_tokens", "cache_creation_tokens", "sse", "retries", "partial", "bytes_in",
-    "bytes_out", "client_session",
+    "bytes_out", "client_session", "rewrites",
 )
 TOKEN_FIELDS = ("in_tokens", "out_tokens", "cache_read_tokens", "cache_creation_tokens")
 

@@ -142,3 +142,27 @@ def test_rotated_before_run_gate():
     result = rotated_before_run(recs, "2026-11-25T10:00:00.000Z")
     assert not result.ok and "b" in result.detail
     assert rotated_before_run(recs[:1], "2026-11-25T10:00:00.000Z").ok
+
+
+def test_trajectory_pairs_gate(tmp_path):
+    from harness.gates import trajectory_pairs
+    for kind, stems in (("query", ["t1", "t2"]), ("answer", ["t1"])):
+        folder = tmp_path / "trajectory" / "s1" / kind
+        folder.mkdir(parents=True)
+        for stem in stems:
+            (folder / f"{stem}.json").write_text("{}")
+    result = trajectory_pairs(tmp_path)
+    assert not result.ok and "s1/query/t2" in result.detail
+    (tmp_path / "trajectory" / "s1" / "answer" / "t2.json").write_text("{}")
+    assert trajectory_pairs(tmp_path).ok and "2 query/answer" in trajectory_pairs(tmp_path).detail
+    assert trajectory_pairs(tmp_path / "none").ok
+
+
+def test_no_secret_in_files_gate(tmp_path):
+    from harness.gates import no_secret_in_files
+    clean, dirty = tmp_path / "a.json", tmp_path / "b.json"
+    clean.write_text('{"k": "[REDACTED…1234]"}')
+    dirty.write_text('{"k": "sk-live-secret-1234"}')
+    assert no_secret_in_files([clean], ["sk-live-secret-1234"]).ok
+    result = no_secret_in_files([clean, dirty], ["sk-live-secret-1234"])
+    assert not result.ok and "b.json" in result.detail
