@@ -2,7 +2,7 @@
 
 A spec is a fault kind followed by optional `;key=value` parameters:
 
-    status=529                  answer with that 4xx/5xx status and Anthropic error JSON
+    status=529                  answer with that 4xx/5xx status and the protocol's error JSON
     reset_before_headers        abort the TCP connection before anything is sent
     reset_mid_stream;after=3    send `after` SSE events, then abort the connection
     stall;seconds=5             send headers + message_start, then stay silent up to `seconds`
@@ -13,7 +13,8 @@ A spec is a fault kind followed by optional `;key=value` parameters:
 
 `parse_fault` raises `ValueError` naming what is wrong; the caller turns that into an HTTP 400 or a
 usage error at its edge. `stream_plan` applies the faults that reshape an SSE stream into the
-writes the server makes. Nothing here does I/O.
+writes the server makes. `error_body` and `stream_plan` take a `protocol`: "anthropic" (Messages
+API, the default) or "openai" (Chat Completions). Nothing here does I/O.
 """
 from __future__ import annotations
 
@@ -44,6 +45,16 @@ ERROR_TYPES = {
     500: "api_error",
     529: "overloaded_error",
 }
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    422: "unprocessable_entity_error",
+    429: "rate_limit_error",
+}
+PROTOCOLS = ("anthropic", "openai")
 
 
 class Fault(NamedTuple):
@@ -99,21 +110,43 @@ def parse_fault(spec: str) -> Fault:
     return Fault(head, **values)
 
 
-def error_type(status: int) -> str:
-    """The Anthropic error `type` for an HTTP status."""
+def _check(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+
+
+def error_type(status: int, protocol: str = "anthropic") -> str:
+    """The error `type` for an HTTP status, as the protocol's servers name it."""
+    _check(protocol)
+    if protocol == "openai":
+        fallback = "invalid_request_error" if status < 500 else "server_error"
+        return OPENAI_ERROR_TYPES.get(status, fallback)
     return ERROR_TYPES.get(status, "api_error")
 
 
-def error_body(status: int, message: str = "mock fault") -> dict[str, Any]:
-    """Anthropic error JSON for `status`."""
-    return {"type": "error", "error": {"type": error_type(status), "message": message}}
+def error_body(status: int, message: str = "mock fault", protocol: str = "anthropic") -> dict[str, Any]:
+    """The error JSON for `status`: Anthropic's `{"type":"error",...}` or OpenAI's `{"error":{...}}`."""
+    etype = error_type(status, protocol)
+    if protocol == "openai":
+        return {"error": {"message": message, "type": etype, "param": None, "code": None}}
+    return {"type": "error", "error": {"type": etype, "message": message}}
 
 
-def stream_plan(events: list[bytes], fault: Fault | None) -> list[tuple[float, bytes]]:
+def _is_delta(event: bytes, protocol: str) -> bool:
+    """A content-carrying event: Anthropic's content_block_delta; an OpenAI chunk whose delta carries
+    content, reasoning or tool calls (not the opening role chunk, nor the empty finishing delta)."""
+    if protocol == "openai":
+        return b'"delta":{"' in event and b'"delta":{"role"' not in event
+    return event.startswith(b"event: content_block_delta")
+
+
+def stream_plan(events: list[bytes], fault: Fault | None,
+                protocol: str = "anthropic") -> list[tuple[float, bytes]]:
     """(pause before, bytes) per write: `events` reshaped by malformed_event, slow_drip, split_utf8."""
+    _check(protocol)
     kind = fault.kind if fault else None
     events = list(events)
-    first_delta = next((i for i, e in enumerate(events) if e.startswith(b"event: content_block_delta")), 2)
+    first_delta = next((i for i, e in enumerate(events) if _is_delta(e, protocol)), 2)
     if kind == "malformed_event":  # drop the closing brace of one event's JSON
         events[first_delta] = events[first_delta][:-3] + b"\n\n"
     pause = fault.delay_ms / 1000 if kind == "slow_drip" else 0.0
@@ -121,7 +154,7 @@ def stream_plan(events: list[bytes], fault: Fault | None) -> list[tuple[float, b
     if kind == "split_utf8":
         for i, event in enumerate(events):
             lead = next((j for j, b in enumerate(event) if b >= 0xC0), None)
-            if lead is not None and event.startswith(b"event: content_block_delta"):
+            if lead is not None and _is_delta(event, protocol):
                 plan[i:i + 1] = [(0.0, event[:lead + 1]), (SPLIT_PAUSE, event[lead + 1:])]
                 break
     return plan

@@ -7,7 +7,8 @@ faults (see `harness.mock_faults`), and a small control API under `/_mock/`.
 `MockUpstream` runs an aiohttp server on 127.0.0.1 port 0 in its own thread and event loop, for
 tests; `main()` runs the same server in the foreground for `ccp mock-upstream`. Routes are
 `POST /v1/messages` and `/v1/message`, also under Z.AI's `/api/anthropic` prefix, plus `GET`/`HEAD`
-on `/` and on the prefix.
+on `/` and on the prefix. Any `POST` path ending in `/chat/completions` speaks the OpenAI Chat
+Completions protocol instead (see `harness.mock_openai`), with the same recording and faults.
 Anything else is answered 404 and recorded as unexpected. A fault comes from the `x-mock-fault`
 request header, else the next scripted item, else the default; `x-mock-deltas: N` sets the number
 of text deltas. Every wait is bounded: stalls end when the client leaves or the mock resets/stops.
@@ -29,18 +30,18 @@ from typing import Any, Callable, NamedTuple
 
 from aiohttp import web
 
+from harness.mock_openai import openai_reply
 from harness.mock_wire import compact_json, default_deltas, message_json, reply_text, sse_events
 from harness.mock_faults import SPLIT_UTF8_SUFFIX, Fault, error_body, parse_fault, stream_plan
 
 ZAI_PREFIX = "/api/anthropic"
 MESSAGE_PATHS = frozenset({"/v1/messages", "/v1/message"})
+OPENAI_SUFFIX = "/chat/completions"
 FAULT_HEADER = "x-mock-fault"
 DELTAS_HEADER = "x-mock-deltas"
 MAX_BODY = 256 * 1024 * 1024  # real requests with long histories run to tens of MB
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
-
-
 
 
 @dataclass
@@ -64,11 +65,12 @@ class RecordedCall:
     client_disconnected: bool = False
     writes: int = 0
     unexpected: bool = False
+    protocol: str = "anthropic"  # or "openai" for Chat Completions calls
 
     def to_json(self) -> dict[str, Any]:
         """The call as the control API shows it."""
         keys = ("method", "path", "query", "headers", "json", "status", "fault", "finished",
-                "client_disconnected", "unexpected")
+                "client_disconnected", "unexpected", "protocol")
         return {key: getattr(self, key) for key in keys}
 
 
@@ -101,6 +103,21 @@ def _abort(request: web.BaseRequest) -> web.Response:
 def _request_headers() -> dict[str, str]:
     return {"request-id": f"req_mock_{uuid.uuid4().hex[:24]}"}
 
+
+def anthropic_reply(payload: dict[str, Any], name: str, scripted_text: str | None, deltas: int | None,
+                    input_tokens: int, split_utf8: bool = False) -> list[bytes] | dict[str, Any]:
+    """The reply to a Messages request: its SSE events when it streams, else its JSON."""
+    text = scripted_text if scripted_text is not None else reply_text(payload, name)
+    if split_utf8 and text.isascii():
+        text += SPLIT_UTF8_SUFFIX
+    deltas = deltas if deltas is not None else default_deltas(text)
+    model = str(payload.get("model") or "mock-model")
+    if payload.get("stream") is True:
+        return sse_events(model, text, deltas, input_tokens)
+    return message_json(model, text, input_tokens, deltas)
+
+
+REPLIES = {"anthropic": anthropic_reply, "openai": openai_reply}
 
 
 class MockUpstream:
@@ -315,7 +332,10 @@ class MockUpstream:
         path = request.path
         inner = path[len(ZAI_PREFIX):] if path.startswith(ZAI_PREFIX + "/") else path
         if request.method == "POST" and inner in MESSAGE_PATHS:
-            return await self._messages(request, call)
+            return await self._messages(request, call, "anthropic")
+        if request.method == "POST" and path.endswith(OPENAI_SUFFIX):
+            self._update(call, protocol="openai")
+            return await self._messages(request, call, "openai")
         self._update(call, unexpected=True)
         message = f"mock {self.name}: no route for {request.method} {path}"
         return await self._respond(request, call, 404, error_body(404, message))
@@ -344,36 +364,36 @@ class MockUpstream:
             return True
         return False
 
-    async def _messages(self, request: web.Request, call: RecordedCall) -> web.StreamResponse:
+    async def _messages(self, request: web.Request, call: RecordedCall,
+                        protocol: str) -> web.StreamResponse:
+        def error(status: int, message: str = "mock fault") -> dict[str, Any]:
+            return error_body(status, message, protocol)
+
         try:
             fault, scripted_text = self._pick(request)
         except ValueError as exc:
-            return await self._respond(request, call, 400, error_body(400, f"bad {FAULT_HEADER}: {exc}"))
+            return await self._respond(request, call, 400, error(400, f"bad {FAULT_HEADER}: {exc}"))
         kind = fault.kind if fault else None
         self._update(call, fault=fault.spec() if fault else None)
         if fault and kind == "status":
             extra = {"retry-after": "1"} if fault.status == 429 else {}
-            return await self._respond(request, call, fault.status, error_body(fault.status), extra)
+            return await self._respond(request, call, fault.status, error(fault.status), extra)
         if kind == "reset_before_headers":
             return _abort(request)
         payload = call.json
         if not isinstance(payload, dict):
-            return await self._respond(request, call, 400, error_body(400, "body must be a JSON object"))
+            return await self._respond(request, call, 400, error(400, "body must be a JSON object"))
         stream = payload.get("stream") is True
         if (kind == "stall_before_headers" or (kind == "stall" and not stream)) \
                 and not await self._stall(fault.seconds):
             return _abort(request)
-        text = scripted_text if scripted_text is not None else reply_text(payload, self.name)
-        if kind == "split_utf8" and text.isascii():
-            text += SPLIT_UTF8_SUFFIX
-        raw = request.headers.get(DELTAS_HEADER, str(default_deltas(text)))
-        if not raw.isdigit() or int(raw) > 100_000:
-            return await self._respond(request, call, 400, error_body(400, f"bad {DELTAS_HEADER}: {raw!r}"))
-        model, input_tokens = str(payload.get("model") or "mock-model"), max(1, len(call.body) // 4)
-        if stream:
-            events = sse_events(model, text, int(raw), input_tokens)
-            return await self._stream(request, call, fault, events)
-        reply = message_json(model, text, input_tokens, int(raw))
+        raw = request.headers.get(DELTAS_HEADER)
+        if raw is not None and (not raw.isdigit() or int(raw) > 100_000):
+            return await self._respond(request, call, 400, error(400, f"bad {DELTAS_HEADER}: {raw!r}"))
+        reply = REPLIES[protocol](payload, self.name, scripted_text, None if raw is None else int(raw),
+                                  max(1, len(call.body) // 4), kind == "split_utf8")
+        if isinstance(reply, list):
+            return await self._stream(request, call, fault, reply, protocol)
         if kind == "reset_mid_stream":  # headers and half the body, then the connection drops
             body = compact_json(reply).encode()
             resp = web.StreamResponse(headers=_request_headers())
@@ -385,7 +405,7 @@ class MockUpstream:
         return await self._respond(request, call, 200, reply)
 
     async def _stream(self, request: web.Request, call: RecordedCall, fault: Fault | None,
-                      events: list[bytes]) -> web.StreamResponse:
+                      events: list[bytes], protocol: str = "anthropic") -> web.StreamResponse:
         kind = fault.kind if fault else None
         sock = request.transport.get_extra_info("socket") if request.transport else None
         if sock is not None:  # each event leaves as its own TCP segment
@@ -394,7 +414,7 @@ class MockUpstream:
         resp.content_type = "text/event-stream"
         self._update(call, status=200)
         await resp.prepare(request)
-        for index, (pause, chunk) in enumerate(stream_plan(events, fault)):
+        for index, (pause, chunk) in enumerate(stream_plan(events, fault, protocol)):
             if kind == "reset_mid_stream" and index == fault.after:
                 return _abort(request)
             if kind == "stall" and index == 1 and not await self._stall(fault.seconds):

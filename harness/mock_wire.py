@@ -91,25 +91,43 @@ def sse_events(model: str, text: str, deltas: int, input_tokens: int,
     ]
 
 
+def content_text(content: Any) -> str:
+    """A message's text: the string itself, or its `{"type": "text"}` blocks joined by newlines.
+
+    Anthropic and OpenAI user messages share these two shapes."""
+    if isinstance(content, list):
+        return "\n".join(str(block.get("text", "")) for block in content
+                         if isinstance(block, dict) and block.get("type") == "text")
+    return content if isinstance(content, str) else ""
+
+
+def last_user_text(payload: dict[str, Any]) -> str | None:
+    """The text of the last `user` message in `payload["messages"]`, or None when there is none."""
+    for message in reversed(payload.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return content_text(message.get("content"))
+    return None
+
+
+def prompt_reply(prompt: str) -> str | None:
+    """The text rule both mocks share: "Reply with exactly: X and nothing else." → X;
+    "Generate N lines of numbered text" → N numbered lines; anything else → None."""
+    match = _REPLY_RE.search(prompt)
+    if match:
+        return match.group(1)
+    lines = _LINES_RE.search(prompt)
+    if lines:
+        return "\n".join(f"{i}. This is line number {i} of the numbered text."
+                         for i in range(1, int(lines.group(1)) + 1))
+    return None
+
+
 def reply_text(payload: dict[str, Any], name: str) -> str:
     """The reply to the last user message.
 
     "Reply with exactly: X and nothing else." → X; "Generate N lines of numbered text" → N numbered
     lines (a long stream, as the operators' SSE check asks for); anything else → a greeting.
     """
-    for message in reversed(payload.get("messages") or []):
-        if not isinstance(message, dict) or message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, list):
-            content = "\n".join(block.get("text", "") for block in content
-                                if isinstance(block, dict) and block.get("type") == "text")
-        match = _REPLY_RE.search(content) if isinstance(content, str) else None
-        if match:
-            return match.group(1)
-        lines = _LINES_RE.search(content) if isinstance(content, str) else None
-        if lines:
-            return "\n".join(f"{i}. This is line number {i} of the numbered text."
-                             for i in range(1, int(lines.group(1)) + 1))
-        break
-    return f"Hello from mock {name}"
+    prompt = last_user_text(payload)
+    text = prompt_reply(prompt) if prompt is not None else None
+    return text if text is not None else f"Hello from mock {name}"
