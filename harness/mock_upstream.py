@@ -31,7 +31,8 @@ from typing import Any, Callable, NamedTuple
 from aiohttp import web
 
 from harness.mock_openai import openai_reply
-from harness.mock_wire import compact_json, default_deltas, message_json, reply_text, sse_events
+from harness.mock_wire import (compact_json, default_deltas, foreign_thinking, message_json, reply_text,
+                               sse_events, thinking_enabled, thinking_signature)
 from harness.mock_faults import SPLIT_UTF8_SUFFIX, Fault, error_body, parse_fault, stream_plan
 
 ZAI_PREFIX = "/api/anthropic"
@@ -112,9 +113,13 @@ def anthropic_reply(payload: dict[str, Any], name: str, scripted_text: str | Non
         text += SPLIT_UTF8_SUFFIX
     deltas = deltas if deltas is not None else default_deltas(text)
     model = str(payload.get("model") or "mock-model")
+    thinking = None
+    if thinking_enabled(payload):
+        thought = f"Thinking about: {text[:40]}"
+        thinking = (thought, thinking_signature(name, thought))
     if payload.get("stream") is True:
-        return sse_events(model, text, deltas, input_tokens)
-    return message_json(model, text, input_tokens, deltas)
+        return sse_events(model, text, deltas, input_tokens, thinking=thinking)
+    return message_json(model, text, input_tokens, deltas, thinking=thinking)
 
 
 REPLIES = {"anthropic": anthropic_reply, "openai": openai_reply}
@@ -384,6 +389,9 @@ class MockUpstream:
         if not isinstance(payload, dict):
             return await self._respond(request, call, 400, error(400, "body must be a JSON object"))
         stream = payload.get("stream") is True
+        rejected = foreign_thinking(payload, self.name) if protocol == "anthropic" else None
+        if rejected:  # what the real services answer to a thinking block someone else signed
+            return await self._respond(request, call, 400, error(400, rejected))
         if (kind == "stall_before_headers" or (kind == "stall" and not stream)) \
                 and not await self._stall(fault.seconds):
             return _abort(request)

@@ -52,12 +52,17 @@ def default_deltas(text: str) -> int:
 
 
 def message_json(model: str, text: str, input_tokens: int, output_tokens: int,
-                 msg_id: str | None = None) -> dict[str, Any]:
-    """A non-streaming Anthropic Messages reply."""
+                 msg_id: str | None = None,
+                 thinking: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A non-streaming Anthropic Messages reply (`thinking` = (text, signature) puts a thinking
+    block first, as extended thinking does)."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    if thinking:
+        content.insert(0, {"type": "thinking", "thinking": thinking[0], "signature": thinking[1]})
     return {
         "id": msg_id or mock_message_id(model, text, input_tokens),
         "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": content,
         "stop_reason": "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
                   "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
@@ -65,8 +70,9 @@ def message_json(model: str, text: str, input_tokens: int, output_tokens: int,
 
 
 def sse_events(model: str, text: str, deltas: int, input_tokens: int,
-               msg_id: str | None = None) -> list[bytes]:
-    """The full Anthropic SSE stream for one text reply, one `bytes` per event."""
+               msg_id: str | None = None, thinking: tuple[str, str] | None = None) -> list[bytes]:
+    """The full Anthropic SSE stream for one text reply, one `bytes` per event (with `thinking` =
+    (text, signature), a thinking block with its signature_delta comes first, at index 0)."""
     message = {
         "id": msg_id or mock_message_id(model, text, input_tokens),
         "type": "message", "role": "assistant", "model": model, "content": [],
@@ -75,15 +81,26 @@ def sse_events(model: str, text: str, deltas: int, input_tokens: int,
                   "cache_read_input_tokens": 0, "output_tokens": 1},
     }
     pieces = split_text(text, deltas)
+    first = 1 if thinking else 0
+    thought = [
+        sse_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block":
+                                          {"type": "thinking", "thinking": "", "signature": ""}}),
+        sse_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta":
+                                          {"type": "thinking_delta", "thinking": thinking[0]}}),
+        sse_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta":
+                                          {"type": "signature_delta", "signature": thinking[1]}}),
+        sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    ] if thinking else []
     return [
         sse_event("message_start", {"type": "message_start", "message": message}),
-        sse_event("content_block_start", {"type": "content_block_start", "index": 0,
+        *thought,
+        sse_event("content_block_start", {"type": "content_block_start", "index": first,
                                           "content_block": {"type": "text", "text": ""}}),
         sse_event("ping", {"type": "ping"}),
-        *(sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+        *(sse_event("content_block_delta", {"type": "content_block_delta", "index": first,
                                             "delta": {"type": "text_delta", "text": piece}})
           for piece in pieces),
-        sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        sse_event("content_block_stop", {"type": "content_block_stop", "index": first}),
         sse_event("message_delta", {"type": "message_delta",
                                     "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                                     "usage": {"output_tokens": len(pieces)}}),
@@ -131,3 +148,31 @@ def reply_text(payload: dict[str, Any], name: str) -> str:
     prompt = last_user_text(payload)
     text = prompt_reply(prompt) if prompt is not None else None
     return text if text is not None else f"Hello from mock {name}"
+
+
+def thinking_signature(name: str, text: str) -> str:
+    """A signature only the mock called `name` issues (as each real provider signs its own)."""
+    return f"sig-{name}-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def thinking_enabled(payload: dict[str, Any]) -> bool:
+    thinking = payload.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def foreign_thinking(payload: dict[str, Any], name: str) -> str | None:
+    """The rejection a real service gives for a replayed thinking block it did not sign, or None."""
+    for i, message in enumerate(payload.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") != "assistant" \
+                or not isinstance(message.get("content"), list):
+            continue
+        for j, block in enumerate(message["content"]):
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "thinking" and \
+                    not str(block.get("signature", "")).startswith(f"sig-{name}-"):
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+            if block.get("type") == "redacted_thinking" and \
+                    not str(block.get("data", "")).startswith(f"sig-{name}-"):
+                return f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block"
+    return None

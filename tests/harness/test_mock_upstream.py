@@ -289,3 +289,22 @@ def test_cli_announces_and_stops_on_sigterm():
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_thinking_is_signed_and_foreign_signatures_rejected(mock, client):
+    body = {"model": MODEL, "max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "hi"}]}
+    reply = client.post(f"{mock.base_url}/v1/messages", json=body).json()
+    assert [b["type"] for b in reply["content"]] == ["thinking", "text"]
+    own = reply["content"][0]
+    assert own["signature"].startswith("sig-anthropic-")
+    followup = {**body, "messages": [*body["messages"], {"role": "assistant", "content": reply["content"]},
+                                     {"role": "user", "content": "again"}]}
+    assert client.post(f"{mock.base_url}/v1/messages", json=followup).status_code == 200
+    foreign = dict(own, signature="sig-zai-0123")
+    followup["messages"][1] = {"role": "assistant", "content": [foreign, reply["content"][1]]}
+    rejected = client.post(f"{mock.base_url}/v1/messages", json=followup)
+    assert rejected.status_code == 400
+    assert "Invalid `signature` in `thinking` block" in rejected.json()["error"]["message"]
+    streamed = client.post(f"{mock.base_url}/v1/messages", json={**body, "stream": True}).content
+    assert b'"signature_delta"' in streamed and b'"index":1' in streamed
