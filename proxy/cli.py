@@ -56,6 +56,11 @@ def _providers(argv: list[str]) -> int:
     return main(argv)
 
 
+def _model(argv: list[str]) -> int:
+    from proxy.override import main
+    return main(argv)
+
+
 def _repro(argv: list[str]) -> int:
     from harness.repro import main
     return main(argv)
@@ -123,6 +128,7 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "probe": (_probe, "one real `claude` CLI probe through the shim: probe haiku|sonnet PROMPT"),
     "shell-init": (_shell_init, "shell functions ccc-on/off/status/logs/restart, ccp-haiku/sonnet"),
     "doctor": (_doctor, "what is missing for each path (mock repro, real API, CLI probes)"),
+    "model": (_model, "the manual model override: model [NAME | --clear] (restart the shim to apply)"),
 }
 
 

@@ -1,30 +1,29 @@
 """The providers the shim can route to, as one merged view with the source of each entry.
 
-For now the view holds the two built-in lanes; the provider catalog (repo and user files) adds its
-entries here, each with its source. Only the NAME of a credential's variable is shown, and whether it
-is set — never its value.
+The view comes from the provider catalog (proxy.catalog): the built-in lanes `anthropic` and `zai`
+first, then the providers of the routes file, the repo providers file and the user file, each with
+its source (a file path or `built-in`) and the routes it serves. Only the NAME of a credential's
+variable is shown, and whether it is set — never its value.
 """
 from __future__ import annotations
 
 import argparse
 import json
 
-from proxy.routing import LANE_ANTHROPIC, LANE_ZAI
 from proxy.settings import Settings
 
 
 def providers_view(settings: Settings) -> list[dict]:
-    anth_env = ("ANTHROPIC_AUTH_TOKEN" if settings.anthropic_auth_token else
-                "ANTHROPIC_API_KEY" if settings.anthropic_api_key else "ANTHROPIC_AUTH_TOKEN")
-    return [
-        {"name": LANE_ANTHROPIC, "protocol": "anthropic", "base_url": settings.anthropic_base_url,
-         "credential_env": anth_env,
-         "credential_set": bool(settings.anthropic_auth_token or settings.anthropic_api_key),
-         "header_mode": None, "source": "built-in"},
-        {"name": LANE_ZAI, "protocol": "anthropic", "base_url": settings.zai_base_url,
-         "credential_env": "ZAI_API_KEY", "credential_set": bool(settings.zai_api_key),
-         "header_mode": settings.zai_header_mode, "source": "built-in"},
-    ]
+    """One dict per provider: name, protocol, base_url, credential_env, credential_set, header_mode,
+    source and routes (each with name, upstream_model and source)."""
+    return settings.catalog.view()
+
+
+def _routes(p: dict) -> str:
+    """`name->upstream_model`, with the route's source when it differs from the provider's."""
+    return ", ".join(r["name"] + (f"->{r['upstream_model']}" if r["upstream_model"] else "")
+                     + (f" ({r['source']})" if r["source"] != p["source"] else "")
+                     for r in p["routes"]) or "-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,12 +31,21 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Print the merged providers view with sources.")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
-    view = providers_view(Settings.from_env())
+    settings = Settings.from_env()
+    view = providers_view(settings)
     if args.json:
         print(json.dumps(view, indent=2))
         return 0
-    print(f"{'name':<12}{'protocol':<11}{'credential':<32}{'source':<10}base_url")
+    rows = [("name", "protocol", "credential", "source", "base_url")]
     for p in view:
-        cred = f"{p['credential_env']}{'' if p['credential_set'] else ' (unset)'}"
-        print(f"{p['name']:<12}{p['protocol']:<11}{cred:<32}{p['source']:<10}{p['base_url']}")
+        env = p["credential_env"] or "(inline key)"
+        rows.append((p["name"], p["protocol"], f"{env}{'' if p['credential_set'] else ' (unset)'}",
+                     p["source"], p["base_url"]))
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(4)]
+    for i, row in enumerate(rows):
+        print("".join(cell.ljust(w) for cell, w in zip(row, widths)) + row[4])
+        if i:
+            print(" " * widths[0] + f"routes: {_routes(view[i - 1])}")
+    if settings.model_override:
+        print(f"\nmanual override: {settings.model_override} (from {settings.model_override_source})")
     return 0

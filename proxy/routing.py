@@ -1,17 +1,25 @@
 """The routing decision: which lane serves a request.
 
-`decide()` is pure: it reads a `RequestMeta` and a `RoutingPolicy` and returns a `Decision`. It does no
-I/O and imports neither aiohttp nor `os`; the handler is its only caller that touches the network.
+`decide()` is pure: it reads a `RequestMeta`, a `RoutingPolicy` and optionally the provider catalog
+and the manual override, and returns a `Decision`. It does no I/O and imports neither aiohttp nor `os`;
+the handler is its only caller that touches the network.
 
 Rows of the DESIGN table implemented here (first match wins):
-  1. offload paused                        -> anthropic, ``offload_paused``
-  4. a haiku model and force-haiku-to-zai  -> zai,       ``to_zai``
-  5. anything else                         -> anthropic, ``to_anth``
+  1. offload paused                        -> anthropic,               ``offload_paused``
+  2. a manual override (CCP_MODEL / file)  -> the override's route, or
+                                              anthropic with that model, ``manual_override``
+  3. a catalog route matches the model     -> the route's provider,    ``route``
+  4. a haiku model and force-haiku-to-zai  -> zai,                     ``to_zai``
+  5. anything else                         -> anthropic,               ``to_anth``
+A route's lane is its provider's name; its upstream model is the route's ``model``, else the name asked.
 """
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # only for annotations: the catalog module imports settings, which imports this
+    from proxy.catalog import Catalog, Route
 
 LANE_ANTHROPIC = "anthropic"
 LANE_ZAI = "zai"
@@ -52,12 +60,32 @@ class Decision(NamedTuple):
     provider: str
     upstream_model: str
     reason: str  # the usage record's ``decision`` field
+    protocol: str = "anthropic"  # the provider's protocol (openai needs a conversion)
 
 
-def decide(meta: RequestMeta, policy: RoutingPolicy) -> Decision:
-    """Pick the lane for one request; first matching row of the routing table wins."""
+def _via(route: "Route", model: str, reason: str, catalog: "Catalog") -> Decision:
+    provider = catalog.provider(route.provider)
+    return Decision(route.provider, route.provider, route.upstream_model or model, reason,
+                    provider.protocol if provider is not None else "anthropic")
+
+
+def decide(meta: RequestMeta, policy: RoutingPolicy, catalog: "Catalog | None" = None,
+           override: str | None = None) -> Decision:
+    """Pick the lane for one request; first matching row of the routing table wins.
+
+    `override` is a route name (served like that route) or a plain model id (sent to the anthropic
+    lane as that model).
+    """
     if policy.offload_paused:
         return Decision(LANE_ANTHROPIC, LANE_ANTHROPIC, meta.model, "offload_paused")
+    if override:
+        route = catalog.match(override) if catalog is not None else None
+        if route is not None:
+            return _via(route, override, "manual_override", catalog)
+        return Decision(LANE_ANTHROPIC, LANE_ANTHROPIC, override, "manual_override")
+    route = catalog.match(meta.model) if catalog is not None else None
+    if route is not None:
+        return _via(route, meta.model, "route", catalog)
     if policy.force_haiku_to_zai and is_haiku(meta.model):
         return Decision(LANE_ZAI, LANE_ZAI, meta.model, "to_zai")
     return Decision(LANE_ANTHROPIC, LANE_ANTHROPIC, meta.model, "to_anth")

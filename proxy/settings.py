@@ -6,13 +6,18 @@ Other modules receive a `Settings` object and never touch `os.environ`.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
 
 from proxy.profiles import BASE_PORT, DEFAULT_PROFILE, resolve_profile
 from proxy.routing import RoutingPolicy
+
+if TYPE_CHECKING:
+    from proxy.catalog import Catalog
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 DEFAULT_ZAI_BASE_URL = "https://api.z.ai/api/anthropic"
@@ -22,6 +27,10 @@ DEFAULT_SSE_IDLE_TIMEOUT = 120.0
 DEFAULT_DIAL_TIMEOUT = 10.0
 DEFAULT_HEADER_TIMEOUT = 60.0
 HEADER_MODES = ("x-api-key", "authorization")
+# Repo config files, relative to the working directory, read when they exist (DESIGN "Routes file").
+DEFAULT_CONFIG_FILE = "config/llmproxy-cfg.yaml"
+DEFAULT_PROVIDERS_FILE = "configs/providers.yaml"
+MODEL_FILE = "model"  # <config home>/model: the persisted manual override (`ccp model NAME`)
 
 
 class ConfigError(ValueError):
@@ -126,6 +135,19 @@ class Settings:
     default_port: int = BASE_PORT  # the profile's port, used when `--port` is not given
     admin_token: Secret = field(default_factory=lambda: Secret(""))  # CCP_ADMIN_TOKEN
     require_session: bool = False  # CCP_REQUIRE_SESSION: unknown inbound tokens get a 401
+    config_file: str | None = None  # CCP_CONFIG, else config/llmproxy-cfg.yaml when it exists
+    providers_file: str | None = None  # CCP_PROVIDERS_FILE, else configs/providers.yaml if it exists
+    config_home: str = ""  # CCP_CONFIG_HOME, else $HOME/.config/ccp ("" = no user files)
+    model_override: str | None = None  # CCP_MODEL, else the first line of <config home>/model
+    model_override_source: str | None = None  # "CCP_MODEL" or the model file's path
+    # Built by from_env() (so a bad file fails at start); a Settings made directly gets the built-in
+    # lanes from its own fields. Read once: a running shim needs a restart to see file changes.
+    catalog: "Catalog" = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.catalog is None:
+            from proxy.catalog import Catalog, builtin_providers  # catalog imports this module
+            object.__setattr__(self, "catalog", Catalog(builtin_providers(self)))
 
     @property
     def routing(self) -> RoutingPolicy:
@@ -178,9 +200,40 @@ class Settings:
         for attr, key in (("logs_dir", "CCP_LOGS_DIR"), ("results_dir", "CCP_RESULTS_DIR")):
             if env.get(key, "").strip():
                 kw[attr] = env[key].strip()
-        return cls(**kw)
+        kw.update(_config_files(env))
+        settings = cls(**kw)
+        from proxy.catalog import load_catalog  # catalog imports this module
+        return dataclasses.replace(settings, catalog=load_catalog(settings, env))
 
     def secrets(self) -> list[str]:
-        """Every configured credential value, for redaction."""
-        return [s.reveal() for s in (self.zai_api_key, self.anthropic_auth_token,
-                                     self.anthropic_api_key, self.admin_token) if s]
+        """Every configured credential value (catalog keys included), for redaction."""
+        values = [s.reveal() for s in (self.zai_api_key, self.anthropic_auth_token,
+                                       self.anthropic_api_key, self.admin_token) if s]
+        return values + [v for v in dict.fromkeys(self.catalog.secrets()) if v not in values]
+
+
+def _config_files(env: Mapping[str, str]) -> dict:
+    """Where the config files are, and the manual model override (CCP_MODEL or the model file)."""
+    kw: dict = {}
+    for attr, key, default in (("config_file", "CCP_CONFIG", DEFAULT_CONFIG_FILE),
+                                ("providers_file", "CCP_PROVIDERS_FILE", DEFAULT_PROVIDERS_FILE)):
+        named = env.get(key, "").strip()
+        if named and not Path(named).is_file():
+            raise ConfigError(f"{key}={named!r}: file not found")
+        kw[attr] = named or (default if Path(default).is_file() else None)
+    home = env.get("CCP_CONFIG_HOME", "").strip()
+    if not home and env.get("HOME", "").strip():
+        home = str(Path(env["HOME"].strip()) / ".config" / "ccp")
+    kw["config_home"] = home
+    if env.get("CCP_MODEL", "").strip():
+        kw.update(model_override=env["CCP_MODEL"].strip(), model_override_source="CCP_MODEL")
+    elif home:
+        path = Path(home) / MODEL_FILE
+        try:
+            line = next((ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()
+                         if ln.strip()), "")
+        except (OSError, UnicodeDecodeError):
+            line = ""  # no model file: no override
+        if line:
+            kw.update(model_override=line, model_override_source=str(path))
+    return kw

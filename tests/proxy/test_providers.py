@@ -22,3 +22,27 @@ def test_main_prints_json(capsys, monkeypatch):
     assert main(["--json"]) == 0
     view = json.loads(capsys.readouterr().out)
     assert view[1]["base_url"] == "http://127.0.0.1:9/api/anthropic"
+
+
+def test_view_merges_the_catalog_with_routes_and_sources(tmp_path):
+    f = tmp_path / "providers.yaml"
+    f.write_text("providers:\n  alt: {base_url: 'https://alt.test', key_env: ALT_KEY,"
+                 " routes: [{name: my-alias, model: claude-sonnet-4-5}]}\n")
+    view = providers_view(Settings.from_env({"CCP_PROVIDERS_FILE": str(f), "ALT_KEY": "alt-secret"}))
+    assert [p["name"] for p in view] == ["anthropic", "zai", "alt"]
+    alt = view[2]
+    assert (alt["source"], alt["credential_env"], alt["credential_set"]) == (str(f), "ALT_KEY", True)
+    assert alt["routes"] == [{"name": "my-alias", "upstream_model": "claude-sonnet-4-5", "source": str(f)}]
+    assert "alt-secret" not in json.dumps(view)
+
+
+def test_main_table_shows_routes_and_the_override(capsys, monkeypatch, tmp_path):
+    f = tmp_path / "providers.yaml"
+    f.write_text("providers:\n  alt: {base_url: 'https://alt.test', api_key: inline-secret,"
+                 " routes: [my-alias]}\n")
+    monkeypatch.setenv("CCP_PROVIDERS_FILE", str(f))
+    monkeypatch.setenv("CCP_MODEL", "my-alias")
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "routes: my-alias" in out and "(inline key)" in out and str(f) in out
+    assert "manual override: my-alias (from CCP_MODEL)" in out and "inline-secret" not in out
