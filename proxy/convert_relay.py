@@ -1,0 +1,154 @@
+"""Relaying an answer that must change protocol on the way (Anthropic ⇄ OpenAI).
+
+The twin of `proxy.relay` for routes whose provider speaks the other protocol: the whole body is
+converted (`relay_converted_body`), or a stream is converted chunk by chunk as it arrives
+(`relay_converted_stream`) by one of the `proxy.convert` stream converters, which always end the
+downstream stream cleanly — with its normal ending or with an error event. Upstream error bodies are
+mapped to the inbound protocol's error shape with the same status. The Anthropic side of the exchange
+is metered with `SseMeter`, so records carry the same SSE counts and tokens as a passthrough.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable
+
+from aiohttp import web
+
+from proxy.errors import UpstreamError
+from proxy.sse import SseMeter
+from proxy.upstream import StreamIdle, UpstreamResponse
+from proxy.usage import set_tokens
+
+_KEEP = ("request-id", "x-request-id", "retry-after")
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000.0, 3)
+
+
+def _json_response(status: int, obj: object, extra: list[tuple[str, str]]) -> web.Response:
+    out = web.Response(status=status, body=json.dumps(obj, ensure_ascii=False).encode(),
+                       content_type="application/json")
+    for name, value in extra:
+        out.headers.add(name, value)
+    return out
+
+
+def kept_headers(upstream_headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Of a foreign protocol's response headers, only those that mean the same on both sides."""
+    return [(k, v) for k, v in upstream_headers if k.lower() in _KEEP]
+
+
+async def relay_converted_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec: dict,
+                               timing: dict, convert: Callable[[dict], dict],
+                               convert_error: Callable[[int, bytes], tuple[int, dict]],
+                               tokens_of: Callable[[dict], dict]) -> web.Response:
+    """Read the whole upstream body, convert it (or its error), answer in the inbound protocol."""
+    try:
+        data = await resp.read()
+    except BaseException:
+        resp.close()
+        raise
+    resp.release()
+    timing["upstream_done"] = time.perf_counter()
+    timing["body"] = data
+    if resp.status >= 300:
+        status, obj = convert_error(resp.status, data)
+        timing["downstream"] = obj
+        return _json_response(status, obj, headers)
+    try:
+        upstream = json.loads(data)
+        converted = convert(upstream)
+    except ValueError as exc:  # not JSON, or not convertible: the upstream broke the protocol
+        raise UpstreamError(f"upstream answer could not be converted: {exc}") from exc
+    set_tokens(rec, tokens_of(converted))
+    timing["downstream"] = converted
+    out = _json_response(200, converted, headers)
+    rec["bytes_out"] = len(out.body)
+    return out
+
+
+async def relay_converted_stream(request: web.Request, resp: UpstreamResponse,
+                                 headers: list[tuple[str, str]], rec: dict, timing: dict,
+                                 converter, meter_downstream: bool) -> web.StreamResponse:
+    """Convert an SSE stream as it arrives; the Anthropic side (up or down) is metered."""
+    out = web.StreamResponse(status=200)
+    out.content_type = "text/event-stream"
+    out.headers["cache-control"] = "no-cache"
+    for name, value in headers:
+        out.headers.add(name, value)
+    meter = SseMeter()
+    tee_up: list[bytes] | None = timing.get("tee")
+    tee_down: list[bytes] = []
+    t_start = time.perf_counter()
+    released = False
+    try:
+        await out.prepare(request)
+        async for chunk in resp.chunks():
+            if rec["ttfb_ms"] is None:
+                rec["ttfb_ms"] = _ms(timing["t0"], time.perf_counter())
+            if tee_up is not None:
+                tee_up.append(chunk)
+            if not meter_downstream:
+                meter.feed(chunk)
+            converted = converter.feed(chunk)
+            if converted:
+                await _write(out, converted, meter, meter_downstream, tee_down)
+        resp.release()
+        released = True
+        timing["upstream_done"] = time.perf_counter()
+        tail = converter.finish()
+        if tail:
+            await _write(out, tail, meter, meter_downstream, tee_down)
+        if not converter.complete:
+            rec["err_type"] = rec["err_type"] or "net"
+            rec["reason"] = "stream_incomplete"
+        await out.write_eof()
+    except StreamIdle as exc:
+        rec["err_type"], rec["reason"] = exc.err_type, "stream_timeout"
+        await _finish_with_error(out, converter, exc.message, meter, meter_downstream, tee_down)
+    except UpstreamError as exc:
+        rec["err_type"], rec["reason"] = exc.err_type, "upstream_reset"
+        await _finish_with_error(out, converter, exc.message, meter, meter_downstream, tee_down)
+    except ConnectionError:
+        rec["err_type"], rec["reason"] = "client_abort", "client_disconnected"
+    finally:
+        if not released:
+            resp.close()
+        end = time.perf_counter()
+        timing["upstream_done"] = timing["upstream_done"] or end
+        rec["bytes_out"] = sum(len(c) for c in tee_down)
+        rec["sse"] = meter.summary(_ms(t_start, end))
+        set_tokens(rec, {"in_tokens": meter.in_tokens, "out_tokens": meter.out_tokens,
+                         "cache_read_tokens": meter.cache_read_tokens,
+                         "cache_creation_tokens": meter.cache_creation_tokens})
+        timing["downstream"] = {"message": getattr(converter, "message", None),
+                                "events": b"".join(tee_down).decode("utf-8", "replace")}
+        if meter.error_type and not rec["err_type"]:
+            rec["err_type"] = "upstream_5xx" if meter.error_type in ("api_error", "overloaded_error") \
+                else "upstream_4xx"
+            rec["reason"] = f"sse_error:{meter.error_type}"
+    if rec["reason"] is None:
+        rec["reason"] = "streaming"
+    return out
+
+
+async def _write(out: web.StreamResponse, data: bytes, meter: SseMeter, meter_downstream: bool,
+                 tee_down: list[bytes]) -> None:
+    if meter_downstream:
+        meter.feed(data)
+    tee_down.append(data)
+    await out.write(data)
+
+
+async def _finish_with_error(out: web.StreamResponse, converter, message: str, meter: SseMeter,
+                             meter_downstream: bool, tee_down: list[bytes]) -> None:
+    """Close open blocks and end with the protocol's error event; the client may be gone too."""
+    try:
+        tail = converter.finish(message)
+        if tail:
+            await _write(out, tail, meter, meter_downstream, tee_down)
+        await out.write_eof()
+    except ConnectionError:
+        pass

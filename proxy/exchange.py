@@ -1,0 +1,241 @@
+"""One model request, from the inbound body to the relayed answer.
+
+`exchange()` is the path every model request takes: session → body checks → `decide()` → the
+provider's URL, headers and (when the protocols differ) converted body → `Upstream.send()` → relay,
+passthrough or converted. It fills the usage record as it goes; `proxy.app` writes the record and the
+trajectory answer afterwards, whatever happened.
+
+Protocol by path: `/v1/messages` and `/v1/message` are Anthropic, `/v1/chat/completions` is OpenAI.
+Same protocol on both sides is a passthrough (the body is only rewritten to rename the model for a
+route, or to drop thinking another lane signed); otherwise request and answer are converted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from aiohttp import web
+
+from proxy import convert
+from proxy.catalog import Provider
+from proxy.convert_relay import kept_headers, relay_converted_body, relay_converted_stream
+from proxy.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from proxy.headers import (LaneCredentials, client_response_headers, openai_request_headers,
+                           upstream_request_headers)
+from proxy.relay import relay_body, relay_stream
+from proxy.routing import LANE_ANTHROPIC, RequestMeta, decide
+from proxy.sessions import Session, inbound_tokens
+from proxy.sse import assemble_message, tokens_from_message
+from proxy.state import LANE_HEADER, RID_HEADER, ShimState
+from proxy.thinking import (might_carry_thinking, reserialize, signatures_in_message,
+                            strip_foreign_thinking)
+from proxy.trajectory import parse_json_or_text
+from proxy.upstream import UpstreamRequest
+
+log = logging.getLogger("ccp.shim")
+
+ANTHROPIC, OPENAI = "anthropic", "openai"
+
+
+def protocol_of(path: str) -> str:
+    return OPENAI if path.endswith("/chat/completions") else ANTHROPIC
+
+
+def session_of(request: web.Request, state: ShimState) -> Session | None:
+    for token in inbound_tokens(request.headers.items()):
+        session = state.sessions.for_token(token)
+        if session is not None:
+            return session
+    if state.settings.require_session:
+        raise Unauthorized("this shim requires a registered session token (CCP_REQUIRE_SESSION=1)")
+    return None
+
+
+async def read_payload(request: web.Request, rec: dict, max_bytes: int) -> tuple[bytes, dict]:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"content-type must be application/json, got {request.content_type or 'none'}")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes (CCP_MAX_BODY_BYTES)") \
+            from exc
+    rec["bytes_in"] = len(body)
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("request body must be a JSON object")
+    model = payload.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest("model: field required (a non-empty string)")
+    return body, payload
+
+
+def _provider_headers(request: web.Request, state: ShimState, provider: Provider,
+                      lane: str) -> dict[str, str]:
+    if provider.protocol == OPENAI:
+        return openai_request_headers(provider.api_key.reveal(), provider.header_mode)
+    never = state.sessions.tokens() | state.foreign_keys
+    if lane == LANE_ANTHROPIC:
+        return upstream_request_headers(lane, request.headers.items(), state.creds, never)
+    creds = LaneCredentials(zai_api_key=provider.api_key.reveal(), zai_header_mode=provider.header_mode)
+    return upstream_request_headers(lane, request.headers.items(), creds, never)
+
+
+def _upstream_url(provider: Provider, path: str, query: str) -> str:
+    if provider.protocol == OPENAI:
+        return provider.base_url + "/chat/completions"
+    url = provider.base_url + path
+    return url + "?" + query if query else url
+
+
+def _upstream_body(payload: dict, body: bytes, protocol_in: str, provider: Provider, lane: str,
+                   upstream_model: str, state: ShimState, rec: dict) -> tuple[dict, bytes]:
+    """The body the provider gets: converted, or the client's own with the fewest changes."""
+    if protocol_in == ANTHROPIC and provider.protocol == OPENAI:
+        out = convert.anthropic_to_openai_request(payload, upstream_model)
+        return out, reserialize(out)
+    if protocol_in == OPENAI and provider.protocol == ANTHROPIC:
+        out = convert.openai_to_anthropic_request(payload, upstream_model)
+        return out, reserialize(out)
+    rewrites = []
+    if protocol_in == ANTHROPIC and might_carry_thinking(body):
+        stripped = strip_foreign_thinking(payload, lane, state.signatures)
+        if stripped:  # the one same-protocol rewrite: thinking another lane signed
+            rewrites.append(f"stripped_foreign_thinking:{stripped}")
+    if upstream_model != payload["model"]:  # a route that renames the model
+        payload["model"] = upstream_model
+        rewrites.append("model")
+    if rewrites:
+        rec["rewrites"] = rewrites
+        return payload, reserialize(payload)
+    return payload, body
+
+
+async def exchange(request: web.Request, state: ShimState, rec: dict, timing: dict,
+                   trace: dict) -> web.StreamResponse:
+    settings = state.settings
+    protocol_in = rec["protocol_in"]
+    session = session_of(request, state)
+    if session is not None:
+        rec["session"] = session.id
+    body, payload = await read_payload(request, rec, settings.max_body_bytes)
+    model = payload["model"]
+    stream = payload.get("stream") is True
+    rec["model"] = model
+    rec["op"] = "stream" if stream else "nonstream"
+
+    decision = decide(RequestMeta(model=model, protocol=protocol_in), settings.routing,
+                      settings.catalog, settings.model_override)
+    provider = settings.catalog.provider(decision.provider)
+    if provider is None:  # the catalog was validated at start; this is a bug, not bad input
+        raise RuntimeError(f"decision names an unknown provider {decision.provider!r}")
+    rec.update(lane=decision.lane, provider=decision.provider, decision=decision.reason,
+               upstream_model=decision.upstream_model, protocol_out=provider.protocol)
+    if decision.lane != LANE_ANTHROPIC and provider.protocol == ANTHROPIC:
+        rec["header_mode"] = provider.header_mode
+    if request.path.endswith("/count_tokens"):
+        rec["op"] = "count_tokens"
+        stream = False
+        if provider.protocol != ANTHROPIC:  # nobody to ask: a local estimate, and it says so
+            n = convert.estimate_tokens(payload)
+            rec.update(status=200, in_tokens=n, reason="local_estimate")
+            return web.json_response({"input_tokens": n}, headers={
+                RID_HEADER: rec["rid"], LANE_HEADER: decision.lane, "x-ccp-estimate": "true"})
+    try:
+        up_payload, up_body = _upstream_body(payload, body, protocol_in, provider, decision.lane,
+                                             decision.upstream_model, state, rec)
+    except convert.ConversionError as exc:
+        raise BadRequest(f"cannot convert the request for {provider.name}: {exc}") from exc
+    path = "/v1/messages/count_tokens" if rec["op"] == "count_tokens" else "/v1/messages"
+    url = _upstream_url(provider, path, request.query_string)
+    headers = _provider_headers(request, state, provider, decision.lane)
+    up_req = UpstreamRequest("POST", url, headers, up_body, stream)
+    rec["upstream"] = up_req.host
+    if session is not None:
+        write_query(state, session, rec, up_payload, trace)
+        if stream:
+            timing["tee"] = []
+    timing["upstream_protocol"] = provider.protocol
+
+    assert state.upstream is not None
+    timing["sent"] = time.perf_counter()
+    resp = await state.upstream.send(up_req)
+    rec["upstream_status"] = rec["status"] = resp.status
+    rec["h2"] = resp.h2
+    if resp.status >= 400:
+        rec["err_type"] = "upstream_5xx" if resp.status >= 500 else "upstream_4xx"
+    ours = [(RID_HEADER, rec["rid"]), (LANE_HEADER, decision.lane)]
+
+    if protocol_in == provider.protocol:  # passthrough
+        out_headers = client_response_headers(resp.headers) + ours
+        if resp.is_sse:
+            out = await relay_stream(request, resp, out_headers, rec, timing)
+            state.signatures.learn(timing.get("signatures") or (), decision.lane)
+            return out
+        out = await relay_body(resp, out_headers, rec, timing)
+        data = timing.get("body") or b""
+        if 200 <= resp.status < 300 and might_carry_thinking(data):
+            state.signatures.learn(signatures_in_message(parse_json_or_text(data)), decision.lane)
+        return out
+
+    out_headers = kept_headers(resp.headers) + ours
+    if protocol_in == ANTHROPIC:  # Anthropic client, OpenAI provider
+        if resp.status < 300 and resp.is_sse:
+            return await relay_converted_stream(request, resp, out_headers, rec, timing,
+                                                convert.OpenAIToAnthropicStream(model), True)
+        return await relay_converted_body(
+            resp, out_headers, rec, timing, lambda b: convert.openai_to_anthropic_response(b, model),
+            convert.openai_error_to_anthropic,
+            lambda m: tokens_from_message(json.dumps(m).encode()))
+    if resp.status < 300 and resp.is_sse:  # OpenAI client, Anthropic provider
+        return await relay_converted_stream(request, resp, out_headers, rec, timing,
+                                            convert.AnthropicToOpenAIStream(model, int(time.time())),
+                                            False)
+    return await relay_converted_body(
+        resp, out_headers, rec, timing,
+        lambda b: convert.anthropic_to_openai_response(b, model, int(time.time())),
+        convert.anthropic_error_to_openai, _openai_tokens)
+
+
+def _openai_tokens(message: dict) -> dict:
+    usage = message.get("usage") or {}
+    return {"in_tokens": usage.get("prompt_tokens"), "out_tokens": usage.get("completion_tokens")}
+
+
+def write_query(state: ShimState, session: Session, rec: dict, payload: dict, trace: dict) -> None:
+    trace.update(ts=state.trajectories.new_ts(), session=session.id,
+                 secrets=[*state.settings.secrets(), *state.sessions.tokens()])
+    meta = {"rid": rec["rid"], "session": session.id, "sandbox_id": session.sandbox_id,
+            "task_name": session.task_name, "route": rec["lane"], "provider": rec["provider"],
+            "model": rec["model"], "upstream_model": rec["upstream_model"], "path": rec["path"],
+            "protocol_in": rec["protocol_in"], "protocol_out": rec["protocol_out"]}
+    try:
+        state.trajectories.write_query(session.id, trace["ts"], payload, meta, trace["secrets"])
+    except OSError:
+        log.exception("[%s] could not write the trajectory query", rec["rid"])
+
+
+def write_answer(state: ShimState, rec: dict, timing: dict, trace: dict) -> None:
+    """The answer half of a trajectory pair, also when the exchange failed."""
+    if timing.get("tee"):
+        raw = b"".join(timing["tee"])
+        message = assemble_message(raw) if timing.get("upstream_protocol") == ANTHROPIC else None
+        upstream = {"message": message, "events": raw.decode("utf-8", "replace")}
+    elif timing.get("body") is not None:
+        upstream = parse_json_or_text(timing["body"])
+    else:
+        upstream = None
+    meta = {"rid": rec["rid"], "session": rec["session"], "status": rec["status"],
+            "upstream_status": rec["upstream_status"], "err_type": rec["err_type"],
+            "reason": rec["reason"]}
+    # passthrough: what went down is what came up; a conversion says what it sent down
+    downstream = timing.get("downstream", upstream)
+    try:
+        state.trajectories.write_answer(trace["session"], trace["ts"], meta, upstream, downstream,
+                                        trace["secrets"])
+    except OSError:
+        log.exception("[%s] could not write the trajectory answer", rec["rid"])

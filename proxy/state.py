@@ -1,0 +1,48 @@
+"""What every request of one shim process shares: settings, the upstream client, the usage writer,
+sessions, trajectories and the thinking-signature book; plus the request-id counter."""
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+
+from proxy.headers import LaneCredentials
+from proxy.sessions import SessionRegistry
+from proxy.settings import Settings
+from proxy.thinking import SignatureBook
+from proxy.trajectory import TrajectoryWriter
+from proxy.upstream import Upstream
+from proxy.usage import UsageWriter
+
+RID_HEADER = "x-ccp-request-id"
+LANE_HEADER = "x-ccp-lane"
+
+
+class ShimState:
+    """Built once per app; handlers reach it through `request.app[STATE]`."""
+
+    def __init__(self, settings: Settings, upstream: Upstream | None) -> None:
+        self.settings = settings
+        self.upstream: Upstream | None = upstream
+        self.writer: UsageWriter | None = None
+        self.sessions = SessionRegistry()
+        self.trajectories = TrajectoryWriter(settings.logs_dir)
+        self.signatures = SignatureBook()
+        self.creds = LaneCredentials(
+            zai_api_key=settings.zai_api_key.reveal(),
+            anthropic_auth_token=settings.anthropic_auth_token.reveal(),
+            anthropic_api_key=settings.anthropic_api_key.reveal(),
+            zai_header_mode=settings.zai_header_mode)
+        # keys of every non-anthropic provider: never to be forwarded on the anthropic lane
+        self.foreign_keys = frozenset(
+            p.api_key.reveal() for name, p in settings.catalog.providers.items()
+            if name != "anthropic" and p.api_key) | ({self.creds.zai_api_key} - {""})
+        self._rid_prefix = os.urandom(4).hex()
+        self._rid_count = 0
+
+    def new_rid(self) -> str:
+        self._rid_count += 1
+        return f"{self._rid_prefix}-{self._rid_count:06d}"
+
+
+STATE = web.AppKey("state", ShimState)
