@@ -338,6 +338,9 @@ class MockUpstream:
         inner = path[len(ZAI_PREFIX):] if path.startswith(ZAI_PREFIX + "/") else path
         if request.method == "POST" and inner in MESSAGE_PATHS:
             return await self._messages(request, call, "anthropic")
+        if request.method == "POST" and inner == "/v1/messages/count_tokens":
+            # a deterministic count, distinct from the shim's local estimate
+            return await self._respond(request, call, 200, {"input_tokens": 1000 + len(call.body)})
         if request.method == "POST" and path.endswith(OPENAI_SUFFIX):
             self._update(call, protocol="openai")
             return await self._messages(request, call, "openai")

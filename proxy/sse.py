@@ -1,8 +1,9 @@
-"""Watching an Anthropic SSE stream as it is relayed, without changing a byte of it.
+"""Watching an SSE stream as it is relayed, without changing a byte of it.
 
 `SseMeter.feed()` sees every chunk the shim relays: it counts bytes and events, and reads only the few
 events that carry accounting (`message_start`, `message_delta`, `message_stop`, `error`). Text deltas
-are counted, never decoded, so the meter's cost stays flat however long the answer is.
+are counted, never decoded, so the meter's cost stays flat however long the answer is. An OpenAI
+stream (passed through to an OpenAI client) is complete at `data: [DONE]`; its usage chunk counts.
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ class SseMeter:
 
     def _inspect(self, event: bytes) -> None:
         head = event[:40]
+        if head.startswith(b"data: [DONE]") or head.startswith(b"data:[DONE]"):
+            self.complete = True  # an OpenAI stream's normal end
+            return
         if not any(name in head for name in _ACCOUNTED) and b"event:" in head:
             if any(marker in event for marker in _SIGNED):
                 self._signature(event)
@@ -66,6 +70,11 @@ class SseMeter:
         if not isinstance(obj, dict):
             return
         kind = obj.get("type")
+        if kind is None and isinstance(obj.get("usage"), dict):  # OpenAI's usage chunk
+            usage = obj["usage"]
+            self._usage({"input_tokens": usage.get("prompt_tokens"),
+                         "output_tokens": usage.get("completion_tokens")})
+            return
         if kind == "message_start":
             self._usage((obj.get("message") or {}).get("usage"))
         elif kind == "message_delta":

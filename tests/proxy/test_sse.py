@@ -79,3 +79,12 @@ def test_assemble_message_and_signatures():
         meter.feed(stream[i:i + 5])
     assert meter.signatures == ["SIG1"]
     assert assemble_message(b"garbage") is None
+
+
+def test_openai_stream_done_and_usage():
+    meter = SseMeter()
+    meter.feed(b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+               b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}}\n\n')
+    assert not meter.complete
+    meter.feed(b"data: [DONE]\n\n")
+    assert meter.complete and (meter.in_tokens, meter.out_tokens, meter.events) == (7, 2, 3)
