@@ -76,7 +76,11 @@ class ShimProcess:
 
     def start(self) -> "ShimProcess":
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        env = clean_env({"CCP_LOGS_DIR": str(self.logs_dir), **self.overlay})
+        # CCP_CONFIG_HOME: a folder of its own, so no ~/.config/ccp of the machine changes routing
+        config_home = self.logs_dir / "config-home"
+        config_home.mkdir(exist_ok=True)
+        env = clean_env({"CCP_LOGS_DIR": str(self.logs_dir), "CCP_CONFIG_HOME": str(config_home),
+                         **self.overlay})
         self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "proxy", "serve", "--host", self.host, "--port", "0"],

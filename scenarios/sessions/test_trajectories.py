@@ -113,6 +113,7 @@ def test_real_cli_with_a_session_token(make_shim, mock_anthropic, mock_zai, clau
     res = cli_probe(shim.url, "haiku", "Reply with exactly: A2S_OK_20260211 and nothing else.",
                     auth_token=SESSION_TOKEN, binary=claude_bin)
     assert res.ok and res.text == "A2S_OK_20260211", res.row()
+    shim.wait_for_records(1)  # the record is written after the answer file
     [query] = (shim.logs_dir / "trajectory" / session / "query").glob("*.json")
     request = json.loads(query.read_text())["request"]
     assert {"messages", "system", "tools"} <= request.keys()
