@@ -22,7 +22,8 @@ from proxy.session_api import add_routes as add_session_routes
 from proxy.settings import Settings
 from proxy.state import LANE_HEADER, RID_HEADER, STATE, ShimState
 from proxy.upstream import AiohttpUpstream, Upstream
-from proxy.usage import UsageWriter, new_record
+from proxy.metrics import CONTENT_TYPE_LATEST
+from proxy.usage import new_record
 
 log = logging.getLogger("ccp.shim")
 
@@ -85,8 +86,7 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
             rec["ttfb_ms"] = rec["latency_ms"]
         if trace.get("ts"):
             write_answer(state, rec, timing, trace)
-        if state.writer is not None:
-            state.writer.write(rec)
+        state.record(rec)
 
 
 async def handle_unknown(request: web.Request) -> web.Response:
@@ -103,8 +103,7 @@ async def handle_unknown(request: web.Request) -> web.Response:
     rec.update(status=exc.status, err_type=exc.err_type)
     rec["latency_ms"] = rec["overhead_ms"] = rec["ttfb_ms"] = _ms(t0, time.perf_counter())
     log.warning("[%s] %s %s -> %d: %s", rid, request.method, request.path, exc.status, exc.message)
-    if state.writer is not None:
-        state.writer.write(rec)
+    state.record(rec)
     return _error_response(exc, rid, protocol)
 
 
@@ -118,6 +117,23 @@ async def handle_healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True}, headers={RID_HEADER: rid})
 
 
+async def handle_metrics(request: web.Request) -> web.Response:
+    body = request.app[STATE].metrics.render()
+    return web.Response(body=body, headers={"content-type": CONTENT_TYPE_LATEST})
+
+
+async def handle_rotate(request: web.Request) -> web.Response:
+    """POST /v1/admin/logs-rotate: rotate the usage log now (admin token when configured)."""
+    from proxy.session_api import _check_admin
+    state = request.app[STATE]
+    try:
+        _check_admin(request)
+    except ShimError as exc:
+        return _error_response(exc, state.new_rid())
+    rotated = state.writer.rotate() if state.writer is not None else None
+    return web.json_response({"rotated": str(rotated) if rotated else None})
+
+
 async def handle_readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     report = await readiness(state.settings)
@@ -127,7 +143,7 @@ async def handle_readyz(request: web.Request) -> web.Response:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    state.writer = UsageWriter(state.settings.logs_dir)
+    state.open_writer()
     own_upstream = state.upstream is None
     if own_upstream:
         client = AiohttpUpstream(state.settings)
@@ -151,6 +167,8 @@ def create_app(settings: Settings, upstream: Upstream | None = None) -> web.Appl
     app.router.add_get("/", handle_root, allow_head=False)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
+    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_post("/v1/admin/logs-rotate", handle_rotate)
     add_session_routes(app, app[STATE].sessions, settings)
     app.router.add_route("*", "/{tail:.*}", handle_unknown)
     return app

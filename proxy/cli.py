@@ -61,6 +61,23 @@ def _model(argv: list[str]) -> int:
     return main(argv)
 
 
+def _partials(argv: list[str]) -> int:
+    from proxy.partials import main
+    return main(argv)
+
+
+def _logs_rotate(argv: list[str]) -> int:
+    import argparse
+
+    from proxy.usage import rotate_usage
+    argparse.ArgumentParser(prog="ccp logs-rotate",
+                            description="Rotate usage.jsonl now (a running shim follows).").parse_args(argv)
+    settings = Settings.from_env()
+    rotated = rotate_usage(settings.logs_dir)
+    print(f"rotated to {rotated}" if rotated else f"nothing to rotate in {settings.logs_dir}")
+    return 0
+
+
 def _repro(argv: list[str]) -> int:
     from harness.repro import main
     return main(argv)
@@ -118,6 +135,8 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "verify-routing": (_verify_routing, "print routing shares and gate verdicts; exit 1 on failure"),
     "gates": (_gates, "print gate verdicts; exit 1 on failure"),
     "providers": (_providers, "the providers the shim routes to, with the source of each"),
+    "partials": (_partials, "list broken streams kept under logs/partials, or `clean` them"),
+    "logs-rotate": (_logs_rotate, "rotate logs/usage.jsonl now (keeps five)"),
     "repro": (_repro, "the repro job: mocks (or real upstreams), shim, probes, METRICS, gates"),
     "up": (_up, "start the shim in the background (pid and log files in the profile's logs)"),
     "down": (_down, "stop the background shim"),

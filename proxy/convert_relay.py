@@ -9,6 +9,7 @@ is metered with `SseMeter`, so records carry the same SSE counts and tokens as a
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Callable
@@ -16,6 +17,7 @@ from typing import Callable
 from aiohttp import web
 
 from proxy.errors import UpstreamError
+from proxy.relay import save_partial
 from proxy.sse import SseMeter
 from proxy.upstream import StreamIdle, UpstreamResponse
 from proxy.usage import set_tokens
@@ -111,8 +113,10 @@ async def relay_converted_stream(request: web.Request, resp: UpstreamResponse,
     except UpstreamError as exc:
         rec["err_type"], rec["reason"] = exc.err_type, "upstream_reset"
         await _finish_with_error(out, converter, exc.message, meter, meter_downstream, tee_down)
-    except ConnectionError:
+    except (ConnectionError, asyncio.CancelledError) as exc:
         rec["err_type"], rec["reason"] = "client_abort", "client_disconnected"
+        if isinstance(exc, asyncio.CancelledError):
+            raise
     finally:
         if not released:
             resp.close()
@@ -129,6 +133,8 @@ async def relay_converted_stream(request: web.Request, resp: UpstreamResponse,
             rec["err_type"] = "upstream_5xx" if meter.error_type in ("api_error", "overloaded_error") \
                 else "upstream_4xx"
             rec["reason"] = f"sse_error:{meter.error_type}"
+        if rec["err_type"] and not converter.complete:
+            save_partial(timing, rec, tee_down)
     if rec["reason"] is None:
         rec["reason"] = "streaming"
     return out

@@ -160,6 +160,7 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
         if stream:
             timing["tee"] = []
     timing["upstream_protocol"] = provider.protocol
+    timing["save_partial"] = state.save_partial
 
     assert state.upstream is not None
     timing["sent"] = time.perf_counter()
@@ -169,7 +170,20 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     if resp.status >= 400:
         rec["err_type"] = "upstream_5xx" if resp.status >= 500 else "upstream_4xx"
     ours = [(RID_HEADER, rec["rid"]), (LANE_HEADER, decision.lane)]
+    if resp.is_sse and resp.status < 300:
+        state.metrics.inflight_streams.inc()
+        try:
+            return await _relay(request, resp, rec, timing, state, decision, provider, protocol_in,
+                                model, ours)
+        finally:
+            state.metrics.inflight_streams.dec()
+    return await _relay(request, resp, rec, timing, state, decision, provider, protocol_in, model, ours)
 
+
+async def _relay(request: web.Request, resp, rec: dict, timing: dict, state: ShimState, decision,
+                 provider: Provider, protocol_in: str, model: str,
+                 ours: list[tuple[str, str]]) -> web.StreamResponse:
+    """Passthrough or converted, stream or whole body."""
     if protocol_in == provider.protocol:  # passthrough
         out_headers = client_response_headers(resp.headers) + ours
         if resp.is_sse:

@@ -8,11 +8,13 @@ connection outlives its request.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
 
 from proxy.errors import UpstreamError
+from proxy.partials import KEEP_BYTES as PARTIAL_KEEP_BYTES
 from proxy.sse import SseMeter, error_event, tokens_from_message
 from proxy.upstream import StreamIdle, UpstreamResponse
 from proxy.usage import set_tokens
@@ -52,6 +54,8 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
         out.headers.add(name, value)
     meter = SseMeter()
     tee: list[bytes] | None = timing.get("tee")  # a session's trajectory wants the raw events
+    relayed: list[bytes] = []  # references, not copies: what a partial would hold
+    kept = 0
     t_start = time.perf_counter()
     released = False
     try:
@@ -62,6 +66,9 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
             meter.feed(chunk)
             if tee is not None:
                 tee.append(chunk)
+            if kept < PARTIAL_KEEP_BYTES:
+                relayed.append(chunk)
+                kept += len(chunk)
             await out.write(chunk)
         resp.release()
         released = True
@@ -78,9 +85,11 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
         rec["err_type"] = exc.err_type
         rec["reason"] = "upstream_reset"
         await _tell_client(out, "api_error", exc.message)
-    except ConnectionError:
+    except (ConnectionError, asyncio.CancelledError) as exc:
         rec["err_type"] = "client_abort"
         rec["reason"] = "client_disconnected"
+        if isinstance(exc, asyncio.CancelledError):
+            raise
     finally:
         if not released:
             resp.close()
@@ -96,9 +105,22 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
             rec["err_type"] = "upstream_5xx" if meter.error_type in ("api_error", "overloaded_error") \
                 else "upstream_4xx"
             rec["reason"] = f"sse_error:{meter.error_type}"
+        if rec["err_type"] and not meter.complete:
+            save_partial(timing, rec, relayed)
     if rec["reason"] is None:
         rec["reason"] = "streaming"
     return out
+
+
+def save_partial(timing: dict, rec: dict, chunks: list[bytes]) -> None:
+    """Keep what a broken stream relayed (the app supplies where and how, via `timing`)."""
+    save = timing.get("save_partial")
+    if save is None:
+        return
+    try:
+        rec["partial"] = str(save(rec["rid"], chunks))
+    except OSError:
+        rec["partial"] = None
 
 
 async def _tell_client(out: web.StreamResponse, error_type: str, message: str) -> None:

@@ -26,6 +26,10 @@ DEFAULT_JSON_TIMEOUT = 30.0
 DEFAULT_SSE_IDLE_TIMEOUT = 120.0
 DEFAULT_DIAL_TIMEOUT = 10.0
 DEFAULT_HEADER_TIMEOUT = 60.0
+DEFAULT_TLS_TIMEOUT = 10.0
+DEFAULT_BACKOFF_MAX_RETRIES = 2
+DEFAULT_BACKOFF_MAX_SECONDS = 10.0
+UPSTREAM_CLIENTS = ("httpx", "aiohttp")
 HEADER_MODES = ("x-api-key", "authorization")
 # Repo config files, relative to the working directory, read when they exist (DESIGN "Routes file").
 DEFAULT_CONFIG_FILE = "config/llmproxy-cfg.yaml"
@@ -104,6 +108,28 @@ def parse_size(key: str, raw: str) -> int:
     return size
 
 
+def parse_count(key: str, raw: str) -> int:
+    """A whole number of zero or more."""
+    value = raw.strip()
+    if not value.isdigit():
+        raise ConfigError(f"{key}={raw!r}: expected a whole number (0, 1, 2, ...)")
+    return int(value)
+
+
+def parse_upstream_client(key: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in UPSTREAM_CLIENTS:
+        raise ConfigError(f"{key}={raw!r}: expected one of {', '.join(UPSTREAM_CLIENTS)}")
+    return value
+
+
+def parse_pem_file(key: str, raw: str) -> str:
+    path = raw.strip()
+    if not Path(path).is_file():
+        raise ConfigError(f"{key}={raw!r}: file not found")
+    return path
+
+
 def parse_base_url(key: str, raw: str) -> str:
     value = raw.strip().rstrip("/")
     if not re.match(r"^https?://[^/\s]+", value):
@@ -130,11 +156,22 @@ class Settings:
     sse_idle_timeout: float = DEFAULT_SSE_IDLE_TIMEOUT
     dial_timeout: float = DEFAULT_DIAL_TIMEOUT
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    tls_timeout: float = DEFAULT_TLS_TIMEOUT  # CCP_TLS_TIMEOUT: the TLS handshake alone
+    force_h1: bool = False  # CCP_FORCE_H1 / MITM_FORCE_H1: HTTP/1.1 only (default: offer HTTP/2)
+    upstream_client: str = "httpx"  # CCP_UPSTREAM_CLIENT: httpx (HTTP/2 capable) or aiohttp
+    ca_bundle: str | None = None  # CCP_CA_BUNDLE / SSL_CERT_FILE: extra PEM CAs for upstream TLS
+    enable_backoff: bool = False  # CCP_ENABLE_BACKOFF / MITM_ENABLE_BACKOFF: retry 429/503
+    backoff_max_retries: int = DEFAULT_BACKOFF_MAX_RETRIES  # CCP_BACKOFF_MAX_RETRIES
+    backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS  # CCP_BACKOFF_MAX_SECONDS: longest wait
+    fallback_lane: str = ""  # CCP_FALLBACK_LANE: a provider to try once when a lane fails ("" = none)
     allow_real_api: bool = False
     profile: str = DEFAULT_PROFILE  # CCP_PROFILE: picks the default port and logs folder
     default_port: int = BASE_PORT  # the profile's port, used when `--port` is not given
     admin_token: Secret = field(default_factory=lambda: Secret(""))  # CCP_ADMIN_TOKEN
     require_session: bool = False  # CCP_REQUIRE_SESSION: unknown inbound tokens get a 401
+    max_log_bytes: int = 5 * 1024 * 1024  # MAX_LOG_BYTES: rotate usage.jsonl past this size
+    log_max_age: float = 24 * 3600.0  # CCP_LOG_MAX_AGE: … or when it is older than this
+    body_tee: bool = False  # ENABLE_BODY_TEE: redacted samples of bodies under logs/tee
     config_file: str | None = None  # CCP_CONFIG, else config/llmproxy-cfg.yaml when it exists
     providers_file: str | None = None  # CCP_PROVIDERS_FILE, else configs/providers.yaml if it exists
     config_home: str = ""  # CCP_CONFIG_HOME, else $HOME/.config/ccp ("" = no user files)
@@ -173,11 +210,21 @@ class Settings:
             ("offload_paused", ("OFFLOAD_PAUSED",), parse_bool),
             ("allow_real_api", ("ALLOW_REAL_API",), parse_bool),
             ("require_session", ("CCP_REQUIRE_SESSION",), parse_bool),
+            ("max_log_bytes", ("MAX_LOG_BYTES", "CCP_MAX_LOG_BYTES"), parse_size),
+            ("log_max_age", ("CCP_LOG_MAX_AGE",), parse_duration),
+            ("body_tee", ("ENABLE_BODY_TEE",), parse_bool),
             ("max_body_bytes", ("CCP_MAX_BODY_BYTES",), parse_size),
             ("json_timeout", ("CCP_JSON_TIMEOUT",), parse_duration),
             ("sse_idle_timeout", ("CCP_SSE_IDLE_TIMEOUT",), parse_duration),
             ("dial_timeout", ("CCP_DIAL_TIMEOUT",), parse_duration),
             ("header_timeout", ("CCP_HEADER_TIMEOUT",), parse_duration),
+            ("tls_timeout", ("CCP_TLS_TIMEOUT",), parse_duration),
+            ("force_h1", ("CCP_FORCE_H1", "MITM_FORCE_H1"), parse_bool),
+            ("enable_backoff", ("CCP_ENABLE_BACKOFF", "MITM_ENABLE_BACKOFF"), parse_bool),
+            ("backoff_max_retries", ("CCP_BACKOFF_MAX_RETRIES",), parse_count),
+            ("backoff_max_seconds", ("CCP_BACKOFF_MAX_SECONDS",), parse_duration),
+            ("upstream_client", ("CCP_UPSTREAM_CLIENT",), parse_upstream_client),
+            ("ca_bundle", ("CCP_CA_BUNDLE", "SSL_CERT_FILE"), parse_pem_file),
         ):
             found = get(*keys)
             if found is not None and found[1].strip() != "":
@@ -201,9 +248,14 @@ class Settings:
             if env.get(key, "").strip():
                 kw[attr] = env[key].strip()
         kw.update(_config_files(env))
+        fallback = env.get("CCP_FALLBACK_LANE", "").strip()
         settings = cls(**kw)
         from proxy.catalog import load_catalog  # catalog imports this module
-        return dataclasses.replace(settings, catalog=load_catalog(settings, env))
+        catalog = load_catalog(settings, env)
+        if fallback and catalog.provider(fallback) is None:
+            raise ConfigError(f"CCP_FALLBACK_LANE={fallback!r}: no such provider "
+                              f"(known: {', '.join(sorted(catalog.providers))})")
+        return dataclasses.replace(settings, catalog=catalog, fallback_lane=fallback)
 
     def secrets(self) -> list[str]:
         """Every configured credential value (catalog keys included), for redaction."""

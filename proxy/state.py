@@ -7,6 +7,8 @@ import os
 from aiohttp import web
 
 from proxy.headers import LaneCredentials
+from proxy.metrics import Metrics
+from proxy.partials import write_partial
 from proxy.sessions import SessionRegistry
 from proxy.settings import Settings
 from proxy.thinking import SignatureBook
@@ -28,6 +30,8 @@ class ShimState:
         self.sessions = SessionRegistry()
         self.trajectories = TrajectoryWriter(settings.logs_dir)
         self.signatures = SignatureBook()
+        self.metrics = Metrics()
+        self.secret_values = [*settings.secrets()]
         self.creds = LaneCredentials(
             zai_api_key=settings.zai_api_key.reveal(),
             anthropic_auth_token=settings.anthropic_auth_token.reveal(),
@@ -39,6 +43,23 @@ class ShimState:
             if name != "anthropic" and p.api_key) | ({self.creds.zai_api_key} - {""})
         self._rid_prefix = os.urandom(4).hex()
         self._rid_count = 0
+
+    def save_partial(self, rid: str, chunks: list[bytes]):
+        """Write what a broken stream relayed to logs/partials/<rid>.partial (secrets masked)."""
+        return write_partial(self.settings.logs_dir, rid, chunks,
+                             [*self.secret_values, *self.sessions.tokens()])
+
+    def open_writer(self) -> UsageWriter:
+        s = self.settings
+        self.writer = UsageWriter(s.logs_dir, max_bytes=s.max_log_bytes, max_age=s.log_max_age,
+                                  on_rotate=self.metrics.rotations.inc)
+        return self.writer
+
+    def record(self, rec: dict) -> None:
+        """The end of every request: one usage line, and the metrics that follow from it."""
+        if self.writer is not None:
+            self.writer.write(rec)
+        self.metrics.observe(rec)
 
     def new_rid(self) -> str:
         self._rid_count += 1

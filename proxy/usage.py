@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 USAGE_FILE = "usage.jsonl"
+KEEP_ROTATED = 5
 
 # Field order follows DESIGN.md so that lines read well by eye and by grep.
 FIELDS = (
@@ -49,33 +52,92 @@ def set_tokens(record: dict, tokens: dict) -> None:
 
 
 class UsageWriter:
-    """Appends records to `<logs_dir>/usage.jsonl`, one whole line per write."""
+    """Appends records to `<logs_dir>/usage.jsonl`, one whole line per write, rotating as it goes.
 
-    def __init__(self, logs_dir: str | os.PathLike) -> None:
+    Rotation (keep `keep` old files: `.1` newest … `.5` oldest) happens before a write when the file
+    has reached `max_bytes` or is older than `max_age` seconds. When someone else rotated the file
+    (`ccp logs-rotate` from another process), the writer notices the path no longer names its file and
+    reopens, so a record is never written to a file that was moved away after the check.
+    """
+
+    def __init__(self, logs_dir: str | os.PathLike, max_bytes: int | None = None,
+                 max_age: float | None = None, keep: int = KEEP_ROTATED,
+                 on_rotate: Callable[[], None] | None = None) -> None:
         self.path = Path(logs_dir) / USAGE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.keep = keep
+        self.on_rotate = on_rotate
         self.written = 0
+        self.rotations = 0
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._open()
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        st = os.fstat(self._fd)
+        self._ino = st.st_ino
+        self._size = st.st_size
+        # a file that already has lines keeps its age across restarts (mtime of its first write is
+        # not kept by the OS, so the oldest we can know is its change time)
+        self._born = time.time() if st.st_size == 0 else min(time.time(), st.st_ctime)
+
+    def _moved_away(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != self._ino
+        except FileNotFoundError:
+            return True
+
+    def _due(self, incoming: int) -> bool:
+        if self._size == 0:
+            return False
+        if self.max_bytes is not None and self._size + incoming > self.max_bytes:
+            return True
+        return self.max_age is not None and time.time() - self._born >= self.max_age
+
+    def rotate(self) -> Path | None:
+        """Rotate now (also what `ccp logs-rotate` does to a running shim's file)."""
+        with self._lock:
+            return self._rotate_locked()
+
+    def _rotate_locked(self) -> Path | None:
+        os.close(self._fd)
+        rotated = rotate_usage(self.path.parent, self.keep)
+        self._open()
+        if rotated is not None:
+            self.rotations += 1
+            if self.on_rotate is not None:
+                self.on_rotate()
+        return rotated
 
     def write(self, record: dict) -> None:
         line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-        view = memoryview(line)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self.written += 1
+        with self._lock:
+            if self._moved_away():
+                os.close(self._fd)
+                self._open()
+            if self._due(len(line)):
+                self._rotate_locked()
+            view = memoryview(line)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            self._size += len(line)
+            self.written += 1
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
-def rotate_usage(logs_dir: str | os.PathLike, keep: int = 5) -> Path | None:
+def rotate_usage(logs_dir: str | os.PathLike, keep: int = KEEP_ROTATED) -> Path | None:
     """Shift usage.jsonl -> .1 -> .2 … (keeping `keep`); returns the new .1 or None if nothing to do.
 
-    Only for a stopped shim (the repro job rotates before its run); live rotation comes with the
-    operations work.
+    Safe while a shim writes: its writer sees the file moved and reopens a fresh one.
     """
     path = Path(logs_dir) / USAGE_FILE
     if not path.exists() or path.stat().st_size == 0:

@@ -45,8 +45,10 @@ def test_events_reach_the_client_before_the_stream_ends(make_shim, mock_anthropi
     headers = {"x-api-key": keys["CLIENT_API_KEY"], "x-mock-fault": "stall;seconds=20"}
     with httpx.Client(trust_env=False, timeout=15) as client:
         with client.stream("POST", f"{shim.url}/v1/messages", json=body, headers=headers) as resp:
-            first = next(resp.iter_raw())
+            chunks = resp.iter_raw()  # kept referenced: a dropped generator closes the response
+            first = next(chunks)
             assert first.startswith(b"event: message_start")
             [call] = mock_anthropic.calls
             assert not call.finished  # the upstream is still holding the stream open
+            assert shim.records() == []  # and so is the shim: no record before the stream ends
     mock_anthropic.wait_until(lambda: mock_anthropic.calls[0].client_disconnected, 10)

@@ -56,3 +56,45 @@ def test_rotate_keeps_five(tmp_path):
         ["6\n", "5\n", "4\n", "3\n", "2\n"]
     assert not (tmp_path / "usage.jsonl.6").exists()
     assert rotate_usage(tmp_path / "empty") is None
+
+
+def _all_rids(folder):
+    rids = []
+    for f in sorted(folder.glob("usage.jsonl*")):
+        for line in f.read_text().splitlines():
+            rids.append(json.loads(line)["rid"])
+    return rids
+
+
+def test_rotation_by_size_keeps_five_and_never_splits(tmp_path):
+    rotated = []
+    writer = UsageWriter(tmp_path, max_bytes=2000, on_rotate=lambda: rotated.append(1))
+    for i in range(60):
+        writer.write(new_record(f"r{i}", "/v1/messages"))
+    writer.close()
+    files = sorted(p.name for p in tmp_path.glob("usage.jsonl*"))
+    assert files == ["usage.jsonl"] + [f"usage.jsonl.{i}" for i in range(1, 6)]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.glob("usage.jsonl*"))
+    assert len(rotated) == writer.rotations > 5
+    rids = _all_rids(tmp_path)
+    assert len(rids) == len(set(rids)) and "r59" in rids  # older ones beyond five files are gone
+
+
+def test_rotation_by_age(tmp_path):
+    writer = UsageWriter(tmp_path, max_age=1e-9)
+    writer.write(new_record("a", "/"))
+    writer.write(new_record("b", "/"))  # the file is older than max_age: rotate first
+    writer.close()
+    assert (tmp_path / "usage.jsonl.1").read_text().count("\n") == 1
+    assert json.loads((tmp_path / "usage.jsonl").read_text())["rid"] == "b"
+
+
+def test_writer_follows_a_rotation_done_by_someone_else(tmp_path):
+    from proxy.usage import rotate_usage
+    writer = UsageWriter(tmp_path)
+    writer.write(new_record("before", "/"))
+    rotate_usage(tmp_path)  # e.g. `ccp logs-rotate` from another process
+    writer.write(new_record("after", "/"))
+    writer.close()
+    assert json.loads((tmp_path / "usage.jsonl").read_text())["rid"] == "after"
+    assert json.loads((tmp_path / "usage.jsonl.1").read_text())["rid"] == "before"
