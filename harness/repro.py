@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 
 from harness.cli_probe import claude_version, find_claude
-from harness.gates import GateResult, format_verdicts, providers_resolve, readyz_ok, \
-    rotated_before_run, run_gates
+from harness.gates import GateResult, format_verdicts, no_secret_in_files, providers_resolve, \
+    readyz_ok, rotated_before_run, run_gates
 from harness.hygiene import check_anthropic_calls, check_zai_calls
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
@@ -260,6 +260,11 @@ def run(args: argparse.Namespace) -> int:
     write_metrics(metrics, metrics_path)
     summary_path = results_dir / f"{run_name}-SUMMARY.md"
     summary_path.write_text(render_summary(metrics, f"ccp {run_name}"))
+    # last: every artifact this run wrote, scanned for every secret it knew
+    secrets = [*Settings.from_env(env).secrets(), *(test_keys().values() if mocks else [])]
+    artifacts = [usage_path, usage_copy, metrics_path, summary_path,
+                 *[p for sub in ("partials", "trajectory", "tee") for p in (logs_dir / sub).rglob("*")]]
+    verdicts.append(no_secret_in_files(artifacts, secrets))
 
     print()
     print(format_verdicts(verdicts))

@@ -86,7 +86,19 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
             rec["ttfb_ms"] = rec["latency_ms"]
         if trace.get("ts"):
             write_answer(state, rec, timing, trace)
+        if state.settings.body_tee and timing.get("payload") is not None:
+            _tee(state, rec, timing)
         state.record(rec)
+
+
+def _tee(state: ShimState, rec: dict, timing: dict) -> None:
+    from proxy.tee import write_tee
+    head = timing.get("body") or b"".join(timing.get("tee") or [])[:4096]
+    try:
+        write_tee(state.settings.logs_dir, rec["rid"], timing["payload"], head,
+                  state.redaction_secrets(timing.get("credentials") or ()))
+    except OSError:
+        log.exception("[%s] could not write the body tee", rec["rid"])
 
 
 async def handle_unknown(request: web.Request) -> web.Response:

@@ -119,10 +119,15 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
                    trace: dict) -> web.StreamResponse:
     settings = state.settings
     protocol_in = rec["protocol_in"]
+    # the request's own credentials are secrets too, for anything the shim writes about it
+    timing["credentials"] = inbound_tokens(request.headers.items())
     session = session_of(request, state)
     if session is not None:
         rec["session"] = session.id
     body, payload = await read_payload(request, rec, settings.max_body_bytes)
+    if settings.body_tee:
+        timing["payload"] = payload
+        timing.setdefault("tee", [])  # the head of a streamed answer, for the sample
     model = payload["model"]
     stream = payload.get("stream") is True
     rec["model"] = model
@@ -156,11 +161,11 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     up_req = UpstreamRequest("POST", url, headers, up_body, stream)
     rec["upstream"] = up_req.host
     if session is not None:
-        write_query(state, session, rec, up_payload, trace)
+        write_query(state, session, rec, up_payload, trace, timing["credentials"])
         if stream:
             timing["tee"] = []
     timing["upstream_protocol"] = provider.protocol
-    timing["save_partial"] = state.save_partial
+    timing["save_partial"] = lambda rid, chunks: state.save_partial(rid, chunks, timing["credentials"])
 
     assert state.upstream is not None
     timing["sent"] = time.perf_counter()
@@ -220,9 +225,10 @@ def _openai_tokens(message: dict) -> dict:
     return {"in_tokens": usage.get("prompt_tokens"), "out_tokens": usage.get("completion_tokens")}
 
 
-def write_query(state: ShimState, session: Session, rec: dict, payload: dict, trace: dict) -> None:
+def write_query(state: ShimState, session: Session, rec: dict, payload: dict, trace: dict,
+                credentials: list[str]) -> None:
     trace.update(ts=state.trajectories.new_ts(), session=session.id,
-                 secrets=[*state.settings.secrets(), *state.sessions.tokens()])
+                 secrets=state.redaction_secrets(credentials))
     meta = {"rid": rec["rid"], "session": session.id, "sandbox_id": session.sandbox_id,
             "task_name": session.task_name, "route": rec["lane"], "provider": rec["provider"],
             "model": rec["model"], "upstream_model": rec["upstream_model"], "path": rec["path"],

@@ -44,10 +44,14 @@ class ShimState:
         self._rid_prefix = os.urandom(4).hex()
         self._rid_count = 0
 
-    def save_partial(self, rid: str, chunks: list[bytes]):
+    def redaction_secrets(self, extra: "list[str] | tuple[str, ...]" = ()) -> list[str]:
+        """Every value to mask in what the shim writes: configured keys, session tokens, and the
+        request's own credentials (`extra`)."""
+        return [*self.secret_values, *self.sessions.tokens(), *extra]
+
+    def save_partial(self, rid: str, chunks: list[bytes], extra: "list[str] | tuple[str, ...]" = ()):
         """Write what a broken stream relayed to logs/partials/<rid>.partial (secrets masked)."""
-        return write_partial(self.settings.logs_dir, rid, chunks,
-                             [*self.secret_values, *self.sessions.tokens()])
+        return write_partial(self.settings.logs_dir, rid, chunks, self.redaction_secrets(extra))
 
     def open_writer(self) -> UsageWriter:
         s = self.settings

@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.gates import all_ok, format_verdicts, providers_resolve, readyz_ok, rotated_before_run, \
-    run_gates
+from harness.gates import all_ok, format_verdicts, no_secret_in_files, providers_resolve, readyz_ok, \
+    rotated_before_run, run_gates
 from reports.summarize import DEFAULT_NAME, summarize
 from reports.usage_io import read_records, to_frame
 
@@ -68,6 +68,8 @@ def gates_main(argv: list[str] | None, default_logs_dir: str, default_results_di
                         help="a running shim (e.g. http://127.0.0.1:18080): check its /readyz")
     parser.add_argument("--providers", action="store_true",
                         help="check that `ccp providers` resolves the anthropic and zai lanes")
+    parser.add_argument("--secrets", action="store_true",
+                        help="scan the logs and results folders for every configured secret value")
     parser.add_argument("--since", metavar="TS",
                         help="run start (ISO-8601 UTC): every record must be newer (log rotated)")
     args = parser.parse_args(argv)
@@ -84,6 +86,12 @@ def gates_main(argv: list[str] | None, default_logs_dir: str, default_results_di
         results.append(providers_resolve(providers_view(Settings.from_env())))
     if args.readyz:
         results.append(readyz_ok(_fetch_readyz(args.readyz)))
+    if args.secrets:
+        from proxy.settings import Settings
+        settings = Settings.from_env()
+        files = [p for folder in (default_logs_dir, default_results_dir) if Path(folder).is_dir()
+                 for p in Path(folder).rglob("*") if p.is_file()]
+        results.append(no_secret_in_files(files, settings.secrets()))
     print(f"records: {len(records)} ({bad} bad lines)")
     print(format_verdicts(results))
     return 0 if all_ok(results) else 1
