@@ -1,6 +1,7 @@
 """Readiness: can the shim reach each lane's upstream right now?
 
-Each lane's base URL is probed with a `HEAD` (2 s). Any HTTP answer from 200 to 405 means the host is
+Every provider of the catalog (the built-in lanes and any configured one) is probed at its base URL
+with a `HEAD` (2 s). Any HTTP answer from 200 to 405 means the host is
 there and speaking HTTP (an API root commonly answers 404 or 405), so the lane counts as reachable; the
 status is kept with a `reason` naming it. Connection errors and timeouts make the lane unreachable.
 """
@@ -37,13 +38,18 @@ async def _probe(session: aiohttp.ClientSession, lane: str, url: str) -> dict:
                 "reason": f"unreachable: {type(exc).__name__}"}
 
 
+REQUIRED = (LANE_ANTHROPIC, LANE_ZAI)  # a shim without these cannot do its main job: 503
+
+
 async def readiness(settings: Settings) -> dict:
-    """Probe every lane concurrently; `ok` only when all are reachable."""
-    lanes = {LANE_ANTHROPIC: settings.anthropic_base_url, LANE_ZAI: settings.zai_base_url}
+    """Probe every provider concurrently; `ok` only when the required lanes are reachable."""
+    lanes = {name: p.base_url for name, p in settings.catalog.providers.items()}
     timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         results = await asyncio.gather(*(_probe(session, lane, url) for lane, url in lanes.items()))
-    return {"ok": all(r["reachable"] for r in results),
+    for r in results:
+        r["required"] = r["lane"] in REQUIRED
+    return {"ok": all(r["reachable"] for r in results if r["required"]),
             "providers": {r["lane"]: r for r in results},
             "license": {"ok": True, "enforced": False, "plan": None, "features": [],
                         "expires_at": None, "reason": "enforcement off"}}

@@ -132,3 +132,10 @@ def test_count_tokens_is_estimated_for_openai_and_passed_through_for_anthropic(g
     recs = glm_shim.wait_for_records(2)
     assert [r["op"] for r in recs] == ["count_tokens", "count_tokens"]
     assert recs[0]["reason"] == "local_estimate"
+
+
+def test_readyz_lists_catalog_providers(glm_shim):
+    report = httpx.get(f"{glm_shim.url}/readyz", trust_env=False).json()
+    assert set(report["providers"]) == {"anthropic", "zai", "glm"}
+    assert report["providers"]["glm"]["required"] is False and report["ok"] is True
+    assert report["license"]["ok"] is True
