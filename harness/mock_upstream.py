@@ -315,7 +315,8 @@ class MockUpstream:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         if request.path.startswith("/_mock/"):
             return await self._control(request)
-        if request.path in ("/", ZAI_PREFIX, ZAI_PREFIX + "/") and request.method in ("GET", "HEAD"):
+        if request.method == "HEAD" or (request.path in ("/", ZAI_PREFIX, ZAI_PREFIX + "/")
+                                         and request.method == "GET"):
             # reachability probes (the shim's /readyz) are counted, not recorded as model calls
             with self._cond:
                 self.probes += 1
