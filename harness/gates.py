@@ -15,7 +15,7 @@ from proxy.routing import LANE_ANTHROPIC, is_haiku
 
 # Decisions that legitimately keep a Haiku request on the anthropic lane (DESIGN routing table).
 HAIKU_ON_ANTHROPIC_OK = frozenset(
-    {"offload_paused", "license_block", "quota_block", "manual_override", "route"})
+    {"offload_paused", "license_block", "quota_block", "manual_override", "route", "fallback"})
 SHOW_RIDS = 5  # how many offending rids a detail names
 
 
@@ -199,9 +199,22 @@ def no_secret_in_files(paths: Iterable[str | Path], secrets: Iterable[str]) -> G
     return GateResult("no_secret_in_artifacts", True, f"{checked} file(s) checked, no secret found")
 
 
+def fallbacks_reported(records: list[dict]) -> GateResult:
+    """Not a failure, a separate line: how many requests fell back to another lane, and why."""
+    fell = [r for r in records if r.get("decision") == "fallback"]
+    if not fell:
+        return GateResult("fallbacks", True, "no request fell back to another lane")
+    reasons: dict[str, int] = {}
+    for r in fell:
+        reasons[str(r.get("reason"))] = reasons.get(str(r.get("reason")), 0) + 1
+    detail = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+    return GateResult("fallbacks", True, f"{len(fell)} request(s) fell back ({detail}): {_rids(fell)}")
+
+
 def run_gates(records: list[dict], metrics_path: str | Path | None = None) -> list[GateResult]:
     """All record gates, plus `metrics_present` when a METRICS path is given."""
     results = [gate(records) for gate in RECORD_GATES]
+    results.append(fallbacks_reported(records))
     if metrics_path is not None:
         results.append(metrics_present(metrics_path))
     return results

@@ -21,7 +21,7 @@ from proxy.readiness import readiness
 from proxy.session_api import add_routes as add_session_routes
 from proxy.settings import Settings
 from proxy.state import LANE_HEADER, RID_HEADER, STATE, ShimState
-from proxy.upstream import AiohttpUpstream, Upstream
+from proxy.upstream import Upstream, make_upstream
 from proxy.metrics import CONTENT_TYPE_LATEST
 from proxy.usage import new_record
 
@@ -158,7 +158,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     state.open_writer()
     own_upstream = state.upstream is None
     if own_upstream:
-        client = AiohttpUpstream(state.settings)
+        client = make_upstream(state.settings)
         await client.start()
         state.upstream = client
     yield

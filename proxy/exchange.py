@@ -24,7 +24,9 @@ from proxy.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedM
 from proxy.headers import (LaneCredentials, client_response_headers, openai_request_headers,
                            upstream_request_headers)
 from proxy.relay import relay_body, relay_stream
-from proxy.routing import LANE_ANTHROPIC, RequestMeta, decide
+from proxy.backoff import fallback_decision, send_with_backoff
+from proxy.errors import UpstreamError
+from proxy.routing import LANE_ANTHROPIC, Decision, RequestMeta, decide
 from proxy.sessions import Session, inbound_tokens
 from proxy.sse import assemble_message, tokens_from_message
 from proxy.state import LANE_HEADER, RID_HEADER, ShimState
@@ -150,26 +152,30 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
             rec.update(status=200, in_tokens=n, reason="local_estimate")
             return web.json_response({"input_tokens": n}, headers={
                 RID_HEADER: rec["rid"], LANE_HEADER: decision.lane, "x-ccp-estimate": "true"})
-    try:
-        up_payload, up_body = _upstream_body(payload, body, protocol_in, provider, decision.lane,
-                                             decision.upstream_model, state, rec)
-    except convert.ConversionError as exc:
-        raise BadRequest(f"cannot convert the request for {provider.name}: {exc}") from exc
     path = "/v1/messages/count_tokens" if rec["op"] == "count_tokens" else "/v1/messages"
-    url = _upstream_url(provider, path, request.query_string)
-    headers = _provider_headers(request, state, provider, decision.lane)
-    up_req = UpstreamRequest("POST", url, headers, up_body, stream)
+
+    def prepare(provider: Provider, lane: str, upstream_model: str) -> tuple[dict, UpstreamRequest]:
+        try:
+            up_payload, up_body = _upstream_body(payload, body, protocol_in, provider, lane,
+                                                 upstream_model, state, rec)
+        except convert.ConversionError as exc:
+            raise BadRequest(f"cannot convert the request for {provider.name}: {exc}") from exc
+        url = _upstream_url(provider, path, request.query_string)
+        headers = _provider_headers(request, state, provider, lane)
+        return up_payload, UpstreamRequest("POST", url, headers, up_body, stream)
+
+    up_payload, up_req = prepare(provider, decision.lane, decision.upstream_model)
     rec["upstream"] = up_req.host
     if session is not None:
         write_query(state, session, rec, up_payload, trace, timing["credentials"])
         if stream:
             timing["tee"] = []
-    timing["upstream_protocol"] = provider.protocol
     timing["save_partial"] = lambda rid, chunks: state.save_partial(rid, chunks, timing["credentials"])
 
     assert state.upstream is not None
     timing["sent"] = time.perf_counter()
-    resp = await state.upstream.send(up_req)
+    resp, decision, provider = await _send(state, up_req, rec, decision, provider, prepare, model)
+    timing["upstream_protocol"] = provider.protocol
     rec["upstream_status"] = rec["status"] = resp.status
     rec["h2"] = resp.h2
     if resp.status >= 400:
@@ -183,6 +189,38 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
         finally:
             state.metrics.inflight_streams.dec()
     return await _relay(request, resp, rec, timing, state, decision, provider, protocol_in, model, ours)
+
+
+async def _send(state: ShimState, up_req: UpstreamRequest, rec: dict, decision: Decision,
+                provider: Provider, prepare, model: str) -> tuple[object, Decision, Provider]:
+    """Send with backoff (CCP_ENABLE_BACKOFF) and, when the lane fails, once to CCP_FALLBACK_LANE."""
+    settings = state.settings
+
+    def count(n: int, _delay: float, _status: int) -> None:
+        rec["retries"] = n
+
+    try:
+        resp, rec["retries"] = await send_with_backoff(state.upstream, up_req, settings, on_retry=count)
+    except UpstreamError as exc:
+        why = fallback_decision(settings, decision.provider, decision.lane, error=exc)
+        if why is None:
+            raise
+    else:
+        why = fallback_decision(settings, decision.provider, decision.lane, status=resp.status)
+        if why is None:
+            return resp, decision, provider
+        resp.close()
+    fallback = settings.catalog.provider(settings.fallback_lane)
+    log.warning("[%s] %s failed (%s): falling back to %s", rec["rid"], decision.lane, why, fallback.name)
+    decision = Decision(fallback.name, fallback.name, model, "fallback", fallback.protocol)
+    rec.update(lane=fallback.name, provider=fallback.name, decision="fallback", reason=why,
+               upstream_model=model, protocol_out=fallback.protocol, err_type=None)
+    rec.pop("header_mode", None)
+    if fallback.name != LANE_ANTHROPIC and fallback.protocol == ANTHROPIC:
+        rec["header_mode"] = fallback.header_mode
+    _, fb_req = prepare(fallback, fallback.name, model)
+    rec["upstream"] = fb_req.host
+    return await state.upstream.send(fb_req), decision, fallback
 
 
 async def _relay(request: web.Request, resp, rec: dict, timing: dict, state: ShimState, decision,

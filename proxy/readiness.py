@@ -13,6 +13,7 @@ import aiohttp
 
 from proxy.routing import LANE_ANTHROPIC, LANE_ZAI
 from proxy.settings import Settings
+from proxy.upstream import ssl_for
 
 PROBE_TIMEOUT = 2.0
 _REASONS = {200: "ok", 204: "ok", 400: "bad_request", 401: "unauthorized", 403: "forbidden",
@@ -45,7 +46,8 @@ async def readiness(settings: Settings) -> dict:
     """Probe every provider concurrently; `ok` only when the required lanes are reachable."""
     lanes = {name: p.base_url for name, p in settings.catalog.providers.items()}
     timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    connector = aiohttp.TCPConnector(ssl=ssl_for(settings))
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         results = await asyncio.gather(*(_probe(session, lane, url) for lane, url in lanes.items()))
     for r in results:
         r["required"] = r["lane"] in REQUIRED

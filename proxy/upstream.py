@@ -1,8 +1,10 @@
 """The upstream seam: one small interface between the shim and the providers.
 
 `Upstream.send(UpstreamRequest) -> UpstreamResponse` is all the handler knows of the network. The real
-client (`AiohttpUpstream`) is the only code that owns connections, pooling and timeouts; tests can put
-any object with the same two methods in its place.
+clients are the only code that owns connections, pooling, HTTP/1 vs HTTP/2 and timeouts; tests can put
+any object with the same two methods in its place. `make_upstream(settings)` picks the real one by
+`CCP_UPSTREAM_CLIENT`: `HttpxUpstream` (proxy.upstream_httpx, HTTP/2 by default) or `AiohttpUpstream`
+(HTTP/1.1 only, so `h2` is always false).
 
 Errors leave the seam as the shim's own tree (proxy.errors): `UpstreamError` (the upstream could not
 be reached or broke the connection) and `UpstreamTimeout`. Idle streams raise `StreamIdle`.
@@ -10,14 +12,18 @@ be reached or broke the connection) and `UpstreamTimeout`. Idle streams raise `S
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import TYPE_CHECKING, AsyncIterator, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.settings import Settings
+
+if TYPE_CHECKING:
+    from proxy.upstream_httpx import HttpxUpstream
 
 
 class StreamIdle(UpstreamTimeout):
@@ -80,7 +86,7 @@ class _AiohttpResponse:
         except aiohttp.ServerTimeoutError as exc:
             raise StreamIdle("no data from upstream within the idle timeout") from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamError(f"upstream stream broke: {_describe(exc)}") from exc
+            raise UpstreamError(f"upstream stream broke: {describe(exc)}") from exc
 
     async def read(self) -> bytes:
         try:
@@ -88,7 +94,7 @@ class _AiohttpResponse:
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
             raise UpstreamTimeout("upstream did not answer in time") from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamError(f"upstream body broke: {_describe(exc)}") from exc
+            raise UpstreamError(f"upstream body broke: {describe(exc)}") from exc
 
     def release(self) -> None:
         self._resp.release()
@@ -97,9 +103,19 @@ class _AiohttpResponse:
         self._resp.close()
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An exception as a short message for an error body or a log line."""
     text = str(exc) or type(exc).__name__
     return text if len(text) < 200 else text[:200] + "…"
+
+
+def ssl_for(settings: Settings) -> "ssl.SSLContext | bool":
+    """The TLS trust for upstream connections: the defaults, plus CCP_CA_BUNDLE when set."""
+    if not settings.ca_bundle:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=settings.ca_bundle)
+    return context
 
 
 class AiohttpUpstream:
@@ -114,7 +130,7 @@ class AiohttpUpstream:
             total=None, sock_connect=settings.dial_timeout, sock_read=settings.sse_idle_timeout)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=ssl_for(self._settings))
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
@@ -135,5 +151,13 @@ class AiohttpUpstream:
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
             raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
-            raise UpstreamError(f"cannot reach {request.host}: {_describe(exc)}") from exc
+            raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
         return _AiohttpResponse(resp)
+
+
+def make_upstream(settings: Settings) -> "HttpxUpstream | AiohttpUpstream":
+    """The real client `CCP_UPSTREAM_CLIENT` names (httpx unless told otherwise); call start()/close()."""
+    if settings.upstream_client == "aiohttp":
+        return AiohttpUpstream(settings)
+    from proxy.upstream_httpx import HttpxUpstream  # it imports this module
+    return HttpxUpstream(settings)

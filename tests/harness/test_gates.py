@@ -33,7 +33,7 @@ def clean():
 def test_clean_records_pass_every_gate():
     results = run_gates(clean())
     assert [r.name for r in results] == ["no_haiku_on_anthropic", "no_header_mode_on_anthropic",
-                                         "streams_accounted", "one_record_per_rid"]
+                                         "streams_accounted", "one_record_per_rid", "fallbacks"]
     assert all_ok(results), format_verdicts(results)
 
 

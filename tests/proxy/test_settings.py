@@ -52,3 +52,32 @@ def test_units():
     assert parse_duration("K", "2m") == 120
     assert parse_duration("K", "1h") == 3600
     assert parse_size("K", "512KiB") == 512 * 1024
+
+
+def test_upstream_transport_settings(tmp_path):
+    s = Settings.from_env({})
+    assert (s.force_h1, s.enable_backoff, s.upstream_client, s.ca_bundle, s.fallback_lane) == \
+        (False, False, "httpx", None, "")
+    assert (s.tls_timeout, s.backoff_max_retries, s.backoff_max_seconds) == (10.0, 2, 10.0)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    s = Settings.from_env({"MITM_FORCE_H1": "1", "MITM_ENABLE_BACKOFF": "yes", "CCP_TLS_TIMEOUT": "3s",
+                           "CCP_BACKOFF_MAX_RETRIES": "0", "CCP_BACKOFF_MAX_SECONDS": "500ms",
+                           "CCP_UPSTREAM_CLIENT": "AIOHTTP", "SSL_CERT_FILE": str(ca),
+                           "CCP_FALLBACK_LANE": "anthropic"})
+    assert s.force_h1 and s.enable_backoff and s.tls_timeout == 3.0
+    assert (s.backoff_max_retries, s.backoff_max_seconds) == (0, 0.5)
+    assert (s.upstream_client, s.ca_bundle, s.fallback_lane) == ("aiohttp", str(ca), "anthropic")
+    assert not Settings.from_env({"CCP_FORCE_H1": "0", "MITM_FORCE_H1": "1"}).force_h1  # CCP_ first
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"CCP_FORCE_H1": "sometimes"}, "CCP_FORCE_H1"),
+    ({"CCP_BACKOFF_MAX_RETRIES": "-1"}, "CCP_BACKOFF_MAX_RETRIES"),
+    ({"CCP_UPSTREAM_CLIENT": "curl"}, "CCP_UPSTREAM_CLIENT"),
+    ({"CCP_CA_BUNDLE": "/nonexistent/ca.pem"}, "CCP_CA_BUNDLE"),
+    ({"CCP_FALLBACK_LANE": "nowhere"}, "CCP_FALLBACK_LANE"),
+])
+def test_bad_transport_values_name_the_key(env, key):
+    with pytest.raises(ConfigError, match=key):
+        Settings.from_env(env)

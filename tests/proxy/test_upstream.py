@@ -8,7 +8,8 @@ from aiohttp.test_utils import TestServer
 
 from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.settings import Settings
-from proxy.upstream import AiohttpUpstream, StreamIdle, UpstreamRequest
+from proxy.upstream import AiohttpUpstream, StreamIdle, UpstreamRequest, make_upstream
+from proxy.upstream_httpx import HttpxUpstream
 
 pytestmark = pytest.mark.quick
 
@@ -79,3 +80,8 @@ def test_header_timeout_and_unreachable():
         assert f"127.0.0.1:{closed}" in info.value.message
 
     _run({"CCP_HEADER_TIMEOUT": "200ms"}, go)
+
+
+def test_make_upstream_picks_the_client():
+    assert isinstance(make_upstream(Settings()), HttpxUpstream)  # the default: HTTP/2 capable
+    assert isinstance(make_upstream(Settings(upstream_client="aiohttp")), AiohttpUpstream)
