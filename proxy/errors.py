@@ -8,7 +8,7 @@
     │   ├── PayloadTooLarge        413   request_too_large      bad_request
     │   └── UnsupportedMediaType   415   invalid_request_error  bad_request
     └── UpstreamError              502   api_error              net
-        └── UpstreamTimeout        504   api_error              timeout
+        └── UpstreamTimeout        504   timeout_error          timeout
 
 `error_body()` is the one place that turns an error into the protocol's error JSON.
 """
@@ -66,6 +66,7 @@ class UpstreamError(ShimError):
 
 class UpstreamTimeout(UpstreamError):
     status = 504
+    error_type = "timeout_error"
     err_type = "timeout"
 
 

@@ -16,6 +16,8 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from proxy import convert
 from proxy.catalog import Provider
@@ -59,15 +61,19 @@ async def read_payload(request: web.Request, rec: dict, max_bytes: int) -> tuple
         raise UnsupportedMediaType(
             f"content-type must be application/json, got {request.content_type or 'none'}")
     try:
-        body = await request.read()
+        body = await request.read()  # aiohttp decodes a content-encoding (gzip, deflate, br)
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes (CCP_MAX_BODY_BYTES)") \
             from exc
+    except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a body that is not gzip
+        raise BadRequest(f"request body could not be read: {exc}") from exc
     rec["bytes_in"] = len(body)
     try:
         payload = json.loads(body)
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # hundreds of nested arrays: no real request looks like that
+        raise BadRequest("request body is nested too deeply") from exc
     if not isinstance(payload, dict):
         raise BadRequest("request body must be a JSON object")
     model = payload.get("model")

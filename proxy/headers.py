@@ -22,7 +22,8 @@ HOP_BY_HOP = frozenset({
     "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 })
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
-_RECOMPUTED = frozenset({"host", "content-length"})
+# the shim forwards the body as it read it: aiohttp has already decoded any content-encoding
+_RECOMPUTED = frozenset({"host", "content-length", "content-encoding"})
 # The response's own framing and identity come from the shim's server, not from the upstream's.
 _RESPONSE_DROP = HOP_BY_HOP | frozenset({"content-length", "date", "server"})
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from proxy.app import create_app
 from proxy.settings import Settings
@@ -58,8 +59,22 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
         await runner.cleanup()
 
 
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs a full traceback for every malformed request line it rejects itself; a hostile
+    client could flood the log with them. Keep one line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], BadHttpMessage):
+            record.msg = f"rejected a malformed request: {record.exc_info[1]!s}"[:300]
+            record.args = ()
+            record.exc_info = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def run(settings: Settings, host: str, port: int, port_file: str | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     asyncio.run(serve(settings, host, port, port_file))
     return 0
