@@ -56,13 +56,14 @@ class ShimProcess:
 
     def __init__(self, logs_dir: str | os.PathLike, env: Mapping[str, str] | None = None,
                  host: str = "127.0.0.1", start_timeout: float = 20.0,
-                 ready_path: str = "/healthz") -> None:
+                 ready_path: str = "/healthz", port: int = 0) -> None:
         self.logs_dir = Path(logs_dir)
         self.host = host
         self.overlay = dict(env or {})
         self.start_timeout = start_timeout
         self.ready_path = ready_path  # "/readyz" also waits until every lane's upstream answers
         self.port: int | None = None
+        self.requested_port = port  # 0: the OS chooses (the default everywhere but sandbox tasks)
         self.proc: subprocess.Popen | None = None
         self.stderr_path = self.logs_dir / "shim.stderr.log"
 
@@ -83,7 +84,8 @@ class ShimProcess:
                          **self.overlay})
         self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", "--host", self.host, "--port", "0"],
+            [sys.executable, "-m", "proxy", "serve", "--host", self.host, "--port",
+             str(self.requested_port)],
             env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=self._stderr)
         try:

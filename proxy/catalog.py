@@ -204,6 +204,11 @@ def _endpoint(entry: Mapping, key: str, env: Mapping[str, str], partial: bool) -
     """The provider fields of `entry`; all required unless `partial` (a built-in lane's override)."""
     fields: dict[str, Any] = {}
     base_url = _text(entry, "base_url", key, required=not partial)
+    if base_url is not None and base_url.startswith("ENV:"):  # e.g. a mock's or a mirror's URL
+        name = base_url[4:].strip()
+        if not env.get(name, "").strip():
+            raise _fail(f"{key}.base_url", f"unresolved reference: {name} is not set", base_url)
+        base_url = env[name].strip()
     if base_url is not None:
         if not _URL_RE.match(base_url):
             raise _fail(f"{key}.base_url", "expected an http:// or https:// URL", base_url)

@@ -78,6 +78,11 @@ def _logs_rotate(argv: list[str]) -> int:
     return 0
 
 
+def _sandbox_smoke(argv: list[str]) -> int:
+    from harness.sandbox.smoke import main
+    return main(argv)
+
+
 def _repro(argv: list[str]) -> int:
     from harness.repro import main
     return main(argv)
@@ -137,6 +142,7 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "providers": (_providers, "the providers the shim routes to, with the source of each"),
     "partials": (_partials, "list broken streams kept under logs/partials, or `clean` them"),
     "logs-rotate": (_logs_rotate, "rotate logs/usage.jsonl now (keeps five)"),
+    "sandbox-smoke": (_sandbox_smoke, "the sandboxed claude task end to end (TC_CLAUDE_PROXY_E2E_SMOKE)"),
     "repro": (_repro, "the repro job: mocks (or real upstreams), shim, probes, METRICS, gates"),
     "up": (_up, "start the shim in the background (pid and log files in the profile's logs)"),
     "down": (_down, "stop the background shim"),

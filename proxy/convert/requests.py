@@ -162,6 +162,11 @@ def anthropic_to_openai_request(body: dict, upstream_model: str) -> dict:
             out["messages"].append(_assistant_to_openai(message.get("content"), field))
         elif message.get("role") == "user":
             out["messages"].extend(_user_to_openai(message.get("content"), field))
+        elif message.get("role") == "system":
+            # Claude Code (2.1.x) puts system messages between turns; OpenAI has the same role
+            text = _texts(message.get("content"), field)
+            if text:
+                out["messages"].append({"role": "system", "content": text})
         else:
             raise ConversionError(f"messages[{i}].role", f"unknown role {message.get('role')!r}")
     _copy(body, out, (("max_tokens", "max_tokens"), ("temperature", "temperature"),

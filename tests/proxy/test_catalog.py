@@ -216,3 +216,13 @@ def test_empty_file_is_no_entries(tmp_path):
     empty.write_text("# nothing yet\n")
     s = settings(CCP_PROVIDERS_FILE=str(empty))
     assert isinstance(s.catalog, Catalog) and len(s.catalog.view()) == 2
+
+
+def test_base_url_may_be_an_env_reference():
+    from proxy.catalog import parse_config
+    data = {"routes": [{"name": "glm-4.6", "protocol": "openai", "base_url": "ENV:GLM_BASE_URL",
+                        "api_key": "ENV:GLM_API_KEY"}]}
+    layer = parse_config(data, {"GLM_BASE_URL": "http://127.0.0.1:9/v1", "GLM_API_KEY": "k" * 12}, "f.yaml")
+    assert "http://127.0.0.1:9/v1" in repr(layer)
+    with pytest.raises(ValueError, match=r"routes\[0\].base_url: unresolved reference: GLM_BASE_URL"):
+        parse_config(data, {"GLM_API_KEY": "k" * 12}, "f.yaml")

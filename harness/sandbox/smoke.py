@@ -1,0 +1,60 @@
+"""`ccp sandbox-smoke`: the sandbox task on a runtime, with mock upstreams unless real keys are allowed.
+
+On mocks: one mock upstream serves the OpenAI-protocol route (`GLM_BASE_URL`) and the anthropic lane;
+the real `claude` CLI runs inside the sandbox. With `ALLOW_REAL_API=1` the environment's own keys and
+URLs are used. Exit 0 when the run's class is `ok`, 1 otherwise, 2 on a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from harness.keys import test_keys
+from harness.mock_upstream import MockUpstream
+from harness.sandbox.e2e import ROUTES_FILE, run_task
+from harness.sandbox.runtime import get_runtime
+from harness.sandbox.task import load_task
+from harness.shim import PROJECT_ROOT
+
+DEFAULT_TASK = PROJECT_ROOT / "tasks" / "claude_proxy_demo.yaml"
+
+
+def mock_env(mock: MockUpstream) -> dict[str, str]:
+    keys = test_keys()
+    return {"GLM_BASE_URL": f"{mock.base_url}/v1", "GLM_API_KEY": "glm-test-key-3f9d2a61",
+            "CCP_ANTHROPIC_BASE_URL": mock.base_url, "CCP_ZAI_BASE_URL": mock.zai_base_url,
+            "ANTHROPIC_AUTH_TOKEN": keys["ANTHROPIC_AUTH_TOKEN"], "ZAI_API_KEY": keys["ZAI_API_KEY"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ccp sandbox-smoke", description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default=str(DEFAULT_TASK))
+    parser.add_argument("--runtime", default=os.environ.get("SANDBOX_RUNTIME", "local"),
+                        help="local (default), opensandbox or docker (env SANDBOX_RUNTIME)")
+    parser.add_argument("--port", type=int, default=18080, help="the shim's port (0: any free port)")
+    parser.add_argument("--logs", default="logs/sandbox")
+    parser.add_argument("--results", default="results")
+    args = parser.parse_args(argv)
+    try:
+        task = load_task(args.task)
+        runtime = get_runtime(args.runtime)
+    except ValueError as exc:
+        print(f"UsageError: {exc}", file=sys.stderr)
+        return 2
+    real = os.environ.get("ALLOW_REAL_API", "").strip().lower() in ("1", "true", "yes", "on")
+    mock = None if real else MockUpstream("glm").start()
+    try:
+        env = dict(os.environ) if real else mock_env(mock)
+        result = run_task(task, runtime, shim_env=env, logs_dir=Path(args.logs).resolve(),
+                          results_dir=Path(args.results).resolve(), port=args.port, routes_file=ROUTES_FILE)
+    finally:
+        if mock is not None:
+            mock.stop()
+    summary = {k: result.to_json()[k] for k in ("task", "runtime", "class", "error", "steps", "checks")}
+    print(json.dumps(summary, indent=2))
+    print(f"[sandbox] artifact: {(result.artifact_text or '').strip()[:120]!r}")
+    print(f"[sandbox] result: {result.result_path}")
+    return 0 if result.ok else 1
