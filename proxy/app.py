@@ -61,7 +61,10 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
         rec["err_type"] = rec["err_type"] or exc.err_type
         log.warning("[%s] %s %s -> %d %s: %s", rid, request.method, request.path, exc.status,
                     exc.err_type, exc.message)
-        return _error_response(exc, rid, protocol, lane=rec["lane"])
+        response = _error_response(exc, rid, protocol, lane=rec["lane"])
+        if exc.close_connection:
+            response.force_close()  # says `Connection: close`, so the client does not reuse it
+        return response
     except asyncio.CancelledError:
         rec["err_type"] = rec["err_type"] or "client_abort"
         rec["reason"] = rec["reason"] or "client_disconnected"
@@ -108,6 +111,11 @@ async def handle_unknown(request: web.Request) -> web.Response:
     rid = state.new_rid()
     protocol = protocol_of(request.path)
     rec = new_record(rid, request.path, protocol)
+    close = False
+    try:  # drain the body: an unread (and possibly undecodable) body can cost the connection
+        rec["bytes_in"] = len(await request.read())
+    except Exception:  # noqa: BLE001 - whatever it was, the answer is the same 404/405
+        close = True
     if request.path in MODEL_PATHS:
         exc: ShimError = MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use POST")
     else:
@@ -116,7 +124,10 @@ async def handle_unknown(request: web.Request) -> web.Response:
     rec["latency_ms"] = rec["overhead_ms"] = rec["ttfb_ms"] = _ms(t0, time.perf_counter())
     log.warning("[%s] %s %s -> %d: %s", rid, request.method, request.path, exc.status, exc.message)
     state.record(rec)
-    return _error_response(exc, rid, protocol)
+    response = _error_response(exc, rid, protocol)
+    if close:
+        response.force_close()
+    return response
 
 
 async def handle_root(request: web.Request) -> web.Response:

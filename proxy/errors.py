@@ -22,11 +22,14 @@ class ShimError(Exception):
     error_type = "api_error"
     err_type: str | None = None
 
-    def __init__(self, message: str, *, rid: str | None = None, lane: str | None = None) -> None:
+    def __init__(self, message: str, *, rid: str | None = None, lane: str | None = None,
+                 close_connection: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.rid = rid
         self.lane = lane
+        # the request body could not be read to its end: the connection cannot be reused
+        self.close_connection = close_connection
 
 
 class BadRequest(ShimError):

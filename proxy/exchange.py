@@ -57,16 +57,18 @@ def session_of(request: web.Request, state: ShimState) -> Session | None:
 
 
 async def read_payload(request: web.Request, rec: dict, max_bytes: int) -> tuple[bytes, dict]:
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType(
-            f"content-type must be application/json, got {request.content_type or 'none'}")
+    # The body is read first, whatever its type: aiohttp decodes a content-encoding as the bytes
+    # arrive, and a body left unread after an early answer can make it drop the connection instead.
     try:
         body = await request.read()  # aiohttp decodes a content-encoding (gzip, deflate, br)
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes (CCP_MAX_BODY_BYTES)") \
             from exc
     except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a body that is not gzip
-        raise BadRequest(f"request body could not be read: {exc}") from exc
+        raise BadRequest(f"request body could not be read: {exc}", close_connection=True) from exc
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"content-type must be application/json, got {request.content_type or 'none'}")
     rec["bytes_in"] = len(body)
     try:
         payload = json.loads(body)
@@ -129,10 +131,10 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     protocol_in = rec["protocol_in"]
     # the request's own credentials are secrets too, for anything the shim writes about it
     timing["credentials"] = inbound_tokens(request.headers.items())
+    body, payload = await read_payload(request, rec, settings.max_body_bytes)
     session = session_of(request, state)
     if session is not None:
         rec["session"] = session.id
-    body, payload = await read_payload(request, rec, settings.max_body_bytes)
     if settings.body_tee:
         timing["payload"] = payload
         timing.setdefault("tee", [])  # the head of a streamed answer, for the sample

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestPayloadError
 
 from proxy.app import create_app
 from proxy.settings import Settings
@@ -64,7 +65,7 @@ class _OneLineBadRequests(logging.Filter):
     client could flood the log with them. Keep one line each."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], BadHttpMessage):
+        if record.exc_info and isinstance(record.exc_info[1], (BadHttpMessage, RequestPayloadError)):
             record.msg = f"rejected a malformed request: {record.exc_info[1]!s}"[:300]
             record.args = ()
             record.exc_info = None

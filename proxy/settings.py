@@ -31,8 +31,10 @@ DEFAULT_BACKOFF_MAX_RETRIES = 2
 DEFAULT_BACKOFF_MAX_SECONDS = 10.0
 UPSTREAM_CLIENTS = ("httpx", "aiohttp")
 HEADER_MODES = ("x-api-key", "authorization")
-# Repo config files, relative to the working directory, read when they exist (DESIGN "Routes file").
-DEFAULT_CONFIG_FILE = "config/llmproxy-cfg.yaml"
+# The repo providers file, relative to the working directory, is read when it exists. The routes file
+# (the operators' config/llmproxy-cfg.yaml) is read only when CCP_CONFIG names it: it belongs to a
+# task (sandbox runs) and its ENV: references need that task's environment.
+DEFAULT_CONFIG_FILE = None
 DEFAULT_PROVIDERS_FILE = "configs/providers.yaml"
 MODEL_FILE = "model"  # <config home>/model: the persisted manual override (`ccp model NAME`)
 
@@ -172,7 +174,7 @@ class Settings:
     max_log_bytes: int = 5 * 1024 * 1024  # MAX_LOG_BYTES: rotate usage.jsonl past this size
     log_max_age: float = 24 * 3600.0  # CCP_LOG_MAX_AGE: … or when it is older than this
     body_tee: bool = False  # ENABLE_BODY_TEE: redacted samples of bodies under logs/tee
-    config_file: str | None = None  # CCP_CONFIG, else config/llmproxy-cfg.yaml when it exists
+    config_file: str | None = None  # CCP_CONFIG (e.g. config/llmproxy-cfg.yaml)
     providers_file: str | None = None  # CCP_PROVIDERS_FILE, else configs/providers.yaml if it exists
     config_home: str = ""  # CCP_CONFIG_HOME, else $HOME/.config/ccp ("" = no user files)
     model_override: str | None = None  # CCP_MODEL, else the first line of <config home>/model
@@ -272,7 +274,7 @@ def _config_files(env: Mapping[str, str]) -> dict:
         named = env.get(key, "").strip()
         if named and not Path(named).is_file():
             raise ConfigError(f"{key}={named!r}: file not found")
-        kw[attr] = named or (default if Path(default).is_file() else None)
+        kw[attr] = named or (default if default and Path(default).is_file() else None)
     home = env.get("CCP_CONFIG_HOME", "").strip()
     if not home and env.get("HOME", "").strip():
         home = str(Path(env["HOME"].strip()) / ".config" / "ccp")

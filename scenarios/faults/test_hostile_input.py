@@ -282,3 +282,16 @@ def test_requests_the_http_parser_rejects(make_shim, mock_anthropic, mock_zai, m
     assert [r["rid"] for r in shim.wait_for_records(1)] == [ok.headers["x-ccp-request-id"]]
     shim.stop()
     assert "Traceback" not in shim.stderr_path.read_text()  # one line per rejection, no flood
+
+
+def test_undecodable_body_with_a_wrong_content_type_always_gets_an_answer(make_shim, mock_anthropic, mock_zai):
+    """Found by the property test on CI: text/plain + `content-encoding: deflate` + a body that is not
+    deflate sometimes lost the connection instead of getting an answer."""
+    shim = make_shim()
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        for path in ("/v1/message", "/v1/messages", "/v2/nowhere"):
+            for _ in range(15):
+                resp = client.post(f"{shim.url}{path}", content=b'{"model": {"x": 1}}',
+                                   headers={"content-type": "text/plain", "content-encoding": "deflate"})
+                assert resp.status_code in (400, 404), resp.text
+                assert resp.json()["type"] == "error"
