@@ -8,7 +8,7 @@ CLAUDE_VERSION ?= 2.1.331
 CLAUDE_DIR     := .tools/claude
 CLAUDE         := $(CLAUDE_DIR)/node_modules/.bin/claude
 
-.PHONY: help venv claude repro repro-go repro-go-quick verify-sse test quick serve mock-upstream \
+.PHONY: help venv claude repro repro-go repro-go-quick verify-sse sandbox-smoke test quick serve mock-upstream \
         summarize verify-routing gates doctor clean clean-logs
 
 help:
@@ -82,3 +82,6 @@ clean-logs:
 
 clean:
 	rm -rf logs results .pytest_cache build *.egg-info
+
+sandbox-smoke: $(STAMP) $(CLAUDE)
+	$(BIN)/ccp sandbox-smoke --runtime $${SANDBOX_RUNTIME:-local}

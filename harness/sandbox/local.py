@@ -31,22 +31,29 @@ class LocalSandbox:
         self.root = root
         self.id = f"local-{root.name}"
         self.env = env
-        self._procs: list[subprocess.Popen] = []
+        self._groups: set[int] = set()  # process groups started here; delete() kills them all
 
     def run(self, command: str, timeout: float = 120.0) -> CommandResult:
-        proc = subprocess.Popen(["bash", "-c", map_tmp(command, self.root)], cwd=self.root, env=self.env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
-        self._procs.append(proc)
+        """Run until the command itself exits. Output goes to files, not pipes, so a process it left
+        in the background (which keeps running until delete()) cannot hold the call open."""
+        out_path, err_path = self.root / ".ccp-stdout", self.root / ".ccp-stderr"
+        with open(out_path, "wb") as out_fh, open(err_path, "wb") as err_fh:
+            proc = subprocess.Popen(["bash", "-c", map_tmp(command, self.root)], cwd=self.root,
+                                    env=self.env, stdin=subprocess.DEVNULL, stdout=out_fh, stderr=err_fh,
+                                    start_new_session=True)
+        self._groups.add(proc.pid)
+        timed_out = False
         try:
-            out, err = proc.communicate(timeout=timeout)
-            return CommandResult(proc.returncode, out, err)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            out, err = proc.communicate()
+            _kill_group(proc.pid)
+            proc.wait()
+            timed_out = True
+        out = out_path.read_text(errors="replace")
+        err = err_path.read_text(errors="replace")
+        if timed_out:
             return CommandResult(124, out, err + f"\n[timed out after {timeout:.0f}s]", timed_out=True)
-        finally:
-            self._procs.remove(proc)
+        return CommandResult(proc.returncode, out, err)
 
     def read_file(self, path: str) -> str:
         target = Path(map_tmp(path, self.root)) if path.startswith("/tmp/") else self.root / path
@@ -56,14 +63,15 @@ class LocalSandbox:
             raise ArtifactReadError(f"cannot read {path} in sandbox {self.id}: {exc.strerror}") from exc
 
     def delete(self) -> None:
-        for proc in list(self._procs):
-            _kill_group(proc)
+        for group in list(self._groups):
+            _kill_group(group)
+        self._groups.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(pgid: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 

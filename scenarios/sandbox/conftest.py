@@ -1,0 +1,35 @@
+"""Fixtures for the sandbox task: an upstream mock for the task's routes, and a runner."""
+from pathlib import Path
+
+import pytest
+
+from harness.sandbox.e2e import run_task
+from harness.sandbox.runtime import get_runtime
+from harness.sandbox.smoke import mock_env
+from harness.sandbox.task import Task, load_task
+from harness.shim import PROJECT_ROOT
+
+TASK_FILE = PROJECT_ROOT / "tasks" / "claude_proxy_demo.yaml"
+
+
+@pytest.fixture
+def task() -> Task:
+    return load_task(TASK_FILE)
+
+
+@pytest.fixture
+def run_sandbox(tmp_path, _mock_pair, claude_bin):
+    """`run_sandbox(task, runtime="local", **kw) -> RunResult` against the session's anthropic mock
+    (which also answers the OpenAI-protocol route)."""
+    mock = _mock_pair[0]
+    mock.reset()
+
+    def run(task: Task, runtime: str = "local", port: int = 0, **kw):
+        rt = get_runtime(runtime, **kw.pop("runtime_options", {}))
+        return run_task(task, rt, shim_env={**mock_env(mock), **kw.pop("env", {})},
+                        logs_dir=Path(tmp_path) / "logs", results_dir=Path(tmp_path) / "results",
+                        port=port, **kw)
+
+    run.mock = mock
+    yield run
+    mock.reset()
