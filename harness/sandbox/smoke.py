@@ -38,9 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--logs", default="logs/sandbox")
     parser.add_argument("--results", default="results")
     args = parser.parse_args(argv)
+    local_server = None
     try:
         task = load_task(args.task)
-        runtime = get_runtime(args.runtime)
+        options = {}
+        if args.runtime == "opensandbox":
+            url = os.environ.get("OPENSANDBOX_SERVER_URL", "").strip()
+            if not url:  # no server of the operators' (and no Docker here): ccp's compatible one
+                from harness.sandbox.opensandbox_server import OpenSandboxServer
+                local_server = OpenSandboxServer().start()
+                url = local_server.base_url
+                print(f"[sandbox] OpenSandbox server: ccp's local compatible server at {url}")
+            options = {"server_url": url, "api_key": os.environ.get("OPENSANDBOX_API_KEY") or None}
+        runtime = get_runtime(args.runtime, **options)
     except ValueError as exc:
         print(f"UsageError: {exc}", file=sys.stderr)
         return 2
@@ -53,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if mock is not None:
             mock.stop()
+        if local_server is not None:
+            local_server.stop()
     summary = {k: result.to_json()[k] for k in ("task", "runtime", "class", "error", "steps", "checks")}
     print(json.dumps(summary, indent=2))
     print(f"[sandbox] artifact: {(result.artifact_text or '').strip()[:120]!r}")
