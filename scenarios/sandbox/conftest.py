@@ -1,4 +1,5 @@
 """Fixtures for the sandbox task: an upstream mock for the task's routes, and a runner."""
+import os
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,23 @@ def run_sandbox(tmp_path, _mock_pair, claude_bin):
     mock = _mock_pair[0]
     mock.reset()
 
-    def run(task: Task, runtime: str = "local", port: int = 0, **kw):
-        rt = get_runtime(runtime, **kw.pop("runtime_options", {}))
-        return run_task(task, rt, shim_env={**mock_env(mock), **kw.pop("env", {})},
-                        logs_dir=Path(tmp_path) / "logs", results_dir=Path(tmp_path) / "results",
-                        port=port, **kw)
+    def run(task: Task, runtime: str | None = None, port: int = 0, **kw):
+        # SANDBOX_RUNTIME switches the default (local); opensandbox gets ccp's compatible server
+        runtime = runtime or os.environ.get("SANDBOX_RUNTIME", "local")
+        options = kw.pop("runtime_options", {})
+        server = None
+        if runtime == "opensandbox" and "server_url" not in options:
+            from harness.sandbox.opensandbox_server import OpenSandboxServer
+            server = OpenSandboxServer().start()
+            options["server_url"] = server.base_url
+        try:
+            rt = get_runtime(runtime, **options)
+            return run_task(task, rt, shim_env={**mock_env(mock), **kw.pop("env", {})},
+                            logs_dir=Path(tmp_path) / "logs", results_dir=Path(tmp_path) / "results",
+                            port=port, **kw)
+        finally:
+            if server is not None:
+                server.stop()
 
     run.mock = mock
     yield run

@@ -25,7 +25,7 @@ def test_proxy_bind_error(run_sandbox, task):
 def test_sandbox_create_error(run_sandbox, task, tmp_path):
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the sandboxes should go")
-    result = run_sandbox(task, runtime_options={"base_dir": blocked / "boxes"})
+    result = run_sandbox(task, runtime="local", runtime_options={"base_dir": blocked / "boxes"})
     assert result.failure_class == "sandbox_create_error"
     assert result.sandbox_id is None and "cleanup" in result.steps
 
@@ -53,7 +53,7 @@ def test_artifact_read_error(run_sandbox, task):
 def test_cleanup_runs_after_a_failure(run_sandbox, task, tmp_path):
     boxes = tmp_path / "boxes"
     failing = dataclasses.replace(task, commands=("sleep 300 & echo $! > /tmp/bg.pid; exit 1",))
-    result = run_sandbox(failing, runtime_options={"base_dir": boxes})
+    result = run_sandbox(failing, runtime="local", runtime_options={"base_dir": boxes})
     assert result.failure_class == "runtime_error"
     assert list(boxes.iterdir()) == []  # the sandbox folder is gone …
     assert _processes_running(b"sleep\x00300") == []  # … and so is what it left running
