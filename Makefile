@@ -9,7 +9,7 @@ CLAUDE_DIR     := .tools/claude
 CLAUDE         := $(CLAUDE_DIR)/node_modules/.bin/claude
 
 .PHONY: help venv claude repro repro-go repro-go-quick verify-sse sandbox-smoke test quick serve mock-upstream \
-        summarize verify-routing gates doctor clean clean-logs
+        summarize verify-routing gates doctor clean clean-logs bench bench-quick smoke-license
 
 help:
 	@echo "make repro          mock upstreams + shim + probes + METRICS + gates (no keys needed)"
@@ -19,9 +19,11 @@ help:
 	@echo "make verify-sse     the streaming scenarios"
 	@echo "make claude         install the pinned claude CLI into $(CLAUDE_DIR)"
 	@echo "make quick          unit tests only"
+	@echo "make smoke-license  licence enforcement end to end (USE_LICENSE_LOGIN=1: via the issuer)"
 	@echo "make serve          run the shim on 127.0.0.1:18080"
 	@echo "make mock-upstream  run a mock Anthropic-compatible upstream"
 	@echo "make summarize | verify-routing | gates   reports over logs/usage.jsonl"
+	@echo "make bench          the benchmark (LiteLLM and CCR installed on demand into .bench/)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,5 +85,26 @@ clean-logs:
 clean:
 	rm -rf logs results .pytest_cache build *.egg-info
 
+# Licence enforcement: shim restarted without, with and again without a licence (keys minted by the
+# test). USE_LICENSE_LOGIN=1 gets the licence through the issuer and `ccp license login` instead.
+smoke-license: $(STAMP)
+	$(BIN)/pytest -m licence scenarios/licence
+
 sandbox-smoke: $(STAMP) $(CLAUDE)
 	$(BIN)/ccp sandbox-smoke --runtime $${SANDBOX_RUNTIME:-local}
+
+# The benchmark: direct / floor / ccp / LiteLLM / claude-code-router on one fast mock. The third-party
+# proxies are installed on first use into the git-ignored .bench/ (skipped with a line if they cannot be).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet orjson uvloop py-spy
+	$(BIN)/ccp bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m pip install --quiet orjson uvloop py-spy
+	$(BIN)/ccp bench --quick
+
+# quotas, the SQLite usage store and row 4b on a real shim (mocks only)
+.PHONY: quotas
+quotas: $(STAMP)
+	$(BIN)/pytest scenarios/quotas tests/proxy/test_quotas.py tests/proxy/test_store.py \
+	  tests/proxy/test_usage_api.py tests/proxy/test_usage_cli.py

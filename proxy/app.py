@@ -22,6 +22,7 @@ from proxy.session_api import add_routes as add_session_routes
 from proxy.settings import Settings
 from proxy.state import LANE_HEADER, RID_HEADER, STATE, ShimState
 from proxy.upstream import Upstream, make_upstream
+from proxy.usage_api import add_usage_routes, start_usage, stop_usage
 from proxy.metrics import CONTENT_TYPE_LATEST
 from proxy.usage import new_record
 
@@ -167,6 +168,7 @@ async def handle_readyz(request: web.Request) -> web.Response:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     state.open_writer()
+    usage_task = await start_usage(state)  # the store, the quota book restored from it, rollups
     own_upstream = state.upstream is None
     if own_upstream:
         client = make_upstream(state.settings)
@@ -176,6 +178,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if own_upstream:
         await client.close()
         state.upstream = None
+    await stop_usage(state, usage_task)
     state.writer.close()
 
 
@@ -193,5 +196,6 @@ def create_app(settings: Settings, upstream: Upstream | None = None) -> web.Appl
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_post("/v1/admin/logs-rotate", handle_rotate)
     add_session_routes(app, app[STATE].sessions, settings)
+    add_usage_routes(app, app[STATE])
     app.router.add_route("*", "/{tail:.*}", handle_unknown)
     return app

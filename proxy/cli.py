@@ -6,10 +6,12 @@ Exit codes: 0 ok, 1 a gate or check failed, 2 a usage or configuration error (pr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import time
 from typing import Callable
 
-from proxy.settings import ConfigError, Settings
+from proxy.settings import ConfigError, Settings, parse_base_url, parse_pubkey_file
 
 DEFAULT_PORT = 18080
 
@@ -21,8 +23,21 @@ def _serve(argv: list[str]) -> int:
                         help="port to bind (default: the CCP_PROFILE's port, 18080 for default); "
                              "0 lets the OS choose (announced on stdout)")
     parser.add_argument("--port-file", help="also write the bound port to this file")
+    parser.add_argument("--license-pack", metavar="FILE",
+                        help="licence pack to run with (overrides CC_LICENSE_PACK and the others)")
+    parser.add_argument("--policy-url", metavar="URL", help="signed policy pack (CCP_POLICY_URL)")
+    parser.add_argument("--policy-pubkey", metavar="FILE",
+                        help="file with the policy's base64 public key (CCP_POLICY_PUBKEY)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    if args.license_pack:
+        settings = settings.with_licence_pack(args.license_pack, time.time())
+    if args.policy_url:
+        settings = dataclasses.replace(settings,
+                                       policy_url=parse_base_url("--policy-url", args.policy_url))
+    if args.policy_pubkey:
+        settings = dataclasses.replace(
+            settings, policy_pubkey=parse_pubkey_file("--policy-pubkey", args.policy_pubkey))
     from proxy.server import run
     port = settings.default_port if args.port is None else args.port
     return run(settings, args.host, port, args.port_file)
@@ -128,6 +143,36 @@ def _shell_init(argv: list[str]) -> int:
     return shell_init_main(argv)
 
 
+def _license(argv: list[str]) -> int:
+    from proxy.license_cli import main
+    return main(argv)
+
+
+def _status(argv: list[str]) -> int:
+    from proxy.usage_cli import status_main
+    return status_main(argv)
+
+
+def _usage_verb(argv: list[str]) -> int:
+    from proxy.usage_cli import usage_main
+    return usage_main(argv)
+
+
+def _quotas(argv: list[str]) -> int:
+    from proxy.usage_cli import quotas_main
+    return quotas_main(argv)
+
+
+def _db(argv: list[str]) -> int:
+    from proxy.usage_cli import db_main
+    return db_main(argv)
+
+
+def _bench(argv: list[str]) -> int:
+    from harness.bench.run import main
+    return main(argv)
+
+
 def _doctor(argv: list[str]) -> int:
     from proxy.doctor import main
     return main(argv)
@@ -152,7 +197,13 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "logs": (_logs, "usage records in a readable form (-n N, --follow, --raw)"),
     "probe": (_probe, "one real `claude` CLI probe through the shim: probe haiku|sonnet PROMPT"),
     "shell-init": (_shell_init, "shell functions ccc-on/off/status/logs/restart, ccp-haiku/sonnet"),
+    "bench": (_bench, "the benchmark: direct, floor, ccp, LiteLLM, CCR on a mock (--quick, --targets)"),
     "doctor": (_doctor, "what is missing for each path (mock repro, real API, CLI probes)"),
+    "license": (_license, "signed licences: license set|status|login|issuer|keygen"),
+    "status": (_status, "quota table: rolling %, weekly %, warn/block, tokens/s, peak hour"),
+    "usage": (_usage_verb, "quota usage per model; --banner: a one-line meter"),
+    "quotas": (_quotas, "quotas reload [FILE]: hot-reload the running shim's quotas"),
+    "db": (_db, "the SQLite usage store: db status|export --csv F|import --jsonl F|merge DIR --out DIR"),
     "model": (_model, "the manual model override: model [NAME | --clear] (restart the shim to apply)"),
 }
 

@@ -35,6 +35,21 @@ class Metrics:
         self.bytes = Counter("ccp_relayed_bytes", "Bytes relayed", ("direction",), registry=r)
         self.retries = Counter("ccp_upstream_retries", "Upstream retries (backoff)", registry=r)
         self.tasks = Gauge("ccp_tasks", "asyncio tasks alive in the shim's loop", registry=r)
+        # the SQLite usage store (proxy.store): fed from its writer thread and rollup task
+        self.store_writes = Counter("ccp_store_writes", "Usage records written to the store",
+                                    registry=r)
+        self.store_write_errors = Counter("ccp_store_write_errors",
+                                          "Usage records the store could not write (JSONL has them)",
+                                          registry=r)
+        self.store_rollup = Histogram("ccp_store_rollup_duration_seconds",
+                                      "Time one hour/day rollup refresh (and pruning) took",
+                                      buckets=_BUCKETS, registry=r)
+        self.store_bytes = Gauge("ccp_store_size_bytes", "Size of the store on disk (with its WAL)",
+                                 registry=r)
+        self.quota_pct = Gauge("ccp_quota_used_pct", "Budget used, per quota and window",
+                               ("quota", "window"), registry=r)
+        self.quota_blocked = Gauge("ccp_quota_blocked", "1 while a quota blocks", ("quota",),
+                                   registry=r)
 
     def observe(self, rec: dict) -> None:
         """Count one finished request from its usage record."""

@@ -4,6 +4,8 @@ Every provider of the catalog (the built-in lanes and any configured one) is pro
 with a `HEAD` (2 s). Any HTTP answer from 200 to 405 means the host is
 there and speaking HTTP (an API root commonly answers 404 or 405), so the lane counts as reachable; the
 status is kept with a `reason` naming it. Connection errors and timeouts make the lane unreachable.
+The `license` object (proxy.license.readiness_view) reports the licence verified at start; it never
+makes the shim unready: with enforcement on, an invalid licence only keeps haiku on anthropic.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import asyncio
 
 import aiohttp
 
+from proxy.license import readiness_view
 from proxy.routing import LANE_ANTHROPIC, LANE_ZAI
 from proxy.settings import Settings
 from proxy.upstream import ssl_for
@@ -53,5 +56,4 @@ async def readiness(settings: Settings) -> dict:
         r["required"] = r["lane"] in REQUIRED
     return {"ok": all(r["reachable"] for r in results if r["required"]),
             "providers": {r["lane"]: r for r in results},
-            "license": {"ok": True, "enforced": False, "plan": None, "features": [],
-                        "expires_at": None, "reason": "enforcement off"}}
+            "license": readiness_view(settings.licence, settings.licence_enforce)}

@@ -10,6 +10,8 @@ Rows of the DESIGN table implemented here (first match wins):
                                               anthropic with that model, ``manual_override``
   3. a catalog route matches the model     -> the route's provider,    ``route``
   4. a haiku model and force-haiku-to-zai  -> zai,                     ``to_zai``
+ 4a.   …but licence enforcement is on and the licence does not grant ``zai_offload``
+                                           -> anthropic,               ``license_block``
   5. anything else                         -> anthropic,               ``to_anth``
 A route's lane is its provider's name; its upstream model is the route's ``model``, else the name asked.
 """
@@ -53,6 +55,8 @@ class RoutingPolicy(NamedTuple):
 
     offload_paused: bool = False
     force_haiku_to_zai: bool = True
+    licence_enforced: bool = False  # CCP_LICENSE_ENFORCE
+    licence_allows_offload: bool = True  # a valid licence grants zai_offload (see proxy.license)
 
 
 class Decision(NamedTuple):
@@ -87,5 +91,7 @@ def decide(meta: RequestMeta, policy: RoutingPolicy, catalog: "Catalog | None" =
     if route is not None:
         return _via(route, meta.model, "route", catalog)
     if policy.force_haiku_to_zai and is_haiku(meta.model):
+        if policy.licence_enforced and not policy.licence_allows_offload:
+            return Decision(LANE_ANTHROPIC, LANE_ANTHROPIC, meta.model, "license_block")
         return Decision(LANE_ZAI, LANE_ZAI, meta.model, "to_zai")
     return Decision(LANE_ANTHROPIC, LANE_ANTHROPIC, meta.model, "to_anth")

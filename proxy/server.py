@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -19,6 +20,8 @@ from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.web_protocol import RequestPayloadError
 
 from proxy.app import create_app
+from proxy.license import log_line
+from proxy.policy import load_for
 from proxy.settings import Settings
 
 log = logging.getLogger("ccp.shim")
@@ -73,9 +76,36 @@ class _OneLineBadRequests(logging.Filter):
         return True
 
 
+def prepare(settings: Settings, now: float) -> Settings:
+    """The settings to serve with: the policy pack applied (one line on how), the licence logged."""
+    httpx_log = logging.getLogger("httpx")
+    level = httpx_log.level
+    httpx_log.setLevel(logging.WARNING)  # one line per policy outcome, not one per GET
+    try:
+        settings, outcome = load_for(settings, now)
+    finally:
+        httpx_log.setLevel(level)
+    if outcome is not None:
+        log.log(logging.INFO if outcome.source == "remote" else logging.WARNING, outcome.message)
+    log.info(log_line(settings.licence, settings.licence_enforce))
+    return settings
+
+
 def run(settings: Settings, host: str, port: int, port_file: str | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
-    asyncio.run(serve(settings, host, port, port_file))
+    settings = prepare(settings, time.time())
+    run_loop(serve(settings, host, port, port_file))
     return 0
+
+
+def run_loop(coro) -> None:
+    """asyncio.run on uvloop when it is installed (the bench: ~10% less CPU per request), else on
+    asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)

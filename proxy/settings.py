@@ -9,15 +9,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from proxy import license as lic
 from proxy.profiles import BASE_PORT, DEFAULT_PROFILE, resolve_profile
 from proxy.routing import RoutingPolicy
 
 if TYPE_CHECKING:
     from proxy.catalog import Catalog
+    from proxy.quotas import QuotaConfig
 
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 DEFAULT_ZAI_BASE_URL = "https://api.z.ai/api/anthropic"
@@ -37,6 +40,11 @@ HEADER_MODES = ("x-api-key", "authorization")
 DEFAULT_CONFIG_FILE = None
 DEFAULT_PROVIDERS_FILE = "configs/providers.yaml"
 MODEL_FILE = "model"  # <config home>/model: the persisted manual override (`ccp model NAME`)
+DB_FILE = "ccp.sqlite3"  # the usage store, in the logs folder unless CCP_DB_PATH names another
+DEFAULT_ROLLUP_INTERVAL = 300.0
+DEFAULT_SAMPLE_TTL_DAYS = 7
+QUOTAS_FILE = "quotas.yaml"  # <config home>/quotas.yaml (user) before configs/quotas.yaml (repo)
+DEFAULT_QUOTAS_FILE = "configs/quotas.yaml"
 
 
 class ConfigError(ValueError):
@@ -132,6 +140,13 @@ def parse_pem_file(key: str, raw: str) -> str:
     return path
 
 
+def parse_pubkey_file(key: str, raw: str) -> str:
+    path = raw.strip()
+    if not Path(path).is_file():
+        raise ConfigError(f"{key}={raw!r}: file not found (expected a file with a base64 public key)")
+    return path
+
+
 def parse_base_url(key: str, raw: str) -> str:
     value = raw.strip().rstrip("/")
     if not re.match(r"^https?://[^/\s]+", value):
@@ -179,6 +194,23 @@ class Settings:
     config_home: str = ""  # CCP_CONFIG_HOME, else $HOME/.config/ccp ("" = no user files)
     model_override: str | None = None  # CCP_MODEL, else the first line of <config home>/model
     model_override_source: str | None = None  # "CCP_MODEL" or the model file's path
+    licence_enforce: bool = False  # CCP_LICENSE_ENFORCE: haiku offload needs a licence (row 4a)
+    # The licence in force, verified once by from_env() (sources: CC_LICENSE_PACK, <config home>/
+    # license.pack, CC_LICENSE_JSON + CC_LICENSE_SIG); `ccp serve --license-pack` replaces it.
+    licence: lic.LicenceState = field(default_factory=lic.LicenceState.missing)
+    licence_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # CCP_LICENSE_PUBKEY_B64
+    policy_url: str | None = None  # CCP_POLICY_URL: a signed policy pack (proxy.policy)
+    policy_pubkey: str | None = None  # CCP_POLICY_PUBKEY: a file with the base64 public key
+    # Routing toggles the environment set explicitly: a policy pack's defaults never override them.
+    routing_from_env: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    persist: bool = True  # CCP_PERSIST: also write every usage record to the SQLite store
+    db_path: str | None = None  # CCP_DB_PATH (None: <logs_dir>/ccp.sqlite3; see `db_file`)
+    rollup_interval: float = DEFAULT_ROLLUP_INTERVAL  # CCP_ROLLUP_INTERVAL: hour/day rollups
+    sample_ttl_days: int = DEFAULT_SAMPLE_TTL_DAYS  # CCP_SAMPLE_TTL_DAYS: 0 keeps samples forever
+    quotas_file: str | None = None  # CCP_QUOTAS_FILE, else <config home>/quotas.yaml, else repo
+    reroute_mode: str = "block"  # CCP_REROUTE_MODE (see proxy.quotas)
+    dev_enable: bool = False  # CCP_DEV_ENABLE: the /v1/dev/* endpoints
+    quotas: "QuotaConfig" = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     # Built by from_env() (so a bad file fails at start); a Settings made directly gets the built-in
     # lanes from its own fields. Read once: a running shim needs a restart to see file changes.
     catalog: "Catalog" = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
@@ -187,15 +219,34 @@ class Settings:
         if self.catalog is None:
             from proxy.catalog import Catalog, builtin_providers  # catalog imports this module
             object.__setattr__(self, "catalog", Catalog(builtin_providers(self)))
+        if self.quotas is None:
+            from proxy.quotas import QuotaConfig
+            object.__setattr__(self, "quotas", QuotaConfig())
+
+    @property
+    def db_file(self) -> str:
+        """Where the usage store lives (CCP_DB_PATH, else <logs_dir>/ccp.sqlite3)."""
+        return self.db_path or str(Path(self.logs_dir) / DB_FILE)
 
     @property
     def routing(self) -> RoutingPolicy:
         return RoutingPolicy(offload_paused=self.offload_paused,
-                             force_haiku_to_zai=self.force_haiku_to_zai)
+                             force_haiku_to_zai=self.force_haiku_to_zai,
+                             licence_enforced=self.licence_enforce,
+                             licence_allows_offload=lic.allows(self.licence, lic.FEATURE_ZAI_OFFLOAD))
+
+    def trusted_licence_keys(self) -> dict:
+        """kid -> Ed25519 public key: the built-in keys plus CCP_LICENSE_PUBKEY_B64."""
+        return lic.parse_trusted_keys(",".join(f"{k}={v}" for k, v in self.licence_keys))
+
+    def with_licence_pack(self, pack_file: str, now: float) -> "Settings":
+        """These settings with the licence from `pack_file` (``ccp serve --license-pack``)."""
+        state = lic.load_state(pack_file, "", None, None, self.trusted_licence_keys(), now)
+        return dataclasses.replace(self, licence=state)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Build settings from `env` (default: the process environment)."""
+    def from_env(cls, env: Mapping[str, str] | None = None, now: float | None = None) -> "Settings":
+        """Build settings from `env` (default: the process environment); `now` dates the licence."""
         env = os.environ if env is None else env
 
         def get(*keys: str) -> tuple[str, str] | None:
@@ -227,6 +278,14 @@ class Settings:
             ("backoff_max_seconds", ("CCP_BACKOFF_MAX_SECONDS",), parse_duration),
             ("upstream_client", ("CCP_UPSTREAM_CLIENT",), parse_upstream_client),
             ("ca_bundle", ("CCP_CA_BUNDLE", "SSL_CERT_FILE"), parse_pem_file),
+            ("persist", ("CCP_PERSIST",), parse_bool),
+            ("rollup_interval", ("CCP_ROLLUP_INTERVAL",), parse_duration),
+            ("sample_ttl_days", ("CCP_SAMPLE_TTL_DAYS",), parse_count),
+            ("reroute_mode", ("CCP_REROUTE_MODE",), parse_reroute_mode),
+            ("dev_enable", ("CCP_DEV_ENABLE",), parse_bool),
+            ("licence_enforce", ("CCP_LICENSE_ENFORCE",), parse_bool),
+            ("policy_url", ("CCP_POLICY_URL",), parse_base_url),
+            ("policy_pubkey", ("CCP_POLICY_PUBKEY",), parse_pubkey_file),
         ):
             found = get(*keys)
             if found is not None and found[1].strip() != "":
@@ -250,6 +309,11 @@ class Settings:
             if env.get(key, "").strip():
                 kw[attr] = env[key].strip()
         kw.update(_config_files(env))
+        kw.update(_licence(env, kw["config_home"], time.time() if now is None else now))
+        kw["routing_from_env"] = frozenset(
+            attr for attr, key in (("force_haiku_to_zai", "FORCE_HAIKU_TO_ZAI"),
+                                   ("offload_paused", "OFFLOAD_PAUSED"),
+                                   ("zai_header_mode", "ZAI_HEADER_MODE")) if env.get(key, "").strip())
         fallback = env.get("CCP_FALLBACK_LANE", "").strip()
         settings = cls(**kw)
         from proxy.catalog import load_catalog  # catalog imports this module
@@ -257,13 +321,52 @@ class Settings:
         if fallback and catalog.provider(fallback) is None:
             raise ConfigError(f"CCP_FALLBACK_LANE={fallback!r}: no such provider "
                               f"(known: {', '.join(sorted(catalog.providers))})")
-        return dataclasses.replace(settings, catalog=catalog, fallback_lane=fallback)
+        db_path = env.get("CCP_DB_PATH", "").strip() or None
+        quotas_file = _quotas_file(env, settings.config_home)
+        quotas = None
+        if quotas_file:
+            from proxy.quotas import QuotaError, load_quotas
+            try:
+                quotas = load_quotas(quotas_file, catalog.providers)
+            except QuotaError as exc:
+                raise ConfigError(f"CCP_QUOTAS_FILE: {exc}") from None
+        return dataclasses.replace(settings, catalog=catalog, fallback_lane=fallback, db_path=db_path,
+                                   quotas_file=quotas_file, quotas=quotas)
 
     def secrets(self) -> list[str]:
         """Every configured credential value (catalog keys included), for redaction."""
         values = [s.reveal() for s in (self.zai_api_key, self.anthropic_auth_token,
                                        self.anthropic_api_key, self.admin_token) if s]
         return values + [v for v in dict.fromkeys(self.catalog.secrets()) if v not in values]
+
+
+def parse_reroute_mode(key: str, raw: str) -> str:
+    from proxy.quotas import parse_reroute_mode as parse
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key}={exc}") from None
+
+
+def quotas_file_candidates(env: Mapping[str, str], config_home: str) -> list[tuple[str, str]]:
+    """Where a quotas file may be, highest precedence first: (origin, path)."""
+    out = []
+    if env.get("CCP_QUOTAS_FILE", "").strip():
+        out.append(("CCP_QUOTAS_FILE", env["CCP_QUOTAS_FILE"].strip()))
+    if config_home:
+        out.append(("user", str(Path(config_home) / QUOTAS_FILE)))
+    out.append(("repo", DEFAULT_QUOTAS_FILE))
+    return out
+
+
+def _quotas_file(env: Mapping[str, str], config_home: str) -> str | None:
+    """CCP_QUOTAS_FILE (must exist), else the user file, else the repo file, else None."""
+    for origin, path in quotas_file_candidates(env, config_home):
+        if Path(path).is_file():
+            return path
+        if origin == "CCP_QUOTAS_FILE":
+            raise ConfigError(f"CCP_QUOTAS_FILE={path!r}: file not found")
+    return None
 
 
 def _config_files(env: Mapping[str, str]) -> dict:
@@ -291,3 +394,17 @@ def _config_files(env: Mapping[str, str]) -> dict:
         if line:
             kw.update(model_override=line, model_override_source=str(path))
     return kw
+
+
+def _licence(env: Mapping[str, str], config_home: str, now: float) -> dict:
+    """Trusted licence keys and the licence in force (verified once, here, at start)."""
+    spec = env.get("CCP_LICENSE_PUBKEY_B64", "")
+    try:
+        trusted = lic.parse_trusted_keys(spec)
+    except ValueError as exc:  # the message names the kid, never the key material
+        raise ConfigError(f"CCP_LICENSE_PUBKEY_B64: {exc}") from None
+    keys = tuple((kid, lic.public_key_b64(key)) for kid, key in trusted.items())
+    state = lic.load_state(env.get("CC_LICENSE_PACK", "").strip() or None, config_home,
+                           env.get("CC_LICENSE_JSON", "").strip() or None,
+                           env.get("CC_LICENSE_SIG", "").strip() or None, trusted, now)
+    return {"licence_keys": keys, "licence": state}

@@ -9,8 +9,10 @@ from aiohttp import web
 from proxy.headers import LaneCredentials
 from proxy.metrics import Metrics
 from proxy.partials import write_partial
+from proxy.quotas import QuotaBook
 from proxy.sessions import SessionRegistry
 from proxy.settings import Settings
+from proxy.store import UsageStore
 from proxy.thinking import SignatureBook
 from proxy.trajectory import TrajectoryWriter
 from proxy.upstream import Upstream
@@ -31,6 +33,8 @@ class ShimState:
         self.trajectories = TrajectoryWriter(settings.logs_dir)
         self.signatures = SignatureBook()
         self.metrics = Metrics()
+        self.quotas = QuotaBook(settings.quotas)  # proxy.quotas: accounting + row 4b
+        self.store: UsageStore | None = None  # proxy.store: opened by open_store() (CCP_PERSIST)
         self.secret_values = [*settings.secrets()]
         self.creds = LaneCredentials(
             zai_api_key=settings.zai_api_key.reveal(),
@@ -59,11 +63,22 @@ class ShimState:
                                   on_rotate=self.metrics.rotations.inc)
         return self.writer
 
+    def open_store(self) -> UsageStore | None:
+        """The SQLite usage store when CCP_PERSIST is on (a store that cannot open degrades)."""
+        if self.settings.persist:
+            self.store = UsageStore(self.settings.db_file, self.settings.sample_ttl_days,
+                                    self.metrics)
+            self.store.start()
+        return self.store
+
     def record(self, rec: dict) -> None:
-        """The end of every request: one usage line, and the metrics that follow from it."""
+        """The end of every request: one usage line, the metrics, the quota book and the store."""
         if self.writer is not None:
             self.writer.write(rec)
         self.metrics.observe(rec)
+        self.quotas.account(rec)
+        if self.store is not None:
+            self.store.write(rec)  # only enqueues; the JSONL line above never depends on it
 
     def new_rid(self) -> str:
         self._rid_count += 1

@@ -16,6 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+try:  # a record line in ~1/5 of json's time; the same bytes for the types a record holds
+    import orjson
+except ImportError:  # pragma: no cover - a dependency; json writes the same line without it
+    orjson = None
+
 USAGE_FILE = "usage.jsonl"
 KEEP_ROTATED = 5
 
@@ -113,7 +118,7 @@ class UsageWriter:
         return rotated
 
     def write(self, record: dict) -> None:
-        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        line = record_line(record)
         with self._lock:
             if self._moved_away():
                 os.close(self._fd)
@@ -132,6 +137,16 @@ class UsageWriter:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+
+def record_line(record: dict) -> bytes:
+    """One record as one compact UTF-8 JSON line (orjson, or json for what orjson refuses)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # e.g. a subclass of str it will not write, or an int past 64 bits
+            pass
+    return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
 def rotate_usage(logs_dir: str | os.PathLike, keep: int = KEEP_ROTATED) -> Path | None:

@@ -43,3 +43,23 @@ def test_cross_protocol_body_is_converted():
     out, out_body = _upstream_body(payload, b"", "anthropic", _provider("openai"), "p", "up-m", state, {})
     assert out["model"] == "up-m" and out["messages"][0] == {"role": "system", "content": "s"}
     assert b'"up-m"' in out_body
+
+
+def test_loads_gives_json_results_for_what_orjson_refuses():
+    import json
+
+    from proxy.exchange import _loads, _stdlib_reading
+    for body in (b'{"model":"m","x":NaN}', b'{"model":"\\ud800"}',
+                 b'{"model":"m","a":[1,2.5,"\xc3\xa9"]}'):
+        assert repr(_loads(body)) == repr(json.loads(body))
+    big = b'{"model":"m","n":123456789012345678901234567890}'
+    assert _loads(big)["model"] == "m"  # enough to route; the exact reading is for rewrites
+    assert _stdlib_reading(big, _loads(big))["n"] == 123456789012345678901234567890
+    with pytest.raises(ValueError):
+        _loads(b'{"model":')
+
+
+def test_loads_refuses_the_nesting_json_refuses():
+    from proxy.exchange import _loads
+    with pytest.raises(RecursionError):
+        _loads(b'{"model":"m","messages":' + b"[" * 1_000 + b"]" * 1_000 + b"}")

@@ -106,3 +106,30 @@ def test_routing_stays_pure():
                 if isinstance(node, (ast.Import, ast.ImportFrom))
                 for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
     assert not imported & {"os", "aiohttp"}
+
+
+# Row 4a: licence enforcement.
+@pytest.mark.parametrize("enforced, allows, lane, reason", [
+    (False, False, LANE_ZAI, "to_zai"),          # opt-in: no enforcement, full features
+    (True, True, LANE_ZAI, "to_zai"),            # a licence that grants zai_offload
+    (True, False, LANE_ANTHROPIC, "license_block"),
+])
+def test_licence_row_4a(enforced, allows, lane, reason):
+    policy = RoutingPolicy(licence_enforced=enforced, licence_allows_offload=allows)
+    d = decide(RequestMeta("claude-haiku-4-5"), policy)
+    assert (d.lane, d.provider, d.upstream_model, d.reason) == (lane, lane, "claude-haiku-4-5", reason)
+
+
+def test_licence_block_touches_only_the_haiku_row():
+    policy = RoutingPolicy(licence_enforced=True, licence_allows_offload=False)
+    assert decide(RequestMeta("claude-sonnet-4-5"), policy).reason == "to_anth"
+    assert decide(RequestMeta("claude-haiku-4-5"), policy._replace(offload_paused=True)).reason \
+        == "offload_paused"
+    assert decide(RequestMeta("claude-haiku-4-5"), policy._replace(force_haiku_to_zai=False)).reason \
+        == "to_anth"
+    assert decide(RequestMeta("claude-haiku-4-5"), policy, _catalog()).reason == "route"
+
+
+def test_old_positional_policy_still_works():
+    assert RoutingPolicy(False, True) == RoutingPolicy()
+    assert decide(RequestMeta("claude-haiku-4-5"), RoutingPolicy(False, True)).reason == "to_zai"

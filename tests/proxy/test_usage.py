@@ -98,3 +98,15 @@ def test_writer_follows_a_rotation_done_by_someone_else(tmp_path):
     writer.close()
     assert json.loads((tmp_path / "usage.jsonl").read_text())["rid"] == "after"
     assert json.loads((tmp_path / "usage.jsonl.1").read_text())["rid"] == "before"
+
+
+def test_record_line_is_the_json_line_byte_for_byte():
+    from proxy.usage import record_line
+    rec = new_record("abc-000001", "/v1/messages")
+    rec.update(model="claude-sonnet-4-5 ✓", latency_ms=1.25, overhead_ms=0.1, in_tokens=12,
+               sse={"events": 3, "bytes": 10, "duration_ms": 0.333, "complete": True},
+               rewrites=["model"], reason='quote " and \\ and \n')
+    expected = (json.dumps(rec, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    assert record_line(rec) == expected
+    rec["in_tokens"] = 2 ** 70  # orjson refuses it; json writes it
+    assert record_line(rec).endswith(b"\n") and str(2 ** 70).encode() in record_line(rec)

@@ -1,0 +1,63 @@
+"""The floor: the least an aiohttp relay can do — no routing, no logging, no metrics, no store.
+
+Every POST is sent to `--upstream` + the same path with the same body bytes and the content-type and
+credential headers; the answer's status, content-type and body come back, streamed chunk by chunk.
+One pooled client session for the process. `ccp`'s costs are judged as ratios against this.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+
+import aiohttp
+from aiohttp import web
+
+from harness.bench.procs import run_fast
+
+FORWARDED = ("content-type", "x-api-key", "authorization", "anthropic-version", "x-mock-deltas",
+             "x-mock-delay-ms")
+
+
+async def serve(host: str, port: int, upstream: str) -> None:
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        headers = {k: request.headers[k] for k in FORWARDED if k in request.headers}
+        async with session.post(upstream + request.path, data=body, headers=headers) as up:
+            ctype = up.headers.get("content-type", "application/json")
+            if not ctype.startswith("text/event-stream"):
+                return web.Response(status=up.status, body=await up.read(),
+                                    headers={"content-type": ctype})
+            out = web.StreamResponse(status=up.status, headers={"content-type": ctype})
+            await out.prepare(request)
+            async for chunk in up.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/{tail:.*}", relay)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096)
+    await site.start()
+    print(json.dumps({"event": "listening", "port": runner.addresses[0][1], "pid": os.getpid()}),
+          flush=True)
+    await asyncio.Event().wait()  # until SIGTERM
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.floor_relay")
+    parser.add_argument("--upstream", required=True, help="base URL, e.g. http://127.0.0.1:9000")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    run_fast(serve(args.host, args.port, args.upstream.rstrip("/")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

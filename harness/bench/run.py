@@ -1,0 +1,224 @@
+"""`ccp bench`: one interleaved run of every scenario against every target, then the report.
+
+    mock ← direct | floor | ccp | litellm | ccr      (each a process of its own, on loopback)
+
+Order: for each round, for each scenario, each target in turn (A B C A B C …), so a target and
+`direct` are measured back to back and paired per round. Before any load, every target is
+smoke-checked: the mock must have received every request sent through it, so no target can win by
+not proxying (and each scenario re-checks that the mock's call count grew by at least the answers
+counted). Exit 0 when the bench ran (misses are reported), 1 with `--strict` and a missed target,
+2 on a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.bench import matrix, report, stats
+from harness.bench.loadgen import LoadSpec, run_load
+from harness.bench.procs import run_fast
+from harness.bench.targets import Ccp, Direct, FastMock, Floor, Target
+from harness.shim import PROJECT_ROOT
+
+DEFAULT_TARGETS = ("direct", "floor", "ccp", "ccp-aiohttp", "litellm", "ccr")
+HEADERS = {"content-type": "application/json", "x-api-key": "bench-client-key",
+           "anthropic-version": "2023-06-01"}
+
+
+def make_target(name: str) -> Target:
+    if name == "litellm" or name == "ccr":
+        from harness.bench.external import CCR, LiteLLM
+        return LiteLLM() if name == "litellm" else CCR()
+    if name == "ccp-aiohttp":  # the same shim on its HTTP/1.1 aiohttp upstream client
+        return Ccp(name, {"CCP_UPSTREAM_CLIENT": "aiohttp"})
+    return {"direct": Direct, "floor": Floor, "ccp": Ccp}[name]()
+
+
+def spec_for(target: Target, sc: matrix.Scenario, body_kb: int) -> LoadSpec:
+    body = matrix.request_body(target.model(sc.convert), sc.stream, body_kb)
+    return LoadSpec(url=target.url + "/v1/messages", body=body, headers=HEADERS,
+                    concurrency=sc.concurrency, stream=sc.stream, total=sc.total,
+                    duration=sc.duration, cap=sc.cap)
+
+
+def smoke(target: Target, mock: FastMock, body_kb: int) -> dict[str, str]:
+    """Reasons by kind (`json`, `stream`, `convert`) where a request sent through `target` did not
+    reach the mock or did not come back whole; empty when all did."""
+    mock.configure(deltas=8)
+    failed = {}
+    for kind, sc in (("json", matrix.Scenario("smoke", 2, total=10)),
+                     ("stream", matrix.Scenario("smoke", 2, True, total=4)),
+                     ("convert", matrix.Scenario("smoke", 2, convert=True, total=4))):
+        before = mock.calls()
+        res = run_fast(run_load(spec_for(target, sc, body_kb)))
+        got = mock.calls() - before
+        if res.error_count or res.ok != sc.total or got < sc.total:
+            failed[kind] = (f"smoke check failed ({kind}): {res.ok}/{sc.total} ok, "
+                            f"errors {dict(res.errors)}, mock received {got}")
+    return failed
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{model}, {os.cpu_count()} cores, {mem:.0f} GB RAM, {platform.system()} {platform.release()}"
+
+
+def describe(sc: matrix.Scenario) -> str:
+    load = f"{sc.total} requests" if sc.total else f"{sc.duration:g} s"
+    kind = ("Anthropic client → OpenAI provider (conversion)" if sc.convert else
+            f"stream, {sc.deltas} deltas" + (f" × {sc.delay_ms} ms" if sc.delay_ms else "")
+            if sc.stream else "non-stream JSON")
+    return f"{kind}; {sc.concurrency} concurrent clients; {load} per round; hard cap {sc.cap:g} s."
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ccp bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="short scenarios (about a minute in all)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
+                   help="comma-separated: direct,floor,ccp,ccp-aiohttp,litellm,ccr")
+    p.add_argument("--body-kb", type=int, default=64)
+    p.add_argument("--results-dir", default=str(PROJECT_ROOT / "results"))
+    p.add_argument("--no-install", action="store_true", help="skip targets not installed yet")
+    p.add_argument("--no-profile", action="store_true", help="no py-spy profile on a missed target")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a ccp target is missed")
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the `finally` below stops every process the bench started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    if "direct" not in names:
+        names.insert(0, "direct")  # every added latency is paired with it
+    workdir = Path(tempfile.mkdtemp(prefix="ccp-bench-"))
+    scenarios = matrix.scenarios(args.quick)
+    mock = FastMock().start(workdir)
+    live: list[Target] = []
+    skipped: dict[str, str] = {}
+    rounds: dict = {}
+    try:
+        for name in names:
+            target = make_target(name)
+            ensure = getattr(target, "ensure", None)
+            if ensure is not None:
+                if args.no_install and not getattr(target, "exe", getattr(target, "cli", Path())).exists():
+                    reason = "not installed (--no-install)"
+                else:
+                    print(f"[bench] installing {name} if needed …", flush=True)
+                    reason = ensure()
+                if reason:
+                    skipped[name] = f"could not be installed: {reason}"
+                    print(f"[bench] SKIP {name}: {skipped[name]}", flush=True)
+                    continue
+            try:
+                target.start(mock.url, workdir)
+                failed = smoke(target, mock, args.body_kb)
+            except Exception as exc:  # noqa: BLE001 - any failure to start skips the target
+                failed = {"start": f"did not start: {type(exc).__name__}: {exc}"}
+            reason = "; ".join(v for k, v in failed.items() if k != "convert")
+            if "convert" in failed and not reason:  # the rest still runs; conversion is skipped
+                target.no_convert = True
+                skipped[f"{name} (conversion)"] = failed["convert"]
+                print(f"[bench] {name}: no conversion scenario: {failed['convert']}", flush=True)
+            if reason:
+                skipped[name] = reason
+                print(f"[bench] SKIP {name}: {reason}", flush=True)
+                target.stop()
+                continue
+            print(f"[bench] {name} ready at {target.url} (smoke check passed)", flush=True)
+            live.append(target)
+        for r in range(args.rounds):
+            for sc in scenarios:
+                mock.configure(sc.deltas, sc.delay_ms)
+                for target in live:
+                    if sc.convert and getattr(target, "no_convert", False):
+                        continue
+                    row = measure(target, sc, mock, args.body_kb)
+                    rounds.setdefault(target.name, {}).setdefault(sc.name, []).append(row)
+                    print(f"[bench] round {r + 1} {sc.name:<14} {target.name:<12} "
+                          f"p50 {report.fmt(row['p50_ms'], 2):>8} ms  "
+                          f"{report.fmt(row['rps'], 0):>6} req/s  errors {row['errors']}", flush=True)
+        result = assemble(args, live, scenarios, rounds, skipped)
+        if not args.no_profile and any(c["met"] is False for c in result["checks"]):
+            ccp = next((t for t in live if t.name == "ccp"), None)
+            if ccp is not None:
+                from harness.bench.profile import profile_ccp
+                result["profiles"] = profile_ccp(ccp, mock, result["checks"], args.body_kb, workdir)
+    finally:
+        for target in live:
+            target.stop()
+        mock.stop()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    md, js = report.write(result, Path(args.results_dir), stamp)
+    print(report.render(result))
+    print(f"\n[bench] wrote {md} and {js}")
+    missed = any(c["met"] is False for c in result["checks"])
+    return 1 if args.strict and missed else 0
+
+
+def measure(target: Target, sc: matrix.Scenario, mock: FastMock, body_kb: int) -> dict:
+    spec = spec_for(target, sc, body_kb)
+    calls0, cpu0 = mock.calls(), target.cpu_s()
+    res = run_fast(run_load(spec))
+    cpu1, calls = target.cpu_s(), mock.calls() - calls0
+    errors = res.error_count
+    if calls < res.ok:  # answers the mock never sent: not proxied
+        errors += res.ok - calls
+    row = stats.round_row(res.latencies_ms, res.ttfb_ms, errors, res.started, res.wall_s,
+                          None if cpu0 is None else cpu1 - cpu0)
+    row["peak_rss_mb"] = target.peak_rss_mb()
+    row["error_kinds"] = dict(res.errors)
+    time.sleep(0.2)  # let closing connections settle before the next target
+    return row
+
+
+def assemble(args, live: list[Target], scenarios, rounds: dict, skipped: dict) -> dict:
+    combined: dict = {}
+    direct = rounds.get("direct", {})
+    for target in live:
+        for sc in scenarios:
+            rows = rounds[target.name].get(sc.name)
+            if not rows:
+                continue
+            pair = direct.get(sc.name) if target.name != "direct" else None
+            c = stats.combine(rows, pair)
+            c["peak_rss_mb"] = max((r["peak_rss_mb"] for r in rows if r["peak_rss_mb"]), default=None)
+            combined.setdefault(target.name, {})[sc.name] = c
+    import aiohttp
+    versions = {"aiohttp": aiohttp.__version__}
+    versions.update({t.name: t.version for t in live if t.version})
+    for mod in ("uvloop", "orjson"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            versions[mod] = "not installed"
+    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+            "python": platform.python_version(), "mode": "quick" if args.quick else "full",
+            "rounds": args.rounds, "body_kb": args.body_kb, "versions": versions}
+    return {"meta": meta, "targets": [t.name for t in live], "skipped": skipped,
+            "scenarios": [{"name": sc.name, "describe": describe(sc), **sc.__dict__} for sc in scenarios],
+            "combined": combined, "rounds": rounds, "checks": matrix.checks(combined)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The bench's processes: the mock upstream and every target in front of it.
+
+A target is a process started with its own environment and working folder, that answers Anthropic
+`POST /v1/messages` and forwards it to the mock: `floor` (the bare relay), `ccp` (the real shim with
+its default logging, metrics and store, like `ShimProcess` runs it) and the third-party proxies in
+`harness.bench.external`. `direct` is no process at all: the client talks to the mock, the floor of
+every latency. `Target.cpu_s()` and `Target.peak_rss_mb()` read the process tree from /proc.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from harness.bench.procs import cpu_seconds, peak_rss_mb, read_announce
+from harness.shim import PROJECT_ROOT, ShimProcess, clean_env
+
+PASSTHROUGH_MODEL = "claude-sonnet-4-5"  # the anthropic lane in ccp's built-in routing
+CONVERT_MODEL = "glm-bench"  # routed by the bench catalog to an OpenAI-protocol provider
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(url: str, body: dict | None = None, timeout: float = 5.0) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET",
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        return json.loads(resp.read() or b"{}")
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Until `url` answers any HTTP status (the process is listening), or TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited with code {proc.returncode} before listening")
+        try:
+            urllib.request.urlopen(url, timeout=2.0).close()  # noqa: S310
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:g}s")
+
+
+class Proc:
+    """A child process with an announced or known port; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def cpu_s(self) -> float | None:
+        return cpu_seconds(self.pid) if self.pid else None
+
+    def peak_rss_mb(self) -> float | None:
+        return peak_rss_mb(self.pid) if self.pid else None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class FastMock(Proc):
+    def __init__(self) -> None:
+        super().__init__("mock")
+
+    def start(self, workdir: Path) -> "FastMock":
+        self.proc = subprocess.Popen([sys.executable, "-m", "harness.bench.fast_mock", "--port", "0"],
+                                     cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                                     stderr=open(workdir / "mock.stderr.log", "ab"))
+        self.url = f"http://127.0.0.1:{read_announce(self.proc, 15, 'mock')['port']}"
+        return self
+
+    def calls(self) -> int:
+        return int(http_json(self.url + "/_bench/count")["calls"])
+
+    def configure(self, deltas: int, delay_ms: int = 0) -> None:
+        http_json(self.url + "/_bench/config", {"deltas": deltas, "delay_ms": delay_ms})
+
+
+class Target(Proc):
+    """What every target offers the runner."""
+
+    version = ""
+
+    def start(self, mock_url: str, workdir: Path) -> None:
+        raise NotImplementedError
+
+    def model(self, convert: bool) -> str:
+        return CONVERT_MODEL if convert else PASSTHROUGH_MODEL
+
+
+class Direct(Target):
+    def __init__(self) -> None:
+        super().__init__("direct")
+
+    def start(self, mock_url: str, workdir: Path) -> None:
+        self.url = mock_url
+
+    def model(self, convert: bool) -> str:
+        return PASSTHROUGH_MODEL  # the mock answers any model; the floor of every latency
+
+
+class Floor(Target):
+    def __init__(self) -> None:
+        super().__init__("floor")
+
+    def start(self, mock_url: str, workdir: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.bench.floor_relay", "--upstream", mock_url],
+            cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE,
+            stderr=open(workdir / "floor.stderr.log", "ab"))
+        self.url = f"http://127.0.0.1:{read_announce(self.proc, 15, 'floor')['port']}"
+
+    def model(self, convert: bool) -> str:
+        return PASSTHROUGH_MODEL  # no conversion in a bare relay
+
+
+class Ccp(Target):
+    """The shim as an operator runs it: default logging (usage.jsonl), metrics and stores."""
+
+    def __init__(self, name: str = "ccp", env: dict | None = None) -> None:
+        super().__init__(name)
+        self.extra_env = env or {}
+        self.shim: ShimProcess | None = None
+
+    def start(self, mock_url: str, workdir: Path) -> None:
+        logs = workdir / self.name
+        logs.mkdir(parents=True, exist_ok=True)
+        providers = logs / "providers.yaml"
+        providers.write_text("providers:\n  glm:\n    protocol: openai\n"
+                             f"    base_url: {mock_url}/v1\n    key_env: GLM_API_KEY\n"
+                             f"    routes:\n      - name: {CONVERT_MODEL}\n")
+        env = {"CCP_ANTHROPIC_BASE_URL": mock_url, "CCP_ZAI_BASE_URL": mock_url + "/api/anthropic",
+               "ZAI_API_KEY": "bench-zai-key", "GLM_API_KEY": "bench-glm-key",
+               "CCP_PROVIDERS_FILE": str(providers), **self.extra_env}
+        self.shim = ShimProcess(logs, env=env).start()
+        self.proc = self.shim.proc
+        self.url = self.shim.url
+        self.version = _dist_version("ccp")
+
+    def stop(self) -> None:
+        if self.shim is not None:
+            self.shim.stop()
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"

@@ -1,0 +1,395 @@
+"""The usage store: every usage record also kept in SQLite (`CCP_DB_PATH`, WAL), with hour/day rollups.
+
+Writes never block the event loop: `UsageStore.write(rec)` only enqueues; one writer thread owns the
+write connection and commits in batches. Rollups are refreshed on an interval by an asyncio task that
+runs the SQL in a thread (`rollup_loop`), which also prunes samples older than `CCP_SAMPLE_TTL_DAYS`
+(only samples already rolled up, so the rollups keep what the samples lose).
+
+A rollup refresh recomputes only the buckets that received samples since the last one (tracked by
+rowid, so a long stream recorded late still lands in its bucket). Readers see fresh rollups without
+waiting for the task: `rollup_rows()` recomputes the dirty buckets on the fly.
+
+When the store cannot be opened or written (a read-only path, a full disk) it logs one line, counts
+`ccp_store_write_errors_total` for every record it could not keep, and carries on: the JSONL log is
+written first and never depends on it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from proxy.quotas import record_time
+
+if TYPE_CHECKING:
+    from proxy.metrics import Metrics
+
+log = logging.getLogger("ccp.store")
+
+GRANULARITIES = {"hour": 3600, "day": 86400}
+BATCH = 500
+SAMPLE_COLUMNS = ("rid", "ts", "model", "lane", "provider", "decision", "op", "status",
+                  "upstream_status", "err_type", "in_tokens", "out_tokens", "cache_read_tokens",
+                  "cache_creation_tokens", "latency_ms", "ttfb_ms", "session", "source", "record")
+ROLLUP_SUMS = ("requests", "errors", "in_tokens", "out_tokens", "cache_read_tokens",
+               "cache_creation_tokens", "latency_ms_sum")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+  rid TEXT UNIQUE, ts REAL NOT NULL, model TEXT, lane TEXT, provider TEXT, decision TEXT, op TEXT,
+  status INTEGER, upstream_status INTEGER, err_type TEXT, in_tokens INTEGER, out_tokens INTEGER,
+  cache_read_tokens INTEGER, cache_creation_tokens INTEGER, latency_ms REAL, ttfb_ms REAL,
+  session TEXT, source TEXT, record TEXT);
+CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts);
+CREATE TABLE IF NOT EXISTS rollups (
+  granularity TEXT NOT NULL, bucket INTEGER NOT NULL, model TEXT NOT NULL, lane TEXT NOT NULL,
+  requests INTEGER, errors INTEGER, in_tokens INTEGER, out_tokens INTEGER, cache_read_tokens INTEGER,
+  cache_creation_tokens INTEGER, latency_ms_sum REAL, latency_ms_max REAL,
+  PRIMARY KEY (granularity, bucket, model, lane));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+# ---------------------------------------------------------------- SQL helpers (any connection)
+def connect(path: str | os.PathLike, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in WAL mode (read-only ones never create the file)."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=10.0)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=10.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sample_row(rec: dict, source: str = "shim") -> tuple:
+    """The samples row of one usage record."""
+    t = record_time(rec)
+    row = {k: rec.get(k) for k in SAMPLE_COLUMNS}
+    row.update(rid=rec.get("rid") or f"gen-{uuid.uuid4().hex}", ts=t if t is not None else 0.0,
+               source=source, record=json.dumps(rec, separators=(",", ":"), default=str))
+    return tuple(row[k] for k in SAMPLE_COLUMNS)
+
+
+def insert_records(conn: sqlite3.Connection, recs: Iterable[dict], source: str = "shim") -> int:
+    cur = conn.executemany(
+        f"INSERT OR IGNORE INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(SAMPLE_COLUMNS))})", [sample_row(r, source) for r in recs])
+    return cur.rowcount
+
+
+def _meta(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else default
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: object) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+
+_AGG = """SELECT CAST(ts / {g} AS INTEGER) * {g} AS bucket, COALESCE(model, '') AS model,
+  COALESCE(lane, '') AS lane, COUNT(*) AS requests,
+  SUM(CASE WHEN err_type IS NOT NULL OR status >= 400 THEN 1 ELSE 0 END) AS errors,
+  COALESCE(SUM(in_tokens), 0) AS in_tokens, COALESCE(SUM(out_tokens), 0) AS out_tokens,
+  COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens,
+  COALESCE(SUM(cache_creation_tokens), 0) AS cache_creation_tokens,
+  COALESCE(SUM(latency_ms), 0) AS latency_ms_sum, COALESCE(MAX(latency_ms), 0) AS latency_ms_max
+  FROM samples WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3"""
+
+
+def _dirty(conn: sqlite3.Connection, g: int) -> list[int]:
+    wm = int(_meta(conn, "rolled_rowid", "0") or 0)
+    return [r[0] for r in conn.execute(
+        f"SELECT DISTINCT CAST(ts / {g} AS INTEGER) * {g} FROM samples WHERE rowid > ?", (wm,))]
+
+
+def _recompute(conn: sqlite3.Connection, g: int, buckets: list[int]) -> list[dict]:
+    rows = []
+    for b in buckets:
+        rows += [dict(r) for r in conn.execute(_AGG.format(g=g), (b, b + g))]
+    return rows
+
+
+def refresh_rollups(conn: sqlite3.Connection) -> int:
+    """Recompute the hour/day buckets that got samples since the last refresh; returns rows written."""
+    written = 0
+    top = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM samples").fetchone()[0]
+    with conn:
+        for name, g in GRANULARITIES.items():
+            buckets = _dirty(conn, g)
+            for b in buckets:
+                conn.execute("DELETE FROM rollups WHERE granularity = ? AND bucket = ?", (name, b))
+            for row in _recompute(conn, g, buckets):
+                conn.execute("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (name, row["bucket"], row["model"], row["lane"],
+                              *(row[k] for k in ROLLUP_SUMS), row["latency_ms_max"]))
+                written += 1
+        _set_meta(conn, "rolled_rowid", top)
+    return written
+
+
+def prune(conn: sqlite3.Connection, before: float) -> int:
+    """Delete samples older than `before` that are already rolled up."""
+    wm = int(_meta(conn, "rolled_rowid", "0") or 0)
+    with conn:
+        return conn.execute("DELETE FROM samples WHERE ts < ? AND rowid <= ?", (before, wm)).rowcount
+
+
+def _shape(row: dict, granularity: str) -> dict:
+    n = row["requests"] or 0
+    return {"granularity": granularity, "bucket": iso(row["bucket"]), "bucket_ts": row["bucket"],
+            "model": row["model"] or None, "lane": row["lane"] or None,
+            **{k: row[k] for k in ROLLUP_SUMS if k != "latency_ms_sum"},
+            "tokens": (row["in_tokens"] or 0) + (row["out_tokens"] or 0),
+            "latency_ms_avg": round(row["latency_ms_sum"] / n, 3) if n else None,
+            "latency_ms_max": row["latency_ms_max"]}
+
+
+def rollup_rows(conn: sqlite3.Connection, granularity: str, since: float | None = None,
+                model: str | None = None) -> list[dict]:
+    """The API's rollup rows: stored buckets, with those that got samples since recomputed now."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity={granularity!r}: expected hour or day")
+    g = GRANULARITIES[granularity]
+    dirty = _dirty(conn, g)
+    rows = {(r["bucket"], r["model"], r["lane"]): dict(r) for r in conn.execute(
+        "SELECT * FROM rollups WHERE granularity = ?", (granularity,)) if r["bucket"] not in dirty}
+    rows.update({(r["bucket"], r["model"], r["lane"]): r for r in _recompute(conn, g, dirty)})
+    out = [_shape(r, granularity) for _, r in sorted(rows.items())
+           if (since is None or r["bucket"] + g > since) and (model is None or r["model"] == model)]
+    return out
+
+
+def sample_rows(conn: sqlite3.Connection, since: float | None = None, model: str | None = None,
+                limit: int = 1000) -> list[dict]:
+    sql, args = "SELECT * FROM samples WHERE ts >= ?", [since or 0.0]
+    if model:
+        sql += " AND model = ?"
+        args.append(model)
+    rows = conn.execute(sql + " ORDER BY ts DESC, rowid DESC LIMIT ?", (*args, limit)).fetchall()
+    out = []
+    for r in reversed(rows):
+        row = {k: r[k] for k in SAMPLE_COLUMNS if k != "record"}
+        row["ts_iso"] = iso(r["ts"])
+        out.append(row)
+    return out
+
+
+def quota_records(conn: sqlite3.Connection, since: float) -> list[dict]:
+    """What the quota book needs to be rebuilt after a restart, oldest first."""
+    return [dict(r) for r in conn.execute(
+        "SELECT ts, model, lane, status, upstream_status, in_tokens, out_tokens FROM samples "
+        "WHERE ts > ? ORDER BY ts, rowid", (since,))]
+
+
+def file_size(path: str | os.PathLike) -> int:
+    return sum(p.stat().st_size for p in (Path(path), Path(f"{path}-wal")) if p.exists())
+
+
+def status(path: str | os.PathLike) -> dict:
+    """A summary of one store file (read-only)."""
+    conn = connect(path, readonly=True)
+    try:
+        n, lo, hi = conn.execute("SELECT COUNT(*), MIN(ts), MAX(ts) FROM samples").fetchone()
+        rollups = dict(conn.execute("SELECT granularity, COUNT(*) FROM rollups GROUP BY 1").fetchall())
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        rolled = int(_meta(conn, "rolled_rowid", "0") or 0)
+    finally:
+        conn.close()
+    return {"path": str(path), "bytes": file_size(path), "journal_mode": mode, "samples": n,
+            "oldest": iso(lo) if lo else None, "newest": iso(hi) if hi else None,
+            "rollups": rollups, "rolled_rowid": rolled}
+
+
+# ---------------------------------------------------------------- the shim's store
+class UsageStore:
+    """One shim's store: a writer thread fed by a queue, and read helpers for the API."""
+
+    def __init__(self, path: str | os.PathLike, ttl_days: int = 7,
+                 metrics: "Metrics | None" = None) -> None:
+        self.path = Path(path)
+        self.ttl_days = ttl_days
+        self.metrics = metrics
+        self.degraded: str | None = None  # why the store is not being written, once it is not
+        self.written = 0
+        self.errors = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._opened = threading.Event()
+
+    # -- writing
+    def start(self, timeout: float = 10.0) -> bool:
+        """Start the writer thread; True when the store is open for writing."""
+        self._thread = threading.Thread(target=self._run, name="ccp-store", daemon=True)
+        self._thread.start()
+        self._opened.wait(timeout)
+        return self.degraded is None
+
+    def write(self, rec: dict, source: str = "shim") -> None:
+        """Queue one record (never blocks); counted as an error when the store is degraded."""
+        if self.degraded is not None or self._thread is None:
+            self._count_errors(1)
+            return
+        with self._cond:
+            self._pending += 1
+        self._queue.put((rec, source))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued record is committed (or dropped); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _count_errors(self, n: int) -> None:
+        self.errors += n
+        if self.metrics is not None:
+            self.metrics.store_write_errors.inc(n)
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        if self.degraded is None:
+            self.degraded = f"{what}: {type(exc).__name__}: {exc}"
+            log.error("usage store %s unusable (%s); usage goes to JSONL only", self.path,
+                      self.degraded)
+
+    def _done(self, n: int) -> None:
+        with self._cond:
+            self._pending -= n
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        try:
+            conn = connect(self.path)
+        except (sqlite3.Error, OSError) as exc:
+            self._fail("cannot open", exc)
+            self._opened.set()
+            self._drain_failed()
+            return
+        self._opened.set()
+        try:
+            while True:
+                item = self._queue.get()
+                batch, stop = [], item is None
+                if item is not None:
+                    batch.append(item)
+                while len(batch) < BATCH and not stop:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                    else:
+                        batch.append(item)
+                if batch:
+                    self._commit(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list) -> None:
+        try:
+            with conn:
+                for source in {s for _, s in batch}:
+                    insert_records(conn, [r for r, s in batch if s == source], source)
+        except (sqlite3.Error, OSError) as exc:
+            self._fail("cannot write", exc)
+            self._count_errors(len(batch))
+        else:
+            if self.degraded is not None:
+                log.warning("usage store %s writable again", self.path)
+                self.degraded = None
+            self.written += len(batch)
+            if self.metrics is not None:
+                self.metrics.store_writes.inc(len(batch))
+        finally:
+            self._done(len(batch))
+
+    def _drain_failed(self) -> None:
+        """After a failed open: whatever is queued (or comes) is counted, never kept."""
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._count_errors(1)
+            self._done(1)
+
+    # -- reading and maintenance (run these in a thread: asyncio.to_thread)
+    def _read(self, fn, *args):
+        conn = connect(self.path, readonly=True)
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.close()
+
+    def samples(self, since: float | None = None, model: str | None = None,
+                limit: int = 1000) -> list[dict]:
+        return self._read(sample_rows, since, model, limit)
+
+    def rollups(self, granularity: str, since: float | None = None,
+                model: str | None = None) -> list[dict]:
+        return self._read(rollup_rows, granularity, since, model)
+
+    def quota_records(self, since: float) -> list[dict]:
+        return self._read(quota_records, since)
+
+    def status(self) -> dict:
+        out = status(self.path) if self.degraded is None else {"path": str(self.path)}
+        out.update(degraded=self.degraded, written=self.written, write_errors=self.errors)
+        return out
+
+    def refresh(self, now: float) -> dict:
+        """Refresh the rollups, prune old samples, update the size gauge."""
+        t0 = time.perf_counter()
+        conn = connect(self.path)
+        try:
+            rows = refresh_rollups(conn)
+            pruned = prune(conn, now - self.ttl_days * 86400.0) if self.ttl_days > 0 else 0
+        finally:
+            conn.close()
+        took = time.perf_counter() - t0
+        if self.metrics is not None:
+            self.metrics.store_rollup.observe(took)
+            self.metrics.store_bytes.set(file_size(self.path))
+        return {"rollup_rows": rows, "pruned": pruned, "seconds": round(took, 6)}
+
+
+async def rollup_loop(store: UsageStore, interval: float, clock=time.time) -> None:
+    """The background task: refresh the rollups every `interval` seconds, in a thread."""
+    while True:
+        await asyncio.sleep(interval)
+        if store.degraded is not None:
+            continue
+        try:
+            await asyncio.to_thread(store.refresh, clock())
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("usage store rollup failed: %s: %s", type(exc).__name__, exc)
