@@ -28,6 +28,7 @@ from proxy.headers import (LaneCredentials, client_response_headers, openai_requ
 from proxy.relay import relay_body, relay_stream
 from proxy.backoff import fallback_decision, send_with_backoff
 from proxy.errors import UpstreamError
+from proxy.quotas import apply_quota
 from proxy.routing import LANE_ANTHROPIC, Decision, RequestMeta, decide
 from proxy.sessions import Session, inbound_tokens
 from proxy.sse import assemble_message, tokens_from_message
@@ -195,6 +196,9 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
 
     decision = decide(RequestMeta(model=model, protocol=protocol_in), settings.routing,
                       settings.catalog, settings.model_override)
+    # row 4b: an exhausted zai budget reroutes (pure; the book is fed by finished records)
+    decision = apply_quota(decision, state.quotas.state(model, time.time()), settings.reroute_mode,
+                           settings.catalog)
     provider = settings.catalog.provider(decision.provider)
     if provider is None:  # the catalog was validated at start; this is a bug, not bad input
         raise RuntimeError(f"decision names an unknown provider {decision.provider!r}")

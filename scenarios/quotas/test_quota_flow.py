@@ -1,7 +1,6 @@
 """Quotas end to end on a real shim: sim-usage to 85 % → warn; real haiku requests past 100 % →
 block, and (with the exchange wiring) `decision: quota_block` on the anthropic lane; a restart keeps
 the counts; a store that cannot be written degrades to JSONL only, and requests keep flowing."""
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,11 +18,6 @@ QUOTAS = """quotas:
     warn_pct: 80
     fallback_lane: anthropic
 """
-# Row 4b needs one line in proxy/exchange.py, right after decide(): apply_quota(...). Until it is
-# there, the assertions that need it are expected to fail (strictly: once wired they must pass).
-WIRED = "apply_quota(" in (Path(__file__).resolve().parents[2] / "proxy" / "exchange.py").read_text()
-needs_wiring = pytest.mark.xfail(not WIRED, strict=True,
-                                 reason="proxy/exchange.py does not call apply_quota() yet")
 
 
 @pytest.fixture
@@ -68,7 +62,6 @@ def test_warn_then_block_with_real_requests(make_shim, mock_anthropic, mock_zai,
     assert len(mock_zai.calls) == len(results) and mock_anthropic.calls == []
 
 
-@needs_wiring
 def test_blocked_haiku_goes_to_the_fallback_lane(make_shim, mock_anthropic, mock_zai, keys,
                                                   quota_env):
     shim = make_shim(quota_env)
