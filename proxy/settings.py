@@ -32,7 +32,7 @@ DEFAULT_HEADER_TIMEOUT = 60.0
 DEFAULT_TLS_TIMEOUT = 10.0
 DEFAULT_BACKOFF_MAX_RETRIES = 2
 DEFAULT_BACKOFF_MAX_SECONDS = 10.0
-UPSTREAM_CLIENTS = ("httpx", "aiohttp")
+UPSTREAM_CLIENTS = ("auto", "httpx", "aiohttp")
 HEADER_MODES = ("x-api-key", "authorization")
 # The repo providers file, relative to the working directory, is read when it exists. The routes file
 # (the operators' config/llmproxy-cfg.yaml) is read only when CCP_CONFIG names it: it belongs to a
@@ -175,7 +175,9 @@ class Settings:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     tls_timeout: float = DEFAULT_TLS_TIMEOUT  # CCP_TLS_TIMEOUT: the TLS handshake alone
     force_h1: bool = False  # CCP_FORCE_H1 / MITM_FORCE_H1: HTTP/1.1 only (default: offer HTTP/2)
-    upstream_client: str = "httpx"  # CCP_UPSTREAM_CLIENT: httpx (HTTP/2 capable) or aiohttp
+    # CCP_UPSTREAM_CLIENT: auto = httpx (HTTP/2 by ALPN) for https upstreams, aiohttp for cleartext
+    # ones (no HTTP/2 there: nothing negotiates it), where it costs a quarter of httpx's CPU
+    upstream_client: str = "auto"
     ca_bundle: str | None = None  # CCP_CA_BUNDLE / SSL_CERT_FILE: extra PEM CAs for upstream TLS
     enable_backoff: bool = False  # CCP_ENABLE_BACKOFF / MITM_ENABLE_BACKOFF: retry 429/503
     backoff_max_retries: int = DEFAULT_BACKOFF_MAX_RETRIES  # CCP_BACKOFF_MAX_RETRIES

@@ -57,7 +57,7 @@ def test_units():
 def test_upstream_transport_settings(tmp_path):
     s = Settings.from_env({})
     assert (s.force_h1, s.enable_backoff, s.upstream_client, s.ca_bundle, s.fallback_lane) == \
-        (False, False, "httpx", None, "")
+        (False, False, "auto", None, "")
     assert (s.tls_timeout, s.backoff_max_retries, s.backoff_max_seconds) == (10.0, 2, 10.0)
     ca = tmp_path / "ca.pem"
     ca.write_text("pem")

@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestServer
 
 from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.settings import Settings
-from proxy.upstream import AiohttpUpstream, StreamIdle, UpstreamRequest, make_upstream
+from proxy.upstream import SchemeUpstream, AiohttpUpstream, StreamIdle, UpstreamRequest, make_upstream
 from proxy.upstream_httpx import HttpxUpstream
 
 pytestmark = pytest.mark.quick
@@ -83,5 +83,8 @@ def test_header_timeout_and_unreachable():
 
 
 def test_make_upstream_picks_the_client():
-    assert isinstance(make_upstream(Settings()), HttpxUpstream)  # the default: HTTP/2 capable
+    assert isinstance(make_upstream(Settings(upstream_client="httpx")), HttpxUpstream)
+    auto = make_upstream(Settings())  # the default: https via the HTTP/2 client, cleartext via aiohttp
+    assert isinstance(auto, SchemeUpstream)
+    assert isinstance(auto._tls, HttpxUpstream) and isinstance(auto._plain, AiohttpUpstream)
     assert isinstance(make_upstream(Settings(upstream_client="aiohttp")), AiohttpUpstream)
