@@ -46,6 +46,10 @@ class SseMeter:
                 self._inspect(event)
 
     def _inspect(self, event: bytes) -> None:
+        if event.startswith(b"event: content_block_delta"):  # the bulk of any stream: no accounting
+            if b"signature_delta" in event:
+                self._signature(event)
+            return
         head = event[:40]
         if head.startswith(b"data: [DONE]") or head.startswith(b"data:[DONE]"):
             self.complete = True  # an OpenAI stream's normal end

@@ -37,6 +37,7 @@ log = logging.getLogger("ccp.store")
 
 GRANULARITIES = {"hour": 3600, "day": 86400}
 BATCH = 500
+GATHER_SECONDS = 0.05  # records wait at most this long for the commit that carries them
 SAMPLE_COLUMNS = ("rid", "ts", "model", "lane", "provider", "decision", "op", "status",
                   "upstream_status", "err_type", "in_tokens", "out_tokens", "cache_read_tokens",
                   "cache_creation_tokens", "latency_ms", "ttfb_ms", "session", "source", "record")
@@ -300,9 +301,12 @@ class UsageStore:
                 batch, stop = [], item is None
                 if item is not None:
                     batch.append(item)
+                # gather for a moment: one commit per busy moment, not one per record
+                deadline = time.monotonic() + GATHER_SECONDS
                 while len(batch) < BATCH and not stop:
+                    left = deadline - time.monotonic()
                     try:
-                        item = self._queue.get_nowait()
+                        item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if item is None:
