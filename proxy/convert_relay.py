@@ -17,7 +17,7 @@ from typing import Callable
 from aiohttp import web
 
 from proxy.errors import UpstreamError
-from proxy.relay import save_partial
+from proxy.relay import account_stream_end
 from proxy.sse import SseMeter
 from proxy.upstream import StreamIdle, UpstreamResponse
 from proxy.usage import set_tokens
@@ -124,17 +124,9 @@ async def relay_converted_stream(request: web.Request, resp: UpstreamResponse,
         timing["upstream_done"] = timing["upstream_done"] or end
         rec["bytes_out"] = sum(len(c) for c in tee_down)
         rec["sse"] = meter.summary(_ms(t_start, end))
-        set_tokens(rec, {"in_tokens": meter.in_tokens, "out_tokens": meter.out_tokens,
-                         "cache_read_tokens": meter.cache_read_tokens,
-                         "cache_creation_tokens": meter.cache_creation_tokens})
         timing["downstream"] = {"message": getattr(converter, "message", None),
                                 "events": b"".join(tee_down).decode("utf-8", "replace")}
-        if meter.error_type and not rec["err_type"]:
-            rec["err_type"] = "upstream_5xx" if meter.error_type in ("api_error", "overloaded_error") \
-                else "upstream_4xx"
-            rec["reason"] = f"sse_error:{meter.error_type}"
-        if rec["err_type"] and not converter.complete:
-            save_partial(timing, rec, tee_down)
+        account_stream_end(rec, meter, timing, tee_down, converter.complete)
     if rec["reason"] is None:
         rec["reason"] = "streaming"
     return out

@@ -98,18 +98,24 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
         rec["bytes_out"] = meter.bytes
         rec["sse"] = meter.summary(_ms(t_start, end))
         timing["signatures"] = meter.signatures
-        set_tokens(rec, {"in_tokens": meter.in_tokens, "out_tokens": meter.out_tokens,
-                         "cache_read_tokens": meter.cache_read_tokens,
-                         "cache_creation_tokens": meter.cache_creation_tokens})
-        if meter.error_type and not rec["err_type"]:
-            rec["err_type"] = "upstream_5xx" if meter.error_type in ("api_error", "overloaded_error") \
-                else "upstream_4xx"
-            rec["reason"] = f"sse_error:{meter.error_type}"
-        if rec["err_type"] and not meter.complete:
-            save_partial(timing, rec, relayed)
+        account_stream_end(rec, meter, timing, relayed, meter.complete)
     if rec["reason"] is None:
         rec["reason"] = "streaming"
     return out
+
+
+def account_stream_end(rec: dict, meter: SseMeter, timing: dict, relayed: list[bytes],
+                       complete: bool) -> None:
+    """What every relayed stream records at its end: tokens, an in-band error, a partial."""
+    set_tokens(rec, {"in_tokens": meter.in_tokens, "out_tokens": meter.out_tokens,
+                     "cache_read_tokens": meter.cache_read_tokens,
+                     "cache_creation_tokens": meter.cache_creation_tokens})
+    if meter.error_type and not rec["err_type"]:
+        rec["err_type"] = "upstream_5xx" if meter.error_type in ("api_error", "overloaded_error") \
+            else "upstream_4xx"
+        rec["reason"] = f"sse_error:{meter.error_type}"
+    if rec["err_type"] and not complete:
+        save_partial(timing, rec, relayed)
 
 
 def save_partial(timing: dict, rec: dict, chunks: list[bytes]) -> None:
