@@ -33,6 +33,7 @@ from aiohttp import web
 from harness.mock_openai import openai_reply
 from harness.mock_wire import (compact_json, default_deltas, foreign_thinking, message_json, reply_text,
                                sse_events, thinking_enabled, thinking_signature)
+from harness.threaded import ThreadedServer
 from harness.mock_faults import SPLIT_UTF8_SUFFIX, Fault, error_body, parse_fault, stream_plan
 
 ZAI_PREFIX = "/api/anthropic"
@@ -41,8 +42,6 @@ OPENAI_SUFFIX = "/chat/completions"
 FAULT_HEADER = "x-mock-fault"
 DELTAS_HEADER = "x-mock-deltas"
 MAX_BODY = 256 * 1024 * 1024  # real requests with long histories run to tens of MB
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
 
 
 @dataclass
@@ -125,11 +124,12 @@ def anthropic_reply(payload: dict[str, Any], name: str, scripted_text: str | Non
 REPLIES = {"anthropic": anthropic_reply, "openai": openai_reply}
 
 
-class MockUpstream:
+class MockUpstream(ThreadedServer):
     """An Anthropic-compatible upstream on 127.0.0.1 port 0 that records every call."""
 
     def __init__(self, name: str = "anthropic") -> None:
         self.name = name
+        self._thread_name = f"mock-upstream-{name}"
         self._cond = threading.Condition()
         self._calls: list[RecordedCall] = []
         self.probes = 0  # GET/HEAD reachability probes on / and the prefix (not in `calls`)
@@ -158,53 +158,7 @@ class MockUpstream:
     def zai_base_url(self) -> str:
         return self.base_url + ZAI_PREFIX
 
-    def start(self) -> MockUpstream:
-        """Serve in a background thread with its own event loop; returns once the port is bound."""
-        if self._thread is not None:
-            raise RuntimeError("mock upstream already started")
-        ready, errors = threading.Event(), []
-
-        async def serve() -> None:
-            try:
-                await self._open("127.0.0.1", 0)
-            except BaseException as exc:  # re-raised in start()'s thread
-                errors.append(exc)
-                return
-            finally:
-                ready.set()
-            try:
-                await self._stop_requested.wait()
-            finally:
-                await self._close()
-
-        self._stop_requested = asyncio.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True,
-                                        name=f"mock-upstream-{self.name}")
-        self._thread.start()
-        if not ready.wait(START_TIMEOUT) or errors:
-            self.stop()
-            raise errors[0] if errors else RuntimeError("mock upstream did not start in time")
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (ending any stall) and join the thread."""
-        thread, loop = self._thread, self._loop
-        if thread is None:
-            return
-        try:
-            loop.call_soon_threadsafe(self._stop_requested.set)
-        except (AttributeError, RuntimeError):  # never bound, or its loop already closed
-            pass
-        thread.join(STOP_TIMEOUT)
-        self._thread = None
-
-    def __enter__(self) -> MockUpstream:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    async def _open(self, host: str, port: int) -> int:
+    async def _open(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self._loop = asyncio.get_running_loop()
         self._wake, self._stopping = asyncio.Event(), False
         app = web.Application(client_max_size=MAX_BODY)

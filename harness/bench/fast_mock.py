@@ -26,7 +26,7 @@ import signal
 import sys
 
 from harness.bench.procs import run_fast
-from harness.mock_openai_wire import DONE, chat_chunks, chat_completion_json
+from harness.mock_openai_wire import chat_chunks, chat_completion_json
 from harness.mock_wire import message_json, sse_events
 
 try:

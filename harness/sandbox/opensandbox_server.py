@@ -37,21 +37,22 @@ from typing import Any, Collection
 
 from aiohttp import web
 
+from harness.threaded import ThreadedServer
 from harness.sandbox.opensandbox_execd import LocalSandbox, map_tmp, run_streaming
 
 EXECD_PORT = 44772
 API_KEY_HEADER = "OPEN-SANDBOX-API-KEY"
 BAD_IMAGE_MARKER = "does-not-exist"
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"code": code, "message": message}, status=status)
 
 
-class OpenSandboxServer:
+class OpenSandboxServer(ThreadedServer):
     """An OpenSandbox-compatible server on 127.0.0.1 port 0, in its own thread and event loop."""
+
+    _thread_name = "opensandbox-server"
 
     def __init__(self, api_key: str | None = None, known_images: Collection[str] | None = None,
                  workdir: str | Path | None = None) -> None:
@@ -82,52 +83,6 @@ class OpenSandboxServer:
         """A snapshot of the live sandboxes by id."""
         with self._lock:
             return dict(self._boxes)
-
-    def start(self) -> OpenSandboxServer:
-        """Serve in a background thread; returns once the port is bound."""
-        if self._thread is not None:
-            raise RuntimeError("opensandbox server already started")
-        ready, errors = threading.Event(), []
-
-        async def serve() -> None:
-            try:
-                await self._open()
-            except BaseException as exc:  # re-raised in start()'s thread
-                errors.append(exc)
-                return
-            finally:
-                ready.set()
-            try:
-                await self._stop_requested.wait()
-            finally:
-                await self._close()
-
-        self._stop_requested = asyncio.Event()
-        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True,
-                                        name="opensandbox-server")
-        self._thread.start()
-        if not ready.wait(START_TIMEOUT) or errors:
-            self.stop()
-            raise errors[0] if errors else RuntimeError("opensandbox server did not start in time")
-        return self
-
-    def stop(self) -> None:
-        """Kill every sandbox, remove their roots, stop serving and join the thread."""
-        thread, loop = self._thread, self._loop
-        if thread is None:
-            return
-        try:
-            loop.call_soon_threadsafe(self._stop_requested.set)
-        except (AttributeError, RuntimeError):  # never bound, or its loop already closed
-            pass
-        thread.join(STOP_TIMEOUT)
-        self._thread = None
-
-    def __enter__(self) -> OpenSandboxServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     async def _open(self) -> None:
         self._loop = asyncio.get_running_loop()

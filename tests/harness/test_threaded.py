@@ -1,0 +1,30 @@
+import asyncio
+
+import pytest
+
+from harness.threaded import ThreadedServer
+
+pytestmark = pytest.mark.quick
+
+
+class Dummy(ThreadedServer):
+    _thread_name = "dummy"
+
+    def __init__(self, fail=False):
+        self.fail, self.closed = fail, False
+
+    async def _open(self):
+        self._loop = asyncio.get_running_loop()
+        if self.fail:
+            raise OSError("cannot bind")
+
+    async def _close(self):
+        self.closed = True
+
+
+def test_start_stop_and_errors():
+    with Dummy() as server:
+        assert server._thread.is_alive()
+    assert server.closed and server._thread is None
+    with pytest.raises(OSError, match="cannot bind"):
+        Dummy(fail=True).start()
