@@ -108,3 +108,15 @@ bench-quick: $(STAMP)
 quotas: $(STAMP)
 	$(BIN)/pytest scenarios/quotas tests/proxy/test_quotas.py tests/proxy/test_store.py \
 	  tests/proxy/test_usage_api.py tests/proxy/test_usage_cli.py
+
+# reviewer artifacts: the HTML report, the bundle (folder + .tgz under results/bundles) and pruning
+.PHONY: report bundle prune-results
+N ?= 5
+report: $(STAMP)
+	$(BIN)/ccp report
+
+bundle: $(STAMP)
+	$(BIN)/ccp bundle
+
+prune-results: $(STAMP)
+	$(BIN)/ccp bundle --prune $(N)

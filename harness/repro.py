@@ -30,6 +30,7 @@ from harness.shim import ShimProcess
 from proxy.providers import providers_view
 from proxy.settings import ConfigError, Settings
 from proxy.usage import rotate_usage, utc_timestamp
+from reports.results_log import append_entry
 from reports.summarize import render_summary, summarize, write_metrics
 from reports.usage_io import read_records, to_frame
 
@@ -265,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
     artifacts = [usage_path, usage_copy, metrics_path, summary_path,
                  *[p for sub in ("partials", "trajectory", "tee") for p in (logs_dir / sub).rglob("*")]]
     verdicts.append(no_secret_in_files(artifacts, secrets))
+    append_entry(results_dir, run_name, toggles, verdicts, [metrics_path, summary_path, usage_copy])
 
     print()
     print(format_verdicts(verdicts))

@@ -178,12 +178,25 @@ def _doctor(argv: list[str]) -> int:
     return main(argv)
 
 
+def _report(argv: list[str]) -> int:
+    from reports.html import main
+    settings = Settings.from_env()
+    return main(argv, default_logs_dir=settings.logs_dir, default_results_dir=settings.results_dir)
+
+
+def _bundle(argv: list[str]) -> int:
+    from reports.bundle import main
+    return main(argv)
+
+
 VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (_serve, "run the routing shim"),
     "mock-upstream": (_mock_upstream, "run a mock Anthropic-compatible upstream (no keys needed)"),
     "summarize": (_summarize, "turn usage logs into METRICS JSON and a summary"),
     "verify-routing": (_verify_routing, "print routing shares and gate verdicts; exit 1 on failure"),
     "gates": (_gates, "print gate verdicts; exit 1 on failure"),
+    "report": (_report, "a self-contained HTML report (results/report.html) from logs or METRICS"),
+    "bundle": (_bundle, "reviewer bundle: logs, METRICS, report, config, MANIFEST + .tgz; --prune N"),
     "providers": (_providers, "the providers the shim routes to, with the source of each"),
     "partials": (_partials, "list broken streams kept under logs/partials, or `clean` them"),
     "logs-rotate": (_logs_rotate, "rotate logs/usage.jsonl now (keeps five)"),

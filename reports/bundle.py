@@ -1,0 +1,153 @@
+"""`ccp bundle`: the reviewer bundle — one timestamped folder and `.tgz` of a run's artifacts.
+
+The bundle step is the one place the reports write files. It copies usage logs, METRICS*.json,
+*-SUMMARY.md, report.html (rendered when missing), results/junit*.xml and the effective config
+(providers view + non-secret Settings fields, never a secret value) into
+`<out>/ccp-bundle-<UTC stamp>/`, writes MANIFEST.json (sha256 per file), scans every file for the
+configured secrets (harness.gates.no_secret_in_files) and only then writes the `.tgz`. On a hit the
+folder is deleted and the command exits 1 naming the file. `--prune N` keeps the newest N METRICS.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from harness.gates import no_secret_in_files
+from proxy.settings import Secret, Settings
+from reports.html import DEFAULT_OUT, render_report
+from reports.summarize import summarize
+from reports.usage_io import read_usage, to_frame, usage_files
+
+DEFAULT_BUNDLES = "bundles"  # under the results folder
+# Settings fields never written to config.json: secrets and derived objects shown elsewhere.
+SKIP_FIELDS = frozenset({"catalog", "quotas", "licence", "licence_keys", "routing_from_env"})
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def effective_config(settings: Settings) -> dict:
+    """The providers view plus every non-secret Settings field, JSON-ready. Pure."""
+    from proxy.providers import providers_view
+    fields = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name in SKIP_FIELDS or isinstance(value, Secret):
+            continue
+        fields[f.name] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+    fields["licence"] = settings.licence._asdict()  # a verdict: never a key or a signature
+    return {"providers": providers_view(settings), "settings": fields}
+
+
+def manifest(folder: Path) -> dict:
+    """sha256 and size of every file under `folder` (relative POSIX paths, sorted)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
+    return {"files": {p.relative_to(folder).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size}
+                      for p in files}}
+
+
+def _newest_metrics(results: Path) -> Path | None:
+    found = sorted(results.glob("METRICS*.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _copy_into(files: list[Path], dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copy2(f, dest / f.name)
+
+
+def collect(folder: Path, logs: Path, results: Path, settings: Settings) -> list[Path]:
+    """Fill `folder` with the run's artifacts; return the files written."""
+    folder.mkdir(parents=True)
+    logs_files = usage_files(logs) if logs.exists() else []
+    _copy_into(logs_files + sorted(results.glob("*-usage.jsonl")), folder / "logs")
+    result_files = [*sorted(results.glob("METRICS*.json")), *sorted(results.glob("*-SUMMARY.md")),
+                    *sorted(results.glob("junit*.xml"))]
+    _copy_into(result_files, folder / "results")
+    report = results / DEFAULT_OUT
+    if report.is_file():
+        shutil.copy2(report, folder / "results" / DEFAULT_OUT)
+    else:
+        newest = _newest_metrics(results)
+        df = read_usage(logs_files) if logs_files else to_frame([])
+        metrics = json.loads(newest.read_text()) if newest else summarize(df)
+        (folder / "results" / DEFAULT_OUT).write_text(
+            render_report(metrics, df, "ccp report (bundle)"), encoding="utf-8")
+    (folder / "config.json").write_text(
+        json.dumps(effective_config(settings), indent=2, default=str) + "\n", encoding="utf-8")
+    (folder / "MANIFEST.json").write_text(json.dumps(
+        {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **manifest(folder)},
+        indent=2) + "\n", encoding="utf-8")
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def make_bundle(out: Path, logs: Path, results: Path, settings: Settings) -> tuple[int, Path | None]:
+    """Build the bundle; (0, the .tgz) or (1, None) after a secret hit (folder deleted)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    folder = out / f"ccp-bundle-{stamp}"
+    n = 1
+    while folder.exists() or folder.with_suffix(".tgz").exists():
+        n += 1
+        folder = out / f"ccp-bundle-{stamp}-{n}"
+    files = collect(folder, logs, results, settings)
+    verdict = no_secret_in_files(files, settings.secrets())
+    if not verdict.ok:
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"SecretError: bundle not written: {verdict.detail}", file=sys.stderr)
+        return 1, None
+    tgz = out / f"{folder.name}.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return 0, tgz
+
+
+def prune_metrics(results: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` METRICS*.json in `results` (by mtime); return the deleted."""
+    found = sorted(results.glob("METRICS*.json"), key=lambda p: (p.stat().st_mtime, p.name),
+                   reverse=True)
+    doomed = found[max(keep, 0):]
+    for p in doomed:
+        p.unlink()
+    return doomed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`ccp bundle [--out DIR] [--logs DIR] [--results DIR] [--prune N]`."""
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="ccp bundle", description=__doc__.splitlines()[0])
+    parser.add_argument("--logs", default=settings.logs_dir, help="logs folder (default %(default)s)")
+    parser.add_argument("--results", default=settings.results_dir,
+                        help="results folder (default %(default)s)")
+    parser.add_argument("--out", help="where bundles go (default <results>/bundles)")
+    parser.add_argument("--prune", type=int, metavar="N",
+                        help="instead: keep only the newest N METRICS files in the results folder")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    if args.prune is not None:
+        if args.prune < 0:
+            print("UsageError: --prune N needs N >= 0", file=sys.stderr)
+            return 2
+        deleted = prune_metrics(results, args.prune) if results.is_dir() else []
+        for p in deleted:
+            print(f"deleted {p}")
+        print(f"kept the newest {args.prune} METRICS file(s) in {results}")
+        return 0
+    out = Path(args.out) if args.out else results / DEFAULT_BUNDLES
+    out.mkdir(parents=True, exist_ok=True)
+    rc, tgz = make_bundle(out, Path(args.logs), results, settings)
+    if tgz:
+        print(f"wrote {tgz}")
+    return rc
