@@ -18,6 +18,7 @@ from aiohttp import web
 from proxy.errors import MethodNotAllowed, NotFound, ShimError, error_body
 from proxy.exchange import exchange, protocol_of, write_answer
 from proxy.readiness import readiness
+from proxy.relay import ms
 from proxy.session_api import add_routes as add_session_routes
 from proxy.settings import Settings
 from proxy.state import LANE_HEADER, RID_HEADER, STATE, ShimState
@@ -39,10 +40,6 @@ def _error_response(exc: ShimError, rid: str, protocol: str = "anthropic",
     headers = {RID_HEADER: rid, LANE_HEADER: lane} if lane else {RID_HEADER: rid}
     return web.Response(status=exc.status, body=error_body(exc.error_type, exc.message, protocol),
                         content_type="application/json", headers=headers)
-
-
-def _ms(start: float, end: float) -> float:
-    return round((end - start) * 1000.0, 3)
 
 
 async def handle_model_request(request: web.Request) -> web.StreamResponse:
@@ -79,7 +76,7 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
                                protocol)
     finally:
         t_end = time.perf_counter()
-        rec["latency_ms"] = _ms(t0, t_end)
+        rec["latency_ms"] = ms(t0, t_end)
         if timing["sent"] is not None:
             pre = timing["sent"] - t0
             post = t_end - (timing["upstream_done"] or t_end)
@@ -122,7 +119,7 @@ async def handle_unknown(request: web.Request) -> web.Response:
     else:
         exc = NotFound(f"no such endpoint: {request.method} {request.path}")
     rec.update(status=exc.status, err_type=exc.err_type)
-    rec["latency_ms"] = rec["overhead_ms"] = rec["ttfb_ms"] = _ms(t0, time.perf_counter())
+    rec["latency_ms"] = rec["overhead_ms"] = rec["ttfb_ms"] = ms(t0, time.perf_counter())
     log.warning("[%s] %s %s -> %d: %s", rid, request.method, request.path, exc.status, exc.message)
     state.record(rec)
     response = _error_response(exc, rid, protocol)

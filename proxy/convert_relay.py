@@ -17,16 +17,12 @@ from typing import Callable
 from aiohttp import web
 
 from proxy.errors import UpstreamError
-from proxy.relay import account_stream_end
+from proxy.relay import account_stream_end, ms, read_whole
 from proxy.sse import SseMeter
 from proxy.upstream import StreamIdle, UpstreamResponse
 from proxy.usage import set_tokens
 
 _KEEP = ("request-id", "x-request-id", "retry-after")
-
-
-def _ms(start: float, end: float) -> float:
-    return round((end - start) * 1000.0, 3)
 
 
 def _json_response(status: int, obj: object, extra: list[tuple[str, str]]) -> web.Response:
@@ -47,14 +43,7 @@ async def relay_converted_body(resp: UpstreamResponse, headers: list[tuple[str, 
                                convert_error: Callable[[int, bytes], tuple[int, dict]],
                                tokens_of: Callable[[dict], dict]) -> web.Response:
     """Read the whole upstream body, convert it (or its error), answer in the inbound protocol."""
-    try:
-        data = await resp.read()
-    except BaseException:
-        resp.close()
-        raise
-    resp.release()
-    timing["upstream_done"] = time.perf_counter()
-    timing["body"] = data
+    data = await read_whole(resp, timing)
     if resp.status >= 300:
         status, obj = convert_error(resp.status, data)
         timing["downstream"] = obj
@@ -89,7 +78,7 @@ async def relay_converted_stream(request: web.Request, resp: UpstreamResponse,
         await out.prepare(request)
         async for chunk in resp.chunks():
             if rec["ttfb_ms"] is None:
-                rec["ttfb_ms"] = _ms(timing["t0"], time.perf_counter())
+                rec["ttfb_ms"] = ms(timing["t0"], time.perf_counter())
             if tee_up is not None:
                 tee_up.append(chunk)
             if not meter_downstream:
@@ -123,7 +112,7 @@ async def relay_converted_stream(request: web.Request, resp: UpstreamResponse,
         end = time.perf_counter()
         timing["upstream_done"] = timing["upstream_done"] or end
         rec["bytes_out"] = sum(len(c) for c in tee_down)
-        rec["sse"] = meter.summary(_ms(t_start, end))
+        rec["sse"] = meter.summary(ms(t_start, end))
         timing["downstream"] = {"message": getattr(converter, "message", None),
                                 "events": b"".join(tee_down).decode("utf-8", "replace")}
         account_stream_end(rec, meter, timing, tee_down, converter.complete)

@@ -20,13 +20,12 @@ from proxy.upstream import StreamIdle, UpstreamResponse
 from proxy.usage import set_tokens
 
 
-def _ms(start: float, end: float) -> float:
+def ms(start: float, end: float) -> float:
     return round((end - start) * 1000.0, 3)
 
 
-async def relay_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec: dict,
-                     timing: dict) -> web.Response:
-    """Read the whole upstream body and answer with it as it is."""
+async def read_whole(resp: UpstreamResponse, timing: dict) -> bytes:
+    """The whole upstream body; the connection goes back to the pool, or is closed on failure."""
     try:
         data = await resp.read()
     except BaseException:
@@ -35,6 +34,13 @@ async def relay_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec
     resp.release()
     timing["upstream_done"] = time.perf_counter()
     timing["body"] = data  # for trajectories and the signature book; no copy, a reference
+    return data
+
+
+async def relay_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec: dict,
+                     timing: dict) -> web.Response:
+    """Read the whole upstream body and answer with it as it is."""
+    data = await read_whole(resp, timing)
     if 200 <= resp.status < 300 and rec.get("op") is not None:
         encoding = next((v for k, v in headers if k.lower() == "content-encoding"), "identity")
         if encoding == "identity":
@@ -62,7 +68,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
         await out.prepare(request)
         async for chunk in resp.chunks():
             if rec["ttfb_ms"] is None:
-                rec["ttfb_ms"] = _ms(timing["t0"], time.perf_counter())
+                rec["ttfb_ms"] = ms(timing["t0"], time.perf_counter())
             meter.feed(chunk)
             if tee is not None:
                 tee.append(chunk)
@@ -96,7 +102,7 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
         end = time.perf_counter()
         timing["upstream_done"] = timing["upstream_done"] or end
         rec["bytes_out"] = meter.bytes
-        rec["sse"] = meter.summary(_ms(t_start, end))
+        rec["sse"] = meter.summary(ms(t_start, end))
         timing["signatures"] = meter.signatures
         account_stream_end(rec, meter, timing, relayed, meter.complete)
     if rec["reason"] is None:

@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from reports import svg
-from reports.summarize import NONE_LABEL, summarize
+from reports.summarize import NONE_LABEL, fmt, pct, summarize
 from reports.usage_io import read_usage, to_frame
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -135,24 +135,12 @@ def report_context(metrics: dict, df: pd.DataFrame) -> dict:
     }
 
 
-def _fmt(value, digits: int = 1) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _pct(value) -> str:
-    return "–" if value is None else f"{value * 100:.1f}%"
-
-
 def render_report(metrics: dict, df: pd.DataFrame, title: str) -> str:
     """The report as one self-contained HTML string (jinja2, StrictUndefined, autoescape). Pure."""
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), undefined=StrictUndefined,
                       autoescape=True, keep_trailing_newline=True)
-    env.filters["fmt"] = _fmt
-    env.filters["pct"] = _pct
+    env.filters["fmt"] = fmt
+    env.filters["pct"] = pct
     return env.get_template(REPORT_TEMPLATE).render(title=title, c=report_context(metrics, df))
 
 

@@ -168,7 +168,7 @@ def write_metrics(metrics: dict, path: str | Path) -> Path:
     return path
 
 
-def _fmt(value, digits: int = 1) -> str:
+def fmt(value, digits: int = 1) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -176,7 +176,7 @@ def _fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
-def _pct(value) -> str:
+def pct(value) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
 
@@ -184,8 +184,8 @@ def render_summary(metrics: dict, title: str) -> str:
     """Markdown summary of METRICS (jinja2 with StrictUndefined: a missing key is an error)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), undefined=StrictUndefined,
                       keep_trailing_newline=True, autoescape=False)
-    env.filters["fmt"] = _fmt
-    env.filters["pct"] = _pct
+    env.filters["fmt"] = fmt
+    env.filters["pct"] = pct
     return env.get_template(SUMMARY_TEMPLATE).render(m=metrics, title=title)
 
 
