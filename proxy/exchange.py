@@ -72,9 +72,15 @@ async def read_payload(request: web.Request, rec: dict, max_bytes: int) -> tuple
             from exc
     except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a body that is not gzip
         raise BadRequest(f"request body could not be read: {exc}", close_connection=True) from exc
-    if request.content_type != "application/json":
+    return body, check_payload(body, request.content_type, rec)
+
+
+def check_payload(body: bytes, content_type: str, rec: dict) -> dict:
+    """The checks every model request's body passes, in the shim and in `ccp mitm`: a JSON object
+    with a non-empty `model`. Raises the ShimError the client is answered with."""
+    if content_type != "application/json":
         raise UnsupportedMediaType(
-            f"content-type must be application/json, got {request.content_type or 'none'}")
+            f"content-type must be application/json, got {content_type or 'none'}")
     rec["bytes_in"] = len(body)
     try:
         payload = _loads(body)
@@ -87,7 +93,7 @@ async def read_payload(request: web.Request, rec: dict, max_bytes: int) -> tuple
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise BadRequest("model: field required (a non-empty string)")
-    return body, payload
+    return payload
 
 
 # json.loads refuses nesting deeper than the interpreter's recursion limit allows (~950 here) with
@@ -113,9 +119,9 @@ def _stdlib_reading(body: bytes, payload: dict) -> dict:
     return json.loads(body) if orjson is not None else payload
 
 
-def _rewrites_body(payload: dict, body: bytes, protocol_in: str, provider: Provider,
+def rewrites_body(payload: dict, body: bytes, protocol_in: str, provider: Provider,
                    upstream_model: str, state: ShimState) -> bool:
-    """Whether `_upstream_body()` may build new bytes from the payload (else it forwards `body`)."""
+    """Whether `upstream_body()` may build new bytes from the payload (else it forwards `body`)."""
     return (protocol_in != provider.protocol or upstream_model != payload["model"]
             or (protocol_in == ANTHROPIC and bool(len(state.signatures))
                 and might_carry_thinking(body)))
@@ -131,25 +137,44 @@ def _dumps(payload: dict) -> bytes:
     return reserialize(payload)
 
 
-def _provider_headers(request: web.Request, state: ShimState, provider: Provider,
-                      lane: str) -> dict[str, str]:
+def provider_headers(client_headers, state: ShimState, provider: Provider,
+                     lane: str) -> dict[str, str]:
+    """The lane's header hygiene over the client's (name, value) pairs (shim and `ccp mitm`)."""
     if provider.protocol == OPENAI:
         return openai_request_headers(provider.api_key.reveal(), provider.header_mode)
     never = state.sessions.tokens() | state.foreign_keys
     if lane == LANE_ANTHROPIC:
-        return upstream_request_headers(lane, request.headers.items(), state.creds, never)
+        return upstream_request_headers(lane, client_headers, state.creds, never)
     creds = LaneCredentials(zai_api_key=provider.api_key.reveal(), zai_header_mode=provider.header_mode)
-    return upstream_request_headers(lane, request.headers.items(), creds, never)
+    return upstream_request_headers(lane, client_headers, creds, never)
 
 
-def _upstream_url(provider: Provider, path: str, query: str) -> str:
+def route(state: ShimState, model: str, protocol_in: str, rec: dict) -> tuple[Decision, Provider]:
+    """Rows 1–5 (`decide()`) and 4b (the quota book) for one request, written into its record."""
+    settings = state.settings
+    decision = decide(RequestMeta(model=model, protocol=protocol_in), settings.routing,
+                      settings.catalog, settings.model_override)
+    # row 4b: an exhausted zai budget reroutes (pure; the book is fed by finished records)
+    decision = apply_quota(decision, state.quotas.state(model, time.time()), settings.reroute_mode,
+                           settings.catalog)
+    provider = settings.catalog.provider(decision.provider)
+    if provider is None:  # the catalog was validated at start; this is a bug, not bad input
+        raise RuntimeError(f"decision names an unknown provider {decision.provider!r}")
+    rec.update(lane=decision.lane, provider=decision.provider, decision=decision.reason,
+               upstream_model=decision.upstream_model, protocol_out=provider.protocol)
+    if decision.lane != LANE_ANTHROPIC and provider.protocol == ANTHROPIC:
+        rec["header_mode"] = provider.header_mode
+    return decision, provider
+
+
+def upstream_url(provider: Provider, path: str, query: str) -> str:
     if provider.protocol == OPENAI:
         return provider.base_url + "/chat/completions"
     url = provider.base_url + path
     return url + "?" + query if query else url
 
 
-def _upstream_body(payload: dict, body: bytes, protocol_in: str, provider: Provider, lane: str,
+def upstream_body(payload: dict, body: bytes, protocol_in: str, provider: Provider, lane: str,
                    upstream_model: str, state: ShimState, rec: dict) -> tuple[dict, bytes]:
     """The body the provider gets: converted, or the client's own with the fewest changes."""
     if protocol_in == ANTHROPIC and provider.protocol == OPENAI:
@@ -194,18 +219,7 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     rec["model"] = model
     rec["op"] = "stream" if stream else "nonstream"
 
-    decision = decide(RequestMeta(model=model, protocol=protocol_in), settings.routing,
-                      settings.catalog, settings.model_override)
-    # row 4b: an exhausted zai budget reroutes (pure; the book is fed by finished records)
-    decision = apply_quota(decision, state.quotas.state(model, time.time()), settings.reroute_mode,
-                           settings.catalog)
-    provider = settings.catalog.provider(decision.provider)
-    if provider is None:  # the catalog was validated at start; this is a bug, not bad input
-        raise RuntimeError(f"decision names an unknown provider {decision.provider!r}")
-    rec.update(lane=decision.lane, provider=decision.provider, decision=decision.reason,
-               upstream_model=decision.upstream_model, protocol_out=provider.protocol)
-    if decision.lane != LANE_ANTHROPIC and provider.protocol == ANTHROPIC:
-        rec["header_mode"] = provider.header_mode
+    decision, provider = route(state, model, protocol_in, rec)
     if request.path.endswith("/count_tokens"):
         rec["op"] = "count_tokens"
         stream = False
@@ -218,15 +232,15 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
 
     def prepare(provider: Provider, lane: str, upstream_model: str) -> tuple[dict, UpstreamRequest]:
         nonlocal payload, exact
-        if not exact and _rewrites_body(payload, body, protocol_in, provider, upstream_model, state):
+        if not exact and rewrites_body(payload, body, protocol_in, provider, upstream_model, state):
             payload, exact = _stdlib_reading(body, payload), True
         try:
-            up_payload, up_body = _upstream_body(payload, body, protocol_in, provider, lane,
+            up_payload, up_body = upstream_body(payload, body, protocol_in, provider, lane,
                                                  upstream_model, state, rec)
         except convert.ConversionError as exc:
             raise BadRequest(f"cannot convert the request for {provider.name}: {exc}") from exc
-        url = _upstream_url(provider, path, request.query_string)
-        headers = _provider_headers(request, state, provider, lane)
+        url = upstream_url(provider, path, request.query_string)
+        headers = provider_headers(request.headers.items(), state, provider, lane)
         return up_payload, UpstreamRequest("POST", url, headers, up_body, stream)
 
     up_payload, up_req = prepare(provider, decision.lane, decision.upstream_model)

@@ -1,7 +1,7 @@
 import pytest
 
 from proxy.catalog import Provider
-from proxy.exchange import _upstream_body, _upstream_url, protocol_of
+from proxy.exchange import upstream_body, upstream_url, protocol_of
 from proxy.settings import Secret, Settings
 from proxy.state import ShimState
 
@@ -20,9 +20,9 @@ def test_protocol_by_path():
 
 
 def test_urls_follow_each_sdk_convention():
-    assert _upstream_url(_provider("openai"), "/v1/messages", "beta=true") == \
+    assert upstream_url(_provider("openai"), "/v1/messages", "beta=true") == \
         "http://up.test/base/chat/completions"
-    assert _upstream_url(_provider("anthropic"), "/v1/messages", "beta=true") == \
+    assert upstream_url(_provider("anthropic"), "/v1/messages", "beta=true") == \
         "http://up.test/base/v1/messages?beta=true"
 
 
@@ -31,16 +31,16 @@ def test_same_protocol_body_is_untouched_unless_a_route_renames_the_model():
     payload = {"model": "m", "messages": []}
     body = b'{"model": "m", "messages": []}'
     rec = {"rewrites": None}
-    out, out_body = _upstream_body(dict(payload), body, "anthropic", _provider("anthropic"), "p", "m", state, rec)
+    out, out_body = upstream_body(dict(payload), body, "anthropic", _provider("anthropic"), "p", "m", state, rec)
     assert out_body is body and rec["rewrites"] is None
-    out, out_body = _upstream_body(dict(payload), body, "anthropic", _provider("anthropic"), "p", "m2", state, rec)
+    out, out_body = upstream_body(dict(payload), body, "anthropic", _provider("anthropic"), "p", "m2", state, rec)
     assert out["model"] == "m2" and b'"m2"' in out_body and rec["rewrites"] == ["model"]
 
 
 def test_cross_protocol_body_is_converted():
     state = ShimState(Settings.from_env({}), None)
     payload = {"model": "m", "max_tokens": 5, "system": "s", "messages": [{"role": "user", "content": "hi"}]}
-    out, out_body = _upstream_body(payload, b"", "anthropic", _provider("openai"), "p", "up-m", state, {})
+    out, out_body = upstream_body(payload, b"", "anthropic", _provider("openai"), "p", "up-m", state, {})
     assert out["model"] == "up-m" and out["messages"][0] == {"role": "system", "content": "s"}
     assert b'"up-m"' in out_body
 
