@@ -15,6 +15,7 @@ import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from harness.probes import ANTHROPIC_VERSION, DEFAULT_TIMEOUT, ProbeResult, message_body, text_of_body
 from harness.shim import PROJECT_ROOT, clean_env
@@ -46,14 +47,25 @@ def claude_version(binary: str | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+class HttpsProxy(NamedTuple):
+    """HTTPS_PROXY mode (`ccp mitm`): the proxy's URL and the CA certificate it signs with."""
+
+    url: str
+    ca_cert: str
+
+
 def cli_env(base_url: str, home: str, auth_token: str | None = None,
-            api_key: str | None = None) -> dict[str, str]:
-    """The environment a probe gives the CLI: only what an operator's shell would set for it."""
+            api_key: str | None = None, via: HttpsProxy | None = None) -> dict[str, str]:
+    """The environment a probe gives the CLI: only what an operator's shell would set for it.
+    With `via`, what `ccp mitm env` sets instead of ANTHROPIC_BASE_URL (`base_url` is unused)."""
     env = clean_env({
-        "HOME": home, "ANTHROPIC_BASE_URL": base_url,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+        "HOME": home, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": "0",
     })
+    if via is None:
+        env["ANTHROPIC_BASE_URL"] = base_url
+    else:
+        env.update(HTTPS_PROXY=via.url, NODE_EXTRA_CA_CERTS=via.ca_cert)
     if api_key:
         env["ANTHROPIC_API_KEY"] = api_key
     else:
@@ -77,8 +89,9 @@ def parse_cli_output(stdout: str) -> dict:
 
 def cli_probe(base_url: str, model: str, prompt: str = "Say hi", *, auth_token: str | None = None,
               api_key: str | None = None, timeout: float = CLI_TIMEOUT, stream: bool = True,
-              binary: str | None = None) -> ProbeResult:
-    """One `claude -p` call through the shim. Claude Code always streams."""
+              binary: str | None = None, via: HttpsProxy | None = None) -> ProbeResult:
+    """One `claude -p` call through the shim (or, `via` a `ccp mitm`, as HTTPS_PROXY mode).
+    Claude Code always streams."""
     result = ProbeResult("cli", model, True)
     binary = binary or find_claude()
     if not binary:
@@ -88,7 +101,7 @@ def cli_probe(base_url: str, model: str, prompt: str = "Say hi", *, auth_token: 
     with tempfile.TemporaryDirectory(prefix="ccp-cli-home-") as home:
         cmd = [binary, "-p", "--model", model, prompt, "--output-format", "json"]
         try:
-            out = subprocess.run(cmd, env=cli_env(base_url, home, auth_token, api_key),
+            out = subprocess.run(cmd, env=cli_env(base_url, home, auth_token, api_key, via),
                                  cwd=home, stdin=subprocess.DEVNULL, capture_output=True,
                                  timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -118,8 +131,9 @@ def cli_probe(base_url: str, model: str, prompt: str = "Say hi", *, auth_token: 
 def curl_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: bool = False,
                api_key: str | None = None, auth_token: str | None = None,
                extra_headers: dict[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT,
-               body: dict | None = None) -> ProbeResult:
-    """One request with real curl; `-N` so a stream is read as it arrives."""
+               body: dict | None = None, via: HttpsProxy | None = None) -> ProbeResult:
+    """One request with real curl; `-N` so a stream is read as it arrives. With `via`, curl goes
+    through that proxy (`--proxy`, trusting its CA with `--cacert`) to `base_url`."""
     result = ProbeResult("curl", model, stream)
     curl = shutil.which("curl")
     if not curl:
@@ -137,7 +151,8 @@ def curl_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: boo
         head_file, body_file, config = Path(tmp, "h"), Path(tmp, "b"), Path(tmp, "cfg")
         # headers go through a config file, so no credential shows in the process list
         config.write_text("".join(f'header = "{k}: {v}"\n' for k, v in headers.items()))
-        cmd = [curl, "-sS", "-N", "--noproxy", "*", "--max-time", f"{timeout:.0f}", "-K", str(config),
+        route = ["--noproxy", "*"] if via is None else ["--proxy", via.url, "--cacert", via.ca_cert]
+        cmd = [curl, "-sS", "-N", *route, "--max-time", f"{timeout:.0f}", "-K", str(config),
                "-D", str(head_file), "-o", str(body_file), "-w", "%{http_code}",
                "--data-binary", "@-", f"{base_url}/v1/messages?beta=true"]
         try:

@@ -39,6 +39,7 @@ from harness.mock_faults import SPLIT_UTF8_SUFFIX, Fault, error_body, parse_faul
 ZAI_PREFIX = "/api/anthropic"
 MESSAGE_PATHS = frozenset({"/v1/messages", "/v1/message"})
 OPENAI_SUFFIX = "/chat/completions"
+CLIENT_API_PREFIX = "/api/claude_code/"
 FAULT_HEADER = "x-mock-fault"
 DELTAS_HEADER = "x-mock-deltas"
 MAX_BODY = 256 * 1024 * 1024  # real requests with long histories run to tens of MB
@@ -127,12 +128,18 @@ REPLIES = {"anthropic": anthropic_reply, "openai": openai_reply}
 class MockUpstream(ThreadedServer):
     """An Anthropic-compatible upstream on 127.0.0.1 port 0 that records every call."""
 
-    def __init__(self, name: str = "anthropic") -> None:
+    def __init__(self, name: str = "anthropic", tls: bool = False) -> None:
         self.name = name
+        # tls: HTTPS (HTTP/1.1) with a certificate for 127.0.0.1 and localhost from a test CA
+        # (trustme); `ca_path` is the PEM to trust (CCP_CA_BUNDLE, curl --cacert)
+        self.tls = tls
+        self.ca_path: str | None = None
+        self._ssl = None
         self._thread_name = f"mock-upstream-{name}"
         self._cond = threading.Condition()
         self._calls: list[RecordedCall] = []
         self.probes = 0  # GET/HEAD reachability probes on / and the prefix (not in `calls`)
+        self.client_api: list[str] = []  # GET /api/claude_code/… paths (not in `calls`)
         self._scripts: deque[_Scripted] = deque()
         self._default: Fault | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,7 +159,23 @@ class MockUpstream(ThreadedServer):
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _ssl_context(self):
+        if not self.tls:
+            return None
+        if self._ssl is None:
+            import ssl
+            import tempfile
+
+            import trustme
+            ca = trustme.CA()
+            self._ca_dir = tempfile.TemporaryDirectory(prefix=f"ccp-mock-{self.name}-ca-")
+            self.ca_path = f"{self._ca_dir.name}/ca.pem"
+            ca.cert_pem.write_to_path(self.ca_path)
+            self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1", "localhost").configure_cert(self._ssl)
+        return self._ssl
 
     @property
     def zai_base_url(self) -> str:
@@ -168,7 +191,7 @@ class MockUpstream(ThreadedServer):
                                shutdown_timeout=1.0)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=self._ssl_context()).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -198,6 +221,7 @@ class MockUpstream(ThreadedServer):
         """Forget calls, scripts and the default fault; end any stall in progress."""
         with self._cond:
             self._calls.clear()
+            self.client_api.clear()
             self._scripts.clear()
             self._default = None
             self._cond.notify_all()
@@ -275,6 +299,13 @@ class MockUpstream(ThreadedServer):
             with self._cond:
                 self.probes += 1
             return web.json_response({"ok": True, "name": self.name})
+        if request.method == "GET" and request.path.startswith(CLIENT_API_PREFIX):
+            # Claude Code's own settings calls (HTTPS_PROXY mode sends them to the anthropic lane):
+            # listed in `client_api`, answered as an account without managed settings would be
+            with self._cond:
+                self.client_api.append(request.path)
+            return web.json_response(error_body(404, f"mock {self.name}: no managed settings"),
+                                     status=404)
         body = await request.read()
         call = RecordedCall(request.method, request.path, dict(request.query), _headers(request),
                             body, _loads(body))

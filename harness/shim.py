@@ -65,6 +65,7 @@ class ShimProcess:
         self.port: int | None = None
         self.requested_port = port  # 0: the OS chooses (the default everywhere but sandbox tasks)
         self.proc: subprocess.Popen | None = None
+        self.announce: dict = {}  # the JSON line the process printed when it started listening
         self.stderr_path = self.logs_dir / "shim.stderr.log"
 
     @property
@@ -84,18 +85,24 @@ class ShimProcess:
                          **self.overlay})
         self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", "--host", self.host, "--port",
-             str(self.requested_port)],
-            env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            self._command(), env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=self._stderr)
         try:
-            announce = self._read_announce()
-            self.port = int(announce["port"])
-            wait_until(self._ready, self.start_timeout, f"{self.url}{self.ready_path}")
+            self.announce = self._read_announce()
+            self.port = int(self.announce["port"])
+            wait_until(self._ready, self.start_timeout, self.ready_url)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "proxy", "serve", "--host", self.host, "--port",
+                str(self.requested_port)]
+
+    @property
+    def ready_url(self) -> str:
+        return f"{self.url}{self.ready_path}"
 
     def _read_announce(self) -> dict:
         assert self.proc is not None and self.proc.stdout is not None
@@ -118,7 +125,7 @@ class ShimProcess:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"shim exited with {self.proc.returncode}: {self.stderr_tail()}")
         try:
-            return httpx.get(f"{self.url}{self.ready_path}", timeout=3.0,
+            return httpx.get(self.ready_url, timeout=3.0,
                              trust_env=False).status_code == 200
         except httpx.HTTPError:
             return False
@@ -168,3 +175,30 @@ class ShimProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class MitmProcess(ShimProcess):
+    """A running `ccp mitm` (HTTPS_PROXY mode): `url` is the proxy to set as HTTPS_PROXY, `ca_cert`
+    the mitmproxy CA a client trusts, `admin_url` serves /healthz and /metrics."""
+
+    def __init__(self, logs_dir: str | os.PathLike, env: Mapping[str, str] | None = None,
+                 host: str = "127.0.0.1", start_timeout: float = 30.0) -> None:
+        super().__init__(logs_dir, env, host, start_timeout, ready_path="/healthz")
+        self.stderr_path = self.logs_dir / "mitm.stderr.log"
+        self.confdir = self.logs_dir / "mitmproxy"  # its own CA, never the machine's ~/.mitmproxy
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "proxy", "mitm", "--host", self.host, "--port",
+                str(self.requested_port), "--confdir", str(self.confdir)]
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.host}:{self.announce['admin_port']}"
+
+    @property
+    def ready_url(self) -> str:
+        return f"{self.admin_url}{self.ready_path}"
+
+    @property
+    def ca_cert(self) -> str:
+        return self.announce["ca_cert"]

@@ -103,6 +103,16 @@ def _repro(argv: list[str]) -> int:
     return main(argv)
 
 
+def _soak(argv: list[str]) -> int:
+    from harness.soak import main
+    return main(argv)
+
+
+def _ab(argv: list[str]) -> int:
+    from harness.ab import main
+    return main(argv)
+
+
 def _up(argv: list[str]) -> int:
     from proxy.control import up_main
     return up_main(argv)
@@ -184,6 +194,11 @@ def _report(argv: list[str]) -> int:
     return main(argv, default_logs_dir=settings.logs_dir, default_results_dir=settings.results_dir)
 
 
+def _mitm(argv: list[str]) -> int:
+    from proxy.mitm import main
+    return main(argv)
+
+
 def _bundle(argv: list[str]) -> int:
     from reports.bundle import main
     return main(argv)
@@ -202,6 +217,8 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "logs-rotate": (_logs_rotate, "rotate logs/usage.jsonl now (keeps five)"),
     "sandbox-smoke": (_sandbox_smoke, "the sandboxed claude task end to end (TC_CLAUDE_PROXY_E2E_SMOKE)"),
     "repro": (_repro, "the repro job: mocks (or real upstreams), shim, probes, METRICS, gates"),
+    "soak": (_soak, "haiku+sonnet probes in a loop until both lanes succeeded (make overnight)"),
+    "ab": (_ab, "A/B of one toggle: shim restarted per arm, arms interleaved, results/AB-*.md"),
     "up": (_up, "start the shim in the background (pid and log files in the profile's logs)"),
     "down": (_down, "stop the background shim"),
     "restart": (_restart, "down + up (keeps the port unless --port is given)"),
@@ -217,6 +234,7 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "usage": (_usage_verb, "quota usage per model; --banner: a one-line meter"),
     "quotas": (_quotas, "quotas reload [FILE]: hot-reload the running shim's quotas"),
     "db": (_db, "the SQLite usage store: db status|export --csv F|import --jsonl F|merge DIR --out DIR"),
+    "mitm": (_mitm, "HTTPS_PROXY mode: mitmproxy with the ccp addon (--port 8082); `mitm env`"),
     "model": (_model, "the manual model override: model [NAME | --clear] (restart the shim to apply)"),
 }
 

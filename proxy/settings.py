@@ -212,6 +212,9 @@ class Settings:
     quotas_file: str | None = None  # CCP_QUOTAS_FILE, else <config home>/quotas.yaml, else repo
     reroute_mode: str = "block"  # CCP_REROUTE_MODE (see proxy.quotas)
     dev_enable: bool = False  # CCP_DEV_ENABLE: the /v1/dev/* endpoints
+    # `ccp mitm` (proxy.mitm): which flows the addon handles, and where mitmproxy keeps its CA
+    mitm_filter_chain: str = "1"  # MITM_FILTER_CHAIN: 1 (Anthropic API hosts), 0 (off), or a filter
+    mitm_confdir: str = ""  # CCP_MITM_CONFDIR, else $HOME/.mitmproxy (mitmproxy's own default)
     quotas: "QuotaConfig" = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     # Built by from_env() (so a bad file fails at start); a Settings made directly gets the built-in
     # lanes from its own fields. Read once: a running shim needs a restart to see file changes.
@@ -316,6 +319,10 @@ class Settings:
             attr for attr, key in (("force_haiku_to_zai", "FORCE_HAIKU_TO_ZAI"),
                                    ("offload_paused", "OFFLOAD_PAUSED"),
                                    ("zai_header_mode", "ZAI_HEADER_MODE")) if env.get(key, "").strip())
+        if env.get("MITM_FILTER_CHAIN", "").strip():
+            kw["mitm_filter_chain"] = env["MITM_FILTER_CHAIN"].strip()
+        kw["mitm_confdir"] = (env.get("CCP_MITM_CONFDIR", "").strip()
+                              or str(Path(env.get("HOME") or Path.home()) / ".mitmproxy"))
         fallback = env.get("CCP_FALLBACK_LANE", "").strip()
         settings = cls(**kw)
         from proxy.catalog import load_catalog  # catalog imports this module
