@@ -15,9 +15,9 @@ import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 
-from harness.probes import ANTHROPIC_VERSION, DEFAULT_TIMEOUT, ProbeResult, message_body, text_of_body
+from harness.probes import (ANTHROPIC_VERSION, DEFAULT_TIMEOUT, HttpsProxy, ProbeResult, message_body,
+                            text_of_body)
 from harness.shim import PROJECT_ROOT, clean_env
 
 CLAUDE_VERSION = "2.1.331"  # the pinned CLI that `make claude` installs into .tools/claude
@@ -47,13 +47,6 @@ def claude_version(binary: str | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-class HttpsProxy(NamedTuple):
-    """HTTPS_PROXY mode (`ccp mitm`): the proxy's URL and the CA certificate it signs with."""
-
-    url: str
-    ca_cert: str
-
-
 def cli_env(base_url: str, home: str, auth_token: str | None = None,
             api_key: str | None = None, via: HttpsProxy | None = None) -> dict[str, str]:
     """The environment a probe gives the CLI: only what an operator's shell would set for it.
@@ -68,6 +61,8 @@ def cli_env(base_url: str, home: str, auth_token: str | None = None,
         env.update(HTTPS_PROXY=via.url, NODE_EXTRA_CA_CERTS=via.ca_cert)
     if api_key:
         env["ANTHROPIC_API_KEY"] = api_key
+    elif via is not None:  # HTTPS_PROXY mode: the CLI's own login (`claude setup-token`'s token)
+        env["CLAUDE_CODE_OAUTH_TOKEN"] = auth_token or PLACEHOLDER_TOKEN
     else:
         env["ANTHROPIC_AUTH_TOKEN"] = auth_token or PLACEHOLDER_TOKEN
     return env

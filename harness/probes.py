@@ -9,10 +9,11 @@ shows response headers; a CLI result carries Claude Code's session id, which the
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, NamedTuple
 from dataclasses import dataclass, field
 
 import anthropic
@@ -86,10 +87,32 @@ def text_from_message(obj: object) -> str:
                    if isinstance(b, dict) and b.get("type") == "text")
 
 
+class HttpsProxy(NamedTuple):
+    """HTTPS_PROXY mode (`ccp mitm`): the proxy's URL and the CA certificate it signs with."""
+
+    url: str
+    ca_cert: str
+
+
+def _httpx_client(timeout: float, via: HttpsProxy | None) -> httpx.Client:
+    """A client straight to the URL, or through `via` trusting its CA (never the environment's)."""
+    if via is None:
+        return httpx.Client(timeout=timeout, trust_env=False)
+    return httpx.Client(timeout=timeout, trust_env=False, proxy=via.url,
+                        verify=ssl.create_default_context(cafile=via.ca_cert))
+
+
+def _sdk_http_client(timeout: float, via: HttpsProxy):
+    """The SDK's own client class (it rejects a plain httpx one), through `via`."""
+    return anthropic.DefaultHttpxClient(timeout=timeout, trust_env=False, proxy=via.url,
+                                        verify=ssl.create_default_context(cafile=via.ca_cert))
+
+
 def http_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: bool = False,
                api_key: str | None = None, auth_token: str | None = None,
                extra_headers: dict[str, str] | None = None, query: str = "beta=true",
-               timeout: float = DEFAULT_TIMEOUT, body: dict | None = None) -> ProbeResult:
+               timeout: float = DEFAULT_TIMEOUT, body: dict | None = None,
+               via: HttpsProxy | None = None) -> ProbeResult:
     """POST /v1/messages with httpx; a stream's bytes are kept exactly as received."""
     headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
     if api_key:
@@ -102,7 +125,7 @@ def http_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: boo
     result = ProbeResult("http", model, stream)
     t0 = time.perf_counter()
     try:
-        with httpx.Client(timeout=timeout, trust_env=False) as client:
+        with _httpx_client(timeout, via) as client:
             with client.stream("POST", url, headers=headers, content=json.dumps(payload)) as resp:
                 result.status = resp.status_code
                 result.take_headers(dict(resp.headers))
@@ -125,11 +148,12 @@ def text_of_body(raw: bytes, content_type: str) -> str:
 
 def sdk_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: bool = False,
               api_key: str | None = None, auth_token: str | None = None,
-              timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
+              timeout: float = DEFAULT_TIMEOUT, via: HttpsProxy | None = None) -> ProbeResult:
     """One request through the official `anthropic` SDK (no retries, so a failure shows)."""
     result = ProbeResult("sdk", model, stream)
     client = anthropic.Anthropic(base_url=base_url, api_key=api_key, auth_token=auth_token,
-                                 max_retries=0, timeout=timeout)
+                                 max_retries=0, timeout=timeout,
+                                 http_client=_sdk_http_client(timeout, via) if via else None)
     messages = [{"role": "user", "content": prompt}]
     t0 = time.perf_counter()
     try:

@@ -3,6 +3,8 @@
 With no keys it runs entirely on loopback: two mock upstreams (anthropic, and zai under its
 `/api/anthropic` prefix), the real `ccp serve` process, haiku and sonnet probes through the real
 `claude` CLI, real curl, raw HTTP and the official SDK (stream and non-stream), one long SSE stream,
+(`--front mitm`: the same probes keep https://api.anthropic.com and go through `ccp mitm` as
+HTTPS_PROXY to TLS mocks; artifacts are named `mitm_repro`),
 then `results/METRICS_<run>.json`, `results/<run>-SUMMARY.md`, a copy of the run's usage log, and the
 gate verdicts. Exit 1 when a gate fails. With `ALLOW_REAL_API=1` and real keys in the environment the
 shim talks to the real upstreams instead. `--quick` is 1× haiku and 1× sonnet through the CLI only.
@@ -24,9 +26,9 @@ from harness.gates import GateResult, format_verdicts, no_secret_in_files, provi
 from harness.hygiene import check_anthropic_calls, check_zai_calls
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
-from harness.probes import ProbeResult, attach_records, probe
+from harness.probes import HttpsProxy, ProbeResult, attach_records, probe
 from harness.progress import progress_bar
-from harness.shim import ShimProcess
+from harness.shim import MitmProcess, ShimProcess
 from proxy.providers import providers_view
 from proxy.settings import ConfigError, Settings
 from proxy.usage import rotate_usage, utc_timestamp
@@ -38,7 +40,10 @@ HAIKU_MODEL = "claude-haiku-4-5-20251001"
 SONNET_MODEL = "claude-sonnet-4-5-20250929"
 LONG_STREAM_DELTAS = 2000
 KINDS = ("cli", "curl", "http", "sdk")
-TOGGLES = ("FORCE_HAIKU_TO_ZAI", "OFFLOAD_PAUSED", "ZAI_HEADER_MODE")
+TOGGLES = ("FORCE_HAIKU_TO_ZAI", "OFFLOAD_PAUSED", "ZAI_HEADER_MODE", "MITM_FILTER_CHAIN",
+           "MITM_FORCE_H1", "ENABLE_BODY_TEE")
+FRONTS = ("shim", "mitm")
+MITM_CLIENT_URL = "https://api.anthropic.com"  # where a client in HTTPS_PROXY mode thinks it goes
 
 
 @dataclass
@@ -79,12 +84,13 @@ def quick_plan() -> list[Planned]:
             Planned("cli", "sonnet", True, "anthropic", "CCP_QUICK_SONNET")]
 
 
-def _fire(item: Planned, base_url: str, client_auth: dict, cli_timeout: float) -> ProbeResult:
+def _fire(item: Planned, base_url: str, client_auth: dict, cli_timeout: float,
+          via: HttpsProxy | None = None) -> ProbeResult:
     prompt = f"Reply with exactly: {item.token} and nothing else."
     if item.kind == "cli":
         return probe("cli", base_url, item.model, prompt, timeout=cli_timeout,
-                     auth_token=client_auth.get("cli_token"))
-    kw = {"stream": item.stream, "api_key": client_auth.get("api_key")}
+                     auth_token=client_auth.get("cli_token"), via=via)
+    kw = {"stream": item.stream, "api_key": client_auth.get("api_key"), "via": via}
     if item.deltas:
         kw["extra_headers"] = {"x-mock-deltas": str(item.deltas)}
     return probe(item.kind, base_url, item.model, prompt, **kw)
@@ -116,6 +122,14 @@ def _probe_checks(items: list[Planned], results: list[ProbeResult], found: dict[
                    "every probe has one record on the expected lane" if not lane_problems
                    else "; ".join(lane_problems[:3])),
     ]
+
+
+def _mock_cas(mocks: tuple[MockUpstream, MockUpstream], folder: Path) -> Path:
+    """One PEM with both TLS mocks' CAs (CCP_CA_BUNDLE for the front that talks to them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "mock-cas.pem"
+    out.write_text("".join(Path(m.ca_path).read_text() for m in mocks))
+    return out
 
 
 def _long_stream_check(items: list[Planned], results: list[ProbeResult],
@@ -167,7 +181,7 @@ def _versions(cli_binary: str | None) -> dict:
 
 def _readyz(url: str) -> dict | None:
     try:
-        return httpx.get(f"{url}/readyz", timeout=10, trust_env=False).json()
+        return httpx.get(url, timeout=10, trust_env=False).json()
     except (httpx.HTTPError, ValueError):
         return None
 
@@ -176,14 +190,15 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs_dir = Path(args.logs or settings.logs_dir).resolve()
     results_dir = Path(args.results or settings.results_dir).resolve()
-    run_name = args.run or ("repro_quick" if args.quick else "repro")
+    mitm = args.front == "mitm"
+    run_name = args.run or ("mitm_" if mitm else "") + ("repro_quick" if args.quick else "repro")
     real = settings.allow_real_api and bool(settings.zai_api_key) and bool(
         settings.anthropic_auth_token or settings.anthropic_api_key)
     if settings.allow_real_api and not real:
         print("[repro] ALLOW_REAL_API=1 but ZAI_API_KEY and an Anthropic credential are not both "
               "set: using the mock upstreams", file=sys.stderr)
     rotated = rotate_usage(logs_dir)
-    print(f"[repro] run={run_name} logs={logs_dir}"
+    print(f"[repro] run={run_name} front={args.front} logs={logs_dir}"
           + (f" (previous usage rotated to {rotated.name})" if rotated else ""))
     run_started = utc_timestamp()
 
@@ -201,8 +216,11 @@ def run(args: argparse.Namespace) -> int:
         client_auth = {"cli_token": settings.anthropic_auth_token.reveal() or None}
         print("[repro] upstreams: REAL (ALLOW_REAL_API=1)")
     else:
-        mocks = (MockUpstream("anthropic").start(), MockUpstream("zai").start())
+        # HTTPS_PROXY mode reaches its upstreams over TLS, as it would reach the real ones
+        mocks = (MockUpstream("anthropic", tls=mitm).start(), MockUpstream("zai", tls=mitm).start())
         env = {**lane_env(mocks[0].base_url, mocks[1].zai_base_url), **toggles}
+        if mitm:
+            env["CCP_CA_BUNDLE"] = str(_mock_cas(mocks, logs_dir))
         client_auth = {"api_key": test_keys()["CLIENT_API_KEY"],
                        "cli_token": test_keys()["CLIENT_OAUTH_TOKEN"]}
         print(f"[repro] upstreams: mock anthropic={mocks[0].base_url} zai={mocks[1].zai_base_url}")
@@ -216,12 +234,18 @@ def run(args: argparse.Namespace) -> int:
                      kinds=kinds)
     results: list[ProbeResult] = []
     try:
-        with ShimProcess(logs_dir, env) as shim:
-            print(f"[repro] shim {shim.url} (pid {shim.proc.pid})")
-            readyz = _readyz(shim.url)
+        front = MitmProcess(logs_dir, env) if mitm else ShimProcess(logs_dir, env)
+        with front as shim:
+            print(f"[repro] {args.front} {shim.url} (pid {shim.proc.pid})")
+            if mitm:  # clients keep their Anthropic URL and go through the proxy
+                via, base_url = HttpsProxy(shim.url, shim.ca_cert), MITM_CLIENT_URL
+                readyz = _readyz(f"{shim.admin_url}/readyz")
+            else:
+                via, base_url = None, shim.url
+                readyz = _readyz(f"{shim.url}/readyz")
             with progress_bar(len(items), "probes", enabled=not args.no_progress) as advance:
                 for item in items:
-                    results.append(_fire(item, shim.url, client_auth, args.cli_timeout))
+                    results.append(_fire(item, base_url, client_auth, args.cli_timeout, via))
                     advance(f"{item.kind} {item.model}")
             shim.wait_for_records(len(items)) if items else None
     finally:
@@ -254,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.copyfile(usage_path, usage_copy)
     metrics["run"] = {
         "name": run_name, "started_at": run_started, "upstreams": "real" if real else "mock",
+        "front": args.front,
         "versions": _versions(cli_binary), "toggles": {**{k: None for k in TOGGLES}, **toggles},
         "gates": [v._asdict() for v in verdicts], "skipped": skipped,
         "probes": [res.row() for res in results], "usage_copy": str(usage_copy),
@@ -282,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of probes (default 3)")
     parser.add_argument("--quick", action="store_true",
                         help="1x haiku + 1x sonnet through the claude CLI only")
-    parser.add_argument("--run", help="run name for the artifacts (default repro / repro_quick)")
+    parser.add_argument("--run", help="run name for the artifacts (default repro / repro_quick, "
+                                      "mitm_repro / mitm_repro_quick with --front mitm)")
+    parser.add_argument("--front", choices=FRONTS, default="shim",
+                        help="shim: clients use ANTHROPIC_BASE_URL=ccp serve (default); mitm: "
+                             "clients keep api.anthropic.com and go through `ccp mitm` as "
+                             "HTTPS_PROXY (TLS mock upstreams)")
     parser.add_argument("--kinds", help=f"comma-separated probe kinds (default {','.join(KINDS)})")
     parser.add_argument("--cli-timeout", type=float, default=60.0, help="seconds per CLI call")
     parser.add_argument("--logs", help="logs folder (default CCP_LOGS_DIR or logs)")

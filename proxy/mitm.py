@@ -5,7 +5,8 @@
 
 The proxy listens on `--port` (0: the OS chooses) and announces itself as one JSON line on stdout,
 like `ccp serve`: `{"event": "listening", "port": …, "admin_port": …, "ca_cert": …}`. A small admin
-server beside it answers `GET /healthz` and `GET /metrics` (the shim's Prometheus series). Upstream
+server beside it answers `GET /healthz`, `GET /readyz` (the shim's check of every lane) and
+`GET /metrics` (the shim's Prometheus series). Upstream
 TLS is verified against certifi's roots plus `CCP_CA_BUNDLE` / `SSL_CERT_FILE`; HTTP/2 is offered
 unless `MITM_FORCE_H1` (or `CCP_FORCE_H1`). mitmproxy keeps its CA in `--confdir` (`CCP_MITM_CONFDIR`,
 default `~/.mitmproxy`); `ccp mitm env` makes that CA when it is missing, so the path it prints for
@@ -177,6 +178,7 @@ async def _start_admin(state, host: str, port: int):
     from aiohttp import web
 
     from proxy.metrics import CONTENT_TYPE_LATEST
+    from proxy.readiness import readiness
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "mode": "mitm"})
@@ -184,8 +186,13 @@ async def _start_admin(state, host: str, port: int):
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=state.metrics.render(), headers={"content-type": CONTENT_TYPE_LATEST})
 
+    async def readyz(_request: web.Request) -> web.Response:  # the shim's own check, every lane
+        report = await readiness(state.settings)
+        return web.json_response(report, status=200 if report["ok"] else 503)
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
