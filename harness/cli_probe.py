@@ -146,7 +146,9 @@ def curl_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: boo
         head_file, body_file, config = Path(tmp, "h"), Path(tmp, "b"), Path(tmp, "cfg")
         # headers go through a config file, so no credential shows in the process list
         config.write_text("".join(f'header = "{k}: {v}"\n' for k, v in headers.items()))
-        route = ["--noproxy", "*"] if via is None else ["--proxy", via.url, "--cacert", via.ca_cert]
+        # with `via`, NO_PROXY (127.0.0.1, localhost in a harness env) must not bypass the proxy
+        route = ["--noproxy", "*"] if via is None else ["--proxy", via.url, "--noproxy", "",
+                                                          "--cacert", via.ca_cert]
         cmd = [curl, "-sS", "-N", *route, "--max-time", f"{timeout:.0f}", "-K", str(config),
                "-D", str(head_file), "-o", str(body_file), "-w", "%{http_code}",
                "--data-binary", "@-", f"{base_url}/v1/messages?beta=true"]

@@ -94,7 +94,7 @@ class HttpsProxy(NamedTuple):
     ca_cert: str
 
 
-def _httpx_client(timeout: float, via: HttpsProxy | None) -> httpx.Client:
+def httpx_client(timeout: float, via: HttpsProxy | None = None) -> httpx.Client:
     """A client straight to the URL, or through `via` trusting its CA (never the environment's)."""
     if via is None:
         return httpx.Client(timeout=timeout, trust_env=False)
@@ -125,7 +125,7 @@ def http_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: boo
     result = ProbeResult("http", model, stream)
     t0 = time.perf_counter()
     try:
-        with _httpx_client(timeout, via) as client:
+        with httpx_client(timeout, via) as client:
             with client.stream("POST", url, headers=headers, content=json.dumps(payload)) as resp:
                 result.status = resp.status_code
                 result.take_headers(dict(resp.headers))

@@ -4,18 +4,24 @@
 - `mock_anthropic` / `mock_zai` are session-scoped mock upstreams, reset before each test that uses
   them, and strict: a test that leaves an unexpected call behind fails;
 - `make_shim(env=..., lanes=True, wait=None)` starts the real `ccp serve` process on a free port with its own
-  logs folder, pointed at the mocks with the fake lane credentials, and stops it after the test.
+  logs folder, pointed at the mocks with the fake lane credentials, and stops it after the test;
+- `tls_mocks` is the same pair over TLS, and `make_front(front, env)` starts either front door —
+  `ccp serve` ("shim") or `ccp mitm` ("mitm", HTTPS_PROXY mode) — pointed at them, returning a `Front`
+  whose `base_url` / `via` are what a client uses, so one scenario table runs through both.
 """
 from __future__ import annotations
 
 import itertools
 import os
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
-from harness.shim import ShimProcess, _STRIPPED, _STRIPPED_PREFIXES
+from harness.probes import HttpsProxy
+from harness.shim import MitmProcess, ShimProcess, _STRIPPED, _STRIPPED_PREFIXES
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +81,68 @@ def make_shim(tmp_path, mock_anthropic, mock_zai):
     yield factory
     for shim in started:
         shim.stop()
+
+
+@pytest.fixture(scope="session")
+def _tls_mock_pair(tmp_path_factory):
+    anthropic, zai = MockUpstream("anthropic", tls=True), MockUpstream("zai", tls=True)
+    anthropic.start()
+    zai.start()
+    bundle = tmp_path_factory.mktemp("tls-mocks") / "mock-cas.pem"
+    bundle.write_text(Path(anthropic.ca_path).read_text() + Path(zai.ca_path).read_text())
+    yield anthropic, zai, str(bundle)
+    anthropic.stop()
+    zai.stop()
+
+
+@pytest.fixture
+def tls_mocks(_tls_mock_pair):
+    """(anthropic, zai) mock upstreams over TLS; `ca_bundle` in `make_front` trusts both."""
+    anthropic, zai, _ = _tls_mock_pair
+    for mock in (anthropic, zai):
+        mock.reset()
+    yield anthropic, zai
+    for mock in (anthropic, zai):
+        mock.assert_no_unexpected()
+
+
+class Front(NamedTuple):
+    """A started front door and how a client reaches the Anthropic API through it."""
+
+    name: str  # "shim" or "mitm"
+    proc: ShimProcess
+    base_url: str  # the shim's URL, or https://api.anthropic.com for the mitm
+    via: HttpsProxy | None  # the proxy a client goes through (mitm only)
+
+
+MITM_CLIENT_URL = "https://api.anthropic.com"
+FRONTS = ("shim", "mitm")
+
+
+@pytest.fixture
+def make_front(tmp_path, tls_mocks, _tls_mock_pair):
+    """Factory: `make_front("shim" | "mitm", env={...}) -> Front` (started; stopped after the test)."""
+    started: list[ShimProcess] = []
+    counter = itertools.count()
+    anthropic, zai = tls_mocks
+
+    def factory(front: str, env: dict[str, str] | None = None) -> Front:
+        overlay = {**lane_env(anthropic.base_url, zai.zai_base_url),
+                   "CCP_CA_BUNDLE": _tls_mock_pair[2], **(env or {})}
+        folder = tmp_path / f"{front}{next(counter)}"
+        if front == "mitm":
+            proc: ShimProcess = MitmProcess(folder, overlay)
+        else:
+            proc = ShimProcess(folder, overlay, ready_path="/healthz")
+        started.append(proc)
+        proc.start()
+        if front == "mitm":
+            return Front(front, proc, MITM_CLIENT_URL, HttpsProxy(proc.url, proc.ca_cert))
+        return Front(front, proc, proc.url, None)
+
+    yield factory
+    for proc in started:
+        proc.stop()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,7 +13,8 @@ callable `response.stream` that returns every chunk unchanged) and writes the re
 
 Which flows: `MITM_FILTER_CHAIN` — `1` (default) the Anthropic API hosts, `0` none (mitmproxy passes
 everything untouched), or a mitmproxy filter expression. Inside the chosen flows only the model
-paths (`/v1/messages`, `/v1/message`, `/v1/messages/count_tokens`) are routed; anything else passes.
+paths (`/v1/messages`, `/v1/message`, `/v1/messages/count_tokens`, also under a prefix) are routed;
+anything else on those hosts goes to the anthropic lane's upstream as it came.
 
 Not carried over from the shim (see README, "ccp mitm"): routes to an OpenAI-protocol provider
 (mitm mode does not convert protocols; such a request is answered 501 in the Anthropic error shape),
@@ -44,7 +45,7 @@ from proxy.usage import new_record, set_tokens
 log = logging.getLogger("ccp.mitm")
 
 ANTHROPIC_API_HOSTS = ("api.anthropic.com",)
-MODEL_PATHS = frozenset({"/v1/messages", "/v1/message", "/v1/messages/count_tokens"})
+MODEL_PATHS = ("/v1/messages", "/v1/message", "/v1/messages/count_tokens")
 CLIENT_SESSION_HEADER = "x-claude-code-session-id"
 PARTIAL_KEEP_BYTES = 1 << 20  # what a broken stream keeps for logs/partials (as the shim)
 _FLIGHT = "ccp"  # flow.metadata key of the request's Flight
@@ -76,7 +77,7 @@ class Flight:
     """One routed flow: its usage record and what the hooks measured along the way."""
 
     __slots__ = ("rec", "timing", "t0", "hook_s", "meter", "relayed", "kept", "first_chunk",
-                 "stream_start", "done")
+                 "stream_start", "done", "answered")
 
     def __init__(self, rec: dict, t0: float) -> None:
         self.rec = rec
@@ -89,6 +90,7 @@ class Flight:
         self.first_chunk: float | None = None
         self.stream_start = 0.0
         self.done = False
+        self.answered = False  # the addon answered the client itself (bad input)
 
     def tap(self, chunk: bytes) -> bytes:
         """`response.stream`: every chunk goes on unchanged; the meter only watches."""
@@ -118,7 +120,9 @@ class CcpRouter:
 
     @staticmethod
     def _is_model_request(flow: http.HTTPFlow) -> bool:
-        return flow.request.method == "POST" and flow.request.path.split("?", 1)[0] in MODEL_PATHS
+        # by suffix: a host chosen by MITM_FILTER_CHAIN may serve the API under a prefix
+        return flow.request.method == "POST" and \
+            flow.request.path.split("?", 1)[0].endswith(MODEL_PATHS)
 
     def _to_anthropic_lane(self, flow: http.HTTPFlow) -> None:
         """Send a chosen flow that is not a model call (Claude Code's settings calls, …) to the
@@ -160,7 +164,7 @@ class CcpRouter:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         flight = flow.metadata.get(_FLIGHT)
-        if flight is None or flight.done or flow.response is None:
+        if flight is None or flight.done or flow.response is None or flight.answered:
             return
         started = time.perf_counter()
         rec, resp = flight.rec, flow.response
@@ -269,6 +273,7 @@ class CcpRouter:
         headers = {"content-type": "application/json", RID_HEADER: rec["rid"]}
         if rec["lane"]:
             headers[LANE_HEADER] = rec["lane"]
+        flight.answered = True
         flow.response = http.Response.make(exc.status, error_body(exc.error_type, exc.message,
                                                                    ANTHROPIC), headers)
 
