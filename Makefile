@@ -8,7 +8,7 @@ CLAUDE_VERSION ?= 2.1.331
 CLAUDE_DIR     := .tools/claude
 CLAUDE         := $(CLAUDE_DIR)/node_modules/.bin/claude
 
-.PHONY: help venv claude repro repro-go repro-go-quick verify-sse sandbox-smoke test quick serve mock-upstream \
+.PHONY: help venv claude repro repro-go repro-go-quick repro-mitm repro-py mitm verify-sse sandbox-smoke test quick serve mock-upstream \
         summarize verify-routing gates doctor clean clean-logs bench bench-quick smoke-license
 
 help:
@@ -16,6 +16,8 @@ help:
 	@echo "make test           the whole suite (pytest-xdist, $(PYTEST_WORKERS) workers)"
 	@echo "make repro-go       the repro job under the operators' name (METRICS_repro_go.json)"
 	@echo "make repro-go-quick 1x haiku + 1x sonnet through the claude CLI"
+	@echo "make repro-mitm     the repro through ccp mitm (HTTPS_PROXY mode); alias repro-py"
+	@echo "make mitm           run ccp mitm on :8082 (then: eval \"\$$(ccp mitm env)\")"
 	@echo "make verify-sse     the streaming scenarios"
 	@echo "make claude         install the pinned claude CLI into $(CLAUDE_DIR)"
 	@echo "make quick          unit tests only"
@@ -25,10 +27,13 @@ help:
 	@echo "make summarize | verify-routing | gates   reports over logs/usage.jsonl"
 	@echo "make bench          the benchmark (LiteLLM and CCR installed on demand into .bench/)"
 
-$(STAMP): pyproject.toml
+# mitmproxy (for `ccp mitm`) caps versions the shim's own dependencies are past; it runs on the newer
+# ones, so it is installed without its pins, after the rest (see requirements-mitm.txt).
+$(STAMP): pyproject.toml requirements-mitm.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-mitm.txt
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -51,6 +56,18 @@ repro-go: $(STAMP) $(CLAUDE)
 
 repro-go-quick: $(STAMP) $(CLAUDE)
 	$(BIN)/ccp repro --quick
+
+# HTTPS_PROXY mode: the same probes and gates through `ccp mitm` (METRICS_mitm_repro.json), then the
+# scenarios that run one table through both fronts; repro-py is the operators' name for it
+repro-mitm: $(STAMP) $(CLAUDE)
+	$(BIN)/ccp repro --front mitm
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m repro_mitm
+
+repro-py: repro-mitm
+
+# run the mitm front in the foreground on :8082 (`eval "$$(ccp mitm env)"` in the client's shell)
+mitm: $(STAMP)
+	$(BIN)/ccp mitm --port 8082
 
 verify-sse: $(STAMP) $(CLAUDE)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m sse

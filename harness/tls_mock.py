@@ -12,6 +12,7 @@ The listening socket is bound and listening before `start()` returns, so a clien
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import tempfile
 import threading
@@ -21,6 +22,8 @@ from typing import Any, Callable, NamedTuple
 import trustme
 from hypercorn.asyncio import serve
 from hypercorn.config import Config, Sockets
+
+from harness.mock_wire import message_json, sse_events
 
 
 class MockCall(NamedTuple):
@@ -130,3 +133,33 @@ class TlsMock:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def anthropic_app(scope, receive, send):
+    """A minimal Anthropic Messages upstream (ASGI) for `TlsMock`: HEAD answers 200, a POST gets the
+    mock wire format (an SSE stream saying "over h2 we go" when asked to stream)."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    if scope["method"] == "HEAD":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    payload = json.loads(body or b"{}")
+    model = payload.get("model", "m")
+    if payload.get("stream"):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        for event in sse_events(model, "over h2 we go", 4, 10):
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        data = json.dumps(message_json(model, "over h2", 10, 2)).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})

@@ -192,6 +192,7 @@ class CcpRouter:
             self._end_stream(flight, complete_or_error=None)
         elif resp is not None and resp.raw_content is not None:
             data = resp.raw_content
+            flight.timing["body"] = data
             rec["bytes_out"] = len(data)
             if 200 <= resp.status_code < 300 and \
                     resp.headers.get("content-encoding", "identity") == "identity":
@@ -239,6 +240,8 @@ class CcpRouter:
         body = flow.request.content or b""  # mitmproxy decodes a content-encoding for us
         content_type = flow.request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         payload = check_payload(body, content_type, rec)
+        if state.settings.body_tee:  # ENABLE_BODY_TEE: a redacted sample, written at the end
+            flight.timing.update(payload=_stdlib_reading(body, payload), credentials=credentials)
         model = payload["model"]
         stream = payload.get("stream") is True
         rec.update(model=model, op="stream" if stream else "nonstream")
@@ -304,7 +307,19 @@ class CcpRouter:
         rec["overhead_ms"] = round(flight.hook_s * 1000.0, 3)
         if rec.get("ttfb_ms") is None and rec["status"] and rec["status"] < 499:
             rec["ttfb_ms"] = rec["latency_ms"]
+        if flight.timing.get("payload") is not None:
+            self._tee(flight)
         self.state.record(rec)
+
+    def _tee(self, flight: Flight) -> None:
+        from proxy.tee import write_tee
+        timing = flight.timing
+        head = timing.get("body") or b"".join(flight.relayed)[:4096]
+        try:
+            write_tee(self.state.settings.logs_dir, flight.rec["rid"], timing["payload"], head,
+                      self.state.redaction_secrets(timing.get("credentials") or ()))
+        except OSError:
+            log.exception("[%s] could not write the body tee", flight.rec["rid"])
 
 
 class _NotInMitm(BadRequest):

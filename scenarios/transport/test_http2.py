@@ -1,43 +1,11 @@
 """HTTP/2 to the upstream by default, HTTP/1.1 with CCP_FORCE_H1 (or MITM_FORCE_H1): the record's
 `h2` says what was actually negotiated with a TLS mock that offers both."""
-import json
-
 import pytest
 
-from harness.mock_wire import message_json, sse_events
 from harness.probes import http_probe
-from harness.tls_mock import TlsMock
+from harness.tls_mock import TlsMock, anthropic_app
 
 pytestmark = [pytest.mark.repro_go]
-
-
-async def anthropic_app(scope, receive, send):
-    """A minimal Anthropic Messages upstream (ASGI), replying with the mock wire format."""
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        msg = await receive()
-        body += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
-    if scope["method"] == "HEAD":
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    payload = json.loads(body or b"{}")
-    model = payload.get("model", "m")
-    if payload.get("stream"):
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
-        for event in sse_events(model, "over h2 we go", 4, 10):
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    else:
-        data = json.dumps(message_json(model, "over h2", 10, 2)).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": data})
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,31 @@
+"""MITM_FORCE_H1 in HTTPS_PROXY mode: mitmproxy offers HTTP/2 upstream (to an h2-capable TLS mock)
+unless forced to HTTP/1.1; the record's `h2` says what was negotiated, as in the shim."""
+import pytest
+
+from harness.cli_probe import curl_probe
+from harness.probes import HttpsProxy
+from harness.shim import MitmProcess
+from harness.tls_mock import TlsMock, anthropic_app
+
+pytestmark = [pytest.mark.repro_mitm, pytest.mark.repro_py]
+
+
+@pytest.fixture(scope="module")
+def h2_upstream():
+    with TlsMock(anthropic_app) as mock:
+        yield mock
+
+
+@pytest.mark.parametrize("env, h2", [({}, True), ({"MITM_FORCE_H1": "1"}, False)],
+                         ids=["default", "force_h1"])
+def test_mitm_h2_is_what_was_negotiated(tmp_path, h2_upstream, env, h2):
+    before = len(h2_upstream.calls)
+    with MitmProcess(tmp_path, {"CCP_ANTHROPIC_BASE_URL": h2_upstream.base_url,
+                                "CCP_CA_BUNDLE": h2_upstream.ca_path, **env}) as mitm:
+        res = curl_probe("https://api.anthropic.com", "claude-sonnet-4-5", stream=True,
+                         api_key="client-key", via=HttpsProxy(mitm.url, mitm.ca_cert))
+        assert res.ok and res.text == "over h2 we go", res.row()
+        [rec] = mitm.wait_for_records(1)
+    assert rec["h2"] is h2 and rec["sse"]["complete"] is True
+    calls = [c for c in h2_upstream.calls[before:] if c.method == "POST"]
+    assert [c.http_version for c in calls] == ["2" if h2 else "1.1"]
