@@ -5,8 +5,8 @@
 
 The proxy listens on `--port` (0: the OS chooses) and announces itself as one JSON line on stdout,
 like `ccp serve`: `{"event": "listening", "port": …, "admin_port": …, "ca_cert": …}`. A small admin
-server beside it answers `GET /healthz`, `GET /readyz` (the shim's check of every lane) and
-`GET /metrics` (the shim's Prometheus series). Upstream
+server beside it answers `GET /healthz`, `GET /readyz` (the shim's check of every lane),
+`GET /metrics` (the shim's Prometheus series) and the shim's usage/quota endpoints (`/v1/usage`, …). Upstream
 TLS is verified against certifi's roots plus `CCP_CA_BUNDLE` / `SSL_CERT_FILE`; HTTP/2 is offered
 unless `MITM_FORCE_H1` (or `CCP_FORCE_H1`). mitmproxy keeps its CA in `--confdir` (`CCP_MITM_CONFDIR`,
 default `~/.mitmproxy`); `ccp mitm env` makes that CA when it is missing, so the path it prints for
@@ -124,10 +124,12 @@ async def serve(settings: Settings, host: str, port: int, admin_port: int, confd
     from proxy.mitm_addon import CcpRouter
     from proxy.state import ShimState
 
+    from proxy.usage_api import start_usage, stop_usage
+
     ca = ensure_ca(confdir)
     state = ShimState(settings, upstream=None)
     state.open_writer()
-    state.open_store()
+    usage_task = await start_usage(state)  # the store, the quota book restored from it, rollups
     router = CcpRouter(state)
     opts = options.Options(listen_host=host, listen_port=port, confdir=confdir)
     master = DumpMaster(opts, with_termlog=False, with_dumper=False)
@@ -155,6 +157,9 @@ async def serve(settings: Settings, host: str, port: int, admin_port: int, confd
         await running
     finally:
         await admin.cleanup()
+        await stop_usage(state, usage_task)
+        if state.writer is not None:
+            state.writer.close()
 
 
 class _Announce:
@@ -179,6 +184,7 @@ async def _start_admin(state, host: str, port: int):
 
     from proxy.metrics import CONTENT_TYPE_LATEST
     from proxy.readiness import readiness
+    from proxy.usage_api import add_usage_routes
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "mode": "mitm"})
@@ -194,6 +200,7 @@ async def _start_admin(state, host: str, port: int):
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    add_usage_routes(app, state)  # /v1/usage, /v1/quotas, … as on the shim
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

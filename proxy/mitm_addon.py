@@ -223,13 +223,6 @@ class CcpRouter:
         log.warning("[%s] %s %s: %s", rec["rid"], flow.request.method, rec["path"], message)
         self._finish(flow, flight)
 
-    def done(self) -> None:
-        """mitmproxy is shutting down: close the usage log and the store."""
-        if self.state.writer is not None:
-            self.state.writer.close()
-        if self.state.store is not None:
-            self.state.store.close()
-
     # the steps
     def _route(self, flow: http.HTTPFlow, flight: Flight) -> None:
         state, rec = self.state, flight.rec

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from harness.cli_probe import cli_probe, curl_probe
-from harness.probes import HttpsProxy
-from harness.shim import PROJECT_ROOT, clean_env
+from harness.shim import PROJECT_ROOT, clean_env, wait_until
 
 pytestmark = [pytest.mark.repro_mitm, pytest.mark.repro_py]
 
@@ -63,6 +62,12 @@ def test_curl_with_proxy_and_cacert(make_front, tls_mocks, keys):
     assert res.raw == zai.calls[0].sent
     assert res.headers["x-ccp-lane"] == "zai"
     assert keys["CLIENT_API_KEY"] not in json.dumps(zai.calls[0].headers)
+    # the shim's usage endpoints, fed by the same store, on the admin port
+    def store_written():
+        usage = httpx.get(f"{front.proc.admin_url}/v1/usage", trust_env=False)
+        assert usage.status_code == 200
+        return usage.json()["store"]["written"] == 1
+    wait_until(store_written, 10, "the mitm's usage store to hold the record")
 
 
 def test_other_hosts_pass_untouched(make_front, tls_mocks, keys):
