@@ -161,6 +161,12 @@ class MockUpstream(ThreadedServer):
     def base_url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
+    def stop(self) -> None:
+        super().stop()
+        if self._ssl is not None:  # a restarted TLS mock gets a new CA (and `ca_path`)
+            self._ca_dir.cleanup()
+            self._ssl = self.ca_path = None
+
     def _ssl_context(self):
         if not self.tls:
             return None

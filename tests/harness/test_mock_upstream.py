@@ -4,6 +4,7 @@ import os
 import selectors
 import signal
 import subprocess
+import ssl
 import sys
 from pathlib import Path
 
@@ -308,3 +309,25 @@ def test_thinking_is_signed_and_foreign_signatures_rejected(mock, client):
     assert "Invalid `signature` in `thinking` block" in rejected.json()["error"]["message"]
     streamed = client.post(f"{mock.base_url}/v1/messages", json={**body, "stream": True}).content
     assert b'"signature_delta"' in streamed and b'"index":1' in streamed
+
+
+def test_tls_mock_serves_https_and_client_api_calls():
+    mock = MockUpstream("tls", tls=True).start()
+    try:
+        ca = mock.ca_path
+        assert mock.base_url.startswith("https://127.0.0.1:")
+        with httpx.Client(verify=ssl.create_default_context(cafile=ca), trust_env=False) as c:
+            reply = c.post(f"{mock.base_url}/v1/messages", json={"model": MODEL, "max_tokens": 5,
+                                                                 "messages": [{"role": "user", "content": "hi"}]})
+            assert reply.status_code == 200 and reply.json()["type"] == "message"
+            settings = c.get(f"{mock.base_url}/api/claude_code/settings")
+            assert settings.status_code == 404 and settings.json()["type"] == "error"
+        with pytest.raises(httpx.ConnectError):  # not trusted without the mock's CA
+            httpx.get(mock.base_url + "/", trust_env=False)
+        assert [c.path for c in mock.calls] == ["/v1/messages"]
+        assert mock.client_api == ["/api/claude_code/settings"]
+        mock.reset()
+        assert mock.client_api == []
+    finally:
+        mock.stop()
+    assert not Path(ca).exists() and mock.ca_path is None
