@@ -31,9 +31,11 @@ from urllib.parse import urlsplit
 
 from mitmproxy import flowfilter, http
 
+from proxy.app import CLIENT_SESSION_HEADER
 from proxy.errors import BadRequest, ShimError, error_body
 from proxy.exchange import (ANTHROPIC, check_payload, provider_headers, rewrites_body, route,
                             upstream_body, upstream_url, _stdlib_reading)
+from proxy.partials import KEEP_BYTES as PARTIAL_KEEP_BYTES
 from proxy.relay import account_stream_end, ms
 from proxy.sessions import inbound_tokens
 from proxy.sse import SseMeter, tokens_from_message
@@ -46,8 +48,6 @@ log = logging.getLogger("ccp.mitm")
 
 ANTHROPIC_API_HOSTS = ("api.anthropic.com",)
 MODEL_PATHS = ("/v1/messages", "/v1/message", "/v1/messages/count_tokens")
-CLIENT_SESSION_HEADER = "x-claude-code-session-id"
-PARTIAL_KEEP_BYTES = 1 << 20  # what a broken stream keeps for logs/partials (as the shim)
 _FLIGHT = "ccp"  # flow.metadata key of the request's Flight
 
 
