@@ -26,6 +26,9 @@ help:
 	@echo "make mock-upstream  run a mock Anthropic-compatible upstream"
 	@echo "make summarize | verify-routing | gates   reports over logs/usage.jsonl"
 	@echo "make bench          the benchmark (LiteLLM and CCR installed on demand into .bench/)"
+	@echo "make overnight      ccp soak: probes in a loop until both lanes succeeded (MAX_MINUTES=480)"
+	@echo "make soak-ci        the soak's CI version on mocks (restart + outage in the middle)"
+	@echo "make ab             ccp ab --toggle \$$TOGGLE (h1h2, header-mode, NAME=a,b): results/AB-*.md"
 
 # mitmproxy (for `ccp mitm`) caps versions the shim's own dependencies are past; it runs on the newer
 # ones, so it is installed without its pins, after the rest (see requirements-mitm.txt).
@@ -137,3 +140,22 @@ bundle: $(STAMP)
 
 prune-results: $(STAMP)
 	$(BIN)/ccp bundle --prune $(N)
+
+# soak: haiku + sonnet probes in a loop until both lanes succeeded (or MAX_MINUTES); mocks unless
+# ALLOW_REAL_API=1 with keys. Knobs: MAX_MINUTES TIMEOUT_SECS SLEEP_BETWEEN SOAK_TOGGLE_H1 SOAK_PROBE
+# SOAK_UNTIL_SUCCESSES SOAK_WINDOW SOAK_WINDOW_MINUTES SOAK_CHAOS. soak-ci: the CI version on mocks.
+# ab: one toggle, arms interleaved (TOGGLE=h1h2 | header-mode | NAME=a,b; ROUNDS >= 3).
+.PHONY: overnight soak-ci ab
+MAX_MINUTES ?= 480
+TIMEOUT_SECS ?= 120
+SLEEP_BETWEEN ?= 30
+TOGGLE ?= h1h2
+ROUNDS ?= 5
+overnight: $(STAMP) $(CLAUDE)
+	MAX_MINUTES=$(MAX_MINUTES) TIMEOUT_SECS=$(TIMEOUT_SECS) SLEEP_BETWEEN=$(SLEEP_BETWEEN) $(BIN)/ccp soak
+
+soak-ci: $(STAMP)
+	$(BIN)/pytest scenarios/soak tests/harness/test_soak.py
+
+ab: $(STAMP)
+	$(BIN)/ccp ab --toggle '$(TOGGLE)' --rounds $(ROUNDS)
