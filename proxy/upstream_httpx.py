@@ -42,6 +42,9 @@ KEEPALIVE_EXPIRY = 30.0  # seconds an idle pooled connection is kept
 _NOT_FORWARDED = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
                             "upgrade", "te", "host", "content-length"})
 _TIMEOUTS = (TimeoutError, httpx.TimeoutException, httpcore.TimeoutException)
+# what a request meets on a pooled connection the server has already closed: no answer at all
+_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
+          httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
 _BROKEN = (httpx.TransportError, httpcore.NetworkError, httpcore.ProtocolError,
            httpcore.UnsupportedProtocol, httpcore.ProxyError, OSError)
 
@@ -267,7 +270,16 @@ class HttpxUpstream:
             extensions={"timeout": self._timeouts})
         try:
             async with asyncio.timeout_at(headers_by):
-                resp = await self._client.send(out, stream=True)
+                try:
+                    resp = await self._client.send(out, stream=True)
+                except _STALE as exc:
+                    # A pooled HTTP/2 connection the server closed while it sat idle (its idle
+                    # timeout ran out before ours) fails the next request before any answer;
+                    # httpcore has dropped it, so one more try goes out on a fresh connection.
+                    # Only once, and only for this error: a client would retry the 502 anyway.
+                    log.info("upstream %s closed a pooled connection (%s): retrying once on a new "
+                             "one", request.host, describe(exc))
+                    resp = await self._client.send(out, stream=True)
         except httpcore.ConnectTimeout as exc:
             raise UpstreamTimeout(f"cannot connect to {request.host}: {describe(exc)}") from exc
         except _TIMEOUTS as exc:

@@ -233,3 +233,43 @@ def test_closing_an_unfinished_stream_tells_the_server(run):
         return first
 
     assert run({}, go) == EVENTS[0]
+
+
+def _pooled_sockets(client) -> list[socket.socket]:
+    pool = client._client._transport._pool
+    return [conn._connection._network_stream.get_extra_info("socket") for conn in pool.connections]
+
+
+def test_a_dead_pooled_connection_is_retried_once_on_a_new_one(run, mock):
+    """The server closed an idle pooled HTTP/2 connection (its idle timeout shorter than ours): the
+    next request fails before any answer; it goes out once more on a fresh connection."""
+    async def go(client, base):
+        resp = await client.send(_req(base, "/json"))
+        assert await resp.read() == b'{"ok":true}'
+        resp.release()
+        [sock] = _pooled_sockets(client)
+        sock.shutdown(socket.SHUT_RDWR)  # the connection is dead, the pool does not know yet
+        resp = await client.send(_req(base, "/json"))
+        return await resp.read()
+
+    assert run({}, go) == b'{"ok":true}'
+    assert len(mock.calls) == 2 and mock.connections() == 2
+
+
+def test_a_second_failure_is_not_retried(run, mock, monkeypatch):
+    import httpcore
+
+    async def go(client, base):
+        calls = []
+
+        async def always_broken(request, **kw):
+            calls.append(request)
+            raise httpcore.RemoteProtocolError("Server disconnected")
+
+        monkeypatch.setattr(client._client, "send", always_broken)
+        with pytest.raises(UpstreamError) as info:
+            await client.send(_req(base, "/json"))
+        return len(calls), info.value
+
+    n, error = run({}, go)
+    assert n == 2 and error.err_type == "net" and "Server disconnected" in error.message
