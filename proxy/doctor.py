@@ -4,7 +4,8 @@ Owns the checks and their verdicts, grouped by the path they serve:
 - `mock repro` — python, the settings parse, the python packages, logs and results folders writable;
 - `real API`   — the lane keys (by NAME only, never a value), ALLOW_REAL_API, curl;
 - `CLI probes` — the `claude` CLI (project's `.tools/claude` first, then PATH) and its version,
-  node and npm, the profile's port (free, or held by this profile's ccp).
+  node and npm, the profile's port (free, or held by this profile's ccp);
+- `mitm mode`  — the mitmproxy library `ccp mitm` runs on.
 Each check is `ok`, `warn` (works, but not for everything), `missing` (a tool or key is absent) or
 `fail` (something is broken: settings, an unwritable folder). Exit 0 when the mock repro path is
 fully ok, else 1. Settings stays the only reader of the environment; tools are found via PATH.
@@ -28,7 +29,7 @@ from proxy.settings import ConfigError, Settings
 
 PROJECT_ROOT = Path(proxy.__file__).resolve().parent.parent
 PROJECT_CLAUDE = PROJECT_ROOT / ".tools" / "claude" / "node_modules" / ".bin" / "claude"
-GROUPS = ("mock repro", "real API", "CLI probes")
+GROUPS = ("mock repro", "real API", "CLI probes", "mitm mode")
 PACKAGES = ("aiohttp", "httpx", "anthropic", "pandas", "yaml", "jinja2")
 VERSION_TIMEOUT = 20.0
 _STYLES = {"ok": "green", "warn": "yellow", "missing": "red", "fail": "bold red"}
@@ -90,7 +91,7 @@ def _tool(group: str, name: str, path: str | None, version: str | None, hint: st
 def run_checks(settings: Settings | None, error: str | None = None) -> list[Check]:
     """Every check, in display order. `settings` is None when the environment did not parse."""
     checks: list[Check] = []
-    mock, real, cli = GROUPS
+    mock, real, cli, mitm = GROUPS
     py = ".".join(map(str, sys.version_info[:3]))
     checks.append(Check(mock, "python", "ok" if sys.version_info >= (3, 11) else "fail", py,
                         "" if sys.version_info >= (3, 11) else "ccp needs Python 3.11+"))
@@ -135,7 +136,17 @@ def run_checks(settings: Settings | None, error: str | None = None) -> list[Chec
     checks.append(_tool(cli, "node", node, versions[2], "install Node.js 18+ (the CLI runs on it)"))
     checks.append(_tool(cli, "npm", npm, versions[3], "comes with Node.js; make claude uses it"))
     checks.append(_port_check(cli, settings))
+    checks.append(_mitmproxy_check(mitm))
     return checks
+
+
+def _mitmproxy_check(group: str) -> Check:
+    """`ccp mitm` needs the mitmproxy library (installed by `make venv`, without its pins)."""
+    if importlib.util.find_spec("mitmproxy") is None:
+        return Check(group, "mitmproxy", "missing", "not installed",
+                     "make venv (pip install --no-deps -r requirements-mitm.txt)")
+    from importlib.metadata import version
+    return Check(group, "mitmproxy", "ok", f"mitmproxy {version('mitmproxy')} (ccp mitm)")
 
 
 def _port_check(group: str, settings: Settings) -> Check:

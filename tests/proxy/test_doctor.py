@@ -101,3 +101,11 @@ def test_port_held_by_another_process(tools, folders):
         port = by_name(run_checks(settings))["port"]
     assert port.status == "warn" and "held by another process" in port.detail
     assert "--port" in port.hint
+
+
+def test_mitmproxy_is_checked_for_mitm_mode(monkeypatch):
+    from proxy import doctor
+    assert doctor._mitmproxy_check("mitm mode").status == "ok"  # installed by make venv
+    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: None)
+    missing = doctor._mitmproxy_check("mitm mode")
+    assert missing.status == "missing" and "requirements-mitm.txt" in missing.hint
