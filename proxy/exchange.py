@@ -42,6 +42,13 @@ try:  # parses a 64 KB Claude Code body ~4x faster than json; same result, json 
     import orjson
 except ImportError:  # pragma: no cover - a dependency; the stdlib path stays correct without it
     orjson = None
+try:  # the anthropic SDK's JSON parser (a dependency of it): a 64 KB body in ~60% of orjson's time,
+    # read exactly as json.loads reads it (integers of any size, NaN, the last of duplicate keys);
+    # what it refuses (nesting past 200 levels, lone surrogates, a BOM) goes on to orjson and json
+    import jiter
+    jiter.from_json(b"{}", cache_mode="none")  # (a jiter too old for the options used here: none)
+except (ImportError, TypeError, AttributeError):  # pragma: no cover - orjson/json: the same payload
+    jiter = None
 
 log = logging.getLogger("ccp.shim")
 
@@ -53,7 +60,11 @@ def protocol_of(path: str) -> str:
 
 
 def session_of(request: web.Request, state: ShimState) -> Session | None:
-    for token in inbound_tokens(request.headers.items()):
+    return _session_for(inbound_tokens(request.headers.items()), state)
+
+
+def _session_for(tokens: list[str], state: ShimState) -> Session | None:
+    for token in tokens:
         session = state.sessions.for_token(token)
         if session is not None:
             return session
@@ -63,27 +74,56 @@ def session_of(request: web.Request, state: ShimState) -> Session | None:
 
 
 async def read_payload(request: web.Request, rec: dict, max_bytes: int) -> tuple[bytes, dict]:
+    body, payload, _ = await _read_checked(request, rec, max_bytes)
+    return body, payload
+
+
+async def _read_checked(request: web.Request, rec: dict, max_bytes: int
+                        ) -> tuple[bytes, dict, bool]:
+    """read_payload(), and whether the payload is json.loads' own reading (`exact`)."""
     # The body is read first, whatever its type: aiohttp decodes a content-encoding as the bytes
     # arrive, and a body left unread after an early answer can make it drop the connection instead.
     try:
-        body = await request.read()  # aiohttp decodes a content-encoding (gzip, deflate, br)
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes (CCP_MAX_BODY_BYTES)") \
-            from exc
+        body = await _read_body(request, max_bytes)  # content-encoding (gzip, deflate, br) decoded
     except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a body that is not gzip
         raise BadRequest(f"request body could not be read: {exc}", close_connection=True) from exc
-    return body, check_payload(body, request.content_type, rec)
+    payload, exact = _checked(body, request.content_type, rec)
+    return body, payload, exact
+
+
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+    """`request.read()` without the copy it keeps on the request: the body lives only as long as
+    the exchange holds it, which lets a held stream drop it once it is sent (1,000 held streams
+    of 64 KB bodies are 64 MB), and a body that came in one piece is not copied at all."""
+    content = request.content  # aiohttp has decoded any content-encoding on the way in
+    content.set_read_chunk_size(max_bytes)  # as request.read(): large bodies in large pieces
+    chunks = []
+    size = 0
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                f"request body is larger than {max_bytes} bytes (CCP_MAX_BODY_BYTES)")
+        chunks.append(chunk)
+    return b"".join(chunks)  # one bytes piece is returned as it is
 
 
 def check_payload(body: bytes, content_type: str, rec: dict) -> dict:
     """The checks every model request's body passes, in the shim and in `ccp mitm`: a JSON object
     with a non-empty `model`. Raises the ShimError the client is answered with."""
+    return _checked(body, content_type, rec)[0]
+
+
+def _checked(body: bytes, content_type: str, rec: dict) -> tuple[dict, bool]:
     if content_type != "application/json":
         raise UnsupportedMediaType(
             f"content-type must be application/json, got {content_type or 'none'}")
     rec["bytes_in"] = len(body)
     try:
-        payload = _loads(body)
+        payload, exact = _read_json(body)
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # hundreds of nested arrays: no real request looks like that
@@ -93,30 +133,86 @@ def check_payload(body: bytes, content_type: str, rec: dict) -> dict:
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise BadRequest("model: field required (a non-empty string)")
-    return payload
+    return payload, exact
 
 
 # json.loads refuses nesting deeper than the interpreter's recursion limit allows (~950 here) with
-# a 400, orjson only past 1024; a body with fewer brackets than this cannot nest that deep.
-ORJSON_MAX_BRACKETS = 900
+# a 400, orjson only past 1024 levels. orjson reads the body only when it cannot nest deeper than
+# this; anything deeper is json's to decide, as before orjson.
+ORJSON_MAX_DEPTH = 899
+ORJSON_MAX_BRACKETS = ORJSON_MAX_DEPTH + 1  # (its former name: fewer brackets cannot nest deeper)
+_ORJSON_DEPTH_LIMIT = 1024
+# Counting brackets costs ~0.55 ns a byte, the padded read below a flat ~11 µs: the padded read
+# pays from about 20 KB (a Claude Code body is 50–125 KB, often with thousands of brackets).
+_PAD_FROM_BYTES = 16 * 1024
+_PAD = _ORJSON_DEPTH_LIMIT - ORJSON_MAX_DEPTH
+_OPEN, _CLOSE = b"[" * _PAD, b"]" * _PAD
 
 
 def _loads(body: bytes):
-    """The body for routing: orjson (~3x faster on a 64 KB body) when the body cannot nest as deep as
-    json refuses, else json.loads, which also decides what orjson refuses (NaN, …), so results,
-    errors and messages stay the stdlib's. orjson reads integers past 64 bits as floats; wherever
-    the payload is written or rewritten, exchange() swaps in `_stdlib_reading()` first."""
-    if orjson is not None and body.count(b"[") + body.count(b"{") < ORJSON_MAX_BRACKETS:
+    """The body for routing (see `_read_json`)."""
+    return _read_json(body)[0]
+
+
+def _read_json(body: bytes) -> tuple[object, bool]:
+    """`(value, exact)`: the body read by jiter (exact: json.loads' own reading), else by orjson
+    (not exact: integers past 64 bits become floats), else by json.loads (exact), which also
+    decides everything the others refuse, so results, errors and messages stay the stdlib's.
+    Wherever the payload is written or rewritten, exchange() wants an exact one."""
+    if jiter is not None:
         try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
+            return jiter.from_json(body, cache_mode="none"), True
+        except ValueError:
+            pass
+    if orjson is not None:
+        value = _orjson_loads(body)
+        if value is not _REFUSED:
+            return value, False
+    return json.loads(body), True
+
+
+_REFUSED = object()
+
+
+def _orjson_loads(body: bytes):
+    """orjson's reading of `body`, or `_REFUSED` (then json decides).
+
+    The depth check: a small body has too few brackets to nest that deep (counted); a large one is
+    read inside `_PAD` more lists, which orjson refuses exactly when the body itself nests deeper
+    than `ORJSON_MAX_DEPTH`. Every padding list must then hold exactly one element, or the body was
+    not one JSON value (e.g. `1],[2`) and json decides."""
+    if len(body) < _PAD_FROM_BYTES:
+        if len(body) <= 2 * ORJSON_MAX_DEPTH or \
+                body.count(b"[") + body.count(b"{") < ORJSON_MAX_BRACKETS:
+            try:
+                return orjson.loads(body)
+            except orjson.JSONDecodeError:
+                pass
+        return _REFUSED
+    try:
+        value = orjson.loads(b"".join((_OPEN, body, _CLOSE)))
+    except orjson.JSONDecodeError:
+        return _REFUSED
+    for _ in range(_PAD):
+        if len(value) != 1:
+            return _REFUSED
+        value = value[0]
+    return value
+
+
+def _exact_loads(body: bytes):
+    """The body exactly as json.loads reads it (jiter's reading, when it takes the body)."""
+    if jiter is not None:
+        try:
+            return jiter.from_json(body, cache_mode="none")
+        except ValueError:
             pass
     return json.loads(body)
 
 
 def _stdlib_reading(body: bytes, payload: dict) -> dict:
     """The payload exactly as json.loads reads it (the shim's behaviour before orjson)."""
-    return json.loads(body) if orjson is not None else payload
+    return _exact_loads(body) if orjson is not None or jiter is not None else payload
 
 
 def rewrites_body(payload: dict, body: bytes, protocol_in: str, provider: Provider,
@@ -152,8 +248,7 @@ def provider_headers(client_headers, state: ShimState, provider: Provider,
 def route(state: ShimState, model: str, protocol_in: str, rec: dict) -> tuple[Decision, Provider]:
     """Rows 1–5 (`decide()`) and 4b (the quota book) for one request, written into its record."""
     settings = state.settings
-    decision = decide(RequestMeta(model=model, protocol=protocol_in), settings.routing,
-                      settings.catalog, settings.model_override)
+    decision = _decided(state, settings, model, protocol_in)
     # row 4b: an exhausted zai budget reroutes (pure; the book is fed by finished records)
     decision = apply_quota(decision, state.quotas.state(model, time.time()), settings.reroute_mode,
                            settings.catalog)
@@ -165,6 +260,25 @@ def route(state: ShimState, model: str, protocol_in: str, rec: dict) -> tuple[De
     if decision.lane != LANE_ANTHROPIC and provider.protocol == ANTHROPIC:
         rec["header_mode"] = provider.header_mode
     return decision, provider
+
+
+_DECISIONS_KEPT = 1024
+
+
+def _decided(state: ShimState, settings, model: str, protocol_in: str) -> Decision:
+    """`decide()` for this model: pure over settings that never change, so remembered per model
+    (for the settings it was made with; at most `_DECISIONS_KEPT` models)."""
+    kept = getattr(state, "_decisions", None)
+    if kept is None or kept[0] is not settings:
+        kept = (settings, {})
+        state._decisions = kept
+    decision = kept[1].get((model, protocol_in))
+    if decision is None:
+        decision = decide(RequestMeta(model=model, protocol=protocol_in), settings.routing,
+                          settings.catalog, settings.model_override)
+        if len(kept[1]) < _DECISIONS_KEPT:
+            kept[1][(model, protocol_in)] = decision
+    return decision
 
 
 def upstream_url(provider: Provider, path: str, query: str) -> str:
@@ -204,11 +318,11 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     protocol_in = rec["protocol_in"]
     # the request's own credentials are secrets too, for anything the shim writes about it
     timing["credentials"] = inbound_tokens(request.headers.items())
-    body, payload = await read_payload(request, rec, settings.max_body_bytes)
-    session = session_of(request, state)
+    body, payload, exact_reading = await _read_checked(request, rec, settings.max_body_bytes)
+    session = _session_for(timing["credentials"], state)
     exact = session is not None or settings.body_tee  # the payload is written to disk
-    if exact:
-        payload = _stdlib_reading(body, payload)
+    if exact and not exact_reading:
+        payload = _exact_loads(body)
     if session is not None:
         rec["session"] = session.id
     if settings.body_tee:
@@ -229,11 +343,16 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
             return web.json_response({"input_tokens": n}, headers={
                 RID_HEADER: rec["rid"], LANE_HEADER: decision.lane, "x-ccp-estimate": "true"})
     path = "/v1/messages/count_tokens" if rec["op"] == "count_tokens" else "/v1/messages"
+    if not exact:
+        # Routing read `model` and `stream`; the parsed body (as large again as the body) is not
+        # kept for the exchange's lifetime. A body that is forwarded as it is needs only its model
+        # (rewrites_body, upstream_body); one that is rewritten is read again, exactly, below.
+        payload = {"model": model}
 
     def prepare(provider: Provider, lane: str, upstream_model: str) -> tuple[dict, UpstreamRequest]:
         nonlocal payload, exact
         if not exact and rewrites_body(payload, body, protocol_in, provider, upstream_model, state):
-            payload, exact = _stdlib_reading(body, payload), True
+            payload, exact = _exact_loads(body), True  # read again: only the model was kept
         try:
             up_payload, up_body = upstream_body(payload, body, protocol_in, provider, lane,
                                                  upstream_model, state, rec)
@@ -254,6 +373,8 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     assert state.upstream is not None
     timing["sent"] = time.perf_counter()
     resp, decision, provider = await _send(state, up_req, rec, decision, provider, prepare, model)
+    # sent (retries and the fallback are behind us): a held stream keeps none of the request body
+    body = payload = up_payload = up_req = None
     timing["upstream_protocol"] = provider.protocol
     rec["upstream_status"] = rec["status"] = resp.status
     rec["h2"] = resp.h2
@@ -279,7 +400,12 @@ async def _send(state: ShimState, up_req: UpstreamRequest, rec: dict, decision: 
         rec["retries"] = n
 
     try:
-        resp, rec["retries"] = await send_with_backoff(state.upstream, up_req, settings, on_retry=count)
+        if settings.enable_backoff:
+            resp, rec["retries"] = await send_with_backoff(state.upstream, up_req, settings,
+                                                           on_retry=count)
+        else:  # send_with_backoff() without backoff: the one attempt
+            resp = await state.upstream.send(up_req)
+            rec["retries"] = 0
     except UpstreamError as exc:
         why = fallback_decision(settings, decision.provider, decision.lane, error=exc)
         if why is None:

@@ -63,3 +63,46 @@ def test_loads_refuses_the_nesting_json_refuses():
     from proxy.exchange import _loads
     with pytest.raises(RecursionError):
         _loads(b'{"model":"m","messages":' + b"[" * 1_000 + b"]" * 1_000 + b"}")
+
+
+def test_orjson_reading_pads_a_large_body_to_leave_deep_nesting_to_json():
+    import json
+
+    from proxy import exchange
+    from proxy.exchange import _REFUSED, ORJSON_MAX_DEPTH, _loads, _orjson_loads
+    filler = '"' + "x" * (exchange._PAD_FROM_BYTES + 10) + '"'
+
+    def body(depth: int) -> bytes:  # the object, and lists inside it: `depth` levels in all
+        inner = depth - 1
+        return (f'{{"model":"m","f":{filler},"n":' + "[" * inner + "]" * inner + "}").encode()
+
+    assert _orjson_loads(body(ORJSON_MAX_DEPTH)) == json.loads(body(ORJSON_MAX_DEPTH))
+    assert _orjson_loads(body(ORJSON_MAX_DEPTH + 1)) is _REFUSED  # json's to decide
+    assert _loads(body(ORJSON_MAX_DEPTH + 1)) == json.loads(body(ORJSON_MAX_DEPTH + 1))
+    with pytest.raises(RecursionError):
+        _loads(body(1_000))
+    big = ("[" + filler + "]").encode()
+    for bad in (big + b",[2]", b"1]," + big + b",[2", b" " * len(big), big[:-1]):
+        assert _orjson_loads(bad) is _REFUSED
+        with pytest.raises(ValueError):
+            _loads(bad)
+    assert _orjson_loads(big + b"  ") == [filler[1:-1]]
+
+
+def test_the_routing_reading_says_whether_it_is_json_loads_own():
+    import json
+
+    from proxy import exchange
+    from proxy.exchange import _exact_loads, _read_json
+    odd = (b'{"model":"m","n":123456789012345678901234567890,"x":NaN,"d":1,"d":2}',
+           b'\xef\xbb\xbf{"model":"m"}', b'{"model":"m","s":"\\ud800"}',
+           b'{"model":"m","n":' + b"[" * 300 + b"]" * 300 + b"}")
+    for body in odd:
+        value, exact = _read_json(body)
+        assert repr(_exact_loads(body)) == repr(json.loads(body))
+        if exact:
+            assert repr(value) == repr(json.loads(body))
+    if exchange.jiter is not None:  # the anthropic SDK's parser reads big integers as they are
+        value, exact = _read_json(odd[0])
+        assert exact and repr(value) == repr(json.loads(odd[0]))
+        assert _read_json(odd[3])[1] is False  # past jiter's 200 levels: orjson's reading
