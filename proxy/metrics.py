@@ -51,22 +51,45 @@ class Metrics:
         self.quota_blocked = Gauge("ccp_quota_blocked", "1 while a quota blocks", ("quota",),
                                    registry=r)
 
+        # observe() runs for every request: the labelled children it feeds, looked up once each
+        # (a child lives as long as its metric; nothing here ever removes one)
+        self._bytes_in = self._bytes_out = None  # made by the first observe(), as before
+        self._by_request: dict[tuple, list] = {}
+        self._by_error: dict[str, object] = {}
+
     def observe(self, rec: dict) -> None:
         """Count one finished request from its usage record."""
-        lane = rec.get("lane") or "none"
-        op = rec.get("op") or "none"
-        self.requests.labels(lane, rec.get("decision") or "none", op, str(rec.get("status"))).inc()
-        if isinstance(rec.get("latency_ms"), (int, float)):
-            self.latency.labels(lane, op).observe(rec["latency_ms"] / 1000.0)
-        if isinstance(rec.get("ttfb_ms"), (int, float)):
-            self.ttfb.labels(lane, op).observe(rec["ttfb_ms"] / 1000.0)
-        if rec.get("err_type"):
-            self.upstream_errors.labels(rec["err_type"]).inc()
-        self.bytes.labels("in").inc(rec.get("bytes_in") or 0)
-        self.bytes.labels("out").inc(rec.get("bytes_out") or 0)
-        if rec.get("retries"):
+        get = rec.get
+        lane = get("lane") or "none"
+        op = get("op") or "none"
+        key = (lane, get("decision") or "none", op, get("status"))
+        kids = self._by_request.get(key)
+        if kids is None:  # [requests, latency, ttfb]; a histogram's child once it has a value
+            kids = self._by_request[key] = [self.requests.labels(*key[:3], str(key[3])), None, None]
+        kids[0].inc()
+        value = get("latency_ms")
+        if isinstance(value, (int, float)):
+            if kids[1] is None:
+                kids[1] = self.latency.labels(lane, op)
+            kids[1].observe(value / 1000.0)
+        value = get("ttfb_ms")
+        if isinstance(value, (int, float)):
+            if kids[2] is None:
+                kids[2] = self.ttfb.labels(lane, op)
+            kids[2].observe(value / 1000.0)
+        err_type = get("err_type")
+        if err_type:
+            child = self._by_error.get(err_type)
+            if child is None:
+                child = self._by_error[err_type] = self.upstream_errors.labels(err_type)
+            child.inc()
+        if self._bytes_in is None:
+            self._bytes_in, self._bytes_out = self.bytes.labels("in"), self.bytes.labels("out")
+        self._bytes_in.inc(get("bytes_in") or 0)
+        self._bytes_out.inc(get("bytes_out") or 0)
+        if get("retries"):
             self.retries.inc(rec["retries"])
-        if rec.get("partial"):
+        if get("partial"):
             self.partials.inc()
 
     def render(self) -> bytes:

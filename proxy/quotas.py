@@ -43,7 +43,6 @@ import bisect
 import fnmatch
 import math
 import re
-import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -327,6 +326,7 @@ def calibrate(hits: list[float], warn_pct: float) -> tuple[float | None, float]:
     """`(warn_pct_auto, confidence)` from the budget % seen at real limit hits (see the docstring)."""
     if not hits:
         return None, 0.0
+    import statistics  # (with decimal and fractions, ~0.6 MB a shim without 429s never needs)
     mean = statistics.fmean(hits)
     spread = statistics.pstdev(hits) if len(hits) > 1 else 0.0
     low = max(1.0, mean - spread)
@@ -355,8 +355,10 @@ class QuotaBook:
     def account(self, rec: dict) -> Quota | None:
         """Count one finished usage record; returns the quota it counted towards (or None)."""
         quota = self.config.match(rec.get("model"))
+        if quota is None:
+            return None
         t = record_time(rec)
-        if quota is None or t is None:
+        if t is None:
             return None
         if quota.lane is not None and rec.get("lane") != quota.lane:
             return None

@@ -43,6 +43,7 @@ log = logging.getLogger("ccp.store")
 GRANULARITIES = {"hour": 3600, "day": 86400}
 BATCH = 500
 GATHER_SECONDS = 0.05  # records wait at most this long for the commit that carries them
+WRITER_CACHE_KB = 256  # the writer connection's page cache
 SAMPLE_COLUMNS = ("rid", "ts", "model", "lane", "provider", "decision", "op", "status",
                   "upstream_status", "err_type", "in_tokens", "out_tokens", "cache_read_tokens",
                   "cache_creation_tokens", "latency_ms", "ttfb_ms", "session", "source", "record")
@@ -95,19 +96,39 @@ def _record_json(rec: dict) -> str:
 
 
 def sample_row(rec: dict, source: str = "shim") -> tuple:
-    """The samples row of one usage record."""
+    """The samples row of one usage record (in SAMPLE_COLUMNS order)."""
     t = record_time(rec)
-    row = {k: rec.get(k) for k in SAMPLE_COLUMNS}
-    row.update(rid=rec.get("rid") or f"gen-{uuid.uuid4().hex}", ts=t if t is not None else 0.0,
-               source=source, record=_record_json(rec))
-    return tuple(row[k] for k in SAMPLE_COLUMNS)
+    get = rec.get
+    return (get("rid") or f"gen-{uuid.uuid4().hex}", t if t is not None else 0.0, get("model"),
+            get("lane"), get("provider"), get("decision"), get("op"), get("status"),
+            get("upstream_status"), get("err_type"), get("in_tokens"), get("out_tokens"),
+            get("cache_read_tokens"), get("cache_creation_tokens"), get("latency_ms"),
+            get("ttfb_ms"), get("session"), source, _record_json(rec))
+
+
+# Rows per INSERT statement. SQLite runs one statement in one step, and Python's sqlite3 lets go of
+# the GIL around every step, so `executemany` (a step per row) made the writer thread and the event
+# loop hand the GIL back and forth once per record. A batch goes in statements of 64 rows, the rest
+# in power-of-two sizes (37 = 32 + 4 + 1): seven statement texts in all, so the connection's
+# statement cache (128 compiled statements, each the size of its row count) stays small.
+ROWS_PER_INSERT = 64
+_INSERT = f"INSERT OR IGNORE INTO samples ({', '.join(SAMPLE_COLUMNS)}) VALUES "
+_ROW_MARKS = f"({', '.join('?' * len(SAMPLE_COLUMNS))})"
+_INSERTS = {n: _INSERT + ", ".join([_ROW_MARKS] * n)
+            for n in (1 << k for k in range(ROWS_PER_INSERT.bit_length()))}
 
 
 def insert_records(conn: sqlite3.Connection, recs: Iterable[dict], source: str = "shim") -> int:
-    cur = conn.executemany(
-        f"INSERT OR IGNORE INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
-        f"VALUES ({', '.join('?' * len(SAMPLE_COLUMNS))})", [sample_row(r, source) for r in recs])
-    return cur.rowcount
+    """Insert the samples rows of `recs` (a rid already stored is skipped); returns rows added."""
+    rows = [sample_row(r, source) for r in recs]
+    added = 0
+    i = 0
+    while i < len(rows):
+        n = min(ROWS_PER_INSERT, 1 << ((len(rows) - i).bit_length() - 1))
+        chunk = rows[i:i + n]
+        added += conn.execute(_INSERTS[n], [v for row in chunk for v in row]).rowcount
+        i += n
+    return added
 
 
 def _meta(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
@@ -305,6 +326,9 @@ class UsageStore:
     def _run(self) -> None:
         try:
             conn = connect(self.path)
+            # the writer only appends (rowids, rids and timestamps all grow): the pages it touches
+            # are the last few of each b-tree, so a small page cache does (SQLite's default: 2 MB)
+            conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KB}")
         except (sqlite3.Error, OSError) as exc:
             self._fail("cannot open", exc)
             self._opened.set()
@@ -312,23 +336,27 @@ class UsageStore:
             return
         self._opened.set()
         try:
+            backlog = False
             while True:
                 item = self._queue.get()
                 batch, stop = [], item is None
                 if item is not None:
                     batch.append(item)
-                # gather for a moment: one commit per busy moment, not one per record
-                deadline = time.monotonic() + GATHER_SECONDS
+                    # gather for a moment: one commit per busy moment, not one per record; asleep,
+                    # not woken by every record that comes in meanwhile (each wake-up is a GIL
+                    # hand-over with the event loop). A full batch left more behind: no wait then.
+                    if not backlog:
+                        time.sleep(GATHER_SECONDS)
                 while len(batch) < BATCH and not stop:
-                    left = deadline - time.monotonic()
                     try:
-                        item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                        item = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if item is None:
                         stop = True
                     else:
                         batch.append(item)
+                backlog = len(batch) >= BATCH
                 if batch:
                     self._commit(conn, batch)
                 if stop:

@@ -9,6 +9,7 @@ of a cancelled handler, where awaiting is no longer possible.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -35,17 +36,43 @@ FIELDS = (
 TOKEN_FIELDS = ("in_tokens", "out_tokens", "cache_read_tokens", "cache_creation_tokens")
 
 
+_second: list = [None, ""]  # the last whole second formatted, and its "YYYY-MM-DDTHH:MM:SS."
+
+
 def utc_timestamp(epoch: float | None = None) -> str:
-    """ISO-8601 UTC with milliseconds, e.g. 2026-11-25T00:31:02.123Z."""
-    dt = datetime.fromtimestamp(time.time() if epoch is None else epoch, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """ISO-8601 UTC with milliseconds, e.g. 2026-11-25T00:31:02.123Z.
+
+    Exactly `datetime.fromtimestamp(epoch, timezone.utc)` (microseconds rounded half to even, as
+    it rounds them), with the date and time formatted once per second rather than once per record.
+    """
+    t = time.time() if epoch is None else epoch
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole += 1.0
+        us -= 1_000_000
+    elif us < 0:
+        whole -= 1.0
+        us += 1_000_000
+    second, prefix = _second
+    if whole != second:
+        prefix = datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _second[:] = whole, prefix
+    return f"{prefix}{us // 1000:03d}Z"
+
+
+_BLANK = dict.fromkeys(FIELDS)
 
 
 def new_record(rid: str, path: str, protocol_in: str = "anthropic") -> dict:
     """A record with every field present, as a request arrives."""
-    record = dict.fromkeys(FIELDS)
-    record.update(ts=utc_timestamp(), rid=rid, path=path, protocol_in=protocol_in, h2=False,
-                  retries=0, bytes_in=0, bytes_out=0)
+    record = _BLANK.copy()
+    record["ts"] = utc_timestamp()
+    record["rid"] = rid
+    record["path"] = path
+    record["protocol_in"] = protocol_in
+    record["h2"] = False
+    record["retries"] = record["bytes_in"] = record["bytes_out"] = 0
     return record
 
 
@@ -70,6 +97,7 @@ class UsageWriter:
                  on_rotate: Callable[[], None] | None = None) -> None:
         self.path = Path(logs_dir) / USAGE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._spath = str(self.path)
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.keep = keep
@@ -91,7 +119,7 @@ class UsageWriter:
 
     def _moved_away(self) -> bool:
         try:
-            return os.stat(self.path).st_ino != self._ino
+            return os.stat(self._spath).st_ino != self._ino
         except FileNotFoundError:
             return True
 
@@ -125,10 +153,11 @@ class UsageWriter:
                 self._open()
             if self._due(len(line)):
                 self._rotate_locked()
-            view = memoryview(line)
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
+            n = os.write(self._fd, line)
+            if n < len(line):  # a short write (a signal, a full disk): the rest, as it goes
+                view = memoryview(line)[n:]
+                while view:
+                    view = view[os.write(self._fd, view):]
             self._size += len(line)
             self.written += 1
 

@@ -120,3 +120,20 @@ def test_read_only_connection_never_creates_a_store(tmp_path):
     with pytest.raises(sqlite3.OperationalError):
         connect(tmp_path / "none.sqlite3", readonly=True)
     assert not (tmp_path / "none.sqlite3").exists()
+
+
+def test_insert_records_across_statements_keeps_every_column_and_skips_known_rids(tmp_path):
+    from proxy.store import ROWS_PER_INSERT, SAMPLE_COLUMNS, insert_records, sample_row
+    r = dict(rec("x", T0 + 1), provider="zai", decision="to_zai", op="stream", upstream_status=200,
+             cache_read_tokens=3, cache_creation_tokens=4, ttfb_ms=1.5, session="s1")
+    row = dict(zip(SAMPLE_COLUMNS, sample_row(r, "import")))
+    assert row == {**{k: r.get(k) for k in SAMPLE_COLUMNS}, "ts": T0 + 1, "source": "import",
+                   "record": row["record"]}
+    conn = connect(tmp_path / "s.sqlite3")
+    n = ROWS_PER_INSERT * 2 + 7
+    recs = [rec(f"r{i}", T0 + i) for i in range(n)] + [rec("r0", T0), rec(f"r{n - 1}", T0)]
+    with conn:
+        assert insert_records(conn, recs) == n
+        assert insert_records(conn, [rec("r5", T0), rec("new", T0)]) == 1
+        assert insert_records(conn, []) == 0
+    assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == n + 1
