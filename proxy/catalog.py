@@ -91,10 +91,26 @@ class Catalog:
     providers: dict[str, Provider]
     routes: tuple[Route, ...] = ()
 
+    def __post_init__(self) -> None:
+        # match() runs for every request: the routes indexed once (a frozen dataclass, so set
+        # directly; not fields, so equality and repr are the routes' own)
+        exact: dict[str, Route] = {}
+        globs = []
+        for r in self.routes:
+            if r.is_glob:
+                globs.append((r.name.lower(), r))
+            else:
+                exact.setdefault(r.name.lower(), r)  # the first in order wins, as in a scan
+        object.__setattr__(self, "_exact", exact)
+        object.__setattr__(self, "_globs", tuple(globs))
+
     def match(self, model: str) -> Route | None:
         """The route for `model`: exact names before globs, then precedence and file order."""
-        exact = next((r for r in self.routes if not r.is_glob and r.matches(model)), None)
-        return exact or next((r for r in self.routes if r.is_glob and r.matches(model)), None)
+        lowered = model.lower()
+        route = self._exact.get(lowered)
+        if route is not None:
+            return route
+        return next((r for pattern, r in self._globs if fnmatchcase(lowered, pattern)), None)
 
     def provider(self, name: str) -> Provider | None:
         return self.providers.get(name)

@@ -31,11 +31,12 @@ import binascii
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:  # cryptography (~7 MB resident) is loaded by the functions that sign or verify:
+    # a shim with no licence key configured never needs it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
+                                                                   Ed25519PublicKey)
 
 FEATURE_ZAI_OFFLOAD = "zai_offload"
 PACK_FILE = "license.pack"  # <config home>/license.pack
@@ -113,11 +114,14 @@ def b64encode(raw: bytes) -> str:
 
 def generate_seed() -> str:
     """A new private key as a base64 32-byte seed (for issuers and tests)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     return b64encode(Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()))
 
 
 def private_key_from_seed(seed_b64: str) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     raw = b64decode(seed_b64)
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 seed is 32 bytes, got {len(raw)}")
@@ -126,11 +130,14 @@ def private_key_from_seed(seed_b64: str) -> Ed25519PrivateKey:
 
 def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """The base64 raw public key of a private or public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     return b64encode(pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 def public_key_from_b64(text: str) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     raw = b64decode(text)
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
@@ -157,6 +164,7 @@ def parse_trusted_keys(spec: str, builtin: Mapping[str, str] = BUILTIN_KEYS
 
 def verify_detached(message: bytes, signature_b64: str, key: Ed25519PublicKey) -> bool:
     """True when `signature_b64` is `key`'s Ed25519 signature of `message` (policy packs use it)."""
+    from cryptography.exceptions import InvalidSignature
     try:
         key.verify(b64decode(signature_b64), message)
         return True

@@ -22,10 +22,10 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
-import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+if TYPE_CHECKING:  # loaded by proxy.license when a key is read (a configured pack)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.license import public_key_from_b64, verify_detached
 from proxy.settings import HEADER_MODES, ConfigError, Settings
@@ -98,6 +98,8 @@ def load_pubkey(path: str) -> Ed25519PublicKey:
 
 def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> tuple[bytes, str]:
     """(policy.json bytes, signature text) from `url`; FetchError on any failure."""
+    import httpx  # only a configured pack is fetched: a shim without one never loads httpx here
+
     json_url, sig_url = pack_urls(url)
     try:
         with httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False) as client:

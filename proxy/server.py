@@ -7,6 +7,7 @@ listener closes, in-flight requests are cancelled (and recorded as such), the lo
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -39,6 +40,22 @@ def describe(settings: Settings) -> str:
             f"max_body={settings.max_body_bytes}")
 
 
+# Every request allocates and drops a few hundred small containers (frames, futures, dicts, the
+# parsed body); with CPython's default young-generation threshold (700) the cyclic collector ran every
+# few dozen requests and re-walked everything in flight: ~5% of the shim's CPU in the bench, more
+# while 1,000 streams are held. Most of that garbage is freed by reference counting anyway.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Once the shim is up: what exists now (modules, settings, the app) is kept out of every later
+    collection (`gc.freeze()`), and the young generation is collected every GC_YOUNG_THRESHOLD
+    allocations instead of every 700."""
+    gc.freeze()
+    young, older, oldest = gc.get_threshold()
+    gc.set_threshold(max(GC_YOUNG_THRESHOLD, young), older, oldest)
+
+
 async def serve(settings: Settings, host: str, port: int, port_file: str | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -49,6 +66,7 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     await site.start()
+    tune_gc()
     bound = runner.addresses[0][1] if runner.addresses else port
     announce = {"event": "listening", "host": host, "port": bound, "pid": os.getpid(),
                 "url": f"http://{host}:{bound}"}

@@ -128,6 +128,7 @@ class AiohttpUpstream:
             total=settings.json_timeout, sock_connect=settings.dial_timeout)
         self._stream_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=settings.dial_timeout, sock_read=settings.sse_idle_timeout)
+        self._json_first = settings.json_timeout <= settings.header_timeout
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=ssl_for(self._settings))
@@ -143,11 +144,18 @@ class AiohttpUpstream:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         assert self._session is not None, "AiohttpUpstream.start() was not awaited"
         timeout = self._stream_timeout if request.stream else self._json_timeout
+        # A JSON request's total timeout already ends the wait for headers when it is the shorter
+        # (the defaults: 30 s against 60 s), with the same error: no second timer for it then.
+        header_timeout = (None if not request.stream and self._json_first
+                          else self._settings.header_timeout)
+        pending = self._session.request(request.method, request.url, headers=request.headers,
+                                        data=request.body, timeout=timeout, allow_redirects=False)
         try:
-            async with asyncio.timeout(self._settings.header_timeout):
-                resp = await self._session.request(
-                    request.method, request.url, headers=request.headers, data=request.body,
-                    timeout=timeout, allow_redirects=False)
+            if header_timeout is None:
+                resp = await pending
+            else:
+                async with asyncio.timeout(header_timeout):
+                    resp = await pending
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
             raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
@@ -159,24 +167,45 @@ class SchemeUpstream:
     """`auto`: https upstreams through the HTTP/2-capable client, cleartext ones through aiohttp.
 
     HTTP/2 is negotiated by ALPN during the TLS handshake, so a cleartext upstream speaks HTTP/1.1
-    whichever client is used; there the cheaper client wins (see the bench in the README)."""
+    whichever client is used; there the cheaper client wins (see the bench in the README). When no
+    provider's URL is https the HTTP/2 client (httpx, h2, its TLS context: ~9 MB) is not loaded
+    at all; an https URL that still turns up gets it made then."""
 
     def __init__(self, settings: Settings) -> None:
-        from proxy import upstream_httpx  # it imports this module
-        self._tls = upstream_httpx.HttpxUpstream(settings)
+        self._settings = settings
+        self._tls: "HttpxUpstream | None" = self._make_tls() if uses_tls(settings) else None
         self._plain = AiohttpUpstream(settings)
+
+    def _make_tls(self) -> "HttpxUpstream":
+        from proxy import upstream_httpx  # it imports this module
+        return upstream_httpx.HttpxUpstream(self._settings)
 
     async def start(self) -> None:
         await self._plain.start()
-        await self._tls.start()
+        if self._tls is not None:
+            await self._tls.start()
 
     async def close(self) -> None:
-        await self._tls.close()
+        if self._tls is not None:
+            await self._tls.close()
         await self._plain.close()
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        client = self._tls if request.url.startswith("https://") else self._plain
-        return await client.send(request)
+        if request.url.startswith("https://"):
+            if self._tls is None:
+                tls = self._make_tls()
+                await tls.start()  # does not suspend: no other request can see it half made
+                self._tls = tls
+            return await self._tls.send(request)
+        return await self._plain.send(request)
+
+
+def uses_tls(settings: Settings) -> bool:
+    """Whether any provider the shim may send to is an https URL."""
+    catalog = settings.catalog
+    urls = ([p.base_url for p in catalog.providers.values()] if catalog is not None
+            else [settings.anthropic_base_url, settings.zai_base_url])
+    return any(url.startswith("https://") for url in urls)
 
 
 def make_upstream(settings: Settings) -> "HttpxUpstream | AiohttpUpstream | SchemeUpstream":

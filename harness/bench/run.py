@@ -207,7 +207,7 @@ def assemble(args, live: list[Target], scenarios, rounds: dict, skipped: dict) -
     import aiohttp
     versions = {"aiohttp": aiohttp.__version__}
     versions.update({t.name: t.version for t in live if t.version})
-    for mod in ("uvloop", "orjson"):
+    for mod in ("uvloop", "orjson", "jiter"):
         try:
             versions[mod] = __import__(mod).__version__
         except ImportError:

@@ -88,3 +88,25 @@ def test_make_upstream_picks_the_client():
     assert isinstance(auto, SchemeUpstream)
     assert isinstance(auto._tls, HttpxUpstream) and isinstance(auto._plain, AiohttpUpstream)
     assert isinstance(make_upstream(Settings(upstream_client="aiohttp")), AiohttpUpstream)
+
+
+def test_auto_makes_the_tls_client_only_when_an_https_url_needs_it():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    env = {"CCP_ANTHROPIC_BASE_URL": f"http://127.0.0.1:{closed}",
+           "CCP_ZAI_BASE_URL": f"http://127.0.0.1:{closed}/api/anthropic"}
+
+    async def main():
+        auto = make_upstream(Settings.from_env(env))
+        assert isinstance(auto, SchemeUpstream) and auto._tls is None  # every provider is cleartext
+        await auto.start()
+        try:
+            with pytest.raises(UpstreamError):
+                await auto.send(UpstreamRequest("POST", f"https://127.0.0.1:{closed}/v1/messages",
+                                                {}, b"{}", False))
+            assert isinstance(auto._tls, HttpxUpstream)  # made when an https URL came after all
+        finally:
+            await auto.close()
+
+    asyncio.run(main())
