@@ -31,7 +31,7 @@ from proxy.errors import UpstreamError
 from proxy.quotas import apply_quota
 from proxy.routing import LANE_ANTHROPIC, Decision, RequestMeta, decide
 from proxy.sessions import Session, inbound_tokens
-from proxy.sse import assemble_message, tokens_from_message
+from proxy.sse import assemble_message, exact_loads, tokens_from_message
 from proxy.state import LANE_HEADER, RID_HEADER, ShimState
 from proxy.thinking import (might_carry_thinking, reserialize, signatures_in_message,
                             strip_foreign_thinking)
@@ -200,19 +200,9 @@ def _orjson_loads(body: bytes):
     return value
 
 
-def _exact_loads(body: bytes):
-    """The body exactly as json.loads reads it (jiter's reading, when it takes the body)."""
-    if jiter is not None:
-        try:
-            return jiter.from_json(body, cache_mode="none")
-        except ValueError:
-            pass
-    return json.loads(body)
-
-
 def _stdlib_reading(body: bytes, payload: dict) -> dict:
     """The payload exactly as json.loads reads it (the shim's behaviour before orjson)."""
-    return _exact_loads(body) if orjson is not None or jiter is not None else payload
+    return exact_loads(body) if orjson is not None or jiter is not None else payload
 
 
 def rewrites_body(payload: dict, body: bytes, protocol_in: str, provider: Provider,
@@ -322,7 +312,7 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     session = _session_for(timing["credentials"], state)
     exact = session is not None or settings.body_tee  # the payload is written to disk
     if exact and not exact_reading:
-        payload = _exact_loads(body)
+        payload = exact_loads(body)
     if session is not None:
         rec["session"] = session.id
     if settings.body_tee:
@@ -352,7 +342,7 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     def prepare(provider: Provider, lane: str, upstream_model: str) -> tuple[dict, UpstreamRequest]:
         nonlocal payload, exact
         if not exact and rewrites_body(payload, body, protocol_in, provider, upstream_model, state):
-            payload, exact = _exact_loads(body), True  # read again: only the model was kept
+            payload, exact = exact_loads(body), True  # read again: only the model was kept
         try:
             up_payload, up_body = upstream_body(payload, body, protocol_in, provider, lane,
                                                  upstream_model, state, rec)

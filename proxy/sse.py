@@ -85,7 +85,7 @@ class SseMeter:
         if not payload or (name and name not in _ACCOUNTED):
             return
         try:
-            obj = _loads(payload)
+            obj = exact_loads(payload)
         except ValueError:
             return
         if not isinstance(obj, dict):
@@ -111,7 +111,7 @@ class SseMeter:
             if not line.startswith(b"data:"):
                 continue
             try:
-                obj = _loads(line[5:])
+                obj = exact_loads(line[5:])
             except ValueError:
                 return
             delta = obj.get("delta") if isinstance(obj, dict) else None
@@ -147,7 +147,7 @@ class SseMeter:
                 "duration_ms": round(duration_ms, 3), "complete": self.complete}
 
 
-def _loads(data: bytes):
+def exact_loads(data: bytes):
     """json.loads' reading of `data`: jiter's when it takes it (the same value: integers of any
     size, NaN, the last of duplicate keys), else json's own, which also raises json's errors."""
     if jiter is not None:
@@ -161,7 +161,7 @@ def _loads(data: bytes):
 def tokens_from_message(body: bytes) -> dict:
     """Token counts from a non-streaming Messages response body (empty dict if none)."""
     try:
-        obj = _loads(body)
+        obj = exact_loads(body)
     except ValueError:
         return {}
     usage = obj.get("usage") if isinstance(obj, dict) else None

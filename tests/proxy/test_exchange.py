@@ -93,7 +93,8 @@ def test_the_routing_reading_says_whether_it_is_json_loads_own():
     import json
 
     from proxy import exchange
-    from proxy.exchange import _exact_loads, _read_json
+    from proxy.exchange import _read_json
+    from proxy.sse import exact_loads as _exact_loads
     odd = (b'{"model":"m","n":123456789012345678901234567890,"x":NaN,"d":1,"d":2}',
            b'\xef\xbb\xbf{"model":"m"}', b'{"model":"m","s":"\\ud800"}',
            b'{"model":"m","n":' + b"[" * 300 + b"]" * 300 + b"}")
