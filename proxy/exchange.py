@@ -200,7 +200,7 @@ def _orjson_loads(body: bytes):
     return value
 
 
-def _stdlib_reading(body: bytes, payload: dict) -> dict:
+def exact_reading(body: bytes, payload: dict) -> dict:
     """The payload exactly as json.loads reads it (the shim's behaviour before orjson)."""
     return exact_loads(body) if orjson is not None or jiter is not None else payload
 

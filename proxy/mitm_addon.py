@@ -33,8 +33,8 @@ from mitmproxy import flowfilter, http
 
 from proxy.app import CLIENT_SESSION_HEADER
 from proxy.errors import BadRequest, ShimError, error_body
-from proxy.exchange import (ANTHROPIC, check_payload, provider_headers, rewrites_body, route,
-                            upstream_body, upstream_url, _stdlib_reading)
+from proxy.exchange import (ANTHROPIC, check_payload, exact_reading, provider_headers,
+                            rewrites_body, route, upstream_body, upstream_url)
 from proxy.partials import KEEP_BYTES as PARTIAL_KEEP_BYTES
 from proxy.relay import account_stream_end, ms
 from proxy.sessions import inbound_tokens
@@ -234,7 +234,7 @@ class CcpRouter:
         content_type = flow.request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         payload = check_payload(body, content_type, rec)
         if state.settings.body_tee:  # ENABLE_BODY_TEE: a redacted sample, written at the end
-            flight.timing.update(payload=_stdlib_reading(body, payload), credentials=credentials)
+            flight.timing.update(payload=exact_reading(body, payload), credentials=credentials)
         model = payload["model"]
         stream = payload.get("stream") is True
         rec.update(model=model, op="stream" if stream else "nonstream")
@@ -246,7 +246,7 @@ class CcpRouter:
                              f"{provider.protocol} provider: ccp mitm does not convert protocols "
                              "(point the client at `ccp serve` for that route)")
         if rewrites_body(payload, body, ANTHROPIC, provider, decision.upstream_model, state):
-            payload = _stdlib_reading(body, payload)
+            payload = exact_reading(body, payload)
         _, up_body = upstream_body(payload, body, ANTHROPIC, provider, decision.lane,
                                    decision.upstream_model, state, rec)
         path = "/v1/messages/count_tokens" if rec["op"] == "count_tokens" else "/v1/messages"

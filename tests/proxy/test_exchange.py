@@ -48,13 +48,13 @@ def test_cross_protocol_body_is_converted():
 def test_loads_gives_json_results_for_what_orjson_refuses():
     import json
 
-    from proxy.exchange import _loads, _stdlib_reading
+    from proxy.exchange import _loads, exact_reading
     for body in (b'{"model":"m","x":NaN}', b'{"model":"\\ud800"}',
                  b'{"model":"m","a":[1,2.5,"\xc3\xa9"]}'):
         assert repr(_loads(body)) == repr(json.loads(body))
     big = b'{"model":"m","n":123456789012345678901234567890}'
     assert _loads(big)["model"] == "m"  # enough to route; the exact reading is for rewrites
-    assert _stdlib_reading(big, _loads(big))["n"] == 123456789012345678901234567890
+    assert exact_reading(big, _loads(big))["n"] == 123456789012345678901234567890
     with pytest.raises(ValueError):
         _loads(b'{"model":')
 
