@@ -87,7 +87,7 @@ async def _read_checked(request: web.Request, rec: dict, max_bytes: int
         body = await _read_body(request, max_bytes)  # content-encoding (gzip, deflate, br) decoded
     except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a body that is not gzip
         raise BadRequest(f"request body could not be read: {exc}", close_connection=True) from exc
-    payload, exact = _checked(body, request.content_type, rec)
+    payload, exact = check_payload(body, request.content_type, rec)
     return body, payload, exact
 
 
@@ -111,13 +111,10 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
     return b"".join(chunks)  # one bytes piece is returned as it is
 
 
-def check_payload(body: bytes, content_type: str, rec: dict) -> dict:
+def check_payload(body: bytes, content_type: str, rec: dict) -> tuple[dict, bool]:
     """The checks every model request's body passes, in the shim and in `ccp mitm`: a JSON object
-    with a non-empty `model`. Raises the ShimError the client is answered with."""
-    return _checked(body, content_type, rec)[0]
-
-
-def _checked(body: bytes, content_type: str, rec: dict) -> tuple[dict, bool]:
+    with a non-empty `model`. Returns the payload and whether it is json.loads' own reading (what a
+    rewrite needs); raises the ShimError the client is answered with."""
     if content_type != "application/json":
         raise UnsupportedMediaType(
             f"content-type must be application/json, got {content_type or 'none'}")
@@ -308,10 +305,10 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     protocol_in = rec["protocol_in"]
     # the request's own credentials are secrets too, for anything the shim writes about it
     timing["credentials"] = inbound_tokens(request.headers.items())
-    body, payload, exact_reading = await _read_checked(request, rec, settings.max_body_bytes)
+    body, payload, read_exactly = await _read_checked(request, rec, settings.max_body_bytes)
     session = _session_for(timing["credentials"], state)
     exact = session is not None or settings.body_tee  # the payload is written to disk
-    if exact and not exact_reading:
+    if exact and not read_exactly:
         payload = exact_loads(body)
     if session is not None:
         rec["session"] = session.id

@@ -232,9 +232,10 @@ class CcpRouter:
                                                                                credentials)
         body = flow.request.content or b""  # mitmproxy decodes a content-encoding for us
         content_type = flow.request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        payload = check_payload(body, content_type, rec)
+        payload, exact = check_payload(body, content_type, rec)
         if state.settings.body_tee:  # ENABLE_BODY_TEE: a redacted sample, written at the end
-            flight.timing.update(payload=exact_reading(body, payload), credentials=credentials)
+            payload, exact = (payload if exact else exact_reading(body, payload)), True
+            flight.timing.update(payload=payload, credentials=credentials)
         model = payload["model"]
         stream = payload.get("stream") is True
         rec.update(model=model, op="stream" if stream else "nonstream")
@@ -245,7 +246,8 @@ class CcpRouter:
             raise _NotInMitm(f"the route for {model!r} goes to {provider.name}, an "
                              f"{provider.protocol} provider: ccp mitm does not convert protocols "
                              "(point the client at `ccp serve` for that route)")
-        if rewrites_body(payload, body, ANTHROPIC, provider, decision.upstream_model, state):
+        if not exact and rewrites_body(payload, body, ANTHROPIC, provider, decision.upstream_model,
+                                       state):
             payload = exact_reading(body, payload)
         _, up_body = upstream_body(payload, body, ANTHROPIC, provider, decision.lane,
                                    decision.upstream_model, state, rec)

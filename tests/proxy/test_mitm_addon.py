@@ -220,3 +220,18 @@ def test_body_tee_is_redacted_and_off_by_default(tmp_path, router):
     [sample] = (tmp_path / "on" / "tee").iterdir()
     text = sample.read_text()
     assert "my key is" in text and CLIENT_KEY not in text and ZAI_KEY not in text
+
+
+def test_a_rewritten_body_keeps_every_value_exactly(tmp_path):
+    """A manual override renames the model: the body is written again, big integers intact."""
+    settings = Settings(logs_dir=str(tmp_path), persist=False, model_override="claude-opus-4-1",
+                        anthropic_base_url="https://anth.test")
+    router = CcpRouter(ShimState(settings, upstream=None))
+    body = (b'{"model": "claude-sonnet-4-5", "max_tokens": 8, "metadata": {"n": '
+            b'123456789012345678901234567890}, "messages": [{"role": "user", "content": "hi"}]}')
+    f = _flow(body=body)
+    router.request(f)
+    sent = json.loads(f.request.content)
+    assert sent["model"] == "claude-opus-4-1" and sent["metadata"]["n"] == 123456789012345678901234567890
+    assert f.request.headers["content-length"] == str(len(f.request.content))
+    assert f.metadata["ccp"].rec["rewrites"] == ["model"]
