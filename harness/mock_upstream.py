@@ -152,12 +152,6 @@ class MockUpstream(ThreadedServer):
 
     # lifecycle
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("mock upstream is not started")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 

@@ -17,6 +17,13 @@ class ThreadedServer:
     _thread_name = "threaded-server"
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    _port: int | None = None  # set by `_open()` once bound
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError(f"{self._thread_name} is not started")
+        return self._port
 
     async def _open(self) -> None:
         raise NotImplementedError

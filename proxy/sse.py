@@ -19,6 +19,12 @@ _ACCOUNTED = (b"message_start", b"message_delta", b"message_stop", b"error")
 _SIGNED = (b"signature_delta", b"redacted_thinking")
 
 
+# the Messages API's usage field -> the meter's attribute (the record's token field)
+_USAGE_FIELDS = (("input_tokens", "in_tokens"), ("output_tokens", "out_tokens"),
+                 ("cache_read_input_tokens", "cache_read_tokens"),
+                 ("cache_creation_input_tokens", "cache_creation_tokens"))
+
+
 class SseMeter:
     """Incremental counters over one SSE body."""
 
@@ -129,18 +135,10 @@ class SseMeter:
         if not isinstance(usage, dict):
             return
         # message_delta carries cumulative counts, so a later value replaces an earlier one.
-        value = usage.get("input_tokens")
-        if isinstance(value, int):
-            self.in_tokens = value
-        value = usage.get("output_tokens")
-        if isinstance(value, int):
-            self.out_tokens = value
-        value = usage.get("cache_read_input_tokens")
-        if isinstance(value, int):
-            self.cache_read_tokens = value
-        value = usage.get("cache_creation_input_tokens")
-        if isinstance(value, int):
-            self.cache_creation_tokens = value
+        for field, attr in _USAGE_FIELDS:
+            value = usage.get(field)
+            if isinstance(value, int):
+                setattr(self, attr, value)
 
     def summary(self, duration_ms: float) -> dict:
         return {"events": self.events, "bytes": self.bytes,

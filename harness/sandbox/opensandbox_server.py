@@ -69,12 +69,6 @@ class OpenSandboxServer(ThreadedServer):
 
     # lifecycle of the server itself
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("opensandbox server is not started")
-        return self._port
-
-    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 

@@ -17,14 +17,17 @@ class Dummy(ThreadedServer):
         self._loop = asyncio.get_running_loop()
         if self.fail:
             raise OSError("cannot bind")
+        self._port = 4242
 
     async def _close(self):
         self.closed = True
 
 
 def test_start_stop_and_errors():
+    with pytest.raises(RuntimeError, match="dummy is not started"):
+        Dummy().port
     with Dummy() as server:
-        assert server._thread.is_alive()
+        assert server._thread.is_alive() and server.port == 4242
     assert server.closed and server._thread is None
     with pytest.raises(OSError, match="cannot bind"):
         Dummy(fail=True).start()
