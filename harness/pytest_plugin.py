@@ -21,7 +21,7 @@ import pytest
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
 from harness.probes import HttpsProxy
-from harness.shim import MitmProcess, ShimProcess, _STRIPPED, _STRIPPED_PREFIXES
+from harness.shim import ShimProcess, _STRIPPED, _STRIPPED_PREFIXES, front_process
 
 
 @pytest.fixture(autouse=True)
@@ -115,10 +115,6 @@ class Front(NamedTuple):
     via: HttpsProxy | None  # the proxy a client goes through (mitm only)
 
 
-MITM_CLIENT_URL = "https://api.anthropic.com"
-FRONTS = ("shim", "mitm")
-
-
 @pytest.fixture
 def make_front(tmp_path, tls_mocks, _tls_mock_pair):
     """Factory: `make_front("shim" | "mitm", env={...}) -> Front` (started; stopped after the test)."""
@@ -129,16 +125,10 @@ def make_front(tmp_path, tls_mocks, _tls_mock_pair):
     def factory(front: str, env: dict[str, str] | None = None) -> Front:
         overlay = {**lane_env(anthropic.base_url, zai.zai_base_url),
                    "CCP_CA_BUNDLE": _tls_mock_pair[2], **(env or {})}
-        folder = tmp_path / f"{front}{next(counter)}"
-        if front == "mitm":
-            proc: ShimProcess = MitmProcess(folder, overlay)
-        else:
-            proc = ShimProcess(folder, overlay, ready_path="/healthz")
+        proc = front_process(front, tmp_path / f"{front}{next(counter)}", overlay)
         started.append(proc)
         proc.start()
-        if front == "mitm":
-            return Front(front, proc, MITM_CLIENT_URL, HttpsProxy(proc.url, proc.ca_cert))
-        return Front(front, proc, proc.url, None)
+        return Front(front, proc, proc.client_url, proc.via)
 
     yield factory
     for proc in started:

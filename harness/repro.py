@@ -28,7 +28,7 @@ from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
 from harness.probes import HttpsProxy, ProbeResult, attach_records, probe
 from harness.progress import progress_bar
-from harness.shim import MitmProcess, ShimProcess
+from harness.shim import FRONTS, front_process
 from proxy.providers import providers_view
 from proxy.settings import ConfigError, Settings
 from proxy.usage import rotate_usage, utc_timestamp
@@ -42,8 +42,6 @@ LONG_STREAM_DELTAS = 2000
 KINDS = ("cli", "curl", "http", "sdk")
 TOGGLES = ("FORCE_HAIKU_TO_ZAI", "OFFLOAD_PAUSED", "ZAI_HEADER_MODE", "MITM_FILTER_CHAIN",
            "MITM_FORCE_H1", "ENABLE_BODY_TEE")
-FRONTS = ("shim", "mitm")
-MITM_CLIENT_URL = "https://api.anthropic.com"  # where a client in HTTPS_PROXY mode thinks it goes
 
 
 @dataclass
@@ -234,18 +232,14 @@ def run(args: argparse.Namespace) -> int:
                      kinds=kinds)
     results: list[ProbeResult] = []
     try:
-        front = MitmProcess(logs_dir, env) if mitm else ShimProcess(logs_dir, env)
-        with front as shim:
+        with front_process(args.front, logs_dir, env) as shim:
             print(f"[repro] {args.front} {shim.url} (pid {shim.proc.pid})")
-            if mitm:  # clients keep their Anthropic URL and go through the proxy
-                via, base_url = HttpsProxy(shim.url, shim.ca_cert), MITM_CLIENT_URL
-                readyz = _readyz(f"{shim.admin_url}/readyz")
-            else:
-                via, base_url = None, shim.url
-                readyz = _readyz(f"{shim.url}/readyz")
+            # the mitm's /readyz is on its admin port; clients keep their Anthropic URL there
+            readyz = _readyz(f"{shim.admin_url if mitm else shim.url}/readyz")
             with progress_bar(len(items), "probes", enabled=not args.no_progress) as advance:
                 for item in items:
-                    results.append(_fire(item, base_url, client_auth, args.cli_timeout, via))
+                    results.append(_fire(item, shim.client_url, client_auth, args.cli_timeout,
+                                         shim.via))
                     advance(f"{item.kind} {item.model}")
             shim.wait_for_records(len(items)) if items else None
     finally:

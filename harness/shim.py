@@ -104,6 +104,16 @@ class ShimProcess:
     def ready_url(self) -> str:
         return f"{self.url}{self.ready_path}"
 
+    @property
+    def client_url(self) -> str:
+        """Where a client sends its API requests (ANTHROPIC_BASE_URL)."""
+        return self.url
+
+    @property
+    def via(self):
+        """The HTTPS proxy a client goes through (None: it talks to `client_url` directly)."""
+        return None
+
     def _read_announce(self) -> dict:
         assert self.proc is not None and self.proc.stdout is not None
         deadline = time.monotonic() + self.start_timeout
@@ -202,3 +212,24 @@ class MitmProcess(ShimProcess):
     @property
     def ca_cert(self) -> str:
         return self.announce["ca_cert"]
+
+    @property
+    def client_url(self) -> str:
+        return MITM_CLIENT_URL  # the client keeps its Anthropic URL
+
+    @property
+    def via(self):
+        from harness.probes import HttpsProxy
+        return HttpsProxy(self.url, self.ca_cert)
+
+
+FRONTS = ("shim", "mitm")  # ccp serve (ANTHROPIC_BASE_URL) or ccp mitm (HTTPS_PROXY)
+MITM_CLIENT_URL = "https://api.anthropic.com"  # where a client in HTTPS_PROXY mode thinks it goes
+
+
+def front_process(front: str, logs_dir: str | os.PathLike, env: Mapping[str, str] | None = None,
+                  ready_path: str = "/healthz") -> ShimProcess:
+    """An unstarted `ccp serve` ("shim") or `ccp mitm` ("mitm") with the same environment."""
+    if front == "mitm":
+        return MitmProcess(logs_dir, env)
+    return ShimProcess(logs_dir, env, ready_path=ready_path)

@@ -17,7 +17,7 @@ import pytest
 
 from harness.keys import test_keys as fake_keys
 from harness.probes import httpx_client, message_body
-from harness.pytest_plugin import FRONTS
+from harness.shim import FRONTS
 
 pytestmark = [pytest.mark.repro_mitm, pytest.mark.repro_py]
 

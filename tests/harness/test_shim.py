@@ -1,6 +1,6 @@
 import pytest
 
-from harness.shim import clean_env, wait_until
+from harness.shim import ShimProcess, clean_env, wait_until
 
 pytestmark = pytest.mark.quick
 
@@ -21,3 +21,14 @@ def test_wait_until_returns_value_or_times_out():
     assert wait_until(lambda: next(values), 5, "a value", interval=0.001) == 7
     with pytest.raises(TimeoutError, match="nothing"):
         wait_until(lambda: None, 0.01, "nothing", interval=0.001)
+
+
+def test_front_process_picks_the_front_door(tmp_path):
+    from harness.shim import MitmProcess, front_process
+    shim = front_process("shim", tmp_path / "s")
+    assert type(shim) is ShimProcess and shim.via is None and shim.ready_path == "/healthz"
+    mitm = front_process("mitm", tmp_path / "m")
+    assert isinstance(mitm, MitmProcess) and mitm.client_url == "https://api.anthropic.com"
+    mitm.port, mitm.announce = 8082, {"ca_cert": "/ca.pem", "admin_port": 9}
+    assert tuple(mitm.via) == ("http://127.0.0.1:8082", "/ca.pem")
+    assert mitm.ready_url == "http://127.0.0.1:9/healthz"
