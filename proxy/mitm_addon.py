@@ -189,7 +189,7 @@ class CcpRouter:
         rec = flight.rec
         resp = flow.response
         if flight.meter is not None:
-            self._end_stream(flight, complete_or_error=None)
+            self._end_stream(flight, ended=True)
         elif resp is not None and resp.raw_content is not None:
             data = resp.raw_content
             flight.timing["body"] = data
@@ -213,7 +213,7 @@ class CcpRouter:
         if flight.meter is not None:  # the stream broke while it was being relayed
             rec["err_type"] = "client_abort" if client_side else "net"
             rec["reason"] = "client_disconnected" if client_side else "upstream_reset"
-            self._end_stream(flight, complete_or_error=rec["err_type"])
+            self._end_stream(flight, ended=False)
         elif client_side:
             rec["err_type"], rec["reason"] = "client_abort", "client_disconnected"
             rec["status"] = rec["status"] or 499
@@ -275,7 +275,8 @@ class CcpRouter:
         flow.response = http.Response.make(exc.status, error_body(exc.error_type, exc.message,
                                                                    ANTHROPIC), headers)
 
-    def _end_stream(self, flight: Flight, complete_or_error: str | None) -> None:
+    def _end_stream(self, flight: Flight, ended: bool) -> None:
+        """`ended`: the upstream finished its answer (else the flow broke, already classified)."""
         rec, meter = flight.rec, flight.meter
         end = time.time()
         self.state.metrics.inflight_streams.dec()
@@ -283,7 +284,7 @@ class CcpRouter:
         rec["sse"] = meter.summary(ms(flight.stream_start, end))
         if flight.first_chunk is not None:
             rec["ttfb_ms"] = ms(flight.t0, flight.first_chunk)
-        if complete_or_error is None and not meter.complete:
+        if ended and not meter.complete:
             rec["err_type"] = rec["err_type"] or "net"
             rec["reason"] = "stream_incomplete"
         self.state.signatures.learn(meter.signatures, rec["lane"])
