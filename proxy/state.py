@@ -73,12 +73,11 @@ class ShimState:
 
     def record(self, rec: dict) -> None:
         """The end of every request: one usage line, the metrics, the quota book and the store."""
-        if self.writer is not None:
-            self.writer.write(rec)
+        line = self.writer.write(rec) if self.writer is not None else None
         self.metrics.observe(rec)
         self.quotas.account(rec)
         if self.store is not None:
-            self.store.write(rec)  # only enqueues; the JSONL line above never depends on it
+            self.store.write(rec, line=line)  # only enqueues; the JSONL line never depends on it
 
     def new_rid(self) -> str:
         self._rid_count += 1

@@ -145,7 +145,8 @@ class UsageWriter:
                 self.on_rotate()
         return rotated
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict) -> bytes:
+        """Append the record's line; returns the line (the store keeps the same text)."""
         line = record_line(record)
         with self._lock:
             if self._moved_away():
@@ -160,6 +161,7 @@ class UsageWriter:
                     view = view[os.write(self._fd, view):]
             self._size += len(line)
             self.written += 1
+        return line
 
     def close(self) -> None:
         with self._lock:

@@ -202,3 +202,20 @@ def test_settings_find_the_quotas_file_by_precedence(tmp_path, monkeypatch):
     named.write_text("quotas:\n  haiku: {weekly: {tokens: zero}}\n")
     with pytest.raises(ConfigError, match="weekly.tokens"):
         Settings.from_env({"CCP_QUOTAS_FILE": str(named)})
+
+
+def test_record_time_reads_the_shims_own_stamps_as_fromisoformat_does():
+    """record_time() reads the shim's own `ts` format by a per-second lookup: the same float as the
+    general path, also across seconds, before 1970 and on malformed stamps."""
+    import random
+    from datetime import datetime
+
+    from proxy.quotas import record_time
+    rng = random.Random(7)
+    for t in [rng.uniform(-2e9, 4e9) for _ in range(2000)] + [-0.5, 0.0, 0.9995, 1795566662.123]:
+        ts = utc_timestamp(t)
+        want = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        assert record_time({"ts": ts}) == want == record_time({"ts": ts})  # miss, then hit
+    for bad in ("2026-11-25T00:31:02.1a3Z", "2026-11-25T00:31:62.123Z", "", "yesterday"):
+        assert record_time({"ts": bad}) is None
+    assert record_time({"ts": "2026-11-25T00:31:02Z"}) == 1795566662.0

@@ -137,3 +137,23 @@ def test_insert_records_across_statements_keeps_every_column_and_skips_known_rid
         assert insert_records(conn, [rec("r5", T0), rec("new", T0)]) == 1
         assert insert_records(conn, []) == 0
     assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == n + 1
+
+
+def test_the_record_column_is_the_jsonl_line_when_the_writer_has_it(tmp_path):
+    """The shim hands the store the line it wrote to usage.jsonl: the `record` column is that text,
+    and the same record without a line gets the same text."""
+    import json
+
+    from proxy.usage import UsageWriter
+    store = UsageStore(tmp_path / "ccp.sqlite3")
+    assert store.start()
+    writer = UsageWriter(tmp_path)
+    a, b = rec("a", T0), rec("b", T0 + 1)
+    store.write(a, line=writer.write(a))
+    store.write(b)
+    assert store.flush(5)
+    with connect(store.path) as conn:
+        texts = dict(conn.execute("SELECT rid, record FROM samples").fetchall())
+    lines = (tmp_path / "usage.jsonl").read_bytes().splitlines()
+    assert texts["a"] == lines[0].decode() and json.loads(texts["b"]) == b
+    store.close()
