@@ -359,7 +359,11 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
 
     assert state.upstream is not None
     timing["sent"] = time.perf_counter()
-    resp, decision, provider = await _send(state, up_req, rec, decision, provider, prepare, model)
+    if settings.enable_backoff or settings.fallback_lane:
+        resp, decision, provider = await _send(state, up_req, rec, decision, provider, prepare, model)
+    else:  # _send() without backoff or fallback: the one attempt (one coroutine less to resume)
+        resp = await state.upstream.send(up_req)
+        rec["retries"] = 0
     # sent (retries and the fallback are behind us): a held stream keeps none of the request body
     body = payload = up_payload = up_req = None
     timing["upstream_protocol"] = provider.protocol
@@ -398,6 +402,8 @@ async def _send(state: ShimState, up_req: UpstreamRequest, rec: dict, decision: 
         if why is None:
             raise
     else:
+        if not settings.fallback_lane:  # (fallback_decision's first answer, without the call)
+            return resp, decision, provider
         why = fallback_decision(settings, decision.provider, decision.lane, status=resp.status)
         if why is None:
             return resp, decision, provider

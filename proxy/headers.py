@@ -24,6 +24,7 @@ HOP_BY_HOP = frozenset({
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 # the shim forwards the body as it read it: aiohttp has already decoded any content-encoding
 _RECOMPUTED = frozenset({"host", "content-length", "content-encoding"})
+_REQUEST_DROP = HOP_BY_HOP | _RECOMPUTED
 # The response's own framing and identity come from the shim's server, not from the upstream's.
 _RESPONSE_DROP = HOP_BY_HOP | frozenset({"content-length", "date", "server"})
 
@@ -57,13 +58,15 @@ def upstream_request_headers(lane: str, client_headers: Iterable[tuple[str, str]
     Returns a dict keyed by lower-case names. `session_tokens` are inbound tokens that identify a
     sandbox session: they are accepted from the client but never forwarded.
     """
-    pairs = list(client_headers)
-    drop = HOP_BY_HOP | _RECOMPUTED | _connection_listed(pairs)
     out: dict[str, str] = {}
-    for name, value in pairs:
+    listed: set[str] = set()  # what `connection` names is hop-by-hop too
+    for name, value in client_headers:
         key = name.lower()
-        if key not in drop:
-            out[key] = value
+        if key == "connection":
+            listed.update(t.strip().lower() for t in value.split(",") if t.strip())
+        out[key] = value  # a repeated header: its last value, as before
+    for key in (_REQUEST_DROP | listed) & out.keys():
+        del out[key]
 
     if lane != LANE_ANTHROPIC:
         for key in CREDENTIAL_HEADERS:

@@ -42,14 +42,20 @@ async def relay_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec
     """Read the whole upstream body and answer with it as it is."""
     data = await read_whole(resp, timing)
     if 200 <= resp.status < 300 and rec.get("op") is not None:
-        encoding = next((v for k, v in headers if k.lower() == "content-encoding"), "identity")
-        if encoding == "identity":
+        if _encoding(headers) == "identity":
             set_tokens(rec, tokens_from_message(data))
     rec["bytes_out"] = len(data)
     out = web.Response(status=resp.status, body=data)
     for name, value in headers:
         out.headers.add(name, value)
     return out
+
+
+def _encoding(headers: list[tuple[str, str]]) -> str:
+    for name, value in headers:
+        if name.lower() == "content-encoding":
+            return value
+    return "identity"
 
 
 async def relay_stream(request: web.Request, resp: UpstreamResponse,

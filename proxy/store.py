@@ -1,7 +1,7 @@
 """The usage store: every usage record also kept in SQLite (`CCP_DB_PATH`, WAL), with hour/day rollups.
 
-Writes never block the event loop: `UsageStore.write(rec)` only appends a row to a deque; one writer thread owns the
-write connection and commits in batches. Rollups are refreshed on an interval by an asyncio task that
+Writes never block the event loop: `UsageStore.write(rec)` only appends a row to a deque; one writer
+thread owns the write connection and commits in batches. Rollups are refreshed on an interval by an asyncio task that
 runs the SQL in a thread (`rollup_loop`), which also prunes samples older than `CCP_SAMPLE_TTL_DAYS`
 (only samples already rolled up, so the rollups keep what the samples lose).
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator, Protocol
+from functools import lru_cache
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -32,8 +32,8 @@ class StreamIdle(UpstreamTimeout):
     err_type = "idle_timeout"
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamRequest:
+class UpstreamRequest(NamedTuple):
+    """One request for a provider (a tuple: made for every request, never changed)."""
     method: str
     url: str
     headers: dict[str, str]
@@ -42,7 +42,13 @@ class UpstreamRequest:
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).netloc
+        return _netloc(self.url)
+
+
+@lru_cache(maxsize=256)
+def _netloc(url: str) -> str:
+    """A URL's host[:port]; the shim sends to a handful of URLs, so each is split once."""
+    return urlsplit(url).netloc
 
 
 class UpstreamResponse(Protocol):
@@ -67,26 +73,17 @@ class Upstream(Protocol):
 
 
 class _AiohttpResponse:
-    __slots__ = ("_resp", "status", "headers", "h2")
+    __slots__ = ("_resp", "status", "headers", "h2", "is_sse")
 
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
         self.status = resp.status
         self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
         self.h2 = False
+        self.is_sse = resp.content_type == "text/event-stream"  # asked several times per answer
 
-    @property
-    def is_sse(self) -> bool:
-        return self._resp.content_type == "text/event-stream"
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
-        except aiohttp.ServerTimeoutError as exc:
-            raise StreamIdle("no data from upstream within the idle timeout") from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamError(f"upstream stream broke: {describe(exc)}") from exc
+    def chunks(self) -> AsyncIterator[bytes]:
+        return _Chunks(self._resp.content)
 
     async def read(self) -> bytes:
         try:
@@ -101,6 +98,31 @@ class _AiohttpResponse:
 
     def close(self) -> None:
         self._resp.close()
+
+
+class _Chunks:
+    """The body as it arrives, with aiohttp's errors as the seam's. A plain async iterator, not an
+    async generator: a stream's every chunk passes through here, and a generator's own frame
+    suspended and resumed around each one cost more than the relaying around it."""
+
+    __slots__ = ("_content",)
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._content = content
+
+    def __aiter__(self) -> "_Chunks":
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._content.readany()
+        except aiohttp.ServerTimeoutError as exc:
+            raise StreamIdle("no data from upstream within the idle timeout") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamError(f"upstream stream broke: {describe(exc)}") from exc
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
 
 def describe(exc: BaseException) -> str:
@@ -118,6 +140,15 @@ def ssl_for(settings: Settings) -> "ssl.SSLContext | bool":
     return context
 
 
+class _OwnHeadersOnly(aiohttp.ClientRequest):
+    """A request that carries the headers the shim chose and no defaults of aiohttp's (its own
+    Accept, Accept-Encoding and User-Agent). Asking the session to skip them instead
+    (`skip_auto_headers`) builds and sorts a header dict for every request."""
+
+    def update_auto_headers(self, skip_auto_headers) -> None:
+        return None
+
+
 class AiohttpUpstream:
     """The real upstream client: one pooled aiohttp session for every lane."""
 
@@ -133,8 +164,7 @@ class AiohttpUpstream:
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=ssl_for(self._settings))
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
+            connector=connector, auto_decompress=False, request_class=_OwnHeadersOnly)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -190,14 +220,19 @@ class SchemeUpstream:
             await self._tls.close()
         await self._plain.close()
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+    def send(self, request: UpstreamRequest) -> Awaitable[UpstreamResponse]:
+        """The chosen client's send() (handed back, not awaited here: one frame less between the
+        handler and the network for every suspension of every request)."""
         if request.url.startswith("https://"):
-            if self._tls is None:
-                tls = self._make_tls()
-                await tls.start()  # does not suspend: no other request can see it half made
-                self._tls = tls
-            return await self._tls.send(request)
-        return await self._plain.send(request)
+            return self._send_tls(request)
+        return self._plain.send(request)
+
+    async def _send_tls(self, request: UpstreamRequest) -> UpstreamResponse:
+        if self._tls is None:
+            tls = self._make_tls()
+            await tls.start()  # does not suspend: no other request can see it half made
+            self._tls = tls
+        return await self._tls.send(request)
 
 
 def uses_tls(settings: Settings) -> bool:

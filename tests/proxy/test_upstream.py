@@ -28,10 +28,16 @@ async def _slow_headers(request):
     return web.Response()
 
 
+async def _echo_headers(request):
+    await request.read()
+    return web.json_response([[k.lower(), v] for k, v in request.headers.items()])
+
+
 def _run(env, fn):
     async def main():
         app = web.Application()
         app.router.add_post("/sse", _sse)
+        app.router.add_post("/echo", _echo_headers)
         app.router.add_post("/slow", _slow_headers)
         async with TestServer(app) as server:
             client = AiohttpUpstream(Settings.from_env(env))
@@ -53,6 +59,20 @@ def test_stream_chunks_and_headers_untouched():
     resp, body = _run({}, go)
     assert resp.is_sse and body == b"event: ping\ndata: {}\n\n"
     assert ("content-encoding", "gzip") in resp.headers  # passed on, never decoded by the shim
+
+
+def test_the_upstream_gets_the_shims_headers_and_none_of_aiohttps_own():
+    async def go(client, base):
+        resp = await client.send(UpstreamRequest(
+            "POST", base + "/echo", {"content-type": "application/json", "x-api-key": "k"}, b"{}",
+            False))
+        body = await resp.read()
+        resp.release()
+        return body
+
+    import json
+    names = [name for name, _ in json.loads(_run({}, go))]
+    assert sorted(names) == ["content-length", "content-type", "host", "x-api-key"]
 
 
 def test_idle_stream_raises_stream_idle():
