@@ -30,7 +30,7 @@ from proxy.backoff import fallback_decision, send_with_backoff
 from proxy.errors import UpstreamError
 from proxy.quotas import apply_quota
 from proxy.routing import LANE_ANTHROPIC, Decision, RequestMeta, decide
-from proxy.sessions import Session, inbound_tokens
+from proxy.sessions import Session, request_tokens
 from proxy.sse import assemble_message, exact_loads, tokens_from_message
 from proxy.state import LANE_HEADER, RID_HEADER, ShimState
 from proxy.thinking import (might_carry_thinking, reserialize, signatures_in_message,
@@ -60,7 +60,7 @@ def protocol_of(path: str) -> str:
 
 
 def session_of(request: web.Request, state: ShimState) -> Session | None:
-    return _session_for(inbound_tokens(request.headers.items()), state)
+    return _session_for(request_tokens(request.headers), state)
 
 
 def _session_for(tokens: list[str], state: ShimState) -> Session | None:
@@ -304,7 +304,7 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     settings = state.settings
     protocol_in = rec["protocol_in"]
     # the request's own credentials are secrets too, for anything the shim writes about it
-    timing["credentials"] = inbound_tokens(request.headers.items())
+    timing["credentials"] = request_tokens(request.headers)
     body, payload, read_exactly = await _read_checked(request, rec, settings.max_body_bytes)
     session = _session_for(timing["credentials"], state)
     exact = session is not None or settings.body_tee  # the payload is written to disk

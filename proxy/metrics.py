@@ -12,13 +12,34 @@ from bisect import bisect_left
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest)
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _Level:
+    """An unlabelled gauge moved by every stream (inc at its start, dec at its end): a plain
+    number, like `_Cells`, rendered as prometheus_client's Gauge renders."""
+
+    def __init__(self, name: str, doc: str, registry) -> None:
+        self.name, self.doc, self.value = name, doc, 0.0
+        registry.register(self)
+
+    def inc(self, n: float = 1.0) -> None:
+        self.value += n
+
+    def dec(self, n: float = 1.0) -> None:
+        self.value -= n
+
+    def describe(self):
+        return [GaugeMetricFamily(self.name, self.doc)]
+
+    def collect(self):
+        return [GaugeMetricFamily(self.name, self.doc, value=self.value)]
 
 
 class _Cells:
@@ -89,7 +110,7 @@ class Metrics:
                            ("lane", "op"), r, _BUCKETS)
         self.upstream_errors = _Cells("ccp_upstream_errors", "Requests that ended with an error",
                                       ("err_type",), r)
-        self.inflight_streams = Gauge("ccp_inflight_streams", "Streams being relayed now", registry=r)
+        self.inflight_streams = _Level("ccp_inflight_streams", "Streams being relayed now", r)
         self.partials = Counter("ccp_partial_writes", "Broken streams saved under logs/partials",
                                 registry=r)
         self.rotations = Counter("ccp_log_rotations", "Usage log rotations", registry=r)

@@ -46,6 +46,7 @@ class SessionRegistry:
         self._lock = threading.Lock()
         self._by_token: dict[str, Session] = {}
         self._by_id: dict[str, Session] = {}
+        self._tokens: frozenset[str] = frozenset()  # asked by every request: made on change
 
     def register(self, token: str, sandbox_id: str, task_name: str) -> Session:
         for name, value in (("session_token", token), ("sandbox_id", sandbox_id),
@@ -64,10 +65,11 @@ class SessionRegistry:
             session = Session(sid, token, sandbox_id, task_name, time.time())
             self._by_token[token] = session
             self._by_id[sid] = session
+            self._tokens = frozenset(self._by_token)
             return session
 
     def for_token(self, token: str | None) -> Session | None:
-        if not token:
+        if not token or not self._by_token:
             return None
         with self._lock:
             return self._by_token.get(token)
@@ -77,6 +79,7 @@ class SessionRegistry:
             session = self._by_id.pop(session_id, None)
             if session is not None:
                 self._by_token.pop(session.token, None)
+                self._tokens = frozenset(self._by_token)
             return session
 
     def list(self) -> list[Session]:
@@ -84,8 +87,19 @@ class SessionRegistry:
             return sorted(self._by_id.values(), key=lambda s: s.created_at)
 
     def tokens(self) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._by_token)
+        return self._tokens  # replaced whole under the lock, never changed in place
+
+
+def request_tokens(headers) -> list[str]:
+    """`inbound_tokens()` of an aiohttp request's (case-insensitive) headers, the one credential
+    header a client sends looked up by name rather than every header walked; the same list."""
+    auth = headers.getall("authorization", ())
+    keys = headers.getall("x-api-key", ())
+    if auth and keys:  # both: in the order they came, as inbound_tokens() has them
+        return inbound_tokens(headers.items())
+    found = ([v[7:].strip() if v[:7].lower() == "bearer " else v.strip() for v in auth] if auth
+             else [v.strip() for v in keys])
+    return [t for t in found if t]
 
 
 def inbound_tokens(headers: Iterable[tuple[str, str]]) -> list[str]:

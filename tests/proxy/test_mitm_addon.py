@@ -136,7 +136,7 @@ def test_stream_is_tapped_byte_for_byte(router):
     assert rec["sse"]["complete"] is True and rec["sse"]["events"] == len(events)
     assert rec["bytes_out"] == len(b"".join(events)) and rec["reason"] == "streaming"
     assert rec["in_tokens"] == 9 and rec["ttfb_ms"] is not None
-    assert router.state.metrics.inflight_streams._value.get() == 0
+    assert router.state.metrics.inflight_streams.value == 0
 
 
 @pytest.mark.parametrize("message, err_type", [("Client disconnected.", "client_abort"),

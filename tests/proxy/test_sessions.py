@@ -34,3 +34,18 @@ def test_same_token_for_another_sandbox_is_refused():
 def test_inbound_tokens_and_slug():
     assert inbound_tokens([("Authorization", "Bearer abc"), ("x-api-key", "def"), ("x", "y")]) == ["abc", "def"]
     assert slug("../../etc/passwd") == "etc-passwd"
+
+
+def test_request_tokens_are_inbound_tokens_of_a_case_insensitive_header_map():
+    from multidict import CIMultiDict
+
+    from proxy.sessions import inbound_tokens, request_tokens
+    cases = [[("X-Api-Key", " k1 ")], [("Authorization", "Bearer  t1"), ("authorization", "t2")],
+             [("authorization", "bearer x"), ("x-api-key", "k")],
+             [("x-api-key", "k"), ("Authorization", "Bearer b")], [], [("x-api-key", "")],
+             [("Authorization", "Bearer ")], [("content-type", "application/json")]]
+    for pairs in cases:
+        headers = CIMultiDict(pairs)
+        assert request_tokens(headers) == inbound_tokens(headers.items()), pairs
+    assert request_tokens(CIMultiDict([("x-api-key", "k"), ("authorization", "Bearer b")])) == \
+        ["k", "b"]  # both: in the order they came
