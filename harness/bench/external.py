@@ -73,7 +73,7 @@ class LiteLLM(Target):
                          "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"})
         self.proc = subprocess.Popen(
             [str(self.exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-            cwd=home, env=env, stdout=open(home / "stdout.log", "ab"), stderr=subprocess.STDOUT)
+            cwd=home, env=env, stdout=self._stderr(home / "stdout.log"), stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{port}"
         wait_http(self.url + "/health/liveliness", START_TIMEOUT, self.proc)
         self.version = _pip_version(self.venv, "litellm")
@@ -116,7 +116,7 @@ class CCR(Target):
         (home / ".claude-code-router" / "config.json").write_text(json.dumps(config, indent=2))
         env = clean_env({"HOME": str(home), "NODE_ENV": "production"})
         self.proc = subprocess.Popen(["node", str(self.cli), "start"], cwd=home, env=env,
-                                     stdout=open(home / "stdout.log", "ab"),
+                                     stdout=self._stderr(home / "stdout.log"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{port}"
         wait_http(self.url + "/", START_TIMEOUT, self.proc)

@@ -92,3 +92,27 @@ def checks(combined: dict) -> list[dict]:
                       g("ccp", "nonstream_c32", "cpu_ms_per_req")), 2.0, unit="×"),
     ]
     return out
+
+
+ABLATION_SCENARIOS = ("nonstream_c32", "stream50_c32")
+
+
+def ablation(combined: dict) -> list[dict]:
+    """For each ccp row (the full shim first, then those with features switched off) in the two
+    CPU scenarios: CPU per request, ÷ the floor's, and what switching off saved against the full
+    shim, in µs and in floors."""
+    rows = []
+    variants = ["ccp"] + sorted(t for t in combined if t.startswith("ccp-without-") or t == "ccp-bare")
+    for scenario in ABLATION_SCENARIOS:
+        floor = _get(combined, "floor", scenario, "cpu_ms_per_req")
+        full = _get(combined, "ccp", scenario, "cpu_ms_per_req")
+        for target in variants:
+            cpu = _get(combined, target, scenario, "cpu_ms_per_req")
+            if cpu is None:
+                continue
+            saved = None if full is None or target == "ccp" else full - cpu
+            rows.append({"scenario": scenario, "target": target, "cpu_ms_per_req": cpu,
+                         "floor_ratio": ratio(cpu, floor),
+                         "saved_us": None if saved is None else saved * 1000.0,
+                         "saved_floors": ratio(saved, floor)})
+    return rows if len(variants) > 1 else []

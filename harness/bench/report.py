@@ -56,6 +56,19 @@ def render(result: dict) -> str:
         out += [f"## {scenario['name']}", "", scenario["describe"], ""]
         out += scenario_table(scenario["name"], result["combined"], result["targets"])
         out.append("")
+    if result.get("ablation"):
+        out += ["## What ccp's features cost (ablation)", "",
+                "The same shim with features switched off for the bench only "
+                "(`harness.bench.ablate`): `store` = no SQLite store, `log` = no usage.jsonl write, "
+                "`validate` = the body is not parsed (model and stream found by a scan). "
+                "Saved = the full shim's CPU/request minus this row's.", "",
+                "| scenario | target | CPU ms/req | ÷ floor | saved µs/req | saved (floors) |",
+                "|---|---|---|---|---|---|"]
+        for row in result["ablation"]:
+            out.append(f"| {row['scenario']} | {row['target']} | {fmt(row['cpu_ms_per_req'], 3)} | "
+                       f"{fmt(row['floor_ratio'], 2)} | {fmt(row['saved_us'], 0)} | "
+                       f"{fmt(row['saved_floors'], 2)} |")
+        out.append("")
     for name, prof in (result.get("profiles") or {}).items():
         out += [f"## Profile: {name}", "", prof["describe"], "", "```", *prof["top"], "```", ""]
     return "\n".join(out)

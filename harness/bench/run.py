@@ -32,7 +32,15 @@ HEADERS = {"content-type": "application/json", "x-api-key": "bench-client-key",
            "anthropic-version": "2023-06-01"}
 
 
+ABLATION_TARGETS = ("ccp-without-store", "ccp-without-log", "ccp-without-validate", "ccp-bare")
+
+
 def make_target(name: str) -> Target:
+    if name.startswith("ccp-without-"):  # e.g. ccp-without-store+log (harness.bench.ablate)
+        return Ccp(name, without=tuple(name[len("ccp-without-"):].split("+")))
+    if name == "ccp-bare":  # every per-request feature the ablation knows switched off
+        from harness.bench.ablate import FEATURES
+        return Ccp(name, without=FEATURES)
     if name == "litellm" or name == "ccr":
         from harness.bench.external import CCR, LiteLLM
         return LiteLLM() if name == "litellm" else CCR()
@@ -91,12 +99,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="short scenarios (about a minute in all)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
-                   help="comma-separated: direct,floor,ccp,ccp-aiohttp,litellm,ccr")
+                   help="comma-separated: direct,floor,ccp,ccp-aiohttp,litellm,ccr (and the "
+                        "ablation rows: ccp-bare, ccp-without-FEATURE[+FEATURE…])")
     p.add_argument("--body-kb", type=int, default=64)
     p.add_argument("--results-dir", default=str(PROJECT_ROOT / "results"))
     p.add_argument("--no-install", action="store_true", help="skip targets not installed yet")
     p.add_argument("--no-profile", action="store_true", help="no py-spy profile on a missed target")
     p.add_argument("--strict", action="store_true", help="exit 1 when a ccp target is missed")
+    p.add_argument("--ablate", action="store_true",
+                   help="also run ccp with its store, usage log, body validation (and all of "
+                        "them) switched off: what each costs per request")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
@@ -108,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the `finally` below stops every process the bench started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    if args.ablate:
+        names += [n for n in ABLATION_TARGETS if n not in names]
     if "direct" not in names:
         names.insert(0, "direct")  # every added latency is paired with it
     workdir = Path(tempfile.mkdtemp(prefix="ccp-bench-"))
@@ -217,7 +231,8 @@ def assemble(args, live: list[Target], scenarios, rounds: dict, skipped: dict) -
             "rounds": args.rounds, "body_kb": args.body_kb, "versions": versions}
     return {"meta": meta, "targets": [t.name for t in live], "skipped": skipped,
             "scenarios": [{"name": sc.name, "describe": describe(sc), **sc.__dict__} for sc in scenarios],
-            "combined": combined, "rounds": rounds, "checks": matrix.checks(combined)}
+            "combined": combined, "rounds": rounds, "checks": matrix.checks(combined),
+            "ablation": matrix.ablation(combined)}
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class Proc:
         self.name = name
         self.proc: subprocess.Popen | None = None
         self.url = ""
+        self._log = None
 
     @property
     def pid(self) -> int | None:
@@ -72,14 +73,25 @@ class Proc:
         return peak_rss_mb(self.pid) if self.pid else None
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _stderr(self, path: Path):
+        """The child's stderr file (closed by stop())."""
+        self._log = open(path, "ab")
+        return self._log
 
 
 class FastMock(Proc):
@@ -89,7 +101,7 @@ class FastMock(Proc):
     def start(self, workdir: Path) -> "FastMock":
         self.proc = subprocess.Popen([sys.executable, "-m", "harness.bench.fast_mock", "--port", "0"],
                                      cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE,
-                                     stderr=open(workdir / "mock.stderr.log", "ab"))
+                                     stderr=self._stderr(workdir / "mock.stderr.log"))
         self.url = f"http://127.0.0.1:{read_announce(self.proc, 15, 'mock')['port']}"
         return self
 
@@ -131,19 +143,34 @@ class Floor(Target):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "harness.bench.floor_relay", "--upstream", mock_url],
             cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE,
-            stderr=open(workdir / "floor.stderr.log", "ab"))
+            stderr=self._stderr(workdir / "floor.stderr.log"))
         self.url = f"http://127.0.0.1:{read_announce(self.proc, 15, 'floor')['port']}"
 
     def model(self, convert: bool) -> str:
         return PASSTHROUGH_MODEL  # no conversion in a bare relay
 
 
-class Ccp(Target):
-    """The shim as an operator runs it: default logging (usage.jsonl), metrics and stores."""
+class _AblatedShim(ShimProcess):
+    """`ccp serve` with some per-request features switched off (harness.bench.ablate)."""
 
-    def __init__(self, name: str = "ccp", env: dict | None = None) -> None:
+    def __init__(self, without: tuple[str, ...], *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.without = without
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "harness.bench.ablate", ",".join(self.without),
+                *super()._command()[3:]]  # [python, -m, proxy, serve, …] → serve, …
+
+
+class Ccp(Target):
+    """The shim as an operator runs it: default logging (usage.jsonl), metrics and stores; or, for
+    the ablation rows, with the features in `without` switched off."""
+
+    def __init__(self, name: str = "ccp", env: dict | None = None,
+                 without: tuple[str, ...] = ()) -> None:
         super().__init__(name)
         self.extra_env = env or {}
+        self.without = without
         self.shim: ShimProcess | None = None
 
     def start(self, mock_url: str, workdir: Path) -> None:
@@ -156,7 +183,8 @@ class Ccp(Target):
         env = {"CCP_ANTHROPIC_BASE_URL": mock_url, "CCP_ZAI_BASE_URL": mock_url + "/api/anthropic",
                "ZAI_API_KEY": "bench-zai-key", "GLM_API_KEY": "bench-glm-key",
                "CCP_PROVIDERS_FILE": str(providers), **self.extra_env}
-        self.shim = ShimProcess(logs, env=env).start()
+        self.shim = (_AblatedShim(self.without, logs, env=env) if self.without
+                     else ShimProcess(logs, env=env)).start()
         self.proc = self.shim.proc
         self.url = self.shim.url
         self.version = _dist_version("ccp")
