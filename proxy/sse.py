@@ -17,6 +17,8 @@ except (ImportError, TypeError, AttributeError):  # pragma: no cover - json read
 
 _ACCOUNTED = (b"message_start", b"message_delta", b"message_stop", b"error")
 _SIGNED = (b"signature_delta", b"redacted_thinking")
+# events named so carry no accounting (`_inspect`'s fast path; any other name takes the full walk)
+_FAST_SKIP = frozenset((b"content_block_start", b"content_block_stop", b"ping"))
 
 
 # the Messages API's usage field -> the meter's attribute (the record's token field)
@@ -67,6 +69,32 @@ class SseMeter:
             self.events += counted
 
     def _inspect(self, event: bytes) -> None:
+        # The usual shape, `event: NAME\ndata: JSON`, read without walking its lines: an event that
+        # carries no accounting is done with at its name, the others are parsed at once.
+        nl = event.find(b"\n")
+        if (event.startswith(b"event: ") and event.startswith(b"data: ", nl + 1)
+                and event.find(b"\n", nl + 1) < 0):
+            name = event[7:nl].strip()
+            if name == b"content_block_delta":
+                if b"signature_delta" in event:
+                    self._signature(event)
+                return
+            if name in _FAST_SKIP:
+                head = event[:40]  # (what the full walk below decides this event by)
+                if b"error" not in head and not (b"message_" in head and (
+                        b"message_start" in head or b"message_delta" in head
+                        or b"message_stop" in head)):
+                    if b"signature_delta" in event or b"redacted_thinking" in event:
+                        self._signature(event)
+                return
+            if name in _ACCOUNTED:
+                payload = event[nl + 7:].strip()
+                if payload:
+                    self._account(payload)
+                return
+        self._inspect_any(event)
+
+    def _inspect_any(self, event: bytes) -> None:
         if event.startswith(b"event: content_block_delta"):  # the bulk of any stream: no accounting
             if b"signature_delta" in event:
                 self._signature(event)
@@ -90,6 +118,10 @@ class SseMeter:
                 payload = line[5:].strip()
         if not payload or (name and name not in _ACCOUNTED):
             return
+        self._account(payload)
+
+    def _account(self, payload: bytes) -> None:
+        """An accounting event's data: usage, the end, an error."""
         try:
             obj = exact_loads(payload)
         except ValueError:

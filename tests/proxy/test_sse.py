@@ -88,3 +88,26 @@ def test_openai_stream_done_and_usage():
     assert not meter.complete
     meter.feed(b"data: [DONE]\n\n")
     assert meter.complete and (meter.in_tokens, meter.out_tokens, meter.events) == (7, 2, 3)
+
+
+def test_the_usual_event_shape_and_the_full_walk_agree():
+    """`event: NAME\\ndata: JSON` events are read without walking their lines; the same events in
+    other shapes (no space after `data:`, two data lines) take the walk: the counts must agree,
+    and the fast path must not learn signatures the walk would not."""
+    from proxy.sse import SseMeter
+    start = b'{"type":"message_start","message":{"usage":{"input_tokens":5,"cache_read_input_tokens":2}}}'
+    events = [(b"message_start", start), (b"ping", b'{"type":"ping"}'),
+              (b"content_block_start", b'{"error":1,"content_block":{"type":"redacted_thinking","data":"R"}}'),
+              (b"content_block_stop", b'{"content_block":{"type":"redacted_thinking","data":"Q"}}'),
+              (b"content_block_delta", b'{"delta":{"type":"text_delta"},"redacted_thinking":1}'),
+              (b"message_delta", b'{"type":"message_delta","usage":{"output_tokens":7}}'),
+              (b"message_stop", b'{"type":"message_stop"}')]
+    usual = b"".join(b"event: " + n + b"\ndata: " + d + b"\n\n" for n, d in events)
+    walked = b"".join(b"event: " + n + b"\ndata:" + d + b"\n\n" for n, d in events)
+    results = []
+    for body in (usual, walked):
+        meter = SseMeter()
+        meter.feed(body)
+        results.append((meter.events, meter.complete, meter.in_tokens, meter.out_tokens,
+                        meter.cache_read_tokens, meter.signatures))
+    assert results[0] == results[1] == (7, True, 5, 7, 2, ["Q"])
