@@ -225,7 +225,8 @@ def provider_headers(client_headers, state: ShimState, provider: Provider,
     """The lane's header hygiene over the client's (name, value) pairs (shim and `ccp mitm`)."""
     if provider.protocol == OPENAI:
         return openai_request_headers(provider.api_key.reveal(), provider.header_mode)
-    never = state.sessions.tokens() | state.foreign_keys
+    sessions = state.sessions.tokens()
+    never = sessions | state.foreign_keys if sessions else state.foreign_keys
     if lane == LANE_ANTHROPIC:
         return upstream_request_headers(lane, client_headers, state.creds, never)
     creds = LaneCredentials(zai_api_key=provider.api_key.reveal(), zai_header_mode=provider.header_mode)

@@ -45,10 +45,7 @@ async def relay_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec
         if _encoding(headers) == "identity":
             set_tokens(rec, tokens_from_message(data))
     rec["bytes_out"] = len(data)
-    out = web.Response(status=resp.status, body=data)
-    for name, value in headers:
-        out.headers.add(name, value)
-    return out
+    return web.Response(status=resp.status, body=data, headers=headers)
 
 
 def _encoding(headers: list[tuple[str, str]]) -> str:
@@ -61,9 +58,7 @@ def _encoding(headers: list[tuple[str, str]]) -> str:
 async def relay_stream(request: web.Request, resp: UpstreamResponse,
                        headers: list[tuple[str, str]], rec: dict, timing: dict) -> web.StreamResponse:
     """Relay an SSE body chunk by chunk; account for how it ended."""
-    out = web.StreamResponse(status=resp.status)
-    for name, value in headers:
-        out.headers.add(name, value)
+    out = web.StreamResponse(status=resp.status, headers=headers)
     meter = SseMeter()
     tee: list[bytes] | None = timing.get("tee")  # a session's trajectory wants the raw events
     relayed: list[bytes] = []  # references, not copies: what a partial would hold
