@@ -219,21 +219,20 @@ def record_time(rec: dict) -> float | None:
     if not isinstance(ts, str) or not ts:
         return None
     # the shim's own format (utc_timestamp): the second looked up once, the same float as below
-    if len(ts) == 24 and ts[19] == "." and ts[23] == "Z" and ts[20:23].isdigit():
-        whole = _SECOND.get(ts[:19])
-        if whole is not None:
-            return (whole * 1_000_000 + int(ts[20:23]) * 1000) / 1_000_000
+    own = len(ts) == 24 and ts[19] == "." and ts[23] == "Z" and ts[20:23].isdigit()
+    prefix, whole = _SECOND[0]
+    if own and prefix == ts[:19]:
+        return (whole * 1_000_000 + int(ts[20:23]) * 1000) / 1_000_000
     try:
         t = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-    if len(ts) == 24 and ts[19] == "." and ts[23] == "Z" and ts[20:23].isdigit():
-        _SECOND.clear()  # one second kept: records arrive in time order
-        _SECOND[ts[:19]] = int(datetime.fromisoformat(ts[:19] + "+00:00").timestamp())
+    if own:  # one second kept (records arrive in time order), replaced whole: safe across threads
+        _SECOND[0] = (ts[:19], int(datetime.fromisoformat(ts[:19] + "+00:00").timestamp()))
     return t
 
 
-_SECOND: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> its epoch second
+_SECOND: list[tuple[str, int]] = [("", 0)]  # ("YYYY-MM-DDTHH:MM:SS", its epoch second)
 
 
 def record_tokens(rec: dict) -> int:

@@ -95,11 +95,9 @@ def request_tokens(headers) -> list[str]:
     header a client sends looked up by name rather than every header walked; the same list."""
     auth = headers.getall("authorization", ())
     keys = headers.getall("x-api-key", ())
-    if auth and keys:  # both: in the order they came, as inbound_tokens() has them
+    if auth and keys:  # both: in the order they came
         return inbound_tokens(headers.items())
-    found = ([v[7:].strip() if v[:7].lower() == "bearer " else v.strip() for v in auth] if auth
-             else [v.strip() for v in keys])
-    return [t for t in found if t]
+    return inbound_tokens([("authorization", v) for v in auth] or [("x-api-key", v) for v in keys])
 
 
 def inbound_tokens(headers: Iterable[tuple[str, str]]) -> list[str]:
