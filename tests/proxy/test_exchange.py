@@ -107,3 +107,80 @@ def test_the_routing_reading_says_whether_it_is_json_loads_own():
         value, exact = _read_json(odd[0])
         assert exact and repr(value) == repr(json.loads(odd[0]))
         assert _read_json(odd[3])[1] is False  # past jiter's 200 levels: orjson's reading
+
+
+def _json_route(body: bytes):
+    """json.loads' model and stream of `body`, or None where json refuses it or it is no object
+    with a string model."""
+    import json
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("model"), str):
+        return None
+    return {"model": value["model"], "stream": value.get("stream")}
+
+
+def test_the_route_only_reading_never_accepts_what_json_refuses():
+    from proxy.exchange import route_fields
+    odd = [b'{"model":"m","x":NaN}', b'\xef\xbb\xbf{"model":"m"}', b'{"model":"m","s":"\\ud800"}',
+           b'{"model":"m","s":"\xff"}', b'{"model":"m","s":"\xed\xa0\x80"}',
+           '{"model":"é","s":"ß"}'.encode(), '{"model":"m"}'.encode("utf-16"),
+           b'{"model":"a","stream":true,"model":"b","stream":false}', b'{"model":5}', b'[1]',
+           b'{"model":"m","n":123456789012345678901234567890,"f":1e999}', b'{"model":"m"} x',
+           b'{"model":"m","stream":{"deep":[1,{"a":null}]}}', b'{"model":"m",}', b'{"stream":true}']
+    for body in odd:
+        got = route_fields(body)
+        assert got is None or got == _json_route(body), body
+    assert route_fields(odd[7]) == {"model": "b", "stream": False}  # the last of duplicates
+    assert route_fields(odd[5]) == {"model": "é", "stream": None}
+    for body in odd[:5] + odd[6:7]:  # json's to decide: NaN, BOM, surrogates, bad UTF-8, UTF-16
+        assert route_fields(body) is None
+
+
+def test_the_route_only_reading_gives_up_on_nesting_before_json_does():
+    from proxy.exchange import _read_json, route_fields
+
+    def accepted(fn, body):
+        try:
+            return fn(body) is not None
+        except RecursionError:
+            return False
+
+    for shape in (lambda d: b"[" * d + b"]" * d, lambda d: b'[{"a":' * d + b"1" + b'}]' * d):
+        depths = range(400, 560) if b"{" in shape(1) else range(850, 1100)
+        for d in depths:
+            body = b'{"model":"m","n":' + shape(d) + b"}"
+            if accepted(route_fields, body):
+                assert accepted(_read_json, body), d
+        assert not accepted(route_fields, b'{"model":"m","n":' + shape(depths[-1]) + b"}")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_route_only_reading_agrees_with_json_on_random_bodies(seed):
+    import json
+    import random
+
+    from proxy.exchange import route_fields
+    rng = random.Random(seed)
+    atoms = [None, True, False, 0, -1.5, 10**30, "", "x", "é\u2028", "\\", '"', "\ud83d\ude00"]
+
+    def value(depth=0):
+        if depth > 4 or rng.random() < 0.4:
+            return rng.choice(atoms)
+        if rng.random() < 0.5:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {rng.choice(["a", "model", "stream", "é"]): value(depth + 1)
+                for _ in range(rng.randint(0, 4))}
+
+    for _ in range(400):
+        doc = {"model": rng.choice(["claude-sonnet-4-5", "é", " "]), "messages": value()}
+        if rng.random() < 0.5:
+            doc["stream"] = rng.choice([True, False, None, 1, "true"])
+        body = json.dumps(doc, ensure_ascii=rng.random() < 0.5).encode("utf-8", "surrogatepass")
+        if rng.random() < 0.3:  # one byte changed: mostly no longer JSON, sometimes still
+            i = rng.randrange(len(body))
+            body = body[:i] + bytes([rng.randrange(256)]) + body[i + 1:]
+        got = route_fields(body)
+        assert got is None or got == _json_route(body), body
