@@ -42,21 +42,47 @@ def scenarios(quick: bool = False) -> list[Scenario]:
 
 
 def request_body(model: str, stream: bool, size_kb: int = 64) -> bytes:
-    """A Messages request of about `size_kb` KB, shaped like Claude Code's."""
-    para = ("You are an interactive CLI tool that helps users with software engineering tasks. "
-            "Use the instructions below and the tools available to you to assist the user. ")
-    system = (para * (size_kb * 1024 // 2 // len(para) + 1))[: size_kb * 1024 // 2]
-    turn = "def f(x):\n    return x * 2  # a line of code the user pasted\n"
-    messages = []
-    per_turn = max(1, size_kb * 1024 // 2 // 8)
-    for i in range(8):
-        role = "user" if i % 2 == 0 else "assistant"
-        messages.append({"role": role, "content": [{"type": "text",
-                                                   "text": (turn * (per_turn // len(turn) + 1))[:per_turn]}]})
-    messages.append({"role": "user", "content": "Reply with exactly: ok and nothing else."})
-    return json.dumps({"model": model, "max_tokens": 1024, "stream": stream,
-                       "system": [{"type": "text", "text": system}], "messages": messages},
-                      separators=(",", ":")).encode()
+    """A Messages request of about `size_kb` KB with the shape of the claude CLI's (our own words):
+    system blocks, a dozen tools with JSON-schema inputs (about half the bytes of a fresh session's
+    request), then a conversation of text, `tool_use` and `tool_result` blocks carrying source code;
+    some non-ASCII, as the CLI's JSON keeps it. The conversation grows to reach `size_kb`."""
+    note = ("Use this tool when the task needs it: read the input schema first; paths are absolute, "
+            "and a failed call says why (blind retries waste the user's time). ")
+    tools = []
+    for i in range(12):
+        props = {f"arg_{j}": {"type": ("string", "integer", "boolean")[j % 3],
+                              "description": f"Argument {j} of tool {i}: " + note[: 60 + 7 * j]}
+                 for j in range(8)}
+        props["options"] = {"type": "object", "properties": {
+            "mode": {"type": "string", "enum": ["fast", "careful", "dry-run"]},
+            "limits": {"type": "array", "items": {"type": "integer", "minimum": 0}}},
+            "additionalProperties": False}
+        tools.append({"name": f"Tool{i}", "description": note * 6,
+                      "input_schema": {"type": "object", "properties": props,
+                                       "required": ["arg_0", "arg_1"], "additionalProperties": False,
+                                       "$schema": "http://json-schema.org/draft-07/schema#"}})
+    system = [{"type": "text", "text": "You are a coding agent working in the user's repository — "
+                                       "answer in the user's language (français, 日本語, …)."},
+              {"type": "text", "text": note * 20, "cache_control": {"type": "ephemeral"}}]
+    code = ('def route(model: str) -> str:\n    """Pick the lane for a model."""\n'
+            '    return "zai" if "haiku" in model else "anthropic"\n\n')
+    payload = {"model": model, "max_tokens": 32000, "stream": stream, "system": system,
+               "tools": tools, "metadata": {"user_id": "bench-user"},
+               "messages": [{"role": "user", "content": [{"type": "text", "text": "Fix the router."}]}]}
+    n = 0
+    while len(json.dumps(payload, ensure_ascii=False).encode()) < size_kb * 1024 - 1500:
+        n += 1
+        payload["messages"] += [
+            {"role": "assistant", "content": [
+                {"type": "text", "text": f"Reading part {n} of the router."},
+                {"type": "tool_use", "id": f"toolu_{n:04d}", "name": "Tool4",
+                 "input": {"arg_0": f"/repo/proxy/routing_{n}.py", "arg_1": n, "options": {
+                     "mode": "careful", "limits": [n, 2 * n]}}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": f"toolu_{n:04d}",
+                 "content": [{"type": "text", "text": code * 14 + "# lane — «zai»\n"}]}]}]
+    payload["messages"].append({"role": "user", "content": "Reply with exactly: ok and nothing else."})
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _get(combined: dict, target: str, scenario: str, key: str):

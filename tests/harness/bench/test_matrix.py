@@ -13,6 +13,11 @@ def test_request_body_is_claude_code_sized_json():
     assert 60 * 1024 <= len(body) <= 72 * 1024
     assert payload["model"] == "claude-sonnet-4-5" and payload["stream"] is True
     assert payload["messages"][-1]["role"] == "user"
+    # the claude CLI's shape: a dozen tools with schemas, tool_use/tool_result turns, some non-ASCII
+    assert len(payload["tools"]) == 12 and all(t["input_schema"]["properties"] for t in payload["tools"])
+    kinds = {block["type"] for m in payload["messages"] if isinstance(m["content"], list)
+             for block in m["content"]}
+    assert {"text", "tool_use", "tool_result"} <= kinds and not body.isascii()
 
 
 def test_scenarios_cover_the_issue():
