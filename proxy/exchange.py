@@ -125,25 +125,23 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
 
 def check_payload(body: bytes, content_type: str, rec: dict) -> tuple[dict, bool]:
     """The checks every model request's body passes, in the shim and in `ccp mitm`: a JSON object
-    with a non-empty `model`. Returns the payload and whether it is json.loads' own reading (what a
-    rewrite needs); raises the ShimError the client is answered with."""
+    with a non-empty `model`. Returns the payload and whether it is json.loads' own whole reading
+    (what a rewrite needs; when not, the payload may hold only `model` and `stream`: read it again
+    with `exact_reading`); raises the ShimError the client is answered with."""
     if content_type != "application/json":
         raise UnsupportedMediaType(
             f"content-type must be application/json, got {content_type or 'none'}")
     rec["bytes_in"] = len(body)
-    payload = route_fields(body)
-    if payload is not None:  # valid JSON, a string model: what routing needs, nothing more
-        if not payload["model"].strip():
-            raise BadRequest("model: field required (a non-empty string)")
-        return payload, False
-    try:
-        payload, exact = _read_json(body)
-    except ValueError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:  # hundreds of nested arrays: no real request looks like that
-        raise BadRequest("request body is nested too deeply") from exc
-    if not isinstance(payload, dict):
-        raise BadRequest("request body must be a JSON object")
+    payload, exact = route_fields(body), False  # valid JSON, a string model: only what routing needs
+    if payload is None:  # anything else: the full reading decides, with its errors
+        try:
+            payload, exact = _read_json(body)
+        except ValueError as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # hundreds of nested arrays: no real request looks like that
+            raise BadRequest("request body is nested too deeply") from exc
+        if not isinstance(payload, dict):
+            raise BadRequest("request body must be a JSON object")
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise BadRequest("model: field required (a non-empty string)")
@@ -247,7 +245,8 @@ def _orjson_loads(body: bytes):
 
 def exact_reading(body: bytes, payload: dict) -> dict:
     """The payload exactly as json.loads reads it (the shim's behaviour before orjson)."""
-    return exact_loads(body) if orjson is not None or jiter is not None else payload
+    fast = orjson is not None or jiter is not None or _ROUTE is not None
+    return exact_loads(body) if fast else payload  # (without them, payload is json.loads' own)
 
 
 def rewrites_body(payload: dict, body: bytes, protocol_in: str, provider: Provider,
