@@ -47,8 +47,8 @@ def switch_off(features: list[str]) -> None:
         usage.UsageWriter.write = lambda self, record: usage.record_line(record)
     if "validate" in features:
         from proxy import exchange
-        exchange.route_fields = lambda body: scan_route_fields(body)[0]
-        exchange._read_json = scan_route_fields
+        exchange.route_fields = lambda body: None  # so every body goes to the reading below
+        exchange._read_json = scan_route_fields  # (a body the scan finds no model in: a 400)
     if "metrics" in features:
         from proxy.metrics import Metrics
         Metrics.observe = lambda self, record: None
