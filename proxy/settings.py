@@ -32,7 +32,7 @@ DEFAULT_HEADER_TIMEOUT = 60.0
 DEFAULT_TLS_TIMEOUT = 10.0
 DEFAULT_BACKOFF_MAX_RETRIES = 2
 DEFAULT_BACKOFF_MAX_SECONDS = 10.0
-UPSTREAM_CLIENTS = ("auto", "httpx", "aiohttp")
+UPSTREAM_CLIENTS = ("auto", "httpx", "aiohttp", "h1")
 HEADER_MODES = ("x-api-key", "authorization")
 # The repo providers file, relative to the working directory, is read when it exists. The routes file
 # (the operators' config/llmproxy-cfg.yaml) is read only when CCP_CONFIG names it: it belongs to a
@@ -175,8 +175,9 @@ class Settings:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     tls_timeout: float = DEFAULT_TLS_TIMEOUT  # CCP_TLS_TIMEOUT: the TLS handshake alone
     force_h1: bool = False  # CCP_FORCE_H1 / MITM_FORCE_H1: HTTP/1.1 only (default: offer HTTP/2)
-    # CCP_UPSTREAM_CLIENT: auto = httpx (HTTP/2 by ALPN) for https upstreams, aiohttp for cleartext
-    # ones (no HTTP/2 there: nothing negotiates it), where it costs a quarter of httpx's CPU
+    # CCP_UPSTREAM_CLIENT: auto = httpx (HTTP/2 by ALPN) for https upstreams, the shim's own HTTP/1.1
+    # client (proxy.upstream_h1) for cleartext ones (no HTTP/2 there: nothing negotiates it); aiohttp
+    # stays selectable
     upstream_client: str = "auto"
     ca_bundle: str | None = None  # CCP_CA_BUNDLE / SSL_CERT_FILE: extra PEM CAs for upstream TLS
     enable_backoff: bool = False  # CCP_ENABLE_BACKOFF / MITM_ENABLE_BACKOFF: retry 429/503

@@ -204,7 +204,8 @@ class SchemeUpstream:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._tls: "HttpxUpstream | None" = self._make_tls() if uses_tls(settings) else None
-        self._plain = AiohttpUpstream(settings)
+        from proxy.upstream_h1 import H1Upstream  # it imports this module
+        self._plain = H1Upstream(settings)
 
     def _make_tls(self) -> "HttpxUpstream":
         from proxy import upstream_httpx  # it imports this module
@@ -247,6 +248,9 @@ def make_upstream(settings: Settings) -> "HttpxUpstream | AiohttpUpstream | Sche
     """The real client `CCP_UPSTREAM_CLIENT` names (auto by default); call start()/close()."""
     if settings.upstream_client == "aiohttp":
         return AiohttpUpstream(settings)
+    if settings.upstream_client == "h1":
+        from proxy.upstream_h1 import H1Upstream  # it imports this module
+        return H1Upstream(settings)
     if settings.upstream_client == "auto":
         return SchemeUpstream(settings)
     from proxy import upstream_httpx  # it imports this module

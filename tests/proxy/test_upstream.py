@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestServer
 from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.settings import Settings
 from proxy.upstream import SchemeUpstream, AiohttpUpstream, StreamIdle, UpstreamRequest, make_upstream
+from proxy.upstream_h1 import H1Upstream
 from proxy.upstream_httpx import HttpxUpstream
 
 pytestmark = pytest.mark.quick
@@ -33,14 +34,19 @@ async def _echo_headers(request):
     return web.json_response([[k.lower(), v] for k, v in request.headers.items()])
 
 
-def _run(env, fn):
+@pytest.fixture(params=["aiohttp", "h1"])
+def client_kind(request):
+    return request.param
+
+
+def _run(env, fn, kind="aiohttp"):
     async def main():
         app = web.Application()
         app.router.add_post("/sse", _sse)
         app.router.add_post("/echo", _echo_headers)
         app.router.add_post("/slow", _slow_headers)
         async with TestServer(app) as server:
-            client = AiohttpUpstream(Settings.from_env(env))
+            client = make_upstream(Settings.from_env({**env, "CCP_UPSTREAM_CLIENT": kind}))
             await client.start()
             try:
                 return await fn(client, str(server.make_url("")).rstrip("/"))
@@ -49,19 +55,19 @@ def _run(env, fn):
     return asyncio.run(main())
 
 
-def test_stream_chunks_and_headers_untouched():
+def test_stream_chunks_and_headers_untouched(client_kind):
     async def go(client, base):
         resp = await client.send(UpstreamRequest("POST", base + "/sse", {}, b"{}", True))
         chunks = [c async for c in resp.chunks()]
         resp.release()
         return resp, b"".join(chunks)
 
-    resp, body = _run({}, go)
+    resp, body = _run({}, go, client_kind)
     assert resp.is_sse and body == b"event: ping\ndata: {}\n\n"
     assert ("content-encoding", "gzip") in resp.headers  # passed on, never decoded by the shim
 
 
-def test_the_upstream_gets_the_shims_headers_and_none_of_aiohttps_own():
+def test_the_upstream_gets_the_shims_headers_and_none_of_aiohttps_own(client_kind):
     async def go(client, base):
         resp = await client.send(UpstreamRequest(
             "POST", base + "/echo", {"content-type": "application/json", "x-api-key": "k"}, b"{}",
@@ -71,11 +77,11 @@ def test_the_upstream_gets_the_shims_headers_and_none_of_aiohttps_own():
         return body
 
     import json
-    names = [name for name, _ in json.loads(_run({}, go))]
+    names = [name for name, _ in json.loads(_run({}, go, client_kind))]
     assert sorted(names) == ["content-length", "content-type", "host", "x-api-key"]
 
 
-def test_idle_stream_raises_stream_idle():
+def test_idle_stream_raises_stream_idle(client_kind):
     async def go(client, base):
         resp = await client.send(UpstreamRequest("POST", base + "/sse?stall=1", {}, b"{}", True))
         with pytest.raises(StreamIdle):
@@ -83,10 +89,10 @@ def test_idle_stream_raises_stream_idle():
                 pass
         resp.close()
 
-    _run({"CCP_SSE_IDLE_TIMEOUT": "200ms"}, go)
+    _run({"CCP_SSE_IDLE_TIMEOUT": "200ms"}, go, client_kind)
 
 
-def test_header_timeout_and_unreachable():
+def test_header_timeout_and_unreachable(client_kind):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
@@ -99,14 +105,14 @@ def test_header_timeout_and_unreachable():
         assert not isinstance(info.value, UpstreamTimeout)
         assert f"127.0.0.1:{closed}" in info.value.message
 
-    _run({"CCP_HEADER_TIMEOUT": "200ms"}, go)
+    _run({"CCP_HEADER_TIMEOUT": "200ms"}, go, client_kind)
 
 
 def test_make_upstream_picks_the_client():
     assert isinstance(make_upstream(Settings(upstream_client="httpx")), HttpxUpstream)
     auto = make_upstream(Settings())  # the default: https via the HTTP/2 client, cleartext via aiohttp
     assert isinstance(auto, SchemeUpstream)
-    assert isinstance(auto._tls, HttpxUpstream) and isinstance(auto._plain, AiohttpUpstream)
+    assert isinstance(auto._tls, HttpxUpstream) and isinstance(auto._plain, H1Upstream)
     assert isinstance(make_upstream(Settings(upstream_client="aiohttp")), AiohttpUpstream)
 
 
