@@ -406,6 +406,11 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     timing["save_partial"] = lambda rid, chunks: state.save_partial(rid, chunks, timing["credentials"])
 
     assert state.upstream is not None
+    if not settings.fallback_lane:
+        # Only a fallback builds its request again from the payload. Freed now, a converted
+        # request's thousands of objects die while they are still in the cache, not after the
+        # upstream answered (which, with 32 requests in flight, cost more than building them).
+        payload = up_payload = None
     timing["sent"] = time.perf_counter()
     if settings.enable_backoff or settings.fallback_lane:
         resp, decision, provider = await _send(state, up_req, rec, decision, provider, prepare, model)
