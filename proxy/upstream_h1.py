@@ -237,8 +237,12 @@ class _Response:
     async def __anext__(self) -> bytes:
         while True:
             buf = self._buf
-            if buf:
-                chunk = buf.popleft()
+            if buf:  # all that has arrived, as one piece: one write to the client, not one each
+                if len(buf) == 1:
+                    chunk = buf.popleft()
+                else:
+                    chunk = b"".join(buf)
+                    buf.clear()
                 self._size -= len(chunk)
                 if self._paused and self._size <= LOW_WATER:
                     self._paused = False
