@@ -10,15 +10,15 @@ is metered with `SseMeter`, so records carry the same SSE counts and tokens as a
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Callable
 
 from aiohttp import web
 
+from proxy.convert.requests import json_text
 from proxy.errors import UpstreamError
 from proxy.relay import account_stream_end, ms, read_whole
-from proxy.sse import SseMeter
+from proxy.sse import SseMeter, exact_loads
 from proxy.upstream import StreamIdle, UpstreamResponse
 from proxy.usage import set_tokens
 
@@ -26,8 +26,7 @@ _KEEP = ("request-id", "x-request-id", "retry-after")
 
 
 def _json_response(status: int, obj: object, extra: list[tuple[str, str]]) -> web.Response:
-    out = web.Response(status=status, body=json.dumps(obj, ensure_ascii=False).encode(),
-                       content_type="application/json")
+    out = web.Response(status=status, body=json_text(obj).encode(), content_type="application/json")
     for name, value in extra:
         out.headers.add(name, value)
     return out
@@ -49,7 +48,7 @@ async def relay_converted_body(resp: UpstreamResponse, headers: list[tuple[str, 
         timing["downstream"] = obj
         return _json_response(status, obj, headers)
     try:
-        upstream = json.loads(data)
+        upstream = exact_loads(data)
         converted = convert(upstream)
     except ValueError as exc:  # not JSON, or not convertible: the upstream broke the protocol
         raise UpstreamError(f"upstream answer could not be converted: {exc}") from exc

@@ -13,10 +13,9 @@ usage counters and message ids.
 """
 from __future__ import annotations
 
-import json
 
 from proxy.convert.errors import ConversionError
-from proxy.convert.requests import parse_arguments
+from proxy.convert.requests import json_text, parse_arguments
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                  "function_call": "tool_use", "content_filter": "refusal"}
@@ -130,7 +129,7 @@ def anthropic_to_openai_response(body: dict, model: str, created: int = 0) -> di
         elif block.get("type") == "tool_use":
             calls.append({"id": block.get("id", ""), "type": "function",
                           "function": {"name": block.get("name", ""),
-                                       "arguments": json.dumps(block.get("input") or {})}})
+                                       "arguments": json_text(block.get("input") or {})}})
     message: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if thoughts:
         message["reasoning_content"] = "".join(thoughts)
