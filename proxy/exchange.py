@@ -11,6 +11,7 @@ route, or to drop thinking another lane signed); otherwise request and answer ar
 """
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import time
@@ -65,6 +66,7 @@ except ImportError:  # pragma: no cover - a dependency; the full reading below r
 log = logging.getLogger("ccp.shim")
 
 ANTHROPIC, OPENAI = "anthropic", "openai"
+_utf8_decode = codecs.utf_8_decode
 
 
 def protocol_of(path: str) -> str:
@@ -161,18 +163,42 @@ def route_fields(body: bytes) -> dict | None:
     Only what msgspec and json.loads both accept gets through: the UTF-8 is checked here (msgspec
     skips over the strings it does not keep unchecked); NaN, a BOM, lone surrogates and UTF-16 are
     msgspec's to refuse and json's to decide; duplicate keys are read last-wins by both."""
-    if _ROUTE is None:
+    if _ROUTE is None or not is_utf8(body):
         return None
-    if not body.isascii():
-        try:
-            body.decode()
-        except UnicodeDecodeError:
-            return None
     try:
         route = _deeper(_ROUTE.decode, body, _ROUTE_EXTRA_FRAMES)
     except (msgspec.MsgspecError, RecursionError):
         return None
     return {"model": route.model, "stream": route.stream}
+
+
+# is_utf8() looks at a body this many bytes at a time (a micro-benchmark on the bench body: 4 KB
+# pieces check it in 17 µs against decoding it whole in 34, without a string twice its size)
+UTF8_PIECE = 4096
+
+
+def is_utf8(body: bytes) -> bool:
+    """Whether `body` is valid UTF-8 (what json.loads requires of bytes it reads as UTF-8).
+
+    Piece by piece: an ASCII piece (most of any request) needs no decoding; the others are decoded
+    alone, a sequence cut at a piece's end carried over to the next. Decoding the whole body instead
+    builds a string up to twice its size (a single CJK character makes every one two bytes)."""
+    if body.isascii():
+        return True
+    piece_size = UTF8_PIECE
+    carried = b""
+    try:
+        for start in range(0, len(body), piece_size):
+            piece = body[start:start + piece_size]
+            if carried:
+                piece = carried + piece
+            elif piece.isascii():
+                continue
+            _, used = _utf8_decode(piece, "strict", False)
+            carried = piece[used:]  # at most 3 bytes: the start of a sequence the next piece ends
+    except UnicodeDecodeError:
+        return False
+    return not carried  # a sequence the body's end cut short
 
 
 def _deeper(fn, arg, frames: int):

@@ -184,3 +184,26 @@ def test_the_route_only_reading_agrees_with_json_on_random_bodies(seed):
             body = body[:i] + bytes([rng.randrange(256)]) + body[i + 1:]
         got = route_fields(body)
         assert got is None or got == _json_route(body), body
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 5, 4096])
+def test_is_utf8_piece_by_piece_agrees_with_decoding_whole(monkeypatch, piece):
+    """Sequences cut at every piece boundary, invalid and truncated ones, ASCII runs between."""
+    import random
+
+    from proxy import exchange
+    monkeypatch.setattr(exchange, "UTF8_PIECE", piece)
+    rng = random.Random(piece)
+    parts = [b"a", b"{}", "é".encode(), "日".encode(), "\U0001f600".encode(), b"\xff", b"\xc3",
+             b"\xe6\x97", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\x80", b"x" * 9000]
+    checked = 0
+    for _ in range(1500):
+        body = b"".join(rng.choice(parts) for _ in range(rng.randint(1, 12)))
+        try:
+            body.decode()
+            expected = True
+        except UnicodeDecodeError:
+            expected = False
+        assert exchange.is_utf8(body) is expected, body[:80]
+        checked += expected
+    assert 20 < checked < 1480  # both answers were exercised
