@@ -412,11 +412,20 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
 
     def prepare(provider: Provider, lane: str, upstream_model: str) -> tuple[dict, UpstreamRequest]:
         nonlocal payload, exact
-        if not exact and rewrites_body(payload, body, protocol_in, provider, upstream_model, state):
-            payload, exact = exact_loads(body), True  # read again: only the model was kept
         try:
-            up_payload, up_body = upstream_body(payload, body, protocol_in, provider, lane,
-                                                 upstream_model, state, rec)
+            converted = None
+            if not exact and protocol_in == ANTHROPIC and provider.protocol == OPENAI:
+                # converted from the bytes, which routing found to be JSON as json.loads reads it;
+                # the payload stays as it was, for a fallback to another protocol
+                converted = convert.anthropic_body_to_openai(body, upstream_model)
+            if converted is not None:
+                up_payload, up_body = converted
+            else:
+                if not exact and rewrites_body(payload, body, protocol_in, provider,
+                                               upstream_model, state):
+                    payload, exact = exact_loads(body), True  # read again: only the model was kept
+                up_payload, up_body = upstream_body(payload, body, protocol_in, provider, lane,
+                                                     upstream_model, state, rec)
         except convert.ConversionError as exc:
             raise BadRequest(f"cannot convert the request for {provider.name}: {exc}") from exc
         url = upstream_url(provider, path, request.query_string)

@@ -1,12 +1,14 @@
 """Protocol conversion between Anthropic Messages and OpenAI Chat Completions: pure, no I/O.
 
 requests   request bodies, both directions
+from_bytes Anthropic → OpenAI requests read from the body's bytes (the shim's hot path)
 responses  whole responses, both directions (and the shared stop-reason/usage vocabularies)
 streams    SSE streams, both directions, fed chunk by chunk
 errors     ConversionError and upstream error bodies, both directions
 tokens     a local estimate for count_tokens
 """
 from proxy.convert.errors import ConversionError, anthropic_error_to_openai, openai_error_to_anthropic
+from proxy.convert.from_bytes import anthropic_body_to_openai
 from proxy.convert.requests import anthropic_to_openai_request, openai_to_anthropic_request
 from proxy.convert.responses import anthropic_to_openai_response, openai_to_anthropic_response
 from proxy.convert.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
@@ -16,6 +18,7 @@ __all__ = [
     "AnthropicToOpenAIStream",
     "ConversionError",
     "OpenAIToAnthropicStream",
+    "anthropic_body_to_openai",
     "anthropic_error_to_openai",
     "anthropic_to_openai_request",
     "anthropic_to_openai_response",

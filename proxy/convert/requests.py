@@ -87,13 +87,18 @@ def _image_part(block: dict) -> dict | None:
 
 
 def _tool_result_text(block: dict, field: str) -> str:
-    parts = []
-    for inner in _blocks(block.get("content"), field):
-        if inner.get("type") == "text":
-            parts.append(inner.get("text", ""))
-        elif inner.get("type") == "image":
-            parts.append("[image]")
-    text = _JOIN.join(parts)
+    content = block.get("content")
+    if isinstance(content, str):  # the usual shape: no blocks to build
+        text = content
+    else:
+        parts = []
+        for inner in _blocks(content, field):
+            kind = inner.get("type")
+            if kind == "text":
+                parts.append(inner.get("text", ""))
+            elif kind == "image":
+                parts.append("[image]")
+        text = _JOIN.join(parts)
     return f"ERROR: {text}" if block.get("is_error") else text
 
 
@@ -103,36 +108,52 @@ def _simplify(parts: list[dict]) -> str | list[dict]:
     return parts
 
 
-def _user_to_openai(content: object, field: str) -> list[dict]:
+# The two below run for every turn of every converted request: the field named in an error is
+# spelled out only when there is an error, and a string content takes no detour through blocks.
+
+def _user_to_openai(content: object, i: int) -> list[dict]:
+    if isinstance(content, str):  # one text block, simplified: the string itself
+        return [{"role": "user", "content": content}]
     tool_messages, parts = [], []
-    for i, block in enumerate(_blocks(content, field)):
+    n = 0  # the index among the turn's blocks (those that are objects), as errors name it
+    for block in _blocks(content, f"messages[{i}].content") if not isinstance(content, list) \
+            else content:
+        if not isinstance(block, dict):
+            continue
         kind = block.get("type")
         if kind == "text":
             parts.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "tool_result":
+            tool_messages.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""),
+                                  "content": _tool_result_text(
+                                      block, f"messages[{i}].content[{n}].content")})
         elif kind == "image":
             part = _image_part(block)
             if part is not None:
                 parts.append(part)
-        elif kind == "tool_result":
-            tool_messages.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""),
-                                  "content": _tool_result_text(block, f"{field}[{i}].content")})
+        n += 1
     if parts:
-        return tool_messages + [{"role": "user", "content": _simplify(parts)}]
+        tool_messages.append({"role": "user", "content": _simplify(parts)})
     return tool_messages
 
 
-def _assistant_to_openai(content: object, field: str) -> dict:
+def _assistant_to_openai(content: object, i: int) -> dict:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
     texts, thoughts, calls = [], [], []
-    for block in _blocks(content, field):
+    for block in _blocks(content, f"messages[{i}].content") if not isinstance(content, list) \
+            else content:
+        if not isinstance(block, dict):
+            continue
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text", ""))
-        elif kind == "thinking":
-            thoughts.append(block.get("thinking", ""))
         elif kind == "tool_use":
             calls.append({"id": block.get("id", ""), "type": "function",
                           "function": {"name": block.get("name", ""),
                                        "arguments": json_text(block.get("input") or {})}})
+        elif kind == "thinking":
+            thoughts.append(block.get("thinking", ""))
     message: dict = {"role": "assistant", "content": _JOIN.join(texts) if texts or not calls else None}
     if thoughts:
         message["reasoning_content"] = _JOIN.join(thoughts)
@@ -169,21 +190,22 @@ def anthropic_to_openai_request(body: dict, upstream_model: str) -> dict:
     system = _texts(body.get("system"), "system")
     if system:
         out["messages"].append({"role": "system", "content": system})
+    turns = out["messages"]
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise ConversionError(f"messages[{i}]", "expected an object")
-        field = f"messages[{i}].content"
-        if message.get("role") == "assistant":
-            out["messages"].append(_assistant_to_openai(message.get("content"), field))
-        elif message.get("role") == "user":
-            out["messages"].extend(_user_to_openai(message.get("content"), field))
-        elif message.get("role") == "system":
+        role = message.get("role")
+        if role == "assistant":
+            turns.append(_assistant_to_openai(message.get("content"), i))
+        elif role == "user":
+            turns.extend(_user_to_openai(message.get("content"), i))
+        elif role == "system":
             # Claude Code (2.1.x) puts system messages between turns; OpenAI has the same role
-            text = _texts(message.get("content"), field)
+            text = _texts(message.get("content"), f"messages[{i}].content")
             if text:
-                out["messages"].append({"role": "system", "content": text})
+                turns.append({"role": "system", "content": text})
         else:
-            raise ConversionError(f"messages[{i}].role", f"unknown role {message.get('role')!r}")
+            raise ConversionError(f"messages[{i}].role", f"unknown role {role!r}")
     _copy(body, out, (("max_tokens", "max_tokens"), ("temperature", "temperature"),
                       ("top_p", "top_p"), ("stop_sequences", "stop")))
     user = (body.get("metadata") or {}).get("user_id")
