@@ -20,6 +20,25 @@ from proxy.upstream import StreamIdle, UpstreamResponse
 from proxy.usage import set_tokens
 
 
+class _RelayedStream(web.StreamResponse):
+    """A relayed stream whose headers leave with its first chunk when that is already here, and
+    whose last chunk leaves with the end of the body: an upstream answer that came in one piece
+    (as a short one does) reaches the client in one write instead of three."""
+
+    _send_headers_immediately = False  # (aiohttp's switch; its Response sets it so too)
+
+
+def resp_ready(resp: UpstreamResponse) -> bool:
+    """Whether the answer's next bytes (or its end) have arrived; False when the client cannot
+    tell, as then nothing is held back."""
+    return getattr(resp, "ready", False)
+
+
+def resp_finished(resp: UpstreamResponse) -> bool:
+    """Whether every byte of the answer has been handed over (False when the client cannot tell)."""
+    return getattr(resp, "finished", False)
+
+
 def ms(start: float, end: float) -> float:
     return round((end - start) * 1000.0, 3)
 
@@ -58,7 +77,7 @@ def _encoding(headers: list[tuple[str, str]]) -> str:
 async def relay_stream(request: web.Request, resp: UpstreamResponse,
                        headers: list[tuple[str, str]], rec: dict, timing: dict) -> web.StreamResponse:
     """Relay an SSE body chunk by chunk; account for how it ended."""
-    out = web.StreamResponse(status=resp.status, headers=headers)
+    out = _RelayedStream(status=resp.status, headers=headers)
     meter = SseMeter()
     tee: list[bytes] | None = timing.get("tee")  # a session's trajectory wants the raw events
     relayed: list[bytes] = []  # references, not copies: what a partial would hold
@@ -67,6 +86,8 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
     released = False
     try:
         await out.prepare(request)
+        if not resp_ready(resp):  # the first chunk is not here yet: the client has the headers now
+            await out.write(b"")
         async for chunk in resp.chunks():
             if rec["ttfb_ms"] is None:
                 rec["ttfb_ms"] = ms(timing["t0"], time.perf_counter())
@@ -76,7 +97,10 @@ async def relay_stream(request: web.Request, resp: UpstreamResponse,
             if kept < PARTIAL_KEEP_BYTES:
                 relayed.append(chunk)
                 kept += len(chunk)
-            await out.write(chunk)
+            if resp_finished(resp):  # the upstream's last bytes: they and the end in one write
+                await out.write_eof(chunk)
+            else:
+                await out.write(chunk)
         resp.release()
         released = True
         timing["upstream_done"] = time.perf_counter()

@@ -228,6 +228,16 @@ class _Response:
 
     # -- what the handler calls ------------------------------------------------------------------
 
+    @property
+    def ready(self) -> bool:
+        """Whether the next chunks() step will not wait: bytes, the end or an error are here."""
+        return bool(self._buf) or self._done or self._error is not None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the answer is complete and all of it has been handed over."""
+        return self._done and not self._buf
+
     def chunks(self) -> "_Response":
         return self
 
