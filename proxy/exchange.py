@@ -32,7 +32,7 @@ from proxy.errors import UpstreamError
 from proxy.quotas import apply_quota
 from proxy.routing import LANE_ANTHROPIC, Decision, RequestMeta, decide
 from proxy.sessions import Session, request_tokens
-from proxy.sse import assemble_message, exact_loads, tokens_from_message
+from proxy.sse import assemble_message, exact_loads, tokens_of_message
 from proxy.state import LANE_HEADER, RID_HEADER, ShimState
 from proxy.thinking import (might_carry_thinking, reserialize, signatures_in_message,
                             strip_foreign_thinking)
@@ -533,7 +533,7 @@ async def _relay(request: web.Request, resp, rec: dict, timing: dict, state: Shi
         return await relay_converted_body(
             resp, out_headers, rec, timing, lambda b: convert.openai_to_anthropic_response(b, model),
             convert.openai_error_to_anthropic,
-            lambda m: tokens_from_message(json.dumps(m).encode()))
+            tokens_of_message)
     if resp.status < 300 and resp.is_sse:  # OpenAI client, Anthropic provider
         return await relay_converted_stream(request, resp, out_headers, rec, timing,
                                             convert.AnthropicToOpenAIStream(model, int(time.time())),

@@ -194,6 +194,11 @@ def tokens_from_message(body: bytes) -> dict:
         obj = exact_loads(body)
     except ValueError:
         return {}
+    return tokens_of_message(obj)
+
+
+def tokens_of_message(obj: object) -> dict:
+    """tokens_from_message() of a body already read."""
     usage = obj.get("usage") if isinstance(obj, dict) else None
     if not isinstance(usage, dict):
         return {}
