@@ -73,7 +73,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         response = self.response
-        if response is None:  # bytes nobody asked for: this connection cannot be trusted again
+        if response is None or response._done:  # bytes nobody asked for: not to be trusted again
             self.close()
             return
         self.last_data = self._time()
@@ -133,10 +133,16 @@ class _Response:
 
     # -- the parser's callbacks ------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._done:  # a second answer to one request: the connection is spoiled, not reused
+            self._keep = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._done:
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
             self._raw = []
@@ -163,6 +169,8 @@ class _Response:
             self._head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self._done:
+            return
         self._buf.append(body)
         self._size += len(body)
         if self._size > HIGH_WATER and not self._paused:
@@ -171,7 +179,7 @@ class _Response:
         self._wake()
 
     def on_message_complete(self) -> None:
-        if self.status == 0:  # the end of an interim answer
+        if self.status == 0 or self._done:  # the end of an interim answer, or of a spoiled one
             return
         self._done = True
         self._timer.cancel()
@@ -376,10 +384,10 @@ class H1Upstream:
             key, host, target = _target(request.url)
         except ValueError as exc:
             raise UpstreamError(f"cannot reach {request.url}: {exc}") from None
+        head = _head(request.method, target, host, request.headers, len(request.body))
         conn = self._take(key)
         if conn is None:
             conn = await self._connect(key, host)
-        head = _head(request.method, target, host, request.headers, len(request.body))
         now = self._loop.time()
         stream = request.stream
         deadline = 0.0 if stream else now + self._json

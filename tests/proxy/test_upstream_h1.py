@@ -420,3 +420,23 @@ def test_a_connection_the_upstream_closed_while_pooled_is_not_used():
         return server.connections, body
 
     assert _run(once, go) == (2, b"{}")
+
+
+def test_bytes_after_a_complete_answer_spoil_the_connection_not_the_answer():
+    async def script(reader, writer, server):
+        await server.request(reader)
+        writer.write(_json_answer(b'{"first":1}') + _json_answer(b'{"extra":2}'))
+        await writer.drain()
+        await reader.read()
+
+    async def go(client, server):
+        resp = await client.send(_post(server.url))
+        body = await resp.read()
+        status = resp.status
+        resp.release()
+        resp = await client.send(_post(server.url))  # not on the spoiled connection
+        second = await resp.read()
+        resp.release()
+        return status, body, second, server.connections
+
+    assert _run(script, go) == (200, b'{"first":1}', b'{"first":1}', 2)
