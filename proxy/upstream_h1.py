@@ -101,7 +101,7 @@ class _Response:
     __slots__ = ("status", "headers", "h2", "is_sse", "_conn", "_client", "_parser", "_raw",
                  "_head", "_buf", "_size", "_done", "_error", "_waiter", "_paused", "_timer",
                  "_loop", "_stream", "_deadline", "_head_deadline", "_host", "_keep",
-                 "_until_close", "_what")
+                 "_until_close", "_what", "__weakref__")
 
     def __init__(self, client: "H1Upstream", conn: _Connection, host: str, stream: bool,
                  deadline: float, head_deadline: float) -> None:
@@ -288,6 +288,7 @@ class _Response:
             return
         self._conn = None
         self._timer.cancel()
+        self._parser = None  # (it holds this response's callbacks: a cycle only the GC would end)
         if self._done and self._keep and not conn.closed:
             conn.response = None
             self._client._put(conn)
@@ -301,6 +302,7 @@ class _Response:
             return
         self._conn = None
         self._timer.cancel()
+        self._parser = None
         conn.response = None
         conn.close()
 

@@ -440,3 +440,23 @@ def test_bytes_after_a_complete_answer_spoil_the_connection_not_the_answer():
         return status, body, second, server.connections
 
     assert _run(script, go) == (200, b'{"first":1}', b'{"first":1}', 2)
+
+
+def test_a_released_answer_is_freed_without_the_cycle_collector():
+    import gc
+    import weakref
+
+    async def go(client, server):
+        resp = await client.send(_post(server.url))
+        await resp.read()
+        resp.release()
+        ref = weakref.ref(resp)
+        del resp
+        return ref
+
+    gc.disable()
+    try:
+        ref = _run(_keep_alive_json, go)
+        assert ref() is None
+    finally:
+        gc.enable()
