@@ -438,7 +438,10 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
         write_query(state, session, rec, up_payload, trace, timing["credentials"])
         if stream:
             timing["tee"] = []
-    timing["save_partial"] = lambda rid, chunks: state.save_partial(rid, chunks, timing["credentials"])
+    # (over the credentials, not over `timing`: a closure held by the dict it reads is a cycle
+    # that only the GC would end, and it would hold every request's timing until it ran)
+    credentials = timing["credentials"]
+    timing["save_partial"] = lambda rid, chunks: state.save_partial(rid, chunks, credentials)
 
     assert state.upstream is not None
     if not settings.fallback_lane:
