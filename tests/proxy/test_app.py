@@ -149,3 +149,57 @@ def test_bad_inputs_each_get_one_record(tmp_path):
     recs = run(go, tmp_path)
     assert [r["status"] for r in recs] == [400, 400, 415, 404, 405]
     assert {r["err_type"] for r in recs} == {"bad_request"}
+
+
+def test_requests_leave_no_cyclic_garbage_of_the_shims_own(tmp_path):
+    """Every request's objects are freed by reference counting: a cycle (a closure held by the dict
+    it reads, a parser holding its response's callbacks) would leave them all to the GC."""
+    import gc
+
+    answer = json.dumps({"type": "message", "usage": {"input_tokens": 1, "output_tokens": 2}}).encode()
+    sse = b"".join(SSE)
+
+    async def upstream(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                if b'"stream": true' in body:
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (len(sse), sse))
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        settings = Settings.from_env({"CCP_LOGS_DIR": str(tmp_path), "CCP_ANTHROPIC_BASE_URL": url,
+                                      "CCP_ZAI_BASE_URL": url, "ZAI_API_KEY": "zk"})
+        async with TestClient(TestServer(create_app(settings))) as client:
+            for stream in (False, True) * 2:  # warm: first-use caches are not per-request garbage
+                await (await client.post("/v1/messages", json={"model": "claude-sonnet-4-5",
+                                                               "stream": stream})).read()
+            gc.collect()
+            gc.garbage.clear()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                for stream in (False, True) * 20:
+                    resp = await client.post("/v1/messages", json={"model": "claude-sonnet-4-5",
+                                                                   "stream": stream})
+                    assert resp.status == 200 and await resp.read()
+                gc.collect()
+                ours = [o for o in gc.garbage
+                        if type(o).__module__.startswith("proxy.")
+                        or getattr(o, "__module__", "").startswith("proxy.")]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+        server.close()
+        return ours
+
+    assert asyncio.run(main()) == []
