@@ -283,28 +283,28 @@ class _Response:
 
     def release(self) -> None:
         """Back to the pool when the answer was read to its end on a reusable connection."""
-        conn = self._conn
+        conn = self._detach()
         if conn is None:
             return
-        self._conn = None
-        self._timer.cancel()
-        self._parser = None  # (it holds this response's callbacks: a cycle only the GC would end)
         if self._done and self._keep and not conn.closed:
-            conn.response = None
             self._client._put(conn)
         else:
-            conn.response = None
             conn.close()
 
     def close(self) -> None:
+        conn = self._detach()
+        if conn is not None:
+            conn.close()
+
+    def _detach(self) -> _Connection | None:
+        """This answer's connection, no longer tied to it (None when it was let go before)."""
         conn = self._conn
-        if conn is None:
-            return
-        self._conn = None
-        self._timer.cancel()
-        self._parser = None
-        conn.response = None
-        conn.close()
+        if conn is not None:
+            self._conn = None
+            conn.response = None
+            self._timer.cancel()
+            self._parser = None  # (it holds this answer's callbacks: a cycle only the GC would end)
+        return conn
 
 
 class H1Upstream:
