@@ -3,8 +3,11 @@
 `Upstream.send(UpstreamRequest) -> UpstreamResponse` is all the handler knows of the network. The real
 clients are the only code that owns connections, pooling, HTTP/1 vs HTTP/2 and timeouts; tests can put
 any object with the same two methods in its place. `make_upstream(settings)` picks the real one by
-`CCP_UPSTREAM_CLIENT`: `HttpxUpstream` (proxy.upstream_httpx, HTTP/2 by default) or `AiohttpUpstream`
-(HTTP/1.1 only, so `h2` is always false).
+`CCP_UPSTREAM_CLIENT`: `auto` (the default: `SchemeUpstream`, below), `HttpxUpstream`
+(proxy.upstream_httpx, HTTP/2 by default), `H1Upstream` (proxy.upstream_h1, the shim's own HTTP/1.1
+client, cleartext only) or `AiohttpUpstream` (HTTP/1.1 only, so `h2` is always false). A response may
+also tell whether its next bytes are already here (`ready`) and whether all were handed over
+(`finished`); the relay then writes fewer, larger pieces.
 
 Errors leave the seam as the shim's own tree (proxy.errors): `UpstreamError` (the upstream could not
 be reached or broke the connection) and `UpstreamTimeout`. Idle streams raise `StreamIdle`.
@@ -23,6 +26,7 @@ from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.settings import Settings
 
 if TYPE_CHECKING:
+    from proxy.upstream_h1 import H1Upstream
     from proxy.upstream_httpx import HttpxUpstream
 
 
@@ -194,10 +198,11 @@ class AiohttpUpstream:
 
 
 class SchemeUpstream:
-    """`auto`: https upstreams through the HTTP/2-capable client, cleartext ones through aiohttp.
+    """`auto`: https upstreams through the HTTP/2-capable client, cleartext ones through the shim's
+    own HTTP/1.1 client.
 
     HTTP/2 is negotiated by ALPN during the TLS handshake, so a cleartext upstream speaks HTTP/1.1
-    whichever client is used; there the cheaper client wins (see the bench in the README). When no
+    whichever client is used; there the cheapest client wins (see the bench in the README). When no
     provider's URL is https the HTTP/2 client (httpx, h2, its TLS context: ~9 MB) is not loaded
     at all; an https URL that still turns up gets it made then."""
 
@@ -244,7 +249,8 @@ def uses_tls(settings: Settings) -> bool:
     return any(url.startswith("https://") for url in urls)
 
 
-def make_upstream(settings: Settings) -> "HttpxUpstream | AiohttpUpstream | SchemeUpstream":
+def make_upstream(settings: Settings
+                  ) -> "HttpxUpstream | AiohttpUpstream | H1Upstream | SchemeUpstream":
     """The real client `CCP_UPSTREAM_CLIENT` names (auto by default); call start()/close()."""
     if settings.upstream_client == "aiohttp":
         return AiohttpUpstream(settings)
