@@ -15,7 +15,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from proxy.convert.requests import json_text
+from proxy.convert.requests import json_bytes
 from proxy.errors import UpstreamError
 from proxy.relay import account_stream_end, ms, read_whole
 from proxy.sse import SseMeter, exact_loads
@@ -26,7 +26,7 @@ _KEEP = ("request-id", "x-request-id", "retry-after")
 
 
 def _json_response(status: int, obj: object, extra: list[tuple[str, str]]) -> web.Response:
-    out = web.Response(status=status, body=json_text(obj).encode(), content_type="application/json")
+    out = web.Response(status=status, body=json_bytes(obj), content_type="application/json")
     for name, value in extra:
         out.headers.add(name, value)
     return out

@@ -22,6 +22,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from proxy import convert
 from proxy.catalog import Provider
+from proxy.convert.requests import json_bytes
 from proxy.convert_relay import kept_headers, relay_converted_body, relay_converted_stream
 from proxy.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from proxy.headers import (LaneCredentials, client_response_headers, openai_request_headers,
@@ -34,7 +35,7 @@ from proxy.routing import LANE_ANTHROPIC, Decision, RequestMeta, decide
 from proxy.sessions import Session, request_tokens
 from proxy.sse import assemble_message, exact_loads, tokens_of_message
 from proxy.state import LANE_HEADER, RID_HEADER, ShimState
-from proxy.thinking import (might_carry_thinking, reserialize, signatures_in_message,
+from proxy.thinking import (might_carry_thinking, signatures_in_message,
                             strip_foreign_thinking)
 from proxy.trajectory import parse_json_or_text
 from proxy.upstream import UpstreamRequest
@@ -283,16 +284,6 @@ def rewrites_body(payload: dict, body: bytes, protocol_in: str, provider: Provid
                 and might_carry_thinking(body)))
 
 
-def _dumps(payload: dict) -> bytes:
-    """A rewritten body, compact UTF-8 (`thinking.reserialize`'s format), via orjson when it can."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(payload)
-        except TypeError:  # e.g. integers past 64 bits: json writes them
-            pass
-    return reserialize(payload)
-
-
 def provider_headers(client_headers, state: ShimState, provider: Provider,
                      lane: str) -> dict[str, str]:
     """The lane's header hygiene over the client's (name, value) pairs (shim and `ccp mitm`)."""
@@ -354,10 +345,10 @@ def upstream_body(payload: dict, body: bytes, protocol_in: str, provider: Provid
     """The body the provider gets: converted, or the client's own with the fewest changes."""
     if protocol_in == ANTHROPIC and provider.protocol == OPENAI:
         out = convert.anthropic_to_openai_request(payload, upstream_model)
-        return out, _dumps(out)
+        return out, json_bytes(out)
     if protocol_in == OPENAI and provider.protocol == ANTHROPIC:
         out = convert.openai_to_anthropic_request(payload, upstream_model)
-        return out, _dumps(out)
+        return out, json_bytes(out)
     rewrites = []
     # an empty signature book cannot name a foreign signer: no need to scan a 100 KB body for one
     if protocol_in == ANTHROPIC and len(state.signatures) and might_carry_thinking(body):
@@ -369,7 +360,7 @@ def upstream_body(payload: dict, body: bytes, protocol_in: str, provider: Provid
         rewrites.append("model")
     if rewrites:
         rec["rewrites"] = rewrites
-        return payload, _dumps(payload)
+        return payload, json_bytes(payload)
     return payload, body
 
 

@@ -11,7 +11,6 @@ knows to be foreign. This is the one case where a same-protocol request body is 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 from typing import Iterable
@@ -94,7 +93,3 @@ def strip_foreign_thinking(payload: dict, lane: str, book: SignatureBook) -> int
         if len(kept) != len(content):
             message["content"] = kept or [{"type": "text", "text": ""}]
     return stripped
-
-
-def reserialize(payload: dict) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

@@ -63,14 +63,20 @@ def _copy(src: dict, dst: dict, pairs: tuple[tuple[str, str], ...]) -> None:
             dst[new] = src[old]
 
 
-def json_text(value: object) -> str:
-    """`value` as compact JSON text (a tool call's `arguments`): orjson's, else json's, the same."""
+def json_bytes(value: object) -> bytes:
+    """`value` as compact UTF-8 JSON: orjson's, else json's, the same text (a converted body or
+    answer, a rewritten body)."""
     if orjson is not None:
         try:
-            return orjson.dumps(value).decode()
+            return orjson.dumps(value)
         except TypeError:  # e.g. integers past 64 bits: json writes them
             pass
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_text(value: object) -> str:
+    """json_bytes() as text (a tool call's `arguments`)."""
+    return json_bytes(value).decode()
 
 
 # --- Anthropic → OpenAI -------------------------------------------------------------------------
