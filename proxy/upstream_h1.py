@@ -83,12 +83,6 @@ class _Connection(asyncio.Protocol):
             response._fail(UpstreamError, f"malformed HTTP from the upstream ({describe(exc)})")
             self.close()
 
-    def pause_writing(self) -> None:  # the request is written whole; the transport buffers it
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
