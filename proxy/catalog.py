@@ -8,7 +8,9 @@ One YAML format, two top-level keys, and any config file may hold either or both
   per route, never grouped, so a log line names the route that served it); ``provider: NAME`` points
   at a provider from any file (or a built-in lane) instead.
 - ``providers:`` (the operators' ``configs/providers.yaml``) — a mapping ``NAME: {base_url,
-  protocol?, key_env | api_key, header_mode?, routes: [{name, model?} | "name"]}``.
+  protocol?, key_env | api_key, header_mode?, profile?, routes: [{name, model?} | "name"]}``.
+  ``profile:`` (also on a route with its own ``base_url``) names a provider profile or sets its knobs:
+  see ``proxy.provider_profiles``.
 
 Credentials: ``api_key: ENV:NAME`` must resolve now (unset or empty is an error); ``key_env: NAME``
 names a variable that may be unset (shown as unset by ``ccp providers``); any other ``api_key`` is a
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import yaml
 
+from proxy.provider_profiles import ProviderProfile, parse_profile
 from proxy.settings import ConfigError, Secret
 
 if TYPE_CHECKING:
@@ -65,6 +68,7 @@ class Provider:
     key_env: str | None
     header_mode: str
     source: str
+    profile: ProviderProfile | None = None  # None: requests go as they are (proxy.provider_profiles)
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ class Catalog:
                 # the anthropic lane sends the client's own credential first: no header mode of its own
                 "header_mode": None if p.name == "anthropic" else p.header_mode,
                 "source": p.source,
+                "profile": p.profile.name if p.profile else None,
+                "knobs": p.profile.knobs() if p.profile else None,
                 "routes": [{"name": r.name, "upstream_model": r.upstream_model, "source": r.source}
                            for r in self.routes if r.provider == p.name]})
         return view
@@ -243,6 +249,8 @@ def _endpoint(entry: Mapping, key: str, env: Mapping[str, str], partial: bool) -
         fields["header_mode"] = HEADER_MODES[mode.lower()]
     elif not partial:
         fields["header_mode"] = DEFAULT_HEADER_MODE[fields["protocol"]]
+    if entry.get("profile") is not None:
+        fields["profile"] = parse_profile(entry["profile"], f"{key}.profile")
     fields.update(_credential(entry, key, env))
     if not partial and "api_key" not in fields:
         raise _fail(key, "no credential: set key_env or api_key", entry)
@@ -301,6 +309,9 @@ def parse_config(data: Any, env: Mapping[str, str], source: str) -> Layer:
             providers[route.provider] = _endpoint(entry, key, env, partial=False)
         elif "base_url" in entry:
             raise _fail(key, "set either provider or base_url, not both", entry)
+        elif entry.get("profile") is not None:  # the named provider's own entry carries it
+            raise _fail(f"{key}.profile", f"set the profile on provider {route.provider}",
+                        entry["profile"])
         routes.append((key, route))
     keys: dict[str, str] = {}
     for key, route in routes:

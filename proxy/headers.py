@@ -10,11 +10,14 @@ Pure functions over plain (name, value) pairs; no I/O. The rules (DESIGN.md, "He
 - an OpenAI-protocol provider gets a fresh header set (`openai_request_headers`): nothing of the
   client's Anthropic headers, its own key only.
 - both: hop-by-hop headers are dropped; `host` and `content-length` are recomputed by the client.
+- an Anthropic-protocol provider with a profile gets only the `anthropic-beta` flags the profile
+  lets through (`provider_profiles.filter_betas`), and no such header when none is left.
 """
 from __future__ import annotations
 
 from typing import Iterable, NamedTuple
 
+from proxy.provider_profiles import ProviderProfile, filter_betas
 from proxy.routing import LANE_ANTHROPIC
 
 HOP_BY_HOP = frozenset({
@@ -52,11 +55,13 @@ def _bearer_value(value: str) -> str:
 
 def upstream_request_headers(lane: str, client_headers: Iterable[tuple[str, str]],
                              creds: LaneCredentials,
-                             session_tokens: frozenset[str] = frozenset()) -> dict[str, str]:
+                             session_tokens: frozenset[str] = frozenset(),
+                             profile: ProviderProfile | None = None) -> dict[str, str]:
     """Headers to send upstream for `lane`, given what the client sent.
 
     Returns a dict keyed by lower-case names. `session_tokens` are inbound tokens that identify a
-    sandbox session: they are accepted from the client but never forwarded.
+    sandbox session: they are accepted from the client but never forwarded. `profile` (the
+    provider's) filters the `anthropic-beta` flags.
     """
     out: dict[str, str] = {}
     listed: set[str] = set()  # what `connection` names is hop-by-hop too
@@ -67,6 +72,12 @@ def upstream_request_headers(lane: str, client_headers: Iterable[tuple[str, str]
         out[key] = value  # a repeated header: its last value, as before
     for key in (_REQUEST_DROP | listed) & out.keys():
         del out[key]
+    if profile is not None and "anthropic-beta" in out:
+        betas = filter_betas(profile, out["anthropic-beta"])
+        if betas is None:
+            del out["anthropic-beta"]
+        else:
+            out["anthropic-beta"] = betas
 
     if lane != LANE_ANTHROPIC:
         for key in CREDENTIAL_HEADERS:

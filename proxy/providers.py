@@ -15,7 +15,8 @@ from proxy.settings import Settings
 
 def providers_view(settings: Settings) -> list[dict]:
     """One dict per provider: name, protocol, base_url, credential_env, credential_set, header_mode,
-    source and routes (each with name, upstream_model and source)."""
+    source, profile (its name or None), knobs (the profile's effective knobs or None) and routes
+    (each with name, upstream_model and source)."""
     return settings.catalog.view()
 
 
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         print("".join(cell.ljust(w) for cell, w in zip(row, widths)) + row[4])
         if i:
             print(" " * widths[0] + f"routes: {_routes(view[i - 1])}")
+            provider = settings.catalog.provider(view[i - 1]["name"])
+            if provider is not None and provider.profile is not None:
+                print(" " * widths[0] + f"profile: {provider.profile.summary()}")
     if settings.model_override:
         print(f"\nmanual override: {settings.model_override} (from {settings.model_override_source})")
     return 0

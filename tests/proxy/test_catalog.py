@@ -226,3 +226,70 @@ def test_base_url_may_be_an_env_reference():
     assert "http://127.0.0.1:9/v1" in repr(layer)
     with pytest.raises(ValueError, match=r"routes\[0\].base_url: unresolved reference: GLM_BASE_URL"):
         parse_config(data, {"GLM_API_KEY": "k" * 12}, "f.yaml")
+
+
+# --- provider profiles ----------------------------------------------------------------------------
+
+def test_providers_and_routes_may_name_a_profile_and_view_shows_its_knobs(tmp_path):
+    from proxy.provider_profiles import PROFILES
+    f = tmp_path / "providers.yaml"
+    f.write_text("providers:\n"
+                 "  ds: {protocol: openai, base_url: 'https://api.deepseek.test', key_env: DS,"
+                 " profile: deepseek, routes: [deepseek-chat]}\n"
+                 "  local: {protocol: openai, base_url: 'http://127.0.0.1:8000/v1', key_env: VL,"
+                 " profile: {name: vllm, max_tokens_cap: 16384}}\n"
+                 "  zai: {profile: zai-anthropic}\n"
+                 "routes:\n"
+                 "  - {name: kimi, protocol: openai, base_url: 'https://api.moonshot.test/v1',"
+                 " key_env: KIMI, profile: moonshot}\n")
+    s = settings(tmp_path, CCP_PROVIDERS_FILE=str(f))
+    cat = s.catalog
+    assert cat.provider("ds").profile is PROFILES["deepseek"]
+    assert cat.provider("local").profile.max_tokens_cap == 16384
+    assert cat.provider("route:kimi").profile is PROFILES["moonshot"]
+    zai = cat.provider("zai")  # a built-in lane keeps its own fields and gains the profile
+    assert zai.profile is PROFILES["zai-anthropic"] and zai.protocol == "anthropic"
+    assert cat.provider("anthropic").profile is None
+    view = {p["name"]: p for p in cat.view()}
+    assert view["anthropic"]["profile"] is None and view["anthropic"]["knobs"] is None
+    assert view["local"]["profile"] == "vllm"
+    assert view["local"]["knobs"] == {"max_tokens_cap": 16384, "drop_fields": [], "beta_allow": None,
+                                      "beta_drop": [], "schema_strip": ["additionalProperties"]}
+    assert view["zai"]["knobs"]["beta_allow"] == []
+    assert view["route:kimi"]["knobs"]["drop_fields"] == ["temperature"]
+
+
+def test_a_provider_without_a_profile_has_none():
+    layer = parse_config({"providers": {"a": {"base_url": "https://a.test", "key_env": "K"}}},
+                         {}, "f")
+    assert "profile" not in layer.providers["a"]
+    assert merge({}, [layer]).provider("a").profile is None
+    assert Provider("p", "openai", "https://p.test", Secret(""), None, "authorization",
+                    "f").profile is None
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"providers": {"a": {"base_url": "https://a.test", "key_env": "K", "profile": "nope"}}},
+     "providers.a.profile: unknown profile"),
+    ({"providers": {"a": {"base_url": "https://a.test", "key_env": "K",
+                          "profile": {"name": "openai", "cap": 1}}}},
+     "providers.a.profile.cap: unknown profile knob"),
+    ({"routes": [{"name": "r", "base_url": "https://r.test", "key_env": "K",
+                  "profile": {"max_tokens_cap": -1}}]},
+     "routes[0].profile.max_tokens_cap: expected a positive integer or null (value: -1)"),
+    ({"routes": [{"name": "r", "provider": "zai", "profile": "deepseek"}]},
+     "routes[0].profile: set the profile on provider zai (value: 'deepseek')"),
+])
+def test_profile_errors_name_the_key_path(entry, message):
+    with pytest.raises(ValueError) as err:
+        parse_config(entry, {}, "f.yaml")
+    assert str(err.value).startswith(message)
+
+
+def test_a_bad_profile_in_a_file_names_the_file(tmp_path):
+    f = tmp_path / "providers.yaml"
+    f.write_text("providers:\n  a: {base_url: 'https://a.test', key_env: K,"
+                 " profile: {drop_fields: [model]}}\n")
+    with pytest.raises(ConfigError) as err:
+        settings(tmp_path, CCP_PROVIDERS_FILE=str(f))
+    assert str(err.value).startswith(f"{f}: providers.a.profile.drop_fields: a request cannot")

@@ -46,3 +46,26 @@ def test_main_table_shows_routes_and_the_override(capsys, monkeypatch, tmp_path)
     out = capsys.readouterr().out
     assert "routes: my-alias" in out and "(inline key)" in out and str(f) in out
     assert "manual override: my-alias (from CCP_MODEL)" in out and "inline-secret" not in out
+
+
+def test_view_and_table_show_the_profile_and_its_knobs(capsys, monkeypatch, tmp_path):
+    f = tmp_path / "providers.yaml"
+    f.write_text("providers:\n"
+                 "  ds: {protocol: openai, base_url: 'https://ds.test', key_env: DS_KEY,"
+                 " profile: {name: deepseek, drop_fields: [top_p, reasoning_effort]}}\n"
+                 "  plain: {protocol: openai, base_url: 'https://plain.test', key_env: P_KEY}\n"
+                 "  zai: {profile: zai-anthropic}\n")
+    view = providers_view(Settings.from_env({"CCP_PROVIDERS_FILE": str(f)}))
+    by_name = {p["name"]: p for p in view}
+    assert by_name["ds"]["profile"] == "deepseek"
+    assert by_name["ds"]["knobs"]["drop_fields"] == ["reasoning_effort", "top_p"]
+    assert by_name["ds"]["knobs"]["max_tokens_cap"] == 8192
+    assert by_name["plain"]["profile"] is None and by_name["plain"]["knobs"] is None
+    monkeypatch.setenv("CCP_PROVIDERS_FILE", str(f))
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "profile: deepseek (cap 8192; drops reasoning_effort, top_p)" in out
+    assert "profile: zai-anthropic (betas: none)" in out
+    assert out.count("profile: ") == 2  # none for the providers without one
+    assert main(["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[1]["profile"] == "zai-anthropic"
