@@ -8,7 +8,8 @@ faults (see `harness.mock_faults`), and a small control API under `/_mock/`.
 tests; `main()` runs the same server in the foreground for `ccp mock-upstream`. Routes are
 `POST /v1/messages` and `/v1/message`, also under Z.AI's `/api/anthropic` prefix, plus `GET`/`HEAD`
 on `/` and on the prefix. Any `POST` path ending in `/chat/completions` speaks the OpenAI Chat
-Completions protocol instead (see `harness.mock_openai`), with the same recording and faults.
+Completions protocol instead (see `harness.mock_openai`), with the same recording and faults; a
+scenario can answer those itself with `set_responder()` (e.g. the shapes of `harness.mock_shapes`).
 Anything else is answered 404 and recorded as unexpected. A fault comes from the `x-mock-fault`
 request header, else the next scripted item, else the default; `x-mock-deltas: N` sets the number
 of text deltas. Every wait is bounded: stalls end when the client leaves or the mock resets/stops.
@@ -30,6 +31,7 @@ from typing import Any, Callable, NamedTuple
 
 from aiohttp import web
 
+from harness import mock_quirks
 from harness.mock_openai import openai_reply
 from harness.mock_wire import (compact_json, default_deltas, foreign_thinking, message_json, reply_text,
                                sse_events, thinking_enabled, thinking_signature)
@@ -123,13 +125,17 @@ def anthropic_reply(payload: dict[str, Any], name: str, scripted_text: str | Non
 
 
 REPLIES = {"anthropic": anthropic_reply, "openai": openai_reply}
+# A scenario's reply function for Chat Completions calls: SSE chunks, a JSON body, or None (the rules)
+Responder = Callable[[dict[str, Any]], "list[bytes] | dict[str, Any] | None"]
 
 
 class MockUpstream(ThreadedServer):
     """An Anthropic-compatible upstream on 127.0.0.1 port 0 that records every call."""
 
-    def __init__(self, name: str = "anthropic", tls: bool = False) -> None:
+    def __init__(self, name: str = "anthropic", tls: bool = False, quirks: str | None = None) -> None:
         self.name = name
+        # quirks: answer as that provider would (harness.mock_quirks: refusals and reply dialect)
+        self.quirks = mock_quirks.check_name(quirks)
         # tls: HTTPS (HTTP/1.1) with a certificate for 127.0.0.1 and localhost from a test CA
         # (trustme); `ca_path` is the PEM to trust (CCP_CA_BUNDLE, curl --cacert)
         self.tls = tls
@@ -142,6 +148,7 @@ class MockUpstream(ThreadedServer):
         self.client_api: list[str] = []  # GET /api/claude_code/… paths (not in `calls`)
         self._scripts: deque[_Scripted] = deque()
         self._default: Fault | None = None
+        self._responder: Responder | None = None  # see set_responder()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -224,6 +231,7 @@ class MockUpstream(ThreadedServer):
             self.client_api.clear()
             self._scripts.clear()
             self._default = None
+            self._responder = None
             self._cond.notify_all()
         try:
             self._loop.call_soon_threadsafe(self._wake_stalls)
@@ -243,6 +251,13 @@ class MockUpstream(ThreadedServer):
         fault = parse_fault(spec) if spec else None
         with self._cond:
             self._default = fault
+
+    def set_responder(self, responder: Responder | None) -> None:
+        """Answer each Chat Completions call with `responder(payload)` (called on the mock's loop):
+        a list of SSE chunks (one write each), a JSON body (200), or None for the default rules.
+        Faults still apply first; a scripted text wins over it. `reset()` clears it."""
+        with self._cond:
+            self._responder = responder
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> list[RecordedCall]:
         """Wait until `predicate()` holds (a LookupError counts as not yet); returns the calls.
@@ -381,14 +396,23 @@ class MockUpstream(ThreadedServer):
         rejected = foreign_thinking(payload, self.name) if protocol == "anthropic" else None
         if rejected:  # what the real services answer to a thinking block someone else signed
             return await self._respond(request, call, 400, error(400, rejected))
+        refused = self.quirks and mock_quirks.rejection(self.quirks, protocol, payload, call.headers,
+                                                        max(1, len(call.body) // 4))
+        if refused:  # what that provider answers a request it does not take
+            return await self._respond(request, call, *refused)
         if (kind == "stall_before_headers" or (kind == "stall" and not stream)) \
                 and not await self._stall(fault.seconds):
             return _abort(request)
         raw = request.headers.get(DELTAS_HEADER)
         if raw is not None and (not raw.isdigit() or int(raw) > 100_000):
             return await self._respond(request, call, 400, error(400, f"bad {DELTAS_HEADER}: {raw!r}"))
-        reply = REPLIES[protocol](payload, self.name, scripted_text, None if raw is None else int(raw),
-                                  max(1, len(call.body) // 4), kind == "split_utf8")
+        responder = self._responder if protocol == "openai" and scripted_text is None else None
+        reply = responder(payload) if responder is not None else None
+        if reply is None:
+            reply = REPLIES[protocol](payload, self.name, scripted_text, None if raw is None else int(raw),
+                                      max(1, len(call.body) // 4), kind == "split_utf8")
+            if self.quirks:
+                reply = mock_quirks.reshape(self.quirks, protocol, reply)
         if isinstance(reply, list):
             return await self._stream(request, call, fault, reply, protocol)
         if kind == "reset_mid_stream":  # headers and half the body, then the connection drops

@@ -40,21 +40,42 @@ def kept_headers(upstream_headers: list[tuple[str, str]]) -> list[tuple[str, str
 async def relay_converted_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec: dict,
                                timing: dict, convert: Callable[[dict], dict],
                                convert_error: Callable[[int, bytes], tuple[int, dict]],
-                               tokens_of: Callable[[dict], dict]) -> web.Response:
-    """Read the whole upstream body, convert it (or its error), answer in the inbound protocol."""
+                               tokens_of: Callable[[dict, dict], dict],
+                               recover: Callable[[int, bytes], dict | None] | None = None,
+                               as_sse: Callable[[dict], bytes] | None = None) -> web.Response:
+    """Read the whole upstream body, convert it (or its error), answer in the inbound protocol.
+
+    `tokens_of(upstream, converted)` gives the record's tokens; `recover(status, body)` may turn an
+    upstream error into a converted answer (a 400 that Anthropic would answer 200); `as_sse` writes
+    a converted answer as the stream a streaming client asked for."""
     data = await read_whole(resp, timing)
-    if resp.status >= 300:
+    upstream: dict = {}
+    converted = recover(resp.status, data) if resp.status >= 300 and recover is not None else None
+    if resp.status >= 300 and converted is None:
         status, obj = convert_error(resp.status, data)
         timing["downstream"] = obj
         return _json_response(status, obj, headers)
-    try:
-        upstream = exact_loads(data)
-        converted = convert(upstream)
-    except ValueError as exc:  # not JSON, or not convertible: the upstream broke the protocol
-        raise UpstreamError(f"upstream answer could not be converted: {exc}") from exc
-    set_tokens(rec, tokens_of(converted))
+    if converted is not None:  # the provider's error is an answer on the client's side
+        rec.update(status=200, err_type=None, reason="max_tokens_reached")
+    else:
+        try:
+            upstream = exact_loads(data)
+            converted = convert(upstream)
+        except ValueError as exc:  # not JSON, or not convertible: the upstream broke the protocol
+            raise UpstreamError(f"upstream answer could not be converted: {exc}") from exc
+    set_tokens(rec, tokens_of(upstream, converted))
     timing["downstream"] = converted
-    out = _json_response(200, converted, headers)
+    if as_sse is None:
+        out = _json_response(200, converted, headers)
+    else:  # a JSON answer to a streaming request: the stream that would have carried it
+        events = as_sse(converted)
+        out = web.Response(status=200, body=events, content_type="text/event-stream")
+        for name, value in headers:
+            out.headers.add(name, value)
+        meter = SseMeter()
+        meter.feed(events)
+        rec["sse"] = meter.summary(0.0)
+        rec["reason"] = rec.get("reason") or "streaming"
     rec["bytes_out"] = len(out.body)
     return out
 

@@ -22,9 +22,11 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from proxy import convert
 from proxy.catalog import Provider
+from proxy.convert.ids import new_message_id
 from proxy.convert.requests import json_bytes
 from proxy.convert_relay import kept_headers, relay_converted_body, relay_converted_stream
 from proxy.errors import BadRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from proxy.provider_profiles import apply_to_request
 from proxy.headers import (LaneCredentials, client_response_headers, openai_request_headers,
                            upstream_request_headers)
 from proxy.relay import relay_body, relay_stream
@@ -292,9 +294,9 @@ def provider_headers(client_headers, state: ShimState, provider: Provider,
     sessions = state.sessions.tokens()
     never = sessions | state.foreign_keys if sessions else state.foreign_keys
     if lane == LANE_ANTHROPIC:
-        return upstream_request_headers(lane, client_headers, state.creds, never)
+        return upstream_request_headers(lane, client_headers, state.creds, never, provider.profile)
     creds = LaneCredentials(zai_api_key=provider.api_key.reveal(), zai_header_mode=provider.header_mode)
-    return upstream_request_headers(lane, client_headers, creds, never)
+    return upstream_request_headers(lane, client_headers, creds, never, provider.profile)
 
 
 def route(state: ShimState, model: str, protocol_in: str, rec: dict) -> tuple[Decision, Provider]:
@@ -341,10 +343,11 @@ def upstream_url(provider: Provider, path: str, query: str) -> str:
 
 
 def upstream_body(payload: dict, body: bytes, protocol_in: str, provider: Provider, lane: str,
-                   upstream_model: str, state: ShimState, rec: dict) -> tuple[dict, bytes]:
+                   upstream_model: str, state: ShimState, rec: dict,
+                   tool_names: dict[str, str] | None = None) -> tuple[dict, bytes]:
     """The body the provider gets: converted, or the client's own with the fewest changes."""
     if protocol_in == ANTHROPIC and provider.protocol == OPENAI:
-        out = convert.anthropic_to_openai_request(payload, upstream_model)
+        out = convert.anthropic_to_openai_request(payload, upstream_model, tool_names)
         return out, json_bytes(out)
     if protocol_in == OPENAI and provider.protocol == ANTHROPIC:
         out = convert.openai_to_anthropic_request(payload, upstream_model)
@@ -405,20 +408,32 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
         nonlocal payload, exact
         try:
             converted = None
+            names: dict[str, str] = {}  # tool names shortened for the provider -> the client's
+            timing["tool_names"] = names
             if not exact and protocol_in == ANTHROPIC and provider.protocol == OPENAI:
                 # converted from the bytes, which routing found to be JSON as json.loads reads it;
                 # the payload stays as it was, for a fallback to another protocol
-                converted = convert.anthropic_body_to_openai(body, upstream_model)
+                converted = convert.anthropic_body_to_openai(body, upstream_model, names)
             if converted is not None:
                 up_payload, up_body = converted
             else:
-                if not exact and rewrites_body(payload, body, protocol_in, provider,
-                                               upstream_model, state):
+                if not exact and (rewrites_body(payload, body, protocol_in, provider,
+                                                upstream_model, state)
+                                  or (provider.profile is not None
+                                      and provider.profile.touches_body)):
                     payload, exact = exact_loads(body), True  # read again: only the model was kept
                 up_payload, up_body = upstream_body(payload, body, protocol_in, provider, lane,
-                                                     upstream_model, state, rec)
+                                                     upstream_model, state, rec, names)
+            if provider.profile is not None:  # the provider's own quirks (proxy.provider_profiles)
+                up_payload, changes = apply_to_request(provider.profile, provider.protocol,
+                                                       up_payload)
+                if changes:
+                    up_body = json_bytes(up_payload)
+                    rec["rewrites"] = [*(rec.get("rewrites") or ()), *changes]
         except convert.ConversionError as exc:
             raise BadRequest(f"cannot convert the request for {provider.name}: {exc}") from exc
+        if protocol_in == ANTHROPIC and provider.protocol == OPENAI:
+            timing["stop_sequences"] = up_payload.get("stop")  # for `stop_sequence` in the answer
         url = upstream_url(provider, path, request.query_string)
         headers = provider_headers(request.headers.items(), state, provider, lane)
         return up_payload, UpstreamRequest("POST", url, headers, up_body, stream)
@@ -521,13 +536,17 @@ async def _relay(request: web.Request, resp, rec: dict, timing: dict, state: Shi
 
     out_headers = kept_headers(resp.headers) + ours
     if protocol_in == ANTHROPIC:  # Anthropic client, OpenAI provider
+        stops, names = timing.get("stop_sequences"), timing.get("tool_names")
         if resp.status < 300 and resp.is_sse:
-            return await relay_converted_stream(request, resp, out_headers, rec, timing,
-                                                convert.OpenAIToAnthropicStream(model), True)
+            return await relay_converted_stream(
+                request, resp, out_headers, rec, timing,
+                convert.OpenAIToAnthropicStream(model, stops, names), True)
         return await relay_converted_body(
-            resp, out_headers, rec, timing, lambda b: convert.openai_to_anthropic_response(b, model),
-            convert.openai_error_to_anthropic,
-            tokens_of_message)
+            resp, out_headers, rec, timing,
+            lambda b: convert.openai_to_anthropic_response(b, model, stops, names),
+            convert.openai_error_to_anthropic, lambda _up, message: tokens_of_message(message),
+            recover=lambda status, data: _max_tokens_answer(status, data, model),
+            as_sse=convert.message_events if rec["op"] == "stream" else None)
     if resp.status < 300 and resp.is_sse:  # OpenAI client, Anthropic provider
         return await relay_converted_stream(request, resp, out_headers, rec, timing,
                                             convert.AnthropicToOpenAIStream(model, int(time.time())),
@@ -535,12 +554,14 @@ async def _relay(request: web.Request, resp, rec: dict, timing: dict, state: Shi
     return await relay_converted_body(
         resp, out_headers, rec, timing,
         lambda b: convert.anthropic_to_openai_response(b, model, int(time.time())),
-        convert.anthropic_error_to_openai, _openai_tokens)
+        convert.anthropic_error_to_openai, lambda upstream, _converted: tokens_of_message(upstream))
 
 
-def _openai_tokens(message: dict) -> dict:
-    usage = message.get("usage") or {}
-    return {"in_tokens": usage.get("prompt_tokens"), "out_tokens": usage.get("completion_tokens")}
+def _max_tokens_answer(status: int, data: bytes, model: str) -> dict | None:
+    """Anthropic's answer to a request that hit max_tokens, for a provider that answered 400."""
+    if not convert.is_max_tokens_error(status, data):
+        return None
+    return convert.max_tokens_message(new_message_id(), model)
 
 
 def write_query(state: ShimState, session: Session, rec: dict, payload: dict, trace: dict,

@@ -3,15 +3,19 @@
 requests   request bodies, both directions
 from_bytes Anthropic → OpenAI requests read from the body's bytes (the shim's hot path)
 responses  whole responses, both directions (and the shared stop-reason/usage vocabularies)
-streams    SSE streams, both directions, fed chunk by chunk
+streams    SSE streams, both directions, fed chunk by chunk (streams_openai: Anthropic → OpenAI;
+           framing: the SSE reading and writing both share)
+ids        fresh message and tool-use ids, and provider tool-call ids carried reversibly
 errors     ConversionError and upstream error bodies, both directions
 tokens     a local estimate for count_tokens
 """
-from proxy.convert.errors import ConversionError, anthropic_error_to_openai, openai_error_to_anthropic
+from proxy.convert.errors import (ConversionError, anthropic_error_to_openai, inband_error_type,
+                                  is_max_tokens_error,
+                                  max_tokens_message, openai_error_to_anthropic)
 from proxy.convert.from_bytes import anthropic_body_to_openai
 from proxy.convert.requests import anthropic_to_openai_request, openai_to_anthropic_request
 from proxy.convert.responses import anthropic_to_openai_response, openai_to_anthropic_response
-from proxy.convert.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from proxy.convert.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream, message_events
 from proxy.convert.tokens import estimate_tokens
 
 __all__ = [
@@ -23,6 +27,10 @@ __all__ = [
     "anthropic_to_openai_request",
     "anthropic_to_openai_response",
     "estimate_tokens",
+    "inband_error_type",
+    "is_max_tokens_error",
+    "max_tokens_message",
+    "message_events",
     "openai_error_to_anthropic",
     "openai_to_anthropic_request",
     "openai_to_anthropic_response",

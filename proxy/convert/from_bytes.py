@@ -52,7 +52,8 @@ if msgspec is not None:
     _FIELDS = tuple(f for f in _Body.__struct_fields__ if f != "tools")
 
 
-def anthropic_body_to_openai(body: bytes, upstream_model: str) -> tuple[dict, bytes] | None:
+def anthropic_body_to_openai(body: bytes, upstream_model: str,
+                             tool_names: dict[str, str] | None = None) -> tuple[dict, bytes] | None:
     """(the OpenAI request, its bytes), or None when the exact path must decide.
 
     Raises ConversionError as anthropic_to_openai_request does. The dict holds each tool schema as
@@ -72,7 +73,7 @@ def anthropic_body_to_openai(body: bytes, upstream_model: str) -> tuple[dict, by
         payload["tools"] = [{"name": t.name, "description": t.description,
                              "input_schema": orjson.Fragment(bytes(t.input_schema))}
                             for t in parsed.tools if len(t.input_schema)]
-    out = anthropic_to_openai_request(payload, upstream_model)
+    out = anthropic_to_openai_request(payload, upstream_model, tool_names)
     try:
         return out, orjson.dumps(out)
     except TypeError:  # e.g. an integer past 64 bits: the exact path writes it with json

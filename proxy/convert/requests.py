@@ -18,9 +18,12 @@ blocks without a signature); consecutive turns of one role are merged, as Anthro
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 from proxy.convert.errors import ConversionError
+from proxy.convert.ids import anthropic_safe_id, provider_tool_id
 
 try:  # tool-call arguments in a tenth of json's time
     import orjson
@@ -28,6 +31,10 @@ except ImportError:  # pragma: no cover - a dependency; json writes the same tex
     orjson = None
 
 DEFAULT_MAX_TOKENS = 4096
+# OpenAI's rule for function names; longer names (MCP tools) and other characters are shortened
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOOL_NAME_KEEP = 55
+UNNAMED_TOOL = "unnamed_tool"
 LOW_EFFORT_BELOW = 4096
 MEDIUM_EFFORT_BELOW = 16384
 _JOIN = "\n\n"
@@ -92,8 +99,21 @@ def _image_part(block: dict) -> dict | None:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _tool_result_text(block: dict, field: str) -> str:
+def provider_tool_name(name: object) -> str:
+    """The tool name a provider is given: the client's when OpenAI's rule allows it, else a
+    shortened, cleaned one that stays unique (a hash of the original); never empty."""
+    if not isinstance(name, str) or not name:
+        return UNNAMED_TOOL
+    if TOOL_NAME.match(name):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:_TOOL_NAME_KEEP] + "_" + digest
+
+
+def _tool_result(block: dict, field: str) -> tuple[str, list[dict]]:
+    """(the text a `tool` message carries, the image parts that must follow it in a user turn)."""
     content = block.get("content")
+    images: list[dict] = []
     if isinstance(content, str):  # the usual shape: no blocks to build
         text = content
     else:
@@ -103,9 +123,14 @@ def _tool_result_text(block: dict, field: str) -> str:
             if kind == "text":
                 parts.append(inner.get("text", ""))
             elif kind == "image":
-                parts.append("[image]")
+                part = _image_part(inner)
+                if part is not None:
+                    images.append(part)
+                    parts.append("[image: attached in the next message]")
+                else:
+                    parts.append("[image]")
         text = _JOIN.join(parts)
-    return f"ERROR: {text}" if block.get("is_error") else text
+    return (f"ERROR: {text}" if block.get("is_error") else text), images
 
 
 def _simplify(parts: list[dict]) -> str | list[dict]:
@@ -120,7 +145,7 @@ def _simplify(parts: list[dict]) -> str | list[dict]:
 def _user_to_openai(content: object, i: int) -> list[dict]:
     if isinstance(content, str):  # one text block, simplified: the string itself
         return [{"role": "user", "content": content}]
-    tool_messages, parts = [], []
+    tool_messages, parts, images = [], [], []
     n = 0  # the index among the turn's blocks (those that are objects), as errors name it
     for block in _blocks(content, f"messages[{i}].content") if not isinstance(content, list) \
             else content:
@@ -130,14 +155,18 @@ def _user_to_openai(content: object, i: int) -> list[dict]:
         if kind == "text":
             parts.append({"type": "text", "text": block.get("text", "")})
         elif kind == "tool_result":
-            tool_messages.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""),
-                                  "content": _tool_result_text(
-                                      block, f"messages[{i}].content[{n}].content")})
+            text, shown = _tool_result(block, f"messages[{i}].content[{n}].content")
+            call_id = provider_tool_id(block.get("tool_use_id", ""))
+            tool_messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+            if shown:  # a tool message carries text only: its images follow in the user turn
+                images += [{"type": "text", "text": f"Image(s) returned by tool call {call_id}:"},
+                           *shown]
         elif kind == "image":
             part = _image_part(block)
             if part is not None:
                 parts.append(part)
         n += 1
+    parts = images + parts
     if parts:
         tool_messages.append({"role": "user", "content": _simplify(parts)})
     return tool_messages
@@ -155,8 +184,8 @@ def _assistant_to_openai(content: object, i: int) -> dict:
         if kind == "text":
             texts.append(block.get("text", ""))
         elif kind == "tool_use":
-            calls.append({"id": block.get("id", ""), "type": "function",
-                          "function": {"name": block.get("name", ""),
+            calls.append({"id": provider_tool_id(block.get("id", "")), "type": "function",
+                          "function": {"name": provider_tool_name(block.get("name")),
                                        "arguments": json_text(block.get("input") or {})}})
         elif kind == "thinking":
             thoughts.append(block.get("thinking", ""))
@@ -170,8 +199,10 @@ def _assistant_to_openai(content: object, i: int) -> dict:
 
 def _tool_choice_to_openai(choice: object) -> str | dict | None:
     kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "tool" and isinstance(choice.get("name"), str) and choice["name"]:
+        return {"type": "function", "function": {"name": provider_tool_name(choice["name"])}}
     if kind == "tool":
-        return {"type": "function", "function": {"name": choice.get("name", "")}}
+        return "required"
     return {"auto": "auto", "any": "required", "none": "none"}.get(kind)
 
 
@@ -189,14 +220,45 @@ def reasoning_effort(thinking: object) -> str | None:
     return "medium" if budget < MEDIUM_EFFORT_BELOW else "high"
 
 
-def anthropic_to_openai_request(body: dict, upstream_model: str) -> dict:
-    """An Anthropic Messages request as an OpenAI Chat Completions request for `upstream_model`."""
+def _with_system_text(turn_messages: list[dict], held: list[str]) -> list[dict]:
+    """A user turn's messages with system text from between the turns put into its user message
+    (after its `tool` messages, which must follow their assistant message directly)."""
+    text = _JOIN.join(held)
+    for n, message in enumerate(turn_messages):
+        if message["role"] == "user":
+            content = message["content"]
+            if isinstance(content, str):
+                message["content"] = text + _JOIN + content if content else text
+            else:
+                message["content"] = [{"type": "text", "text": text}, *content]
+            return turn_messages
+    return [*turn_messages, {"role": "user", "content": text}]
+
+
+def _append_text(message: dict, text: str) -> None:
+    content = message["content"]
+    if isinstance(content, str):
+        message["content"] = content + _JOIN + text if content else text
+    else:
+        message["content"] = [*content, {"type": "text", "text": text}]
+
+
+def anthropic_to_openai_request(body: dict, upstream_model: str,
+                                tool_names: dict[str, str] | None = None) -> dict:
+    """An Anthropic Messages request as an OpenAI Chat Completions request for `upstream_model`.
+
+    Tool names OpenAI's rule refuses are shortened (`provider_tool_name`); when `tool_names` is
+    given, it receives {name sent: the client's name} for each, to restore them in the answer.
+    System messages between turns (Claude Code 2.1 sends them; vLLM and Hugging Face chat templates
+    refuse a `system` message anywhere but first) join the leading system message while no turn
+    came before them, the user message right before them, else the next user message."""
     messages = _messages(body)
     out: dict = {"model": upstream_model, "messages": []}
     system = _texts(body.get("system"), "system")
     if system:
         out["messages"].append({"role": "system", "content": system})
     turns = out["messages"]
+    held: list[str] = []  # system text from between the turns, for the next user message
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise ConversionError(f"messages[{i}]", "expected an object")
@@ -204,14 +266,26 @@ def anthropic_to_openai_request(body: dict, upstream_model: str) -> dict:
         if role == "assistant":
             turns.append(_assistant_to_openai(message.get("content"), i))
         elif role == "user":
-            turns.extend(_user_to_openai(message.get("content"), i))
+            converted = _user_to_openai(message.get("content"), i)
+            turns.extend(_with_system_text(converted, held) if held else converted)
+            held = []
         elif role == "system":
-            # Claude Code (2.1.x) puts system messages between turns; OpenAI has the same role
             text = _texts(message.get("content"), f"messages[{i}].content")
-            if text:
-                turns.append({"role": "system", "content": text})
+            if not text:
+                continue
+            if all(turn["role"] == "system" for turn in turns):  # nothing else yet: it leads
+                if turns:
+                    turns[0]["content"] += _JOIN + text
+                else:
+                    turns.append({"role": "system", "content": text})
+            elif turns[-1]["role"] == "user" and not held:  # right after a user turn: part of it
+                _append_text(turns[-1], text)
+            else:
+                held.append(text)
         else:
             raise ConversionError(f"messages[{i}].role", f"unknown role {role!r}")
+    if held:
+        turns.append({"role": "user", "content": _JOIN.join(held)})
     _copy(body, out, (("max_tokens", "max_tokens"), ("temperature", "temperature"),
                       ("top_p", "top_p"), ("stop_sequences", "stop")))
     user = (body.get("metadata") or {}).get("user_id")
@@ -220,10 +294,18 @@ def anthropic_to_openai_request(body: dict, upstream_model: str) -> dict:
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    tools = [{"type": "function", "function": {
-        "name": t.get("name", ""), "description": t.get("description", ""),
-        "parameters": t["input_schema"]}}
-        for t in body.get("tools") or [] if isinstance(t, dict) and "input_schema" in t]
+    tools = []
+    for t in body.get("tools") or []:
+        if not isinstance(t, dict) or "input_schema" not in t:
+            continue
+        name = t.get("name")
+        if not isinstance(name, str) or not name:  # a nameless tool cannot be called: not sent
+            continue
+        sent = provider_tool_name(name)
+        if sent != name and tool_names is not None:
+            tool_names[sent] = name
+        tools.append({"type": "function", "function": {
+            "name": sent, "description": t.get("description", ""), "parameters": t["input_schema"]}})
     if tools:
         out["tools"] = tools
     choice = body.get("tool_choice")
@@ -277,7 +359,8 @@ def _assistant_to_anthropic(message: dict, field: str) -> list[dict]:
     blocks = _parts_to_anthropic(message.get("content"), field)
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""),
+        blocks.append({"type": "tool_use", "id": anthropic_safe_id(call.get("id")),
+                       "name": function.get("name", ""),
                        "input": parse_arguments(function.get("arguments"))})
     return blocks
 
@@ -315,7 +398,8 @@ def openai_to_anthropic_request(body: dict, upstream_model: str) -> dict:
         elif role == "assistant":
             _append(turns, "assistant", _assistant_to_anthropic(message, field))
         elif role == "tool":
-            _append(turns, "user", [{"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""),
+            _append(turns, "user", [{"type": "tool_result",
+                                     "tool_use_id": anthropic_safe_id(message.get("tool_call_id")),
                                      "content": _texts(message.get("content"), field)}])
         else:
             raise ConversionError(f"messages[{i}].role", f"unknown role {role!r}")

@@ -3,22 +3,36 @@
 Also owns the small vocabularies both the response and the stream converters share: stop reasons,
 usage counters and message ids.
 
-- OpenAI `finish_reason` → Anthropic `stop_reason`: stop → end_turn, length → max_tokens,
-  tool_calls / function_call → tool_use (also when a provider says `stop` but did call tools),
-  content_filter → refusal. A matched stop string cannot be told apart from a natural end, so
-  `stop_sequence` is never produced.
-- Anthropic content order is thinking (from `reasoning_content`, signature ""), text, tool_use.
-- Anthropic → OpenAI: `prompt_tokens` counts all input (plain + cache read + cache creation), and
-  `prompt_tokens_details.cached_tokens` the cache reads.
+- OpenAI `finish_reason` → Anthropic `stop_reason`: stop/eos → end_turn, length → max_tokens,
+  tool_calls / function_call / tool_use → tool_use (also when a provider says `stop` but did call
+  tools), content_filter / sensitive (Z.AI) → refusal, as does a `refusal` text. A vLLM
+  `stop_reason` naming one of the request's stop sequences gives `stop_sequence`; other providers
+  cannot tell a matched stop string from a natural end.
+- Anthropic content order is thinking (from `reasoning_content`, signature ""), text, tool_use; a
+  text or thinking that is only whitespace gives no block (Anthropic rejects such a block replayed).
+- Ids: a fresh message id per answer, one valid unique tool-use id per call (`proxy.convert.ids`);
+  tool names the provider was given in a shortened form are restored (`tool_names`).
+- Usage: OpenAI's `prompt_tokens` includes cached tokens, Anthropic's `input_tokens` does not:
+  `input_tokens = prompt_tokens − cached`, `cache_read_input_tokens = cached`, where cached is
+  `prompt_tokens_details.cached_tokens` (OpenAI, Z.AI, OpenRouter), `input_tokens_details.
+  cached_tokens` (Responses-style names), `prompt_cache_hit_tokens` (DeepSeek) or `cached_tokens`
+  (Moonshot). Anthropic → OpenAI: `prompt_tokens` counts all input (plain + cache read + cache
+  creation), and `prompt_tokens_details.cached_tokens` the cache reads.
 """
 from __future__ import annotations
 
 
 from proxy.convert.errors import ConversionError
+from proxy.convert.ids import ToolIds, new_message_id
 from proxy.convert.requests import json_text, parse_arguments
 
-_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                 "function_call": "tool_use", "content_filter": "refusal"}
+_STOP_REASONS = {"stop": "end_turn", "eos": "end_turn", "end_turn": "end_turn",
+                 "length": "max_tokens", "max_tokens": "max_tokens",
+                 "tool_calls": "tool_use", "function_call": "tool_use", "tool_use": "tool_use",
+                 "content_filter": "refusal", "sensitive": "refusal", "refusal": "refusal"}
+_KEEPS_ITS_REASON = frozenset({"length", "max_tokens", "content_filter", "sensitive", "refusal"})
+USAGE_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+              "cache_read_input_tokens")
 _FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
                    "max_tokens": "length", "model_context_window_exceeded": "length",
                    "tool_use": "tool_calls", "refusal": "content_filter"}
@@ -26,7 +40,9 @@ _FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "s
 
 def stop_reason(finish_reason: str | None, called_tools: bool = False) -> str:
     """The Anthropic `stop_reason` for an OpenAI `finish_reason`."""
-    if called_tools and finish_reason in (None, "stop"):
+    if not isinstance(finish_reason, str):
+        finish_reason = None
+    if called_tools and finish_reason not in _KEEPS_ITS_REASON:
         return "tool_use"
     return _STOP_REASONS.get(finish_reason or "stop", "end_turn")
 
@@ -36,14 +52,49 @@ def finish_reason(stop: str | None) -> str:
     return _FINISH_REASONS.get(stop or "end_turn", "stop")
 
 
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def anthropic_usage(usage: object) -> dict:
-    """Anthropic `usage` from an OpenAI `usage` object (missing counters are 0)."""
+    """Anthropic `usage` from an OpenAI `usage` object (see the module doc; missing counters are 0)."""
     usage = usage if isinstance(usage, dict) else {}
-    details = usage.get("prompt_tokens_details") or {}
-    return {"input_tokens": usage.get("prompt_tokens") or 0,
-            "output_tokens": usage.get("completion_tokens") or 0,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": details.get("cached_tokens") or 0}
+    if "prompt_tokens" not in usage and "cache_read_input_tokens" in usage:  # already Anthropic's
+        return {key: _count(usage.get(key)) for key in USAGE_KEYS}
+    prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
+    completion = _count(usage.get("completion_tokens", usage.get("output_tokens")))
+    cached = 0
+    for details in ("prompt_tokens_details", "input_tokens_details"):
+        inner = usage.get(details)
+        if isinstance(inner, dict) and _count(inner.get("cached_tokens")):
+            cached = _count(inner["cached_tokens"])
+            break
+    else:
+        cached = _count(usage.get("prompt_cache_hit_tokens")) or _count(usage.get("cached_tokens"))
+    cached = min(cached, prompt)
+    return {"input_tokens": prompt - cached, "output_tokens": completion,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+
+
+def usage_of(obj: dict) -> dict | None:
+    """The usage object a chunk or body carries (also Groq's `x_groq.usage`), or None."""
+    usage = obj.get("usage")
+    if isinstance(usage, dict) and usage:
+        return usage
+    extra = obj.get("x_groq")
+    if isinstance(extra, dict) and isinstance(extra.get("usage"), dict):
+        return extra["usage"]
+    return None
+
+
+def matched_stop(choice: dict, stop_sequences: object) -> str | None:
+    """The request's stop sequence a vLLM-style `choices[].stop_reason` names, if any."""
+    matched = choice.get("stop_reason")
+    if not isinstance(matched, str) or not matched:
+        return None
+    if isinstance(stop_sequences, str):
+        stop_sequences = [stop_sequences]
+    return matched if isinstance(stop_sequences, list) and matched in stop_sequences else None
 
 
 def openai_usage(usage: object) -> dict:
@@ -54,15 +105,6 @@ def openai_usage(usage: object) -> dict:
     completion = usage.get("output_tokens") or 0
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}
-
-
-def message_id(openai_id: object) -> str:
-    """An Anthropic `msg_…` id derived from an OpenAI completion id."""
-    raw = str(openai_id or "")
-    for prefix in ("chatcmpl-", "msg_"):
-        if raw.startswith(prefix):
-            raw = raw[len(prefix):]
-    return f"msg_{raw or 'converted'}"
 
 
 def completion_id(anthropic_id: object) -> str:
@@ -77,14 +119,17 @@ def reasoning_text(message: dict) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _content_text(content: object) -> str:
+def content_text(content: object) -> str:
+    """The text of a message's or delta's `content`: a string, or its text parts joined."""
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return "".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"
+                       and isinstance(p.get("text"), str))
     return content if isinstance(content, str) else ""
 
 
-def openai_to_anthropic_response(body: dict, model: str) -> dict:
-    """A Chat Completions response as an Anthropic Message answered by `model`."""
+def openai_to_anthropic_response(body: dict, model: str, stop_sequences: object = None,
+                                 tool_names: dict[str, str] | None = None) -> dict:
+    """A Chat Completions response as an Anthropic Message answered by `model` (see the module doc)."""
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise ConversionError("choices", "expected a non-empty list")
@@ -93,24 +138,32 @@ def openai_to_anthropic_response(body: dict, model: str) -> dict:
         raise ConversionError("choices[0].message", "expected an object")
     content: list[dict] = []
     thinking = reasoning_text(message)
-    if thinking:
+    if thinking.strip():
         content.append({"type": "thinking", "thinking": thinking, "signature": ""})
-    text = _content_text(message.get("content")) or (message.get("refusal") or "")
-    if text:
+    refusal = message.get("refusal") if isinstance(message.get("refusal"), str) else ""
+    text = content_text(message.get("content")) + refusal
+    if text.strip():
         content.append({"type": "text", "text": text})
-    calls = list(message.get("tool_calls") or [])
+    calls = [c for c in message.get("tool_calls") or [] if isinstance(c, dict)] \
+        if isinstance(message.get("tool_calls"), list) else []
     if isinstance(message.get("function_call"), dict):
         calls.append({"id": "", "function": message["function_call"]})
-    for n, call in enumerate(calls):
-        function = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or f"toolu_{n}",
-                        "name": function.get("name", ""), "input": parse_arguments(function.get("arguments"))})
-    stop = stop_reason(choices[0].get("finish_reason"), called_tools=bool(calls))
-    if message.get("refusal") and not calls:
+    ids, names = ToolIds(), tool_names or {}
+    for call in calls:
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        name = function.get("name") if isinstance(function.get("name"), str) else ""
+        content.append({"type": "tool_use", "id": ids.anthropic_id(call.get("id")),
+                        "name": names.get(name, name), "input": parse_arguments(function.get("arguments"))})
+    stop_sequence = None if calls else matched_stop(choices[0], stop_sequences)
+    if stop_sequence:
+        stop = "stop_sequence"
+    elif refusal and not calls:
         stop = "refusal"
-    return {"id": message_id(body.get("id")), "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_reason": stop, "stop_sequence": None,
-            "usage": anthropic_usage(body.get("usage"))}
+    else:
+        stop = stop_reason(choices[0].get("finish_reason"), called_tools=bool(calls))
+    return {"id": new_message_id(), "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": stop, "stop_sequence": stop_sequence,
+            "usage": anthropic_usage(usage_of(body))}
 
 
 def anthropic_to_openai_response(body: dict, model: str, created: int = 0) -> dict:

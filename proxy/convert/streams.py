@@ -1,128 +1,100 @@
 """Streamed answers translated chunk by chunk between OpenAI and Anthropic server-sent events.
 
-Both converters take raw upstream bytes in any chunking (`feed()`), return the bytes to relay now,
-and are closed by `finish()` when the upstream body ends, normally or not. A stream always ends
-cleanly: either with its protocol's normal ending, or with an error event after every open block
-is closed. Neither does any I/O.
+`OpenAIToAnthropicStream` (here) and `AnthropicToOpenAIStream` (`streams_openai`) take raw upstream
+bytes in any chunking (`feed()`), return the bytes to relay now, and are closed by `finish()` when
+the upstream body ends, normally or not (`framing.Converter`). A stream always ends cleanly: with its
+protocol's normal ending, or with an error event after every open block is closed. No I/O.
+`message_events()` writes a whole Anthropic message as the stream that would have carried it (a
+provider that answered JSON to a streaming request).
 
-OpenAI → Anthropic ordering: an Anthropic content block must be started, receive its deltas and be
-stopped before the next one starts, while OpenAI may interleave parallel tool calls (keyed by
-`index`). The open block stays open while its tool arguments are not yet a complete JSON value;
-fragments for any other block meanwhile wait in `_pending` (in arrival order) and are sent when the
-open block can close, or at the end. No fragment is dropped and no delta names an unstarted block.
-Usage may arrive in a last chunk with no choices, so `message_delta` waits for `[DONE]`/`finish()`.
+OpenAI → Anthropic, what real providers send and what the client gets:
+- Ordering: an Anthropic content block must be started, fed and stopped before the next one starts,
+  while OpenAI may interleave parallel tool calls. The open block stays open while its tool arguments
+  are not yet a complete JSON value; fragments for any other block meanwhile wait in `_pending` (in
+  arrival order) and are sent when the open block can close, or at the end. No fragment is dropped.
+- Which call a fragment belongs to: its `index` when it has one, else its `id`, else the latest call.
+  A fragment starts a new call when it brings an `id` other than the call's at that index (providers
+  that reuse one index for every call), or a `name` while the call there already has a name and
+  complete arguments (reused index, no ids). A call's block starts once its name is known.
+- Ids: a fresh message id per answer and one unique, valid tool-use id per call (`proxy.convert.ids`).
+- Text: `content` and `refusal` deltas (a refusal ends as `stop_reason: "refusal"`); whitespace-only
+  text or reasoning opens no block (it is held, and sent with the first piece that is not
+  whitespace), since a replayed whitespace-only block is rejected.
+- Usage may come in any chunk (the last one seen wins, including Groq's `x_groq.usage` and
+  Moonshot's inside `choices[0]`), so
+  `message_delta` waits for `[DONE]`/`finish()`; counters follow `responses.anthropic_usage`.
+- An in-band error (an `error` object, or `finish_reason: "error"`) ends the stream with an
+  Anthropic `error` event, typed by the HTTP status it carries (`errors.inband_error`).
 """
 from __future__ import annotations
 
 import json
 
-from proxy.convert.requests import parse_arguments
-from proxy.convert.responses import (anthropic_usage, completion_id, finish_reason, message_id,
-                                     openai_usage, reasoning_text, stop_reason)
+from proxy.convert.errors import inband_error
+from proxy.convert.framing import INCOMPLETE, Converter, SseReader, loads_object, sse  # noqa: F401
+from proxy.convert.ids import ToolIds, new_message_id
+from proxy.convert.requests import json_text, parse_arguments
+from proxy.convert.responses import (USAGE_KEYS, anthropic_usage, content_text, matched_stop,
+                                     reasoning_text, stop_reason, usage_of)
+from proxy.convert.streams_openai import AnthropicToOpenAIStream  # noqa: F401 (re-exported)
 
-INCOMPLETE = "upstream stream ended before the answer was complete"
-
-
-class _SseReader:
-    """Splits SSE bytes into (event name, data) pairs; keeps a partial line for the next chunk."""
-
-    def __init__(self) -> None:
-        self._tail = b""
-        self._event = ""
-        self._data: list[str] = []
-
-    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
-        lines = (self._tail + chunk).split(b"\n")
-        self._tail = lines.pop()
-        out = []
-        for raw in lines:
-            line = raw.rstrip(b"\r").decode("utf-8", "replace")
-            if not line:
-                if self._data:
-                    out.append((self._event, "\n".join(self._data)))
-                self._event, self._data = "", []
-            elif line.startswith("data:"):
-                self._data.append(line[5:].lstrip(" "))
-            elif line.startswith("event:"):
-                self._event = line[6:].strip()
-        return out
-
-
-def _sse(name: str | None, obj: object) -> bytes:
-    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    head = f"event: {name}\n" if name else ""
-    return f"{head}data: {data}\n\n".encode()
-
-
-def _loads(data: str) -> dict | None:
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
+_TEXT, _THINKING = "text", "thinking"
 
 
 class _Tool:
-    __slots__ = ("id", "name", "args", "sent", "closed", "late")
+    __slots__ = ("key", "pid", "name", "args", "sent", "closed", "late", "started", "by_name")
 
-    def __init__(self) -> None:
-        self.id, self.name, self.args, self.late = "", "", "", ""
+    def __init__(self, key: str, pid: str, name: str, by_name: bool) -> None:
+        self.key, self.pid, self.name = key, pid, name
+        self.args, self.late = "", ""
         self.sent = 0
-        self.closed = False
+        self.closed = self.started = False
+        self.by_name = by_name  # told apart from the call before it by its name alone
+
+    def complete(self) -> bool:
+        """Whether the arguments so far are a whole JSON value."""
+        try:
+            json.loads(self.args)
+        except ValueError:
+            return False
+        return True
 
 
-class _Converter:
-    """What both directions share: SSE framing in, queued bytes out, and the one way to finish.
-
-    A subclass provides `_data(data)`, `_answer_finished()`, `_end()` and `_fail(message, error_type)`.
-    """
-
-    def __init__(self) -> None:
-        self.complete = False
-        self.error: str | None = None
-        self._reader = _SseReader()
-        self._out: list[bytes] = []
-        self._ended = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Bytes to send to the client for this piece of the upstream body (may be b"")."""
-        for _, data in self._reader.feed(chunk):
-            if self._ended:
-                break
-            self._data(data)
-        return self._take()
-
-    def finish(self, error: str | None = None) -> bytes:
-        """Close the stream: the normal ending if the answer was finished, else an error event."""
-        if not self._ended:
-            self.feed(b"\n\n")
-            if error is None and self._answer_finished():
-                self._end()
-            elif not self._ended:
-                self._fail(error or INCOMPLETE)
-        return self._take()
-
-    def _take(self) -> bytes:
-        out, self._out = b"".join(self._out), []
-        return out
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
-class OpenAIToAnthropicStream(_Converter):
-    """OpenAI `chat.completion.chunk` SSE in, Anthropic Messages SSE out."""
+class OpenAIToAnthropicStream(Converter):
+    """OpenAI `chat.completion.chunk` SSE in, Anthropic Messages SSE out.
 
-    def __init__(self, model: str) -> None:
+    `stop_sequences` are the request's (a vLLM `stop_reason` naming one becomes `stop_sequence`);
+    `tool_names` maps the names the provider was given back to the client's (see
+    `requests.provider_tool_name`)."""
+
+    def __init__(self, model: str, stop_sequences: object = None,
+                 tool_names: dict[str, str] | None = None) -> None:
         super().__init__()
         self.model = model
         self.stop_reason: str | None = None
+        self.stop_sequence: str | None = None
         self.usage = anthropic_usage(None)
         self.events = 0
-        self._id = message_id(None)
+        self._stops = stop_sequences
+        self._names = tool_names or {}
+        self._id = new_message_id()
+        self._ids = ToolIds()
         self._started = False
         self._finish: str | None = None
+        self._matched: str | None = None
+        self._refused = False
         self._blocks: list[dict] = []
         self._open: str | None = None
         self._pending: dict[str, str] = {}
+        self._held: dict[str, str] = {}
         self._tools: dict[str, _Tool] = {}
+        self._at_index: dict[int, _Tool] = {}
+        self._by_id: dict[str, _Tool] = {}
+        self._last: _Tool | None = None
 
     @property
     def message(self) -> dict:
@@ -135,54 +107,102 @@ class OpenAIToAnthropicStream(_Converter):
                          "input": parse_arguments(tool.args + tool.late)}
             content.append(dict(block))
         return {"id": self._id, "type": "message", "role": "assistant", "model": self.model,
-                "content": content, "stop_reason": self.stop_reason, "stop_sequence": None,
-                "usage": dict(self.usage)}
+                "content": content, "stop_reason": self.stop_reason,
+                "stop_sequence": self.stop_sequence, "usage": dict(self.usage)}
 
     # -- upstream chunks ------------------------------------------------------------------------
     def _data(self, data: str) -> None:
         if data.strip() == "[DONE]":
             self._end()
-        elif (obj := _loads(data)) is not None:
+        elif (obj := loads_object(data)) is not None:
             self._chunk(obj)
 
     def _answer_finished(self) -> bool:
         return self._finish is not None
 
     def _chunk(self, obj: dict) -> None:
-        if obj.get("error") and not obj.get("choices"):
-            error = obj["error"]
-            self._fail(error.get("message") if isinstance(error, dict) else str(error))
+        error = obj.get("error")
+        if error:
+            self._start_message()
+            self._fail(*inband_error(error))
             return
-        if not self._started:
-            self._id = message_id(obj.get("id"))
-        if obj.get("usage"):
-            self.usage = anthropic_usage(obj["usage"])
+        usage = usage_of(obj)
+        if usage is not None:
+            self.usage = anthropic_usage(usage)
         self._start_message()
-        for choice in obj.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+        choices = obj.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict) or choice.get("index", 0) not in (0, None):
                 continue
-            delta = choice.get("delta") or {}
+            if isinstance(choice.get("usage"), dict) and choice["usage"]:  # Moonshot streams it here
+                self.usage = anthropic_usage(choice["usage"])
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                delta = choice.get("message") if isinstance(choice.get("message"), dict) else {}
             if reasoning := reasoning_text(delta):
-                self._route("thinking", reasoning)
-            if isinstance(delta.get("content"), str) and delta["content"]:
-                self._route("text", delta["content"])
-            for n, call in enumerate(delta.get("tool_calls") or []):
-                self._tool_fragment(n, call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
+                self._piece(_THINKING, reasoning)
+            if text := content_text(delta.get("content")):
+                self._piece(_TEXT, text)
+            if refusal := _str(delta.get("refusal")):
+                self._refused = True
+                self._piece(_TEXT, refusal)
+            calls = delta.get("tool_calls")
+            if isinstance(delta.get("function_call"), dict):  # the pre-tools shape: one call
+                calls = [{"index": 0, "function": delta["function_call"]}]
+            for n, call in enumerate(calls if isinstance(calls, list) else ()):
+                if isinstance(call, dict):
+                    self._tool_fragment(n, call)
+            finish = choice.get("finish_reason")
+            if finish == "error":
+                self._fail("upstream reported an error (finish_reason: error)")
+                return
+            if isinstance(finish, str) and finish:
+                self._finish = finish
+                self._matched = matched_stop(choice, self._stops) or self._matched
+
+    def _piece(self, kind: str, piece: str) -> None:
+        """Text or reasoning: whitespace alone opens no block; it waits for the next real piece."""
+        if self._open != kind and kind not in self._pending:
+            if not piece.strip():
+                self._held[kind] = self._held.get(kind, "") + piece
+                return
+            piece = self._held.pop(kind, "") + piece
+        self._route(kind, piece)
 
     def _tool_fragment(self, position: int, call: dict) -> None:
-        key = f"tool:{call.get('index', position)}"
-        tool = self._tools.setdefault(key, _Tool())
-        function = call.get("function") or {}
-        tool.id = tool.id or call.get("id") or ""
-        tool.name = tool.name or function.get("name") or ""
-        args = function.get("arguments") or ""
+        index = call.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            index = None
+        pid = _str(call.get("id"))
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        name = _str(function.get("name"))
+        args = function.get("arguments")
+        args = args if isinstance(args, str) else json_text(args) if isinstance(args, dict) else ""
+        if index is not None:
+            tool = self._at_index.get(index)
+        elif pid:
+            tool = self._by_id.get(pid)
+        else:
+            tool = self._last if self._last is not None else self._at_index.get(position)
+        by_name = tool is not None and not (pid and tool.pid and pid != tool.pid) \
+            and bool(name and tool.name) and tool.complete()
+        if tool is None or by_name or (pid and tool.pid and pid != tool.pid):
+            tool = _Tool(f"tool:{len(self._tools)}", pid, name, by_name)
+            self._tools[tool.key] = tool
+        tool.pid = tool.pid or pid
+        tool.name = tool.name or name
+        self._at_index[position if index is None else index] = tool
+        if tool.pid:
+            self._by_id[tool.pid] = tool
+        self._last = tool
         if tool.closed:
             tool.late += args  # after a complete JSON value: kept in .message, cannot be streamed
             return
         tool.args += args
-        self._route(key, "")
+        # (a name repeated in an empty trailing fragment is not a call: such a call waits for
+        # its arguments before its block starts, and is dropped at the end without any)
+        if tool.name and (tool.args or not tool.by_name):
+            self._route(tool.key, "")
 
     # -- block ordering -------------------------------------------------------------------------
     def _route(self, key: str, piece: str) -> None:
@@ -199,23 +219,20 @@ class OpenAIToAnthropicStream(_Converter):
     def _closable(self) -> bool:
         if self._open is None or not self._open.startswith("tool:"):
             return True
-        try:
-            json.loads(self._tools[self._open].args)
-        except ValueError:
-            return False
-        return True
+        return self._tools[self._open].complete()
 
     def _switch(self, key: str, piece: str) -> None:
         self._close_block()
         index = len(self._blocks)
-        if key == "thinking":
+        if key == _THINKING:
             block = {"type": "thinking", "thinking": "", "signature": ""}
-        elif key == "text":
+        elif key == _TEXT:
             block = {"type": "text", "text": ""}
         else:
             tool = self._tools[key]
-            block = {"type": "tool_use", "id": tool.id or f"toolu_{self._id[4:]}_{index}",
-                     "name": tool.name, "input": {}}
+            tool.started = True
+            block = {"type": "tool_use", "id": self._ids.anthropic_id(tool.pid),
+                     "name": self._names.get(tool.name, tool.name), "input": {}}
         self._emit("content_block_start", {"type": "content_block_start", "index": index,
                                            "content_block": block})
         self._blocks.append({**block, "key": key} if key.startswith("tool:") else block)
@@ -228,7 +245,7 @@ class OpenAIToAnthropicStream(_Converter):
             tool = self._tools[key]
             piece, tool.sent = tool.args[tool.sent:], len(tool.args)
             delta = {"type": "input_json_delta", "partial_json": piece}
-        elif key == "thinking":
+        elif key == _THINKING:
             block["thinking"] += piece
             delta = {"type": "thinking_delta", "thinking": piece}
         else:
@@ -250,24 +267,37 @@ class OpenAIToAnthropicStream(_Converter):
         if self._started:
             return
         self._started = True
+        usage = {key: self.usage[key] for key in USAGE_KEYS}
+        usage["output_tokens"] = 0
         self._emit("message_start", {"type": "message_start", "message": {
             "id": self._id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-            "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": self.usage["input_tokens"], "output_tokens": 0}}})
+            "stop_reason": None, "stop_sequence": None, "usage": usage}})
         self._emit("ping", {"type": "ping"})
 
     def _end(self) -> None:
         self._start_message()
+        for tool in list(self._tools.values()):  # a call whose name never came still gets a block
+            if tool.started or tool.key in self._pending or self._open == tool.key:
+                continue
+            if tool.by_name and not tool.args:
+                del self._tools[tool.key]
+            else:
+                self._pending[tool.key] = ""
         while self._pending:
             key = next(iter(self._pending))
             self._switch(key, self._pending.pop(key))
         self._close_block()
-        self.stop_reason = stop_reason(self._finish, called_tools=bool(self._tools))
-        usage = {"input_tokens": self.usage["input_tokens"], "output_tokens": self.usage["output_tokens"]}
-        if self.usage["cache_read_input_tokens"]:
-            usage["cache_read_input_tokens"] = self.usage["cache_read_input_tokens"]
-        self._emit("message_delta", {"type": "message_delta", "usage": usage,
-                                     "delta": {"stop_reason": self.stop_reason, "stop_sequence": None}})
+        called = bool(self._tools)
+        if self._matched and not called:
+            self.stop_reason, self.stop_sequence = "stop_sequence", self._matched
+        elif self._refused and not called:
+            self.stop_reason = "refusal"
+        else:
+            self.stop_reason = stop_reason(self._finish, called_tools=called)
+        self._emit("message_delta", {"type": "message_delta",
+                                     "usage": {key: self.usage[key] for key in USAGE_KEYS},
+                                     "delta": {"stop_reason": self.stop_reason,
+                                               "stop_sequence": self.stop_sequence}})
         self._emit("message_stop", {"type": "message_stop"})
         self.complete = self._ended = True
 
@@ -280,92 +310,41 @@ class OpenAIToAnthropicStream(_Converter):
 
     def _emit(self, name: str, obj: dict) -> None:
         self.events += 1
-        self._out.append(_sse(name, obj))
+        self._out.append(sse(name, obj))
 
 
-class AnthropicToOpenAIStream(_Converter):
-    """Anthropic Messages SSE in, OpenAI `chat.completion.chunk` SSE out (ending `data: [DONE]`).
-
-    `.usage` is kept in Anthropic terms (`input_tokens`, `output_tokens`, cache counters).
-    """
-
-    def __init__(self, model: str, created: int = 0) -> None:
-        super().__init__()
-        self.model = model
-        self.created = created
-        self.usage = {"input_tokens": 0, "output_tokens": 0,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-        self._id = completion_id(None)
-        self._started = False
-        self._stop: str | None = None
-        self._tool_index: dict[int, int] = {}
-
-    def _data(self, data: str) -> None:
-        if (obj := _loads(data)) is not None:
-            self._event(obj)
-
-    def _answer_finished(self) -> bool:
-        return self._stop is not None
-
-    def _event(self, obj: dict) -> None:
-        kind = obj.get("type")
-        if kind == "message_start":
-            message = obj.get("message") or {}
-            self._id = completion_id(message.get("id"))
-            self._usage(message.get("usage"))
-            self._started = True
-            self._chunk({"role": "assistant", "content": ""})
-        elif kind == "content_block_start":
-            block = obj.get("content_block") or {}
-            if block.get("type") == "tool_use":
-                position = self._tool_index.setdefault(obj.get("index", 0), len(self._tool_index))
-                self._chunk({"tool_calls": [{"index": position, "id": block.get("id", ""), "type": "function",
-                                             "function": {"name": block.get("name", ""), "arguments": ""}}]})
-        elif kind == "content_block_delta":
-            self._block_delta(obj.get("index", 0), obj.get("delta") or {})
-        elif kind == "message_delta":
-            self._stop = (obj.get("delta") or {}).get("stop_reason") or self._stop or "end_turn"
-            self._usage(obj.get("usage"))
-        elif kind == "message_stop":
-            self._end()
-        elif kind == "error":
-            error = obj.get("error") or {}
-            self._fail(error.get("message", "upstream error"), error.get("type", "api_error"))
-
-    def _block_delta(self, index: int, delta: dict) -> None:
-        kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            self._chunk({"content": delta["text"]})
-        elif kind == "thinking_delta" and delta.get("thinking"):
-            self._chunk({"reasoning_content": delta["thinking"]})
-        elif kind == "input_json_delta" and delta.get("partial_json") and index in self._tool_index:
-            self._chunk({"tool_calls": [{"index": self._tool_index[index],
-                                         "function": {"arguments": delta["partial_json"]}}]})
-
-    def _usage(self, usage: object) -> None:
-        for key, value in (usage or {}).items() if isinstance(usage, dict) else ():
-            if key in self.usage and isinstance(value, int):
-                self.usage[key] = value
-
-    def _chunk(self, delta: dict, finish: str | None = None, usage: dict | None = None) -> None:
-        obj: dict = {"id": self._id, "object": "chat.completion.chunk", "created": self.created,
-                     "model": self.model,
-                     "choices": [] if usage else [{"index": 0, "delta": delta, "logprobs": None,
-                                                   "finish_reason": finish}]}
-        if usage:
-            obj["usage"] = usage
-        self._out.append(_sse(None, obj))
-
-    def _end(self) -> None:
-        self._chunk({}, finish=finish_reason(self._stop))
-        if self._started:
-            self._chunk({}, usage=openai_usage(self.usage))
-        self._out.append(_sse(None, "[DONE]"))
-        self.complete = self._ended = True
-
-    def _fail(self, message: str, error_type: str = "api_error") -> None:
-        self.error = message
-        self._out.append(_sse(None, {"error": {"message": message, "type": error_type,
-                                               "param": None, "code": None}}))
-        self._out.append(_sse(None, "[DONE]"))
-        self._ended = True
+def message_events(message: dict) -> bytes:
+    """A whole Anthropic message as the SSE stream that carries it (message_start … message_stop)."""
+    usage = message.get("usage") or {}
+    start_usage = {key: usage.get(key) or 0 for key in USAGE_KEYS}
+    start_usage["output_tokens"] = 0
+    out = [sse("message_start", {"type": "message_start", "message": {
+        **{k: v for k, v in message.items() if k not in ("content", "usage")}, "content": [],
+        "stop_reason": None, "stop_sequence": None, "usage": start_usage}}),
+        sse("ping", {"type": "ping"})]
+    for index, block in enumerate(message.get("content") or []):
+        kind = block.get("type")
+        if kind == "tool_use":
+            start = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": json_text(block.get("input") or {})}]
+        elif kind == "thinking":
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": block.get("thinking", "")}]
+            if block.get("signature"):
+                deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        elif kind == "text":
+            start = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": block.get("text", "")}]
+        else:  # a block with no delta form: sent whole in its start
+            start, deltas = block, []
+        out.append(sse("content_block_start", {"type": "content_block_start", "index": index,
+                                               "content_block": start}))
+        out += [sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+                for d in deltas]
+        out.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    out.append(sse("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": message.get("stop_reason"),
+                                               "stop_sequence": message.get("stop_sequence")},
+                                     "usage": {key: usage.get(key) or 0 for key in USAGE_KEYS}}))
+    out.append(sse("message_stop", {"type": "message_stop"}))
+    return b"".join(out)

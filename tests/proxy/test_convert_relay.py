@@ -87,14 +87,14 @@ def test_body_and_error_conversion():
     async def handler(request):
         return await relay_converted_body(Fake(200, [ok]), [], rec, timing,
                                           lambda b: openai_to_anthropic_response(b, "m"),
-                                          openai_error_to_anthropic, lambda m: {"in_tokens": 3})
+                                          openai_error_to_anthropic, lambda _up, m: {"in_tokens": 3})
 
     status, body = _serve(handler)
     assert status == 200 and json.loads(body)["content"][0]["text"] == "hi" and rec["in_tokens"] == 3
 
     async def failing(request):
         return await relay_converted_body(Fake(429, [b'{"error":{"message":"slow down"}}']), [], rec, timing,
-                                          lambda b: b, openai_error_to_anthropic, lambda m: {})
+                                          lambda b: b, openai_error_to_anthropic, lambda _up, m: {})
 
     status, body = _serve(failing)
     assert status == 429 and json.loads(body)["error"] == {"type": "rate_limit_error", "message": "slow down"}

@@ -10,7 +10,8 @@ from anthropic.types import Message
 from openai.types.chat import ChatCompletion
 
 from proxy.convert import ConversionError, anthropic_to_openai_response, openai_to_anthropic_response
-from proxy.convert.responses import finish_reason, message_id, stop_reason
+from proxy.convert.responses import finish_reason, stop_reason
+from tests.proxy.convert.fresh_ids import MESSAGE_ID, TOOL_ID, settle_fresh_ids
 
 pytestmark = pytest.mark.quick
 
@@ -34,7 +35,7 @@ def _client_returning(sdk, body: dict):
 @pytest.mark.parametrize("case", _cases("o2a_response"))
 def test_openai_to_anthropic_case(case):
     converted = openai_to_anthropic_response(case["input"], case["model"])
-    assert converted == case["expected"]
+    assert settle_fresh_ids(converted, case["expected"]) == case["expected"]
     parsed = Message.model_validate(converted)
     assert [b.type for b in parsed.content] == [b["type"] for b in case["expected"]["content"]]
     assert parsed.stop_reason == case["expected"]["stop_reason"]
@@ -89,17 +90,20 @@ def test_finish_reason(reason, expected):
     assert finish_reason(reason) == expected
 
 
-def test_message_id_is_derived_from_the_openai_id():
-    assert message_id("chatcmpl-9xYz") == "msg_9xYz"
-    assert message_id("gen-123") == "msg_gen-123"
-    assert message_id(None).startswith("msg_")
+def test_every_answer_gets_a_fresh_message_id():
+    body = {"id": "chatcmpl-constant", "choices": [{"index": 0, "finish_reason": "stop",
+                                                    "message": {"role": "assistant", "content": "hi"}}]}
+    ids = {openai_to_anthropic_response(body, "m")["id"] for _ in range(50)}
+    assert len(ids) == 50 and all(MESSAGE_ID.match(i) for i in ids)
 
 
 def test_legacy_function_call_and_refusal():
     body = {"id": "c1", "choices": [{"index": 0, "finish_reason": "function_call", "message": {
         "role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{\"a\": [1]}"}}}]}
     converted = openai_to_anthropic_response(body, "m")
-    assert converted["content"] == [{"type": "tool_use", "id": "toolu_0", "name": "f", "input": {"a": [1]}}]
+    [use] = converted["content"]
+    assert TOOL_ID.match(use["id"]) and use == {"type": "tool_use", "id": use["id"], "name": "f",
+                                                 "input": {"a": [1]}}
     assert converted["stop_reason"] == "tool_use"
     Message.model_validate(converted)
     refusal = {"id": "c2", "choices": [{"index": 0, "finish_reason": "stop", "message": {
