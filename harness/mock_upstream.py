@@ -126,7 +126,7 @@ def anthropic_reply(payload: dict[str, Any], name: str, scripted_text: str | Non
 
 REPLIES = {"anthropic": anthropic_reply, "openai": openai_reply}
 # A scenario's reply function for Chat Completions calls: SSE chunks, a JSON body, or None (the rules)
-Responder = Callable[[dict[str, Any]], "list[bytes] | dict[str, Any] | None"]
+Responder = Callable[[dict[str, Any]], "list[bytes] | dict[str, Any] | tuple[int, dict] | None"]
 
 
 class MockUpstream(ThreadedServer):
@@ -254,7 +254,8 @@ class MockUpstream(ThreadedServer):
 
     def set_responder(self, responder: Responder | None) -> None:
         """Answer each Chat Completions call with `responder(payload)` (called on the mock's loop):
-        a list of SSE chunks (one write each), a JSON body (200), or None for the default rules.
+        a list of SSE chunks (one write each), a JSON body (200), `(status, JSON body)`, or None for
+        the default rules.
         Faults still apply first; a scripted text wins over it. `reset()` clears it."""
         with self._cond:
             self._responder = responder
@@ -413,6 +414,8 @@ class MockUpstream(ThreadedServer):
                                       max(1, len(call.body) // 4), kind == "split_utf8")
             if self.quirks:
                 reply = mock_quirks.reshape(self.quirks, protocol, reply)
+        if isinstance(reply, tuple):  # (status, body): an answer other than a 200
+            return await self._respond(request, call, *reply)
         if isinstance(reply, list):
             return await self._stream(request, call, fault, reply, protocol)
         if kind == "reset_mid_stream":  # headers and half the body, then the connection drops
