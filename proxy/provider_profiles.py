@@ -286,9 +286,9 @@ def strip_schema(schema: Any, keywords: frozenset[str]) -> tuple[Any, int]:
         if k in keywords:
             new, n = _DROP, 1
         elif k in _SCHEMA_MAPS and isinstance(v, dict):
-            new, n = _strip_map(v, keywords)
+            new, n = _strip_each(v, keywords)
         elif k in _SCHEMA_LISTS and isinstance(v, list):
-            new, n = _strip_list(v, keywords)
+            new, n = _strip_each(v, keywords)
         elif k in _ONE_SCHEMA and isinstance(v, dict):
             new, n = strip_schema(v, keywords)
         else:
@@ -307,28 +307,18 @@ def strip_schema(schema: Any, keywords: frozenset[str]) -> tuple[Any, int]:
 _DROP = object()
 
 
-def _strip_map(mapping: dict, keywords: frozenset[str]) -> tuple[dict, int]:
+def _strip_each(container: dict | list, keywords: frozenset[str]) -> tuple[dict | list, int]:
+    """Every sub-schema of a mapping or list stripped; copied only when something changed."""
     out, removed = None, 0
-    for name, sub in mapping.items():
+    pairs = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, sub in pairs:
         new, n = strip_schema(sub, keywords)
         if n:
             removed += n
             if out is None:
-                out = dict(mapping)
-            out[name] = new
-    return (mapping if out is None else out), removed
-
-
-def _strip_list(items: list, keywords: frozenset[str]) -> tuple[list, int]:
-    out, removed = None, 0
-    for i, sub in enumerate(items):
-        new, n = strip_schema(sub, keywords)
-        if n:
-            removed += n
-            if out is None:
-                out = list(items)
-            out[i] = new
-    return (items if out is None else out), removed
+                out = type(container)(container)
+            out[key] = new
+    return (container if out is None else out), removed
 
 
 def _strip_fragment(fragment: Any, keywords: frozenset[str]) -> tuple[Any, int]:
