@@ -1,6 +1,6 @@
 """pytest fixtures for ccp scenarios: hermetic env, session mock upstreams, and `make_shim`.
 
-- every test starts without proxy/provider variables (autouse);
+- every test starts without proxy/provider variables, with its own CCP_HOME (autouse);
 - `mock_anthropic` / `mock_zai` are session-scoped mock upstreams, reset before each test that uses
   them, and strict: a test that leaves an unexpected call behind fails;
 - `make_shim(env=..., lanes=True, wait=None)` starts the real `ccp serve` process on a free port with its own
@@ -25,10 +25,12 @@ from harness.shim import ShimProcess, _STRIPPED, _STRIPPED_PREFIXES, front_proce
 
 
 @pytest.fixture(autouse=True)
-def _hermetic_env(monkeypatch):
+def _hermetic_env(monkeypatch, tmp_path_factory):
     for key in list(os.environ):
         if key in _STRIPPED or key.startswith(_STRIPPED_PREFIXES):
             monkeypatch.delenv(key, raising=False)
+    # the ccp home (proxy.home): a test's Settings.from_env() never reaches the checkout's logs/
+    monkeypatch.setenv("CCP_HOME", str(tmp_path_factory.mktemp("ccp-home")))
 
 
 @pytest.fixture(scope="session")

@@ -214,7 +214,8 @@ def ps_main(argv: list[str]) -> int:
     if not args.quiet:
         state = f"running pid {pid}" if pid else "not running"
         print(f"ccp: {state} port {port} profile {settings.profile} logs {settings.logs_dir}"
-              + (f" url http://{LOCALHOST}:{port}" if pid else ""))
+              + (f" url http://{LOCALHOST}:{port}" if pid else "")
+              + f" home {settings.home or '.'} ({settings.home_source or 'default'})")
     return 0 if pid else 1
 
 
@@ -256,12 +257,23 @@ def probe_main(argv: list[str], out: TextIO | None = None) -> int:
         print(f"NotRunning: no shim answers on {LOCALHOST}:{port} (profile {settings.profile}); "
               f"start one with `ccp up`", file=sys.stderr)
         return 1
-    from harness.probes import cli_probe
+    from harness.cli_probe import cli_probe
     res = cli_probe(f"http://{LOCALHOST}:{port}", args.model, args.prompt,
                     auth_token=settings.anthropic_auth_token.reveal() or None,
                     api_key=settings.anthropic_api_key.reveal() or None, timeout=args.timeout)
+    if getattr(res, "session_id", None):  # which lane served it: the shim's record of this CLI session
+        wait_for(lambda: _lane_of(res, RunFiles(Path(settings.logs_dir)).usage), 5.0)
     print(json.dumps(res.row(), default=str) if args.json else format_probe(res), file=out)
     return 0 if res.ok else 1
+
+
+def _lane_of(res, usage: Path) -> str | None:
+    """Fill `res.lane` from the usage record the shim wrote for the probe's session."""
+    from harness.probes import attach_records
+    from reports.usage_io import read_records
+    if usage.exists():
+        attach_records([res], read_records([usage])[0])
+    return res.lane
 
 
 # ---------------------------------------------------------------- shell-init

@@ -102,6 +102,10 @@ def run_checks(settings: Settings | None, error: str | None = None) -> list[Chec
     else:
         checks.append(Check(mock, "settings", "ok", f"profile {settings.profile}, port "
                             f"{settings.default_port}, logs {settings.logs_dir}"))
+        checks.append(Check(mock, "state home", "ok", f"{settings.home} ({settings.home_source}); "
+                            f"store {settings.db_file}, config home {settings.config_home or '-'}",
+                            "" if settings.home_source == "CCP_HOME" else
+                            "the same from any folder; CCP_HOME=DIR moves it"))
     absent = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
     checks.append(Check(mock, "packages", "missing" if absent else "ok",
                         f"missing {', '.join(absent)}" if absent else ", ".join(PACKAGES),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from proxy import license as lic
+from proxy.home import resolve_home, under
 from proxy.profiles import BASE_PORT, DEFAULT_PROFILE, resolve_profile
 from proxy.routing import RoutingPolicy
 
@@ -34,7 +35,7 @@ DEFAULT_BACKOFF_MAX_RETRIES = 2
 DEFAULT_BACKOFF_MAX_SECONDS = 10.0
 UPSTREAM_CLIENTS = ("auto", "httpx", "aiohttp", "h1")
 HEADER_MODES = ("x-api-key", "authorization")
-# The repo providers file, relative to the working directory, is read when it exists. The routes file
+# The repo providers file, relative to the ccp home (proxy.home), is read when it exists. The routes file
 # (the operators' config/llmproxy-cfg.yaml) is read only when CCP_CONFIG names it: it belongs to a
 # task (sandbox runs) and its ENV: references need that task's environment.
 DEFAULT_CONFIG_FILE = None
@@ -168,6 +169,9 @@ class Settings:
     zai_header_mode: str = "x-api-key"
     logs_dir: str = "logs"
     results_dir: str = "results"
+    # proxy.home: the folder logs_dir/results_dir/repo configs are taken from, and why it is that one
+    home: str = ""
+    home_source: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     json_timeout: float = DEFAULT_JSON_TIMEOUT
     sse_idle_timeout: float = DEFAULT_SSE_IDLE_TIMEOUT
@@ -310,11 +314,14 @@ class Settings:
             profile = resolve_profile(env.get("CCP_PROFILE", ""))
         except ValueError as exc:
             raise ConfigError(f"CCP_PROFILE={exc}") from None
-        kw.update(profile=profile.name, default_port=profile.port, logs_dir=profile.logs_dir)
+        home, home_source = resolve_home(env)
+        kw.update(profile=profile.name, default_port=profile.port, home=str(home),
+                  home_source=home_source, logs_dir=under(home, profile.logs_dir),
+                  results_dir=under(home, "results"))
         for attr, key in (("logs_dir", "CCP_LOGS_DIR"), ("results_dir", "CCP_RESULTS_DIR")):
             if env.get(key, "").strip():
-                kw[attr] = env[key].strip()
-        kw.update(_config_files(env))
+                kw[attr] = under(home, env[key].strip())
+        kw.update(_config_files(env, home))
         kw.update(_licence(env, kw["config_home"], time.time() if now is None else now))
         kw["routing_from_env"] = frozenset(
             attr for attr, key in (("force_haiku_to_zai", "FORCE_HAIKU_TO_ZAI"),
@@ -332,7 +339,7 @@ class Settings:
             raise ConfigError(f"CCP_FALLBACK_LANE={fallback!r}: no such provider "
                               f"(known: {', '.join(sorted(catalog.providers))})")
         db_path = env.get("CCP_DB_PATH", "").strip() or None
-        quotas_file = _quotas_file(env, settings.config_home)
+        quotas_file = _quotas_file(env, settings.config_home, home)
         quotas = None
         if quotas_file:
             from proxy.quotas import QuotaError, load_quotas
@@ -358,20 +365,22 @@ def parse_reroute_mode(key: str, raw: str) -> str:
         raise ConfigError(f"{key}={exc}") from None
 
 
-def quotas_file_candidates(env: Mapping[str, str], config_home: str) -> list[tuple[str, str]]:
+def quotas_file_candidates(env: Mapping[str, str], config_home: str,
+                           home: Path | None = None) -> list[tuple[str, str]]:
     """Where a quotas file may be, highest precedence first: (origin, path)."""
     out = []
     if env.get("CCP_QUOTAS_FILE", "").strip():
         out.append(("CCP_QUOTAS_FILE", env["CCP_QUOTAS_FILE"].strip()))
     if config_home:
         out.append(("user", str(Path(config_home) / QUOTAS_FILE)))
-    out.append(("repo", DEFAULT_QUOTAS_FILE))
+    home = resolve_home(env)[0] if home is None else home
+    out.append(("repo", under(home, DEFAULT_QUOTAS_FILE)))
     return out
 
 
-def _quotas_file(env: Mapping[str, str], config_home: str) -> str | None:
+def _quotas_file(env: Mapping[str, str], config_home: str, home: Path) -> str | None:
     """CCP_QUOTAS_FILE (must exist), else the user file, else the repo file, else None."""
-    for origin, path in quotas_file_candidates(env, config_home):
+    for origin, path in quotas_file_candidates(env, config_home, home):
         if Path(path).is_file():
             return path
         if origin == "CCP_QUOTAS_FILE":
@@ -379,15 +388,18 @@ def _quotas_file(env: Mapping[str, str], config_home: str) -> str | None:
     return None
 
 
-def _config_files(env: Mapping[str, str]) -> dict:
-    """Where the config files are, and the manual model override (CCP_MODEL or the model file)."""
+def _config_files(env: Mapping[str, str], home: Path) -> dict:
+    """Where the config files are, and the manual model override (CCP_MODEL or the model file).
+    A file the environment names is taken from the working directory; a repo default from `home`."""
     kw: dict = {}
     for attr, key, default in (("config_file", "CCP_CONFIG", DEFAULT_CONFIG_FILE),
                                 ("providers_file", "CCP_PROVIDERS_FILE", DEFAULT_PROVIDERS_FILE)):
         named = env.get(key, "").strip()
         if named and not Path(named).is_file():
             raise ConfigError(f"{key}={named!r}: file not found")
-        kw[attr] = named or (default if default and Path(default).is_file() else None)
+        repo = under(home, default) if default else None
+        kw[attr] = (str(Path(named).resolve()) if named
+                    else repo if repo and Path(repo).is_file() else None)
     home = env.get("CCP_CONFIG_HOME", "").strip()
     if not home and env.get("HOME", "").strip():
         home = str(Path(env["HOME"].strip()) / ".config" / "ccp")

@@ -195,14 +195,17 @@ def test_user_file_comes_from_home_or_config_home(tmp_path):
     assert settings(HOME=str(tmp_path), CCP_CONFIG_HOME=str(tmp_path / "x")).catalog.provider("alt") is None
 
 
-def test_repo_defaults_are_read_from_the_working_directory(tmp_path, monkeypatch):
+def test_repo_defaults_are_read_from_the_ccp_home_not_the_working_directory(tmp_path, monkeypatch):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "providers.yaml").write_text(
         "providers:\n  alt: {base_url: 'https://alt.test', key_env: ALT_KEY, routes: [a]}\n")
-    monkeypatch.chdir(tmp_path)
-    s = settings()
-    assert s.providers_file == "configs/providers.yaml" and s.config_file is None
-    assert s.catalog.match("a").source == "configs/providers.yaml"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    s = Settings.from_env({"CCP_HOME": str(tmp_path), "ALT_KEY": "k"})
+    want = str(tmp_path / "configs" / "providers.yaml")
+    assert s.providers_file == want and s.config_file is None
+    assert s.catalog.match("a").source == want
 
 
 def test_load_catalog_reports_an_unreadable_file(tmp_path):

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-import harness.probes
+import harness.cli_probe
 from proxy import control
 from proxy.control import (banner, env_main, exports, format_probe,
                            probe_main, shell_init_main, up)
@@ -47,7 +47,7 @@ def test_env_unset(capsys):
 def test_banner_says_where_each_lane_goes():
     s = Settings.from_env({"CCP_PROFILE": "dev", "ZAI_HEADER_MODE": "authorization"})
     assert banner(s, "127.0.0.1", 18180, 77) == (
-        "ccp up: http://127.0.0.1:18180 pid 77 profile dev logs logs/dev — "
+        f"ccp up: http://127.0.0.1:18180 pid 77 profile dev logs {s.home}/logs/dev — "
         "haiku→zai (authorization), others→anthropic")
     assert "offload paused" in banner(Settings(offload_paused=True), "127.0.0.1", 1, 2)
 
@@ -117,7 +117,8 @@ def fake_cli(logs, monkeypatch):
                           api_key=api_key, timeout=timeout))
         return FakeResult(model, error=None if "fail" not in prompt else "exit 1")
 
-    monkeypatch.setattr(harness.probes, "cli_probe", cli_probe, raising=False)
+    # the name `ccp probe` imports: patched strictly, so a moved or renamed function fails here
+    monkeypatch.setattr(harness.cli_probe, "cli_probe", cli_probe)
     monkeypatch.setattr(control, "healthy", lambda port, host="127.0.0.1": True)
     return calls
 

@@ -35,9 +35,10 @@ def test_bad_names_are_refused(name):
 
 def test_settings_take_the_profile():
     s = Settings.from_env({"CCP_PROFILE": "dev"})
-    assert (s.profile, s.default_port, s.logs_dir) == ("dev", 18180, "logs/dev")
+    assert (s.profile, s.default_port, s.logs_dir) == ("dev", 18180, f"{s.home}/logs/dev")
     plain = Settings.from_env({})
-    assert (plain.profile, plain.default_port, plain.logs_dir) == ("default", 18080, "logs")
+    assert (plain.profile, plain.default_port, plain.logs_dir) == ("default", 18080,
+                                                                    f"{plain.home}/logs")
 
 
 def test_explicit_logs_dir_wins_over_the_profile():

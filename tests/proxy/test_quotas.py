@@ -189,9 +189,10 @@ def test_settings_find_the_quotas_file_by_precedence(tmp_path, monkeypatch):
     (tmp_path / "configs" / "quotas.yaml").write_text(body % 1)
     home = tmp_path / "home"
     home.mkdir()
-    assert Settings.from_env({"CCP_CONFIG_HOME": str(home)}).quotas_file == "configs/quotas.yaml"
+    env = {"CCP_CONFIG_HOME": str(home), "CCP_HOME": str(tmp_path)}
+    assert Settings.from_env(env).quotas_file == str(tmp_path / "configs" / "quotas.yaml")
     (home / "quotas.yaml").write_text(body % 2)
-    s = Settings.from_env({"CCP_CONFIG_HOME": str(home)})
+    s = Settings.from_env(env)
     assert s.quotas.quotas[0].weekly_tokens == 2 and s.quotas.source == str(home / "quotas.yaml")
     named = tmp_path / "mine.yaml"
     named.write_text(body % 3)
