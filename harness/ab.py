@@ -39,7 +39,7 @@ from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
 from harness.mock_wire import message_json, reply_text, sse_events, default_deltas
 from harness.probes import ProbeResult, attach_records, probe
-from harness.shim import ShimProcess
+from harness.shim import ShimProcess, run_env, run_folder
 from proxy.settings import ConfigError, Settings
 from proxy.usage import utc_timestamp
 from reports.results_log import append_entry
@@ -395,7 +395,7 @@ class Upstreams:
 def _start_upstreams(kind: str) -> Upstreams:
     if kind == "env":
         # the environment's upstreams and keys; the logs go to each arm's own folder
-        return Upstreams("env", {k: v for k, v in os.environ.items() if k != "CCP_LOGS_DIR"},
+        return Upstreams("env", run_env(),
                          "/healthz")
     if kind == "tls":
         from harness.tls_mock import TlsMock  # hypercorn + trustme (the dev extras)
@@ -504,8 +504,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     run_name = args.run or f"AB-{toggle.label}-{stamp}"
-    logs_dir = (Path(args.logs or settings.logs_dir) / "ab" / run_name).resolve()
     results_dir = Path(args.results or settings.results_dir).resolve()
+    # the arms' shim folders (logs, store, quota book), never the daily logs
+    logs_dir = ((Path(args.logs) / "ab" / run_name).resolve() if args.logs
+                else run_folder(results_dir, "ab", run_name))
     base = dict(os.environ) if kind == "env" else {}
     for arm in ARMS:  # a bad value stops here (ConfigError, exit 2), before anything starts
         Settings.from_env({**base, toggle.name: toggle.value(arm)})
@@ -610,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(ALLOW_REAL_API=1; chosen whenever the real keys are set)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per probe (default 60)")
     p.add_argument("--run", help="run name (default AB-<toggle>-<UTC time>)")
-    p.add_argument("--logs", help="logs folder (default CCP_LOGS_DIR or logs; the run uses ab/<run>/)")
+    p.add_argument("--logs", help="folder for the arms' shim logs (the run uses <LOGS>/ab/<run>/; "
+                                  "default results/runs/ab/<run>/, never the daily logs)")
     p.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or results)")
     p.add_argument("--haiku-model", default=HAIKU_MODEL)
     p.add_argument("--sonnet-model", default=SONNET_MODEL)

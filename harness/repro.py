@@ -6,7 +6,10 @@ With no keys it runs entirely on loopback: two mock upstreams (anthropic, and za
 (`--front mitm`: the same probes keep https://api.anthropic.com and go through `ccp mitm` as
 HTTPS_PROXY to TLS mocks; artifacts are named `mitm_repro`),
 then `results/METRICS_<run>.json`, `results/<run>-SUMMARY.md`, a copy of the run's usage log, and the
-gate verdicts. Exit 1 when a gate fails. With `ALLOW_REAL_API=1` and real keys in the environment the
+gate verdicts. Exit 1 when a gate fails. The run's shim keeps its usage log, store and quota book in
+`results/runs/<run>/` (emptied first), never in the daily `logs/`: a repro beside a running `ccp up`
+leaves that shim's files and quotas alone. Ctrl-C stops the probes, the shim and the mocks, and the
+run still writes what it has and its `results/TESTS.md` entry (exit 130). With `ALLOW_REAL_API=1` and real keys in the environment the
 shim talks to the real upstreams instead. `--quick` is 1× haiku and 1× sonnet through the CLI only.
 """
 from __future__ import annotations
@@ -28,7 +31,7 @@ from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
 from harness.probes import HttpsProxy, ProbeResult, attach_records, probe
 from harness.progress import progress_bar
-from harness.shim import FRONTS, front_process
+from harness.shim import FRONTS, front_process, run_env, run_folder
 from proxy.providers import providers_view
 from proxy.settings import ConfigError, Settings
 from proxy.usage import rotate_usage, utc_timestamp
@@ -186,10 +189,11 @@ def _readyz(url: str) -> dict | None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    logs_dir = Path(args.logs or settings.logs_dir).resolve()
     results_dir = Path(args.results or settings.results_dir).resolve()
     mitm = args.front == "mitm"
     run_name = args.run or ("mitm_" if mitm else "") + ("repro_quick" if args.quick else "repro")
+    # the run's own folder, never the daily logs (their usage log, store and quota book stay as they are)
+    logs_dir = Path(args.logs).resolve() if args.logs else run_folder(results_dir, run_name)
     real = settings.allow_real_api and bool(settings.zai_api_key) and bool(
         settings.anthropic_auth_token or settings.anthropic_api_key)
     if settings.allow_real_api and not real:
@@ -209,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     mocks: tuple[MockUpstream, MockUpstream] | None = None
     toggles = {k: os.environ[k] for k in TOGGLES if k in os.environ}
     if real:
-        env = dict(os.environ)
+        env = run_env()
         # the CLI carries the operator's own credential; curl/http/sdk send none, so the shim adds it
         client_auth = {"cli_token": settings.anthropic_auth_token.reveal() or None}
         print("[repro] upstreams: REAL (ALLOW_REAL_API=1)")
@@ -231,9 +235,11 @@ def run(args: argparse.Namespace) -> int:
         items = plan(args.rounds, args.haiku_model, args.sonnet_model, long_stream=not real,
                      kinds=kinds)
     results: list[ProbeResult] = []
+    readyz = None
+    interrupted = False
     try:
         with front_process(args.front, logs_dir, env) as shim:
-            print(f"[repro] {args.front} {shim.url} (pid {shim.proc.pid})")
+            print(f"[repro] {args.front} {shim.url} (pid {shim.proc.pid})", flush=True)
             # the mitm's /readyz is on its admin port; clients keep their Anthropic URL there
             readyz = _readyz(f"{shim.admin_url if mitm else shim.url}/readyz")
             with progress_bar(len(items), "probes", enabled=not args.no_progress) as advance:
@@ -242,6 +248,11 @@ def run(args: argparse.Namespace) -> int:
                                          shim.via))
                     advance(f"{item.kind} {item.model}")
             shim.wait_for_records(len(items)) if items else None
+    except KeyboardInterrupt:  # the `with` stopped the shim; the mocks stop below
+        interrupted = True
+        print(f"\n[repro] interrupted after {len(results)} of {len(items)} probe(s): shim and "
+              f"mocks stopped; writing what ran", file=sys.stderr, flush=True)
+        items = items[:len(results)]
     finally:
         if mocks:
             for m in mocks:
@@ -261,7 +272,10 @@ def run(args: argparse.Namespace) -> int:
     verdicts.append(readyz_ok(readyz))
     verdicts.append(providers_resolve(providers_view(Settings.from_env(env)), need_credentials=real))
     verdicts += _probe_checks(items, results, found, records)
-    if not items:
+    if interrupted:
+        verdicts.append(GateResult("run_complete", False, f"interrupted (Ctrl-C) after "
+                                   f"{len(results)} probe(s)"))
+    elif not items:
         verdicts.append(GateResult("probes_ran", False, "no probe could run"))
     if mocks is not None:
         verdicts.append(_long_stream_check(items, results, mocks[0]))
@@ -293,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
           f"[repro] usage copy: {usage_copy}")
     failed = [v for v in verdicts if not v.ok]
     print(f"[repro] {'FAILED: ' + ', '.join(v.name for v in failed) if failed else 'all gates passed'}")
-    return 1 if failed else 0
+    return 130 if interrupted else 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,10 +323,13 @@ def main(argv: list[str] | None = None) -> int:
                              "HTTPS_PROXY (TLS mock upstreams)")
     parser.add_argument("--kinds", help=f"comma-separated probe kinds (default {','.join(KINDS)})")
     parser.add_argument("--cli-timeout", type=float, default=60.0, help="seconds per CLI call")
-    parser.add_argument("--logs", help="logs folder (default CCP_LOGS_DIR or logs)")
+    parser.add_argument("--logs", help="the run shim's logs folder (default: results/runs/<run>, "
+                                       "emptied first; never the daily logs)")
     parser.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or results)")
-    parser.add_argument("--haiku-model", default=HAIKU_MODEL)
-    parser.add_argument("--sonnet-model", default=SONNET_MODEL)
+    parser.add_argument("--haiku-model", default=HAIKU_MODEL, help="haiku model id for the "
+                        "curl/http/sdk probes (default %(default)s)")
+    parser.add_argument("--sonnet-model", default=SONNET_MODEL, help="sonnet model id for the "
+                        "curl/http/sdk probes (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:

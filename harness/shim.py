@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,28 @@ def clean_env(overlay: Mapping[str, str] | None = None,
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overlay or {})
     return env
+
+
+# What points a shim at the operator's daily state (proxy.home): a harness run never passes these on,
+# so its shim keeps its own usage log, store and quota book in its run folder.
+DAILY_STATE = ("CCP_HOME", "CCP_LOGS_DIR", "CCP_DB_PATH")
+
+
+def run_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: the process environment) without the daily-state variables: the overlay a
+    repro, soak, A/B or sandbox run gives its own shim when it talks to the real upstreams."""
+    base = os.environ if base is None else base
+    return {k: v for k, v in base.items() if k not in DAILY_STATE}
+
+
+def run_folder(results_dir: str | os.PathLike, *parts: str, fresh: bool = True) -> Path:
+    """`<results>/runs/<parts…>`: where a harness run keeps its shim's logs, store and quota book,
+    apart from the daily `logs/`. `fresh` empties it first (a rerun of the same name starts clean)."""
+    folder = Path(results_dir).resolve() / "runs" / Path(*parts)
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
@@ -81,8 +104,8 @@ class ShimProcess:
         # CCP_CONFIG_HOME: a folder of its own, so no ~/.config/ccp of the machine changes routing
         config_home = self.logs_dir / "config-home"
         config_home.mkdir(exist_ok=True)
-        env = clean_env({"CCP_LOGS_DIR": str(self.logs_dir), "CCP_CONFIG_HOME": str(config_home),
-                         **self.overlay})
+        env = clean_env({"CCP_CONFIG_HOME": str(config_home), **self.overlay,
+                         "CCP_LOGS_DIR": str(self.logs_dir)})  # its own logs, whatever the overlay
         self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
             self._command(), env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

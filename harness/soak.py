@@ -46,7 +46,7 @@ from harness.keys import lane_env, test_keys
 from harness.mock_faults import parse_fault
 from harness.mock_upstream import MockUpstream
 from harness.probes import ProbeResult, attach_records, probe
-from harness.shim import ShimProcess, wait_until
+from harness.shim import ShimProcess, run_env, run_folder, wait_until
 from proxy.settings import ConfigError, Settings
 from proxy.usage import utc_timestamp
 from reports.results_log import append_entry
@@ -733,13 +733,16 @@ def run(args: argparse.Namespace) -> int:
     Settings.from_env({k: os.environ[k] for k in ROUTING_TOGGLES if k in os.environ})  # ConfigError
     started_at = utc_timestamp()
     run_name = args.run or "soak-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    logs_dir = (Path(args.logs or settings.logs_dir) / "soak" / run_name).resolve()
-    out_dir = (Path(args.results or settings.results_dir) / "overnight").resolve()
+    results_dir = Path(args.results or settings.results_dir)
+    # the run's own shim folder (logs, store, quota book), never the daily logs
+    logs_dir = ((Path(args.logs) / "soak" / run_name).resolve() if args.logs
+                else run_folder(results_dir, "soak", run_name))
+    out_dir = (results_dir / "overnight").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     mocks: tuple[MockUpstream, ...] = ()
     if real:
         # the environment's upstreams and keys; the logs go to this run's own folder
-        env = {k: v for k, v in os.environ.items() if k != "CCP_LOGS_DIR"}
+        env = run_env()
         client_auth = {"cli_token": settings.anthropic_auth_token.reveal() or None}
         upstreams, ready = "real (ALLOW_REAL_API=1)", "/healthz"
         secrets = list(settings.secrets())
@@ -801,7 +804,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chaos", default=os.environ.get("SOAK_CHAOS", ""),
                    help="faults by attempt: kill@N, restart@N, outage@A-B[:FAULT] (SOAK_CHAOS)")
     p.add_argument("--run", help="run name (default soak-<UTC time>)")
-    p.add_argument("--logs", help="logs folder (default CCP_LOGS_DIR or logs; the run uses soak/<run>/)")
+    p.add_argument("--logs", help="folder for the run shim's logs (the run uses <LOGS>/soak/<run>/; "
+                                  "default results/runs/soak/<run>/, never the daily logs)")
     p.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or results)")
     p.add_argument("--haiku-model", default=HAIKU_MODEL)
     p.add_argument("--sonnet-model", default=SONNET_MODEL)

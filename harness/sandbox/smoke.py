@@ -2,7 +2,10 @@
 
 On mocks: one mock upstream serves the OpenAI-protocol route (`GLM_BASE_URL`) and the anthropic lane;
 the real `claude` CLI runs inside the sandbox. With `ALLOW_REAL_API=1` the environment's own keys and
-URLs are used. Exit 0 when the run's class is `ok`, 1 otherwise, 2 on a usage error.
+URLs are used. Exit 0 when the run's class is `ok`, 1 otherwise, 2 on a usage error. The run's shim
+keeps its logs, store and trajectories in `results/runs/sandbox/<task>/` (emptied first), never in the
+daily `logs/`; it binds the spec's 127.0.0.1:18080 unless `--port` says otherwise, so beside a daily
+`ccp up` on that port use `--port 0`.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from harness.mock_upstream import MockUpstream
 from harness.sandbox.e2e import ROUTES_FILE, run_task
 from harness.sandbox.runtime import get_runtime
 from harness.sandbox.task import load_task
-from harness.shim import PROJECT_ROOT
+from harness.shim import PROJECT_ROOT, run_env, run_folder
+from proxy.settings import ConfigError, Settings
 
 DEFAULT_TASK = PROJECT_ROOT / "tasks" / "claude_proxy_demo.yaml"
 
@@ -31,13 +35,21 @@ def mock_env(mock: MockUpstream) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccp sandbox-smoke", description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default=str(DEFAULT_TASK))
+    parser.add_argument("--task", default=str(DEFAULT_TASK), help="task YAML (default %(default)s)")
     parser.add_argument("--runtime", default=os.environ.get("SANDBOX_RUNTIME", "local"),
                         help="local (default), opensandbox or docker (env SANDBOX_RUNTIME)")
-    parser.add_argument("--port", type=int, default=18080, help="the shim's port (0: any free port)")
-    parser.add_argument("--logs", default="logs/sandbox")
-    parser.add_argument("--results", default="results")
+    parser.add_argument("--port", type=int, default=18080,
+                        help="the shim's port (default 18080, as the task spec says; 0: any free port)")
+    parser.add_argument("--logs", help="the run shim's logs folder (default results/runs/sandbox/"
+                                       "<task>, emptied first; never the daily logs)")
+    parser.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or the ccp "
+                                          "home's results)")
     args = parser.parse_args(argv)
+    try:
+        results_dir = Path(args.results or Settings.from_env().results_dir).resolve()
+    except ConfigError as exc:
+        print(f"ConfigError: {exc}", file=sys.stderr)
+        return 2
     local_server = None
     try:
         task = load_task(args.task)
@@ -57,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     real = os.environ.get("ALLOW_REAL_API", "").strip().lower() in ("1", "true", "yes", "on")
     mock = None if real else MockUpstream("glm").start()
     try:
-        env = dict(os.environ) if real else mock_env(mock)
-        result = run_task(task, runtime, shim_env=env, logs_dir=Path(args.logs).resolve(),
-                          results_dir=Path(args.results).resolve(), port=args.port, routes_file=ROUTES_FILE)
+        env = run_env() if real else mock_env(mock)
+        logs_dir = (Path(args.logs).resolve() if args.logs
+                    else run_folder(results_dir, "sandbox", Path(args.task).stem))
+        result = run_task(task, runtime, shim_env=env, logs_dir=logs_dir, results_dir=results_dir,
+                          port=args.port, routes_file=ROUTES_FILE)
     finally:
         if mock is not None:
             mock.stop()

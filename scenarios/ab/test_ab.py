@@ -23,9 +23,11 @@ def _ab(tmp_path: Path, args: list[str], extra_env: dict | None = None):
 
 
 def _arm_records(tmp_path: Path) -> dict[str, list[dict]]:
-    """The usage records of every arm folder (logs/ab/AB-ci/rNN-X), read independently of the report."""
+    """The usage records of every arm folder (results/runs/ab/AB-ci/rNN-X), read independently of
+    the report; the daily logs folder (CCP_LOGS_DIR) is never written."""
     out: dict[str, list[dict]] = {}
-    for folder in sorted((tmp_path / "logs" / "ab" / "AB-ci").iterdir()):
+    assert not (tmp_path / "logs").exists()
+    for folder in sorted((tmp_path / "results" / "runs" / "ab" / "AB-ci").iterdir()):
         lines = (folder / "usage.jsonl").read_text().splitlines()
         out[folder.name] = [json.loads(line) for line in lines if line]
     return out

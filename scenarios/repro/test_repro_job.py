@@ -32,10 +32,13 @@ def test_repro_passes_on_mocks(tmp_path, claude_bin):
     summary = (tmp_path / "results" / "repro-SUMMARY.md").read_text()
     assert "| readyz_ok | PASS |" in summary and "claude CLI 2." in summary
     assert (tmp_path / "results" / "repro-usage.jsonl").read_text().count("\n") == 31
-    # a second run rotates the first run's log away, so each METRICS covers one run
+    # a second run starts from an empty run folder, so each METRICS covers one run; the daily logs
+    # folder (CCP_LOGS_DIR) is never written
     again = _run(tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert (tmp_path / "logs" / "usage.jsonl.1").exists()
+    run_logs = tmp_path / "results" / "runs" / "repro"
+    assert (run_logs / "usage.jsonl").read_text().count("\n") == 31
+    assert not list(run_logs.glob("usage.jsonl.*")) and not (tmp_path / "logs").exists()
     assert json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())["requests"] == 31
 
 

@@ -40,6 +40,9 @@ def test_soak_survives_a_shim_kill_a_shim_stop_and_an_upstream_outage(tmp_path):
     report, usage = _outputs(tmp_path)
     assert report["stop_reason"] == "done"
     assert report["successes"] == {"haiku": 6, "sonnet": 6}
+    # the soak's shim kept its logs and store in its run folder, never in the daily logs
+    assert (tmp_path / "results" / "runs" / "soak" / "ci" / "ccp.sqlite3").exists()
+    assert not (tmp_path / "logs").exists()
     totals = report["totals"]
     # 1 2 ok, 3 shim killed, 4 ok, 5 6 outage, 7 ok, 8 shim stopped, 9 10 ok → 6 successes at 10
     assert totals["attempts"] == 10

@@ -32,3 +32,21 @@ def test_front_process_picks_the_front_door(tmp_path):
     mitm.port, mitm.announce = 8082, {"ca_cert": "/ca.pem", "admin_port": 9}
     assert tuple(mitm.via) == ("http://127.0.0.1:8082", "/ca.pem")
     assert mitm.ready_url == "http://127.0.0.1:9/healthz"
+
+
+def test_run_env_drops_what_points_at_the_daily_state():
+    from harness.shim import run_env
+    base = {"CCP_HOME": "/h", "CCP_LOGS_DIR": "/l", "CCP_DB_PATH": "/d", "ZAI_API_KEY": "z",
+            "CCP_QUOTAS_FILE": "/q"}
+    assert run_env(base) == {"ZAI_API_KEY": "z", "CCP_QUOTAS_FILE": "/q"}
+
+
+def test_run_folder_is_under_results_runs_and_starts_empty(tmp_path):
+    from harness.shim import run_folder
+    folder = run_folder(tmp_path, "soak", "night")
+    assert folder == tmp_path / "runs" / "soak" / "night" and folder.is_dir()
+    (folder / "usage.jsonl").write_text("{}\n")
+    assert list(run_folder(tmp_path, "soak", "night").iterdir()) == []
+    (folder / "keep").write_text("x")
+    assert (run_folder(tmp_path, "soak", "night", fresh=False) / "keep").exists()
+

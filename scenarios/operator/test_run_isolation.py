@@ -1,0 +1,105 @@
+"""Repro runs leave the daily shim alone: `make repro` beside a running `ccp up` writes its own usage
+log, store and quota book under results/runs/, and the daily `logs/usage.jsonl`, `ccp.sqlite3` and
+`/v1/usage` are exactly as they were. A repro stopped with Ctrl-C leaves nothing running, says what it
+did and still records its entry in results/TESTS.md."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+
+import httpx
+import pytest
+
+from harness.operator import VENV_BIN
+from harness.shim import ShimProcess, wait_until
+from proxy.profiles import pid_alive
+from scenarios.operator.conftest import send
+
+pytestmark = pytest.mark.operator
+
+
+def daily_state(op, port: int) -> dict:
+    logs = op.home / "logs"
+    usage = httpx.get(f"http://127.0.0.1:{port}/v1/usage", trust_env=False, timeout=10).json()
+    for volatile in ("now", "ts"):
+        usage.pop(volatile, None)
+    con = sqlite3.connect(f"file:{logs / 'ccp.sqlite3'}?mode=ro", uri=True)
+    try:
+        samples = con.execute("select count(*), max(rid) from samples").fetchone()
+    finally:
+        con.close()
+    return {"files": sorted(p.name for p in logs.iterdir()),
+            "usage_log": (logs / "usage.jsonl").read_bytes(), "samples": samples, "v1_usage": usage}
+
+
+def up(op) -> int:
+    out = op.ccp("up", "--port", "0")
+    assert out.returncode == 0, out.stderr
+    return int(re.match(r"^ccp up: http://127\.0\.0\.1:(\d+)", out.stdout).group(1))
+
+
+def test_make_repro_beside_a_running_daily_shim_changes_none_of_its_files(op, keys, mock_zai,
+                                                                          mock_anthropic):
+    port = up(op)
+    for model in ("claude-haiku-4-5", "claude-sonnet-4-5"):
+        assert send(port, model, keys["CLIENT_API_KEY"]).status_code == 200
+    wait_until(lambda: len((op.home / "logs" / "usage.jsonl").read_text().splitlines()) == 2, 10,
+               "the daily shim's two records")
+    before = daily_state(op, port)
+
+    run = op.make("repro", timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+    assert daily_state(op, port) == before
+    run_logs = op.home / "results" / "runs" / "repro"
+    records = [json.loads(line) for line in (run_logs / "usage.jsonl").read_text().splitlines()]
+    assert len(records) > 20 and (run_logs / "ccp.sqlite3").exists()
+    assert (op.home / "results" / "METRICS_repro.json").exists()
+    # the daily shim still writes its own log, and only its own requests reached the session mocks
+    assert send(port, "claude-sonnet-4-5", keys["CLIENT_API_KEY"]).status_code == 200
+    wait_until(lambda: len((op.home / "logs" / "usage.jsonl").read_text().splitlines()) == 3, 10,
+               "the daily shim's third record")
+    assert len(mock_zai.calls) == 1 and len(mock_anthropic.calls) == 2
+
+
+def test_ctrl_c_stops_a_repro_cleanly_and_still_records_the_run(op):
+    proc = subprocess.Popen([str(VENV_BIN / "ccp"), "repro", "--no-progress", "--run", "cut"],
+                            cwd=op.b, env=op.environ(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group, as a terminal's job is
+    shim_pid = None
+    try:
+        for line in proc.stdout:  # bounded: the repro prints the line, or exits and closes stdout
+            m = re.match(r"^\[repro\] shim http://\S+ \(pid (\d+)\)", line)
+            if m:
+                shim_pid = int(m.group(1))
+                break
+        assert shim_pid, "the repro never said it started its shim"
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: SIGINT to the whole job
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err[-2000:]
+    assert "[repro] interrupted after" in err and "shim and mocks stopped" in err
+    assert not pid_alive(shim_pid)
+    with pytest.raises(ProcessLookupError):  # nothing of the job is left
+        os.killpg(proc.pid, 0)
+    tests_md = (op.home / "results" / "TESTS.md").read_text()
+    assert "cut" in tests_md and "interrupted (Ctrl-C)" in tests_md
+    assert (op.home / "results" / "METRICS_cut.json").exists()
+    assert not (op.home / "logs").exists()  # the daily logs were never touched
+
+
+def test_the_shim_process_keeps_its_own_logs_whatever_the_overlay_says(tmp_path):
+    shim = ShimProcess(tmp_path / "run", {"CCP_LOGS_DIR": str(tmp_path / "daily")})
+    with shim:
+        assert shim.usage_path == tmp_path / "run" / "usage.jsonl"
+        assert httpx.get(f"{shim.url}/nope", trust_env=False).status_code == 404
+        shim.wait_for_records(1)
+    assert not (tmp_path / "daily").exists()
