@@ -174,15 +174,28 @@ def down(settings: Settings, out: TextIO | None = None) -> int:
 
 def _host_port_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("port_arg", nargs="?", type=int, metavar="PORT",
+                        help="port to bind, as the operators type it (`ccp up 8082`); same as --port")
     parser.add_argument("--port", type=int, default=None,
                         help="port to bind (default: the profile's port); 0 lets the OS choose")
-    parser.add_argument("--host", default=LOCALHOST)
+    parser.add_argument("--host", default=LOCALHOST, help="address to bind (default %(default)s)")
     return parser
 
 
+def _port_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int | None:
+    """PORT or --port (both given must agree), else None (the profile's port)."""
+    if args.port_arg is not None and args.port is not None and args.port_arg != args.port:
+        parser.error(f"PORT {args.port_arg} and --port {args.port} disagree")
+    port = args.port if args.port is not None else args.port_arg
+    if port is not None and not 0 <= port <= 65535:
+        parser.error(f"port {port}: expected 0-65535")
+    return port
+
+
 def up_main(argv: list[str]) -> int:
-    args = _host_port_parser("ccp up", "Start the shim in the background.").parse_args(argv)
-    return up(Settings.from_env(), args.port, args.host)
+    parser = _host_port_parser("ccp up", "Start the shim in the background.")
+    args = parser.parse_args(argv)
+    return up(Settings.from_env(), _port_of(parser, args), args.host)
 
 
 def down_main(argv: list[str]) -> int:
@@ -191,11 +204,12 @@ def down_main(argv: list[str]) -> int:
 
 
 def restart_main(argv: list[str]) -> int:
-    args = _host_port_parser("ccp restart", "Stop and start the background shim; keeps the "
-                             "previous port unless --port is given.").parse_args(argv)
+    parser = _host_port_parser("ccp restart", "Stop and start the background shim; keeps the "
+                               "previous port unless a port is given.")
+    args = parser.parse_args(argv)
     settings = Settings.from_env()
     files = RunFiles(Path(settings.logs_dir))
-    port = args.port
+    port = _port_of(parser, args)
     if port is None and running_pid(files):
         port = read_int(files.port)
     down(settings)
@@ -277,22 +291,45 @@ def _lane_of(res, usage: Path) -> str | None:
 
 
 # ---------------------------------------------------------------- shell-init
-SHELL_FUNCTIONS = r"""# ccp shell functions — add to ~/.bashrc:  eval "$(ccp shell-init)"
-# CCP_PROFILE=dev keeps a dev shim apart (own port and logs folder).
+# What ccc-on sets; ccc-off puts each back as it was before the first ccc-on (value, or unset).
+SHELL_VARS = ("ANTHROPIC_BASE_URL", "NO_PROXY", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC")
+
+SHELL_FUNCTIONS = r"""# ccp shell functions — add to ~/.bashrc or ~/.zshrc:  eval "$(ccp shell-init)"
+# CCP_PROFILE=dev keeps a dev shim apart (own port and logs folder). Ports are positional, as in
+# `ccc-on 8082` and `ccc-restart 8182`.
 _ccp() { {ccp} "$@"; }
+_ccp_save() {
+  [ -n "${_CCP_SAVED:-}" ] && return 0
+  for _ccp_v in {vars}; do
+    if eval "[ -n \"\${$_ccp_v+x}\" ]"; then eval "_CCP_WAS_$_ccp_v=\"\${$_ccp_v}\""
+    else eval "_CCP_WAS_$_ccp_v=_ccp_unset_"; fi
+  done
+  _CCP_SAVED=1
+}
+_ccp_restore() {
+  if [ -z "${_CCP_SAVED:-}" ]; then eval "$(_ccp env --unset)"; return 0; fi
+  for _ccp_v in {vars}; do
+    eval "_ccp_was=\"\${_CCP_WAS_$_ccp_v}\""
+    if [ "$_ccp_was" = _ccp_unset_ ]; then unset "$_ccp_v"; else export "$_ccp_v=$_ccp_was"; fi
+    unset "_CCP_WAS_$_ccp_v"
+  done
+  unset _CCP_SAVED _ccp_v _ccp_was
+}
 ccc-on() {
   if _ccp ps -q; then _ccp ps; else _ccp up "$@" >&2 || return; fi
+  _ccp_save
   eval "$(_ccp env)"
+  _ccp usage --banner >&2 || true
 }
-ccc-off() { _ccp down; eval "$(_ccp env --unset)"; }
+ccc-off() { _ccp down; _ccp_restore; }
 ccc-status() {
   _ccp ps
   echo "ANTHROPIC_BASE_URL=${ANTHROPIC_BASE_URL:-<unset>} CCP_PROFILE=${CCP_PROFILE:-default}"
 }
 ccc-logs() { _ccp logs --follow "$@"; }
-ccc-restart() { _ccp restart "$@" >&2 || return; eval "$(_ccp env)"; }
-ccp-haiku() { _ccp probe haiku "$*"; }
-ccp-sonnet() { _ccp probe sonnet "$*"; }
+ccc-restart() { _ccp restart "$@" >&2 || return; _ccp_save; eval "$(_ccp env)"; }
+ccp-haiku() { _ccp probe haiku "${*:-Say hi}"; }
+ccp-sonnet() { _ccp probe sonnet "${*:-Say hi}"; }
 """
 
 
@@ -302,5 +339,5 @@ def shell_init_main(argv: list[str]) -> int:
     parser.add_argument("--shell", default="bash", choices=("bash", "zsh"))
     parser.parse_args(argv)
     ccp = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "proxy"))
-    print(SHELL_FUNCTIONS.replace("{ccp}", ccp), end="")
+    print(SHELL_FUNCTIONS.replace("{ccp}", ccp).replace("{vars}", " ".join(SHELL_VARS)), end="")
     return 0

@@ -68,11 +68,22 @@ def upstream_trust(settings: Settings, confdir: str | os.PathLike) -> str | None
     return str(out)
 
 
+def default_port() -> int:
+    """MITM_PORT (the mitm router's own variable), else 8082."""
+    raw = os.environ.get("MITM_PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise ConfigError(f"MITM_PORT={raw!r}: expected a port number")
+    return int(raw)
+
+
 def _env_main(argv: list[str], settings: Settings) -> int:
     p = argparse.ArgumentParser(prog="ccp mitm env",
                                 description="Shell lines for HTTPS_PROXY mode (eval them).")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--host", default="127.0.0.1", help="the proxy's address (default %(default)s)")
+    p.add_argument("--port", type=int, default=default_port(),
+                   help="the proxy's port (default: MITM_PORT, else %d)" % DEFAULT_PORT)
     p.add_argument("--confdir", default=None, help="mitmproxy's CA folder (CCP_MITM_CONFDIR)")
     p.add_argument("--unset", action="store_true", help="the lines that undo it")
     args = p.parse_args(argv)
@@ -89,13 +100,25 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="ccp mitm", description="HTTPS_PROXY mode: mitmproxy with the ccp routing addon. "
                                      "`ccp mitm env` prints the shell side.")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: the OS chooses (announced)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=default_port(),
+                   help="port to listen on (default: MITM_PORT, else %d; 0: the OS chooses, "
+                        "announced)" % DEFAULT_PORT)
     p.add_argument("--port-file", help="also write the bound port to this file")
     p.add_argument("--admin-port", type=int, default=0,
                    help="/healthz and /metrics (default 0: the OS chooses, announced)")
     p.add_argument("--confdir", default=None, help="mitmproxy's CA folder (CCP_MITM_CONFDIR)")
     args = p.parse_args(argv)
+    from proxy.profiles import port_free
+    try:
+        free = not args.port or port_free(args.host, args.port)
+    except OSError as exc:
+        print(f"BindError: cannot bind {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if not free:
+        print(f"PortBusy: {args.host}:{args.port} is in use (another ccp mitm or shim?); pick "
+              f"another with --port or MITM_PORT, or stop what holds it", file=sys.stderr)
+        return 1
     try:
         import mitmproxy  # noqa: F401 - installed by `make venv` from requirements-mitm.txt
     except ImportError:
