@@ -76,7 +76,7 @@ verify-sse: $(STAMP) $(CLAUDE)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m sse
 
 test: $(STAMP) $(CLAUDE)
-	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --junitxml=results/junit.xml
 
 quick: $(STAMP)
 	$(BIN)/pytest -m quick

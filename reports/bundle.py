@@ -1,11 +1,14 @@
 """`ccp bundle`: the reviewer bundle — one timestamped folder and `.tgz` of a run's artifacts.
 
-The bundle step is the one place the reports write files. It copies usage logs, METRICS*.json,
-*-SUMMARY.md, report.html (rendered when missing), results/junit*.xml and the effective config
-(providers view + non-secret Settings fields, never a secret value) into
-`<out>/ccp-bundle-<UTC stamp>/`, writes MANIFEST.json (sha256 per file), scans every file for the
-configured secrets (harness.gates.no_secret_in_files) and only then writes the `.tgz`. On a hit the
-folder is deleted and the command exits 1 naming the file. `--prune N` keeps the newest N METRICS.
+The bundle step is the one place the reports write files. Into `<out>/ccp-bundle-<UTC stamp>/` it
+copies the usage logs (the logs folder's current and rotated files, and the usage copies runs left
+under results/), every results file RESULT_PATTERNS names (METRICS, summaries, TESTS.md, soak, A/B,
+sandbox and bench results, the last test run's junit XML, the browser screenshot of the report),
+renders the report afresh (`reports.html.build_report`: never a stale copy) and writes the
+effective config (providers view + non-secret Settings fields, never a secret value) and
+MANIFEST.json (sha256, size and origin per file). It then scans every file for the configured
+secrets (harness.gates.no_secret_in_files) and only then writes the `.tgz`; on a hit the folder
+is deleted and the command exits 1 naming the file. `--prune N` keeps the newest N METRICS.
 """
 from __future__ import annotations
 
@@ -21,11 +24,19 @@ from pathlib import Path
 
 from harness.gates import no_secret_in_files
 from proxy.settings import Secret, Settings
-from reports.html import DEFAULT_OUT, render_report
-from reports.summarize import summarize
-from reports.usage_io import read_usage, to_frame, usage_files
+from reports.html import DEFAULT_OUT, build_report
+from reports.usage_io import usage_files
 
 DEFAULT_BUNDLES = "bundles"  # under the results folder
+# Under the results folder, copied to results/ in the bundle (sub-folders kept): METRICS and
+# summaries (ccp repro / summarize), the run log (reports.results_log), the last `make test`
+# junit XML, the report's browser screenshot (scenarios/reports), A/B (harness.ab), bench
+# (harness.bench.report), soak (harness.soak: results/overnight) and sandbox (harness.sandbox.e2e).
+RESULT_PATTERNS = ("METRICS*.json", "*-SUMMARY.md", "TESTS.md", "junit*.xml", "report.png",
+                   "AB-*.md", "AB-*.json", "BENCH-*.md", "BENCH-*.json",
+                   "overnight/*-SOAK.md", "overnight/*-SOAK.json", "overnight/METRICS_*.json",
+                   "sandbox/*.json")
+USAGE_COPIES = ("*-usage.jsonl", "overnight/*-usage.jsonl")  # copied to logs/ in the bundle
 # Settings fields never written to config.json: secrets and derived objects shown elsewhere.
 SKIP_FIELDS = frozenset({"catalog", "quotas", "licence", "licence_keys", "routing_from_env"})
 
@@ -51,11 +62,15 @@ def effective_config(settings: Settings) -> dict:
     return {"providers": providers_view(settings), "settings": fields}
 
 
-def manifest(folder: Path) -> dict:
-    """sha256 and size of every file under `folder` (relative POSIX paths, sorted)."""
+def manifest(folder: Path, origins: dict[str, str] | None = None) -> dict:
+    """sha256, size and origin of every file under `folder` (relative POSIX paths, sorted)."""
+    origins = origins or {}
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
-    return {"files": {p.relative_to(folder).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size}
-                      for p in files}}
+    out = {}
+    for p in files:
+        rel = p.relative_to(folder).as_posix()
+        out[rel] = {"sha256": sha256(p), "bytes": p.stat().st_size, "from": origins.get(rel, "?")}
+    return {"files": out}
 
 
 def _newest_metrics(results: Path) -> Path | None:
@@ -63,33 +78,50 @@ def _newest_metrics(results: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _copy_into(files: list[Path], dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
+def _matches(root: Path, patterns: tuple[str, ...]) -> list[Path]:
+    found = {p for pattern in patterns for p in root.glob(pattern) if p.is_file()} if root.is_dir() else set()
+    return sorted(found)
+
+
+def _copy(files: list[Path], root: Path, dest: Path, origins: dict[str, str], folder: Path) -> None:
+    """Copy each file to `dest` / its path relative to `root`, noting where it came from."""
     for f in files:
-        shutil.copy2(f, dest / f.name)
+        target = dest / f.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, target)
+        origins[target.relative_to(folder).as_posix()] = str(f)
+
+
+def render_for_bundle(logs: Path, results: Path, settings: Settings, stamp: str) -> str:
+    """The report as `ccp report` renders it now: from the logs folder's current log, or from the
+    newest METRICS when there is no logs folder (the page says which)."""
+    title = f"ccp report (bundle {stamp})"
+    if logs.exists():
+        return build_report([str(logs)], None, settings, title)
+    newest = _newest_metrics(results)
+    if newest:
+        return build_report([str(logs)], str(newest), settings, title, logs_optional=True)
+    return build_report([], None, settings, title)  # no records at all: the page says so
 
 
 def collect(folder: Path, logs: Path, results: Path, settings: Settings) -> list[Path]:
     """Fill `folder` with the run's artifacts; return the files written."""
     folder.mkdir(parents=True)
+    origins: dict[str, str] = {}
     logs_files = usage_files(logs) if logs.exists() else []
-    _copy_into(logs_files + sorted(results.glob("*-usage.jsonl")), folder / "logs")
-    result_files = [*sorted(results.glob("METRICS*.json")), *sorted(results.glob("*-SUMMARY.md")),
-                    *sorted(results.glob("junit*.xml"))]
-    _copy_into(result_files, folder / "results")
-    report = results / DEFAULT_OUT
-    if report.is_file():
-        shutil.copy2(report, folder / "results" / DEFAULT_OUT)
-    else:
-        newest = _newest_metrics(results)
-        df = read_usage(logs_files) if logs_files else to_frame([])
-        metrics = json.loads(newest.read_text()) if newest else summarize(df)
-        (folder / "results" / DEFAULT_OUT).write_text(
-            render_report(metrics, df, "ccp report (bundle)"), encoding="utf-8")
+    _copy(logs_files, logs if logs.is_dir() else logs.parent, folder / "logs", origins, folder)
+    _copy(_matches(results, USAGE_COPIES), results, folder / "logs", origins, folder)
+    _copy(_matches(results, RESULT_PATTERNS), results, folder / "results", origins, folder)
+    stamp = folder.name.removeprefix("ccp-bundle-")
+    report = folder / "results" / DEFAULT_OUT
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(render_for_bundle(logs, results, settings, stamp), encoding="utf-8")
+    origins[f"results/{DEFAULT_OUT}"] = "rendered by ccp bundle"
     (folder / "config.json").write_text(
         json.dumps(effective_config(settings), indent=2, default=str) + "\n", encoding="utf-8")
+    origins["config.json"] = "written by ccp bundle (no secret values)"
     (folder / "MANIFEST.json").write_text(json.dumps(
-        {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **manifest(folder)},
+        {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **manifest(folder, origins)},
         indent=2) + "\n", encoding="utf-8")
     return sorted(p for p in folder.rglob("*") if p.is_file())
 

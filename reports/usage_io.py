@@ -3,7 +3,9 @@
 `read_records(paths)` turns usage files (or logs folders) into plain dicts and counts the lines it
 could not use; `read_usage(paths)` does the same into a pandas DataFrame with one column per usage
 field and the `sse` object flattened into `sse_*` columns. Everything downstream (summaries, gates)
-is pure and works on what these return.
+is pure and works on what these return. A folder stands for its current log and the rotated copies
+(`rotated=True`, what summaries and gates read) or for its current log alone (`rotated=False`, what
+`ccp report` reads unless asked); `rotated_copies(folder)` names the copies a folder holds.
 """
 from __future__ import annotations
 
@@ -29,16 +31,24 @@ _TOKEN_ALIASES = {
 PathLike = str | os.PathLike
 
 
-def usage_files(path: PathLike) -> list[Path]:
+def rotated_copies(folder: PathLike) -> list[Path]:
+    """The rotated copies in a logs folder that exist, oldest first (`usage.jsonl.5` … `.1`)."""
+    p = Path(folder)
+    names = [f"{USAGE_FILE}.{i}" for i in range(KEEP_ROTATED, 0, -1)]
+    return [p / name for name in names if (p / name).is_file()] if p.is_dir() else []
+
+
+def usage_files(path: PathLike, rotated: bool = True) -> list[Path]:
     """The usage files a path stands for, oldest first.
 
     A file stands for itself; a folder stands for `usage.jsonl.5` … `usage.jsonl.1`, `usage.jsonl`
-    (those that exist). A missing path raises FileNotFoundError.
+    (those that exist), or for `usage.jsonl` alone with `rotated=False`. A missing path raises
+    FileNotFoundError.
     """
     p = Path(path)
     if p.is_dir():
-        names = [f"{USAGE_FILE}.{i}" for i in range(KEEP_ROTATED, 0, -1)] + [USAGE_FILE]
-        return [p / name for name in names if (p / name).is_file()]
+        current = [p / USAGE_FILE] if (p / USAGE_FILE).is_file() else []
+        return (rotated_copies(p) if rotated else []) + current
     if p.is_file():
         return [p]
     raise FileNotFoundError(f"no such usage log or logs folder: {p}")
@@ -62,11 +72,11 @@ def _parse_lines(lines: Iterable[str]) -> tuple[list[dict], int]:
     return records, bad
 
 
-def read_records(paths: PathLike | Iterable[PathLike]) -> tuple[list[dict], int]:
+def read_records(paths: PathLike | Iterable[PathLike], rotated: bool = True) -> tuple[list[dict], int]:
     """Read usage records from files and/or logs folders; return (records, bad line count)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    files = [f for p in paths for f in usage_files(p)]
+    files = [f for p in paths for f in usage_files(p, rotated)]
     records: list[dict] = []
     bad = 0
     for f in files:
@@ -98,7 +108,7 @@ def to_frame(records: list[dict], bad_lines: int = 0) -> pd.DataFrame:
     return df
 
 
-def read_usage(paths: PathLike | Iterable[PathLike]) -> pd.DataFrame:
+def read_usage(paths: PathLike | Iterable[PathLike], rotated: bool = True) -> pd.DataFrame:
     """Usage records from files and/or logs folders as a DataFrame (see `to_frame`)."""
-    records, bad = read_records(paths)
+    records, bad = read_records(paths, rotated)
     return to_frame(records, bad)

@@ -1,4 +1,5 @@
-"""Shared small usage data for the report tests: `report_records` and `report_sample` fixtures."""
+"""Shared small usage data for the report tests: `report_records` and `report_sample` fixtures,
+and `claude --version` answered without running the CLI (it takes seconds; harness tests cover it)."""
 import pytest
 
 from reports.summarize import summarize
@@ -40,3 +41,8 @@ def report_records():
 @pytest.fixture
 def report_sample():
     return make_sample()
+
+
+@pytest.fixture(autouse=True)
+def _no_cli_probe(monkeypatch):
+    monkeypatch.setattr("reports.context.claude_version", lambda binary=None: "9.9.9 (test CLI)")

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from reports.usage_io import COLUMNS, SSE_COLUMNS, read_records, read_usage, usage_files
+from reports.usage_io import COLUMNS, SSE_COLUMNS, read_records, read_usage, rotated_copies, \
+    usage_files
 
 pytestmark = pytest.mark.quick
 
@@ -33,6 +34,20 @@ def test_folder_reads_all_rotated_files_oldest_first(tmp_path):
     assert [r["rid"] for r in records] == ["r-rot5", "r-rot4", "r-rot3", "r-rot2", "r-rot1",
                                           "r-current"]
     assert bad == 0
+
+
+def test_current_log_only_and_the_rotated_copies_named(tmp_path):
+    write(tmp_path / "usage.jsonl", rec("r-current"))
+    write(tmp_path / "usage.jsonl.1", rec("r-rot1"))
+    write(tmp_path / "usage.jsonl.3", rec("r-rot3"))
+    assert usage_files(tmp_path, rotated=False) == [tmp_path / "usage.jsonl"]
+    assert rotated_copies(tmp_path) == [tmp_path / "usage.jsonl.3", tmp_path / "usage.jsonl.1"]
+    records, _ = read_records(tmp_path, rotated=False)
+    assert [r["rid"] for r in records] == ["r-current"]
+    assert list(read_usage(tmp_path, rotated=False)["rid"]) == ["r-current"]
+    assert usage_files(tmp_path / "usage.jsonl.1", rotated=False) == [tmp_path / "usage.jsonl.1"]
+    (tmp_path / "usage.jsonl").unlink()
+    assert usage_files(tmp_path, rotated=False) == [] and rotated_copies(tmp_path / "nope") == []
 
 
 def test_folder_with_gaps_in_rotation(tmp_path):
