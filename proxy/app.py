@@ -15,6 +15,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
+from proxy.admin_api import add_admin_routes
 from proxy.errors import MethodNotAllowed, NotFound, ShimError, error_body
 from proxy.exchange import exchange, protocol_of, write_answer
 from proxy.readiness import readiness
@@ -194,5 +195,6 @@ def create_app(settings: Settings, upstream: Upstream | None = None) -> web.Appl
     app.router.add_post("/v1/admin/logs-rotate", handle_rotate)
     add_session_routes(app, app[STATE].sessions, settings)
     add_usage_routes(app, app[STATE])
+    add_admin_routes(app, app[STATE])  # /v1/admin/controls, /v1/admin/providers/reload
     app.router.add_route("*", "/{tail:.*}", handle_unknown)
     return app

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a gate or check failed, 2 a usage or configuration error (pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
@@ -18,7 +19,7 @@ DEFAULT_PORT = 18080
 
 def _serve(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="ccp serve", description="Run the routing shim.")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=None,
                         help="port to bind (default: the CCP_PROFILE's port, 18080 for default); "
                              "0 lets the OS choose (announced on stdout)")
@@ -38,8 +39,18 @@ def _serve(argv: list[str]) -> int:
     if args.policy_pubkey:
         settings = dataclasses.replace(
             settings, policy_pubkey=parse_pubkey_file("--policy-pubkey", args.policy_pubkey))
+    from proxy.profiles import port_free
     from proxy.server import run
     port = settings.default_port if args.port is None else args.port
+    try:
+        free = not port or port_free(args.host, port)
+    except OSError as exc:
+        print(f"BindError: cannot bind {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if not free:
+        print(f"PortBusy: {args.host}:{port} is in use (`ccp ps` shows a background shim of this "
+              f"profile); pick another with --port or stop what holds it", file=sys.stderr)
+        return 1
     return run(settings, args.host, port, args.port_file)
 
 
@@ -74,6 +85,21 @@ def _providers(argv: list[str]) -> int:
 def _model(argv: list[str]) -> int:
     from proxy.override import main
     return main(argv)
+
+
+def _pause(argv: list[str]) -> int:
+    from proxy.controls_cli import pause_main
+    return pause_main(argv)
+
+
+def _resume(argv: list[str]) -> int:
+    from proxy.controls_cli import resume_main
+    return resume_main(argv)
+
+
+def _set(argv: list[str]) -> int:
+    from proxy.controls_cli import set_main
+    return set_main(argv)
 
 
 def _partials(argv: list[str]) -> int:
@@ -212,7 +238,8 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "gates": (_gates, "print gate verdicts; exit 1 on failure"),
     "report": (_report, "a self-contained HTML report (results/report.html) from logs or METRICS"),
     "bundle": (_bundle, "reviewer bundle: logs, METRICS, report, config, MANIFEST + .tgz; --prune N"),
-    "providers": (_providers, "the providers the shim routes to, with the source of each"),
+    "providers": (_providers, "the providers the shim routes to, with the source of each; "
+                              "`providers reload`: the running shim re-reads its files"),
     "partials": (_partials, "list broken streams kept under logs/partials, or `clean` them"),
     "logs-rotate": (_logs_rotate, "rotate logs/usage.jsonl now (keeps five)"),
     "sandbox-smoke": (_sandbox_smoke, "the sandboxed claude task end to end (TC_CLAUDE_PROXY_E2E_SMOKE)"),
@@ -235,32 +262,62 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "quotas": (_quotas, "quotas reload [FILE]: hot-reload the running shim's quotas"),
     "db": (_db, "the SQLite usage store: db status|export --csv F|import --jsonl F|merge DIR --out DIR"),
     "mitm": (_mitm, "HTTPS_PROXY mode: mitmproxy with the ccp addon (--port 8082); `mitm env`"),
-    "model": (_model, "the manual model override: model [NAME | --clear] (restart the shim to apply)"),
+    "model": (_model, "the manual model override: model [NAME | --clear], on the running shim "
+                      "and kept for the next start"),
+    "pause": (_pause, "kill switch: the running shim sends everything to anthropic from now"),
+    "resume": (_resume, "end a pause: the running shim routes by the table again"),
+    "set": (_set, "a runtime control of the running shim: set zai-header-mode MODE"),
 }
 
 
 def _usage() -> str:
-    lines = ["usage: ccp VERB [ARGS]", "", "verbs:"]
+    lines = ["usage: ccp VERB [ARGS]   (ccp VERB --help for its options; ccp --version)", "",
+             "verbs:"]
     lines += [f"  {name:<16}{help_}" for name, (_, help_) in VERBS.items()]
     return "\n".join(lines)
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+    try:
+        return dist_version("ccp")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our stdout went away (`ccp logs | head`): no traceback, as a Unix tool does.
+    stdout is pointed at /dev/null so the interpreter's last flush does not complain either."""
+    import os
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what the shell reports for a writer killed by it
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_usage())
-        return 0 if argv else 2
-    verb, rest = argv[0], argv[1:]
-    if verb not in VERBS:
-        print(f"UsageError: unknown verb {verb!r}\n{_usage()}", file=sys.stderr)
-        return 2
     try:
-        return VERBS[verb][0](rest)
-    except ConfigError as exc:
-        print(f"ConfigError: {exc}", file=sys.stderr)
-        return 2
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(_usage())
+            return 0 if argv else 2
+        if argv[0] in ("-V", "--version", "version"):
+            print(f"ccp {version()}")
+            return 0
+        verb, rest = argv[0], argv[1:]
+        if verb not in VERBS:
+            print(f"UsageError: unknown verb {verb!r}\n{_usage()}", file=sys.stderr)
+            return 2
+        try:
+            code = VERBS[verb][0](rest)
+        except ConfigError as exc:
+            print(f"ConfigError: {exc}", file=sys.stderr)
+            return 2
+        sys.stdout.flush()  # a broken pipe shows here, inside the handler, not at exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
 
 
 if __name__ == "__main__":

@@ -299,9 +299,14 @@ def provider_headers(client_headers, state: ShimState, provider: Provider,
     return upstream_request_headers(lane, client_headers, creds, never, provider.profile)
 
 
-def route(state: ShimState, model: str, protocol_in: str, rec: dict) -> tuple[Decision, Provider]:
-    """Rows 1–5 (`decide()`) and 4b (the quota book) for one request, written into its record."""
-    settings = state.settings
+def route(state: ShimState, model: str, protocol_in: str, rec: dict,
+          settings=None) -> tuple[Decision, Provider]:
+    """Rows 1–5 (`decide()`) and 4b (the quota book) for one request, written into its record.
+
+    `settings` are the ones the request read (`state.settings`, which carries the runtime
+    controls: paused, header mode, override, catalog); a control changed meanwhile applies from
+    the next request."""
+    settings = state.settings if settings is None else settings
     decision = _decided(state, settings, model, protocol_in)
     # row 4b: an exhausted zai budget reroutes (pure; the book is fed by finished records)
     decision = apply_quota(decision, state.quotas.state(model, time.time()), settings.reroute_mode,
@@ -320,8 +325,9 @@ _DECISIONS_KEPT = 1024
 
 
 def _decided(state: ShimState, settings, model: str, protocol_in: str) -> Decision:
-    """`decide()` for this model: pure over settings that never change, so remembered per model
-    (for the settings it was made with; at most `_DECISIONS_KEPT` models)."""
+    """`decide()` for this model: pure over one settings object, so remembered per model (for the
+    settings it was made with: a runtime control change makes new settings, and the memory starts
+    again; at most `_DECISIONS_KEPT` models)."""
     kept = getattr(state, "_decisions", None)
     if kept is None or kept[0] is not settings:
         kept = (settings, {})
@@ -388,7 +394,7 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
     rec["model"] = model
     rec["op"] = "stream" if stream else "nonstream"
 
-    decision, provider = route(state, model, protocol_in, rec)
+    decision, provider = route(state, model, protocol_in, rec, settings)
     if request.path.endswith("/count_tokens"):
         rec["op"] = "count_tokens"
         stream = False
@@ -457,7 +463,8 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
         payload = up_payload = None
     timing["sent"] = time.perf_counter()
     if settings.enable_backoff or settings.fallback_lane:
-        resp, decision, provider = await _send(state, up_req, rec, decision, provider, prepare, model)
+        resp, decision, provider = await _send(state, up_req, rec, decision, provider, prepare, model,
+                                               settings)
     else:  # _send() without backoff or fallback: the one attempt (one coroutine less to resume)
         resp = await state.upstream.send(up_req)
         rec["retries"] = 0
@@ -480,9 +487,10 @@ async def exchange(request: web.Request, state: ShimState, rec: dict, timing: di
 
 
 async def _send(state: ShimState, up_req: UpstreamRequest, rec: dict, decision: Decision,
-                provider: Provider, prepare, model: str) -> tuple[object, Decision, Provider]:
-    """Send with backoff (CCP_ENABLE_BACKOFF) and, when the lane fails, once to CCP_FALLBACK_LANE."""
-    settings = state.settings
+                provider: Provider, prepare, model: str,
+                settings) -> tuple[object, Decision, Provider]:
+    """Send with backoff (CCP_ENABLE_BACKOFF) and, when the lane fails, once to CCP_FALLBACK_LANE
+    (`settings`: the ones the request read)."""
 
     def count(n: int, _delay: float, _status: int) -> None:
         rec["retries"] = n

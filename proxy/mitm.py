@@ -224,6 +224,8 @@ async def _start_admin(state, host: str, port: int):
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     add_usage_routes(app, state)  # /v1/usage, /v1/quotas, … as on the shim
+    from proxy.admin_api import add_admin_routes
+    add_admin_routes(app, state)  # the runtime controls (ccp pause …, --url the admin port)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

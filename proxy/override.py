@@ -1,11 +1,14 @@
 """`ccp model`: the manual model override (routing row 2), persisted in `<config home>/model`.
 
-- `ccp model` prints the override in force and where it comes from (`CCP_MODEL` beats the file);
-- `ccp model NAME` writes NAME (a catalog route name or a plain model id) to the file;
-- `ccp model --clear` removes the file.
+- `ccp model` prints the override in force on the running shim and where it comes from (no shim:
+  what the next start would use; `CCP_MODEL` beats the file);
+- `ccp model NAME` sets NAME (a catalog route name or a model id some lane serves) on the running
+  shim from its next request (proxy.admin_api) and writes it to the file, so a restart keeps it;
+  a name no lane or route can serve is refused (exit 2) with the names that can be;
+- `ccp model --clear` clears it on the running shim and removes the file.
 
-The shim reads the override once, at start (Settings): a running shim needs `ccp restart` to see a
-change. `<config home>` is `CCP_CONFIG_HOME`, else `~/.config/ccp`.
+With no shim running only the file changes, and it applies at the next start. `<config home>` is
+`CCP_CONFIG_HOME`, else `~/.config/ccp`.
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+from proxy import controls_cli as cc
+from proxy import runtime_controls as rc
+from proxy.admin_api import CONTROLS_PATH
 from proxy.settings import MODEL_FILE, ConfigError, Settings
 
 _MODEL_RE = re.compile(r"^\S{1,200}$")
@@ -35,59 +41,107 @@ def model_file(settings: Settings) -> Path:
     return Path(settings.config_home) / MODEL_FILE
 
 
-def show(settings: Settings) -> int:
-    if not settings.model_override:
-        print("no manual override: requests are routed by the table")
+def show(settings: Settings, url: str | None = None) -> int:
+    reply = cc.ask(settings, url, "GET", CONTROLS_PATH)
+    if reply.status == 200:
+        running = reply.data["model"]
+        if running:
+            print(f"manual override: {running} (running shim {reply.url}; "
+                  f"{cc.since(reply.data['sources']['model'])})")
+            print(f"  -> {describe(running, settings)}")
+        else:
+            print(f"no manual override on the running shim {reply.url}: requests are routed by "
+                  "the table")
+        if settings.model_override != running:
+            print(f"  at the next start: {settings.model_override or 'none'}"
+                  + (f" (from {settings.model_override_source})" if settings.model_override else ""))
         return 0
-    print(f"manual override: {settings.model_override} (from {settings.model_override_source})")
+    if reply.status is not None:
+        return cc.failed(reply, settings, "", sys.stderr)
+    where = f"no shim answers on {reply.url}; at the next start"
+    if not settings.model_override:
+        print(f"no manual override ({where}): requests are routed by the table")
+        return 0
+    print(f"manual override: {settings.model_override} (from {settings.model_override_source}; "
+          f"{where})")
     print(f"  -> {describe(settings.model_override, settings)}")
     return 0
 
 
-def set_model(settings: Settings, name: str) -> int:
+def _write(path: Path, name: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(name + "\n", encoding="utf-8")
+    tmp.replace(path)  # atomic: a starting shim never reads half a name
+
+
+def set_model(settings: Settings, name: str, url: str | None = None) -> int:
     name = name.strip()
     if not _MODEL_RE.match(name):
         print(f"UsageError: model {name!r}: expected a route name or model id (no spaces)",
               file=sys.stderr)
         return 2
     path = model_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(name + "\n", encoding="utf-8")
-    tmp.replace(path)  # atomic: a starting shim never reads half a name
+    # the running shim decides with its own catalog; without one, this environment's decides
+    reply = cc.ask(settings, url, "POST", CONTROLS_PATH, {"model": name}, "ccp model")
+    if reply.status is None and not rc.servable(name, settings.catalog):
+        print(f"UsageError: {rc.unservable_message(name, settings.catalog)}", file=sys.stderr)
+        return 2
+    if reply.status not in (None, 200):
+        return cc.failed(reply, settings, "nothing changed", sys.stderr)
+    _write(path, name)
     print(f"manual override set: {name} -> {describe(name, settings)}")
-    print(f"  written to {path}; restart a running shim (ccp restart) to apply it")
+    if reply.status == 200:
+        print(f"  applied on the running shim {reply.url} from the next request; written to "
+              f"{path} (kept across restarts)")
+    else:
+        print(f"  written to {path}; no shim answers on {reply.url}: it applies when the shim "
+              "starts")
     _warn_env(settings)
     return 0
 
 
-def clear(settings: Settings) -> int:
+def clear(settings: Settings, url: str | None = None) -> int:
     path = model_file(settings)
+    reply = cc.ask(settings, url, "POST", CONTROLS_PATH, {"model": None}, "ccp model --clear")
+    if reply.status not in (None, 200):
+        return cc.failed(reply, settings, "nothing changed", sys.stderr)
     if path.exists():
         path.unlink()
-        print(f"manual override cleared: removed {path}; restart a running shim (ccp restart)")
+        print(f"manual override cleared: removed {path}")
     else:
-        print(f"no override file at {path}: nothing to clear")
+        print(f"no override file at {path}: nothing to remove")
+    if reply.status == 200:
+        had = reply.data["changed"]
+        print(f"  running shim {reply.url}: " + (f"override {had[0]['from']} cleared from the next "
+                                                 "request" if had else "had no override"))
+    else:
+        print(f"  no shim answers on {reply.url}: nothing else to clear")
     _warn_env(settings)
     return 0
 
 
 def _warn_env(settings: Settings) -> None:
     if settings.model_override_source == "CCP_MODEL":
-        print(f"note: CCP_MODEL={settings.model_override} is set and takes precedence over the file")
+        print(f"note: CCP_MODEL={settings.model_override} is set: a shim started with it uses it, "
+              "not the file")
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccp model",
                                      description="Show, set or clear the manual model override.")
-    parser.add_argument("name", nargs="?", help="a catalog route name or a model id")
-    parser.add_argument("--clear", action="store_true", help="remove the persisted override")
+    parser.add_argument("name", nargs="?",
+                        help="a catalog route name or a model id a lane serves (haiku, sonnet, "
+                             "opus, claude-…); without it: show the override in force")
+    parser.add_argument("--clear", action="store_true",
+                        help="clear the override on the running shim and remove the persisted one")
+    parser.add_argument("--url", help="the shim's base URL (default: the profile's running shim)")
     args = parser.parse_args(argv)
     if args.clear and args.name:
         parser.error("give NAME or --clear, not both")
     settings = Settings.from_env(env)
     if args.clear:
-        return clear(settings)
+        return clear(settings, args.url)
     if args.name is not None:
-        return set_model(settings, args.name)
-    return show(settings)
+        return set_model(settings, args.name, args.url)
+    return show(settings, args.url)

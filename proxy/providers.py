@@ -4,6 +4,10 @@ The view comes from the provider catalog (proxy.catalog): the built-in lanes `an
 first, then the providers of the routes file, the repo providers file and the user file, each with
 its source (a file path or `built-in`) and the routes it serves. Only the NAME of a credential's
 variable is shown, and whether it is set — never its value.
+
+`ccp providers reload` makes the running shim read its routes/providers files again
+(proxy.controls_cli, `POST /v1/admin/providers/reload`): an invalid file is refused and the old
+catalog stays.
 """
 from __future__ import annotations
 
@@ -29,9 +33,18 @@ def _routes(p: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccp providers",
-                                     description="Print the merged providers view with sources.")
+                                     description="Print the merged providers view with sources; "
+                                     "`reload`: the running shim reads its files again.")
+    parser.add_argument("action", nargs="?", choices=["reload"],
+                        help="reload: the running shim re-reads its routes/providers files from "
+                             "the next request (an invalid file is refused, the old catalog stays)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--url", help="with reload: the shim's base URL (default: the profile's "
+                                      "running shim)")
     args = parser.parse_args(argv)
+    if args.action == "reload":
+        from proxy.controls_cli import providers_reload
+        return providers_reload(args.url)
     settings = Settings.from_env()
     view = providers_view(settings)
     if args.json:

@@ -18,6 +18,11 @@ quota (exact ids first, then file order), at the record's own `ts`. Windows slid
 the weekly window each count strictly the tokens with `now - span < ts <= now` — nothing older,
 whatever the other window holds.
 
+Rebuilding (`QuotaBook.rebuild(config, records)`): a new config gets a book replayed from the stored
+records of its own span (`book_span`: the longest window, cooldown or rate window), so a reload that
+lengthens a window or adds a quota counts the older records a restart would. Records accounted while
+the store is read (`begin_rebuild()` keeps them) are added unless the store already held them (by rid).
+
 Evaluation (`QuotaBook.state(model, now) -> QuotaState`): `warn` at ≥ `warn_pct` of either window,
 `block` at ≥ 100 % or while a cooldown holds; `eta_reset` is the seconds until the block lifts (when
 blocked) or until the oldest token in the rolling window leaves it; `tokens_per_s` is over the last
@@ -57,6 +62,7 @@ REROUTE_MODES = ("block", "warn_first", "early", "off")
 DEFAULT_REROUTE_MODE = "block"
 DEFAULT_WARN_PCT = 80.0
 DEFAULT_WEEK = 7 * 86400.0
+DEFAULT_ROLLING = 5 * 3600.0  # Anthropic's rolling window: the fuel gauge's, when no quota sets one
 RATE_WINDOW = 300.0  # seconds behind tokens_per_s
 FAMILIES = ("haiku", "sonnet", "opus")
 _SPAN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
@@ -201,6 +207,13 @@ def load_quotas(path: str | Path, lanes: Iterable[str] | None = None) -> QuotaCo
     except yaml.YAMLError as exc:
         raise QuotaError(f"{path}: not valid YAML: {exc}") from None
     return parse_quotas(data, str(path), lanes)
+
+
+def book_span(config: QuotaConfig) -> float | None:
+    """How far back a book for `config` needs records (None: no quotas, nothing to count)."""
+    spans = [max(q.weekly_window, q.rolling_window or 0.0, q.cooldown, RATE_WINDOW)
+             for q in config.quotas]
+    return max(spans) if spans else None
 
 
 def parse_reroute_mode(raw: str) -> str:
@@ -353,18 +366,46 @@ class QuotaBook:
     def __init__(self, config: QuotaConfig | None = None) -> None:
         self.config = config or QuotaConfig()
         self._accounts: dict[str, _Account] = {}
+        self._journal: list[dict] | None = None  # records accounted since begin_rebuild()
 
     def reload(self, config: QuotaConfig) -> None:
-        """Swap the config; accounts of patterns that stay keep their history."""
+        """Swap the config; accounts of patterns that stay keep their in-memory history (what is
+        left when there is no store to rebuild from)."""
+        self._journal = None
         self.config = config
         self._accounts = {k: v for k, v in self._accounts.items()
                           if any(q.pattern == k for q in config.quotas)}
+
+    def begin_rebuild(self) -> None:
+        """Keep every record accounted from now on, for the `rebuild()` that follows a store read."""
+        self._journal = []
+
+    def cancel_rebuild(self) -> None:
+        """No rebuild follows (the store read was cancelled): stop keeping records."""
+        self._journal = None
+
+    def rebuild(self, config: QuotaConfig, stored: Iterable[dict]) -> int:
+        """Replace the config and every account by a book replayed from `stored` (oldest first),
+        plus the records accounted since `begin_rebuild()` that `stored` lacks (by rid); returns
+        how many records counted."""
+        journal, self._journal = self._journal or [], None
+        records = list(stored)
+        rids = {r.get("rid") for r in records}
+        late = [r for r in journal if r.get("rid") is None or r.get("rid") not in rids]
+        if late:  # stable: stored rows keep their (ts, rowid) order, late ones follow at equal ts
+            records = sorted(records + late, key=lambda r: record_time(r) or 0.0)
+        fresh = QuotaBook(config)
+        counted = fresh.restore(records)
+        self.config, self._accounts = config, fresh._accounts
+        return counted
 
     def _account(self, quota: Quota) -> _Account:
         return self._accounts.setdefault(quota.pattern, _Account())
 
     def account(self, rec: dict) -> Quota | None:
         """Count one finished usage record; returns the quota it counted towards (or None)."""
+        if self._journal is not None:
+            self._journal.append(rec)
         quota = self.config.match(rec.get("model"))
         if quota is None:
             return None

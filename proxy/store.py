@@ -235,9 +235,10 @@ def sample_rows(conn: sqlite3.Connection, since: float | None = None, model: str
 
 
 def quota_records(conn: sqlite3.Connection, since: float) -> list[dict]:
-    """What the quota book needs to be rebuilt after a restart, oldest first."""
+    """What the quota book needs to be rebuilt (at a start or a reload), oldest first; the rid lets
+    a rebuild tell the records it read from those it saw come in meanwhile."""
     return [dict(r) for r in conn.execute(
-        "SELECT ts, model, lane, status, upstream_status, in_tokens, out_tokens FROM samples "
+        "SELECT rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens FROM samples "
         "WHERE ts > ? ORDER BY ts, rowid", (since,))]
 
 
@@ -403,7 +404,8 @@ class UsageStore:
         self._done(len(rows))
 
     # -- reading and maintenance (run these in a thread: asyncio.to_thread)
-    def _read(self, fn, *args):
+    def read(self, fn, *args):
+        """`fn(conn, *args)` on a read-only connection of its own (e.g. `usage_summary`)."""
         conn = connect(self.path, readonly=True)
         try:
             return fn(conn, *args)
@@ -412,14 +414,14 @@ class UsageStore:
 
     def samples(self, since: float | None = None, model: str | None = None,
                 limit: int = 1000) -> list[dict]:
-        return self._read(sample_rows, since, model, limit)
+        return self.read(sample_rows, since, model, limit)
 
     def rollups(self, granularity: str, since: float | None = None,
                 model: str | None = None) -> list[dict]:
-        return self._read(rollup_rows, granularity, since, model)
+        return self.read(rollup_rows, granularity, since, model)
 
     def quota_records(self, since: float) -> list[dict]:
-        return self._read(quota_records, since)
+        return self.read(quota_records, since)
 
     def status(self) -> dict:
         out = status(self.path) if self.degraded is None else {"path": str(self.path)}

@@ -23,6 +23,8 @@ except ImportError:  # pragma: no cover - a dependency; json writes the same lin
     orjson = None
 
 USAGE_FILE = "usage.jsonl"
+# the op of a runtime control change (proxy.runtime_controls): a line of the log, never a request
+CONTROL_OP = "control"
 KEEP_ROTATED = 5
 
 # Field order follows DESIGN.md so that lines read well by eye and by grep.

@@ -4,7 +4,11 @@
                               the configured and the auto-calibrated warn threshold; the store status
 - `GET  /v1/quotas`           the active quota config, its source file and the reroute mode
 - `POST /v1/quotas/reload`    re-read the quotas file (or `{"file": PATH}`); an invalid file → 400 and
-                              the old config stays (admin token when configured)
+                              the old config stays (admin token when configured). The book is rebuilt
+                              from the store by `restore_quotas()`, the function start-up calls, so a
+                              reload leaves it exactly as a restart with that file would
+- `GET  /v1/usage/summary`    the fuel gauge (proxy.usage_summary): tokens, requests and errors per
+                              lane × model over the rolling window and the week, from the store
 - `GET  /v1/usage/samples`    `?since=<epoch|ISO|-1h>&model=&limit=` stored usage samples
 - `GET  /v1/usage/rollups`    `?granularity=hour|day&since=&model=`
 - `POST /v1/dev/sim-usage`    `{"model", "tokens" | "pct", "lane"?, "status"?, "ago"?}` adds synthetic
@@ -20,41 +24,67 @@ import json
 import logging
 import re
 import time
+import weakref
 from datetime import datetime
 
 from aiohttp import web
 
 from proxy.errors import BadRequest, NotFound, ShimError, error_body
-from proxy.quotas import QuotaError, load_quotas
+from proxy.quotas import QuotaConfig, QuotaError, book_span, load_quotas
 from proxy.session_api import _check_admin
 from proxy.state import RID_HEADER, ShimState
 from proxy.store import rollup_loop
 from proxy.usage import new_record, utc_timestamp
+from proxy.usage_summary import usage_summary, windows_for
 
 log = logging.getLogger("ccp.usage")
 USAGE_STATE = web.AppKey("usage_state", ShimState)
 _AGO_RE = re.compile(r"^-(\d+(?:\.\d+)?)([smhdw])$")
 _AGO_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _sim_ids = itertools.count(1)
+FLUSH_SECONDS = 5.0  # a rebuild waits this long for the records already queued to reach the store
+# one rebuild at a time per shim: two reloads in a row end with the later file
+_REBUILD_LOCKS: "weakref.WeakKeyDictionary[ShimState, asyncio.Lock]" = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------- lifecycle (called from _resources)
 async def start_usage(state: ShimState) -> asyncio.Task | None:
     """Open the store, rebuild the quota book from it, start the rollup task."""
     store = await asyncio.to_thread(state.open_store)
+    await restore_quotas(state, state.quotas.config)
     if store is None or store.degraded is not None:
         return None
-    spans = [max(q.weekly_window, q.rolling_window or 0.0) for q in state.quotas.config.quotas]
-    if spans:
-        try:
-            recs = await asyncio.to_thread(store.quota_records, time.time() - max(spans))
-        except Exception as exc:  # noqa: BLE001 - a store we cannot read: start with an empty book
-            log.warning("could not restore quotas from %s: %s", store.path, exc)
-        else:
-            counted = state.quotas.restore(recs)
-            log.info("quotas restored from %s: %d record(s)", store.path, counted)
     return asyncio.create_task(rollup_loop(store, state.settings.rollup_interval),
                                name="ccp-rollups")
+
+
+async def restore_quotas(state: ShimState, config: QuotaConfig) -> int | None:
+    """Make `config` the book's and rebuild every account from the store's records of its span:
+    what start-up does, and what `POST /v1/quotas/reload` does (one path, so a reload is a restart).
+
+    Records that come in meanwhile are kept by the book and added unless the store read them. With
+    no usable store there is nothing to rebuild from: quotas that stay keep their history in memory.
+    Returns how many records counted (None: not rebuilt from the store)."""
+    lock = _REBUILD_LOCKS.setdefault(state, asyncio.Lock())
+    async with lock:
+        book, store, span = state.quotas, state.store, book_span(config)
+        if store is None or store.degraded is not None or span is None:
+            book.reload(config)
+            return None if span is not None else 0
+        book.begin_rebuild()
+        try:
+            await asyncio.to_thread(store.flush, FLUSH_SECONDS)
+            recs = await asyncio.to_thread(store.quota_records, time.time() - span)
+        except Exception as exc:  # noqa: BLE001 - a store we cannot read: what memory holds
+            log.warning("could not restore quotas from %s: %s", store.path, exc)
+            book.reload(config)
+            return None
+        except BaseException:  # cancelled (the shim stops): the old book stays as it is
+            book.cancel_rebuild()
+            raise
+        counted = book.rebuild(config, recs)
+        log.info("quotas restored from %s: %d record(s)", store.path, counted)
+        return counted
 
 
 async def stop_usage(state: ShimState, task: asyncio.Task | None) -> None:
@@ -160,9 +190,9 @@ async def reload_quotas(request: web.Request) -> web.Response:
             raise BadRequest(f"quotas not reloaded, the old config stays: {exc}") from exc
     except ShimError as exc:
         return _error(state, exc)
-    state.quotas.reload(config)
+    counted = await restore_quotas(state, config)
     log.info("quotas reloaded from %s (%d quota(s))", path, len(config.quotas))
-    return _json(state, {"reloaded": True, **config.public()})
+    return _json(state, {"reloaded": True, **config.public(), "restored_records": counted})
 
 
 def _store_or_404(state: ShimState):
@@ -206,6 +236,20 @@ async def get_rollups(request: web.Request) -> web.Response:
     except Exception as exc:  # noqa: BLE001
         return _error(state, ShimError(f"usage store unavailable: {type(exc).__name__}: {exc}"))
     return _json(state, {"granularity": granularity, "since": since, "rollups": rows})
+
+
+async def get_summary(request: web.Request) -> web.Response:
+    state = request.app[USAGE_STATE]
+    try:
+        store = _store_or_404(state)
+        await asyncio.to_thread(store.flush, 2.0)
+        windows = windows_for(state.quotas.config)
+        summary = await asyncio.to_thread(store.read, usage_summary, time.time(), windows)
+    except ShimError as exc:
+        return _error(state, exc)
+    except Exception as exc:  # noqa: BLE001
+        return _error(state, ShimError(f"usage store unavailable: {type(exc).__name__}: {exc}"))
+    return _json(state, summary)
 
 
 def sim_record(data: dict, state: ShimState, now: float) -> dict:
@@ -265,5 +309,6 @@ def add_usage_routes(app: web.Application, state: ShimState) -> None:
     app.router.add_post("/v1/quotas/reload", reload_quotas)
     app.router.add_get("/v1/usage/samples", get_samples)
     app.router.add_get("/v1/usage/rollups", get_rollups)
+    app.router.add_get("/v1/usage/summary", get_summary)
     if state.settings.dev_enable:
         app.router.add_post("/v1/dev/sim-usage", sim_usage)

@@ -2,15 +2,14 @@
 
 The first three ask the running shim (the profile's port file, `proxy.control.current_port`, or
 `--url`); `status` and `usage` fall back to the store and quotas file on disk when no shim answers.
-`ccp db` works on store files directly: `status`, `export --csv FILE`, `import --jsonl FILE`, and
-`merge DIR --out DIR`, which combines the `*.sqlite3` stores of several shims into one whose rollups
-have the same shape as `GET /v1/usage/rollups` (buckets that still have samples are recomputed from the
-merged samples, so a store found twice is not counted twice; older buckets are summed).
+Both show the quota table (when quotas are configured) and the fuel gauge (proxy.usage_summary:
+tokens, requests and errors per lane × model over the rolling window and the week), which the shim
+(`GET /v1/usage/summary`) and the offline path compute with the same function.
+`ccp db` (store files directly) lives in proxy.db_cli; its verbs are imported here too.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -19,10 +18,11 @@ from typing import TextIO
 
 import httpx
 
-from proxy.quotas import Quota, QuotaBook
+from proxy.db_cli import db_main, export_csv, import_jsonl, merge_stores  # noqa: F401 - `ccp db`
+from proxy.quotas import Quota, QuotaBook, book_span
 from proxy.settings import Settings
-from proxy.store import (GRANULARITIES, ROLLUP_SUMS, SAMPLE_COLUMNS, connect,
-                         insert_records, quota_records, refresh_rollups, rollup_rows, status)
+from proxy.store import connect, quota_records, rollup_rows
+from proxy.usage_summary import gauge_banner, gauge_lines, gauge_table, usage_summary, windows_for
 
 LOCALHOST = "127.0.0.1"
 BAR = 12
@@ -43,25 +43,44 @@ def _admin_headers(settings: Settings) -> dict:
 
 
 def _get(base: str, path: str) -> dict | None:
+    return _answer(base, path)[0]
+
+
+def _answer(base: str, path: str) -> tuple[dict | None, str | None]:
+    """(the JSON of a 200, None) or (None, why not)."""
     try:
         resp = httpx.get(f"{base}{path}", timeout=5.0, trust_env=False)
-    except httpx.HTTPError:
-        return None
-    return resp.json() if resp.status_code == 200 else None
+    except httpx.HTTPError as exc:
+        return None, f"no answer: {exc}"
+    try:
+        data = resp.json()
+    except ValueError:
+        return None, f"HTTP {resp.status_code}, not JSON"
+    if resp.status_code == 200:
+        return data, None
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return None, message or f"HTTP {resp.status_code}"
 
 
 def offline_usage(settings: Settings, now: float) -> dict:
-    """What GET /v1/usage says, computed from the quotas file and the store (no shim running)."""
-    book = QuotaBook(settings.quotas)
-    spans = [max(q.weekly_window, q.rolling_window or 0.0) for q in settings.quotas.quotas]
-    if spans and Path(settings.db_file).exists():
-        conn = connect(settings.db_file, readonly=True)
-        try:
-            book.restore(quota_records(conn, now - max(spans)))
-        finally:
+    """What GET /v1/usage (and /v1/usage/summary, under `summary`) says, computed from the quotas
+    file and the store (no shim running): the book rebuilt as the shim rebuilds it at start."""
+    book = QuotaBook()
+    span = book_span(settings.quotas)
+    db = Path(settings.db_file)
+    summary, note = None, f"no store at {db}"
+    conn = connect(db, readonly=True) if db.exists() else None
+    try:
+        book.rebuild(settings.quotas, quota_records(conn, now - span) if conn and span else [])
+        if conn is not None:
+            summary, note = usage_summary(conn, now, windows_for(settings.quotas)), None
+    finally:
+        if conn is not None:
             conn.close()
     return {"now": now, "mode": settings.reroute_mode, "source": settings.quotas.source,
-            "offline": True, "models": {p: s.public() for p, s in book.states(now).items()}}
+            "offline": True, "models": {p: s.public() for p, s in book.states(now).items()},
+            "summary": summary, "summary_error": note}
 
 
 def fetch_usage(settings: Settings, url: str | None, now: float) -> dict:
@@ -71,6 +90,7 @@ def fetch_usage(settings: Settings, url: str | None, now: float) -> dict:
         return offline_usage(settings, now)
     rollups = _get(base, "/v1/usage/rollups?granularity=hour&since=-7d")
     usage["rollups"] = (rollups or {}).get("rollups", [])
+    usage["summary"], usage["summary_error"] = _answer(base, "/v1/usage/summary")
     return usage
 
 
@@ -134,7 +154,10 @@ def meter(pct: float | None, width: int = BAR) -> str:
 
 
 def banner(usage: dict) -> str:
-    """One line for a status bar: every quota's rolling meter, weekly %, state and rate."""
+    """One line for a status bar: every quota's rolling meter, weekly %, state and rate; without
+    quotas, the fuel gauge per lane (tokens and requests in the rolling window, tokens in the week)."""
+    if not usage.get("models") and usage.get("summary"):
+        return "ccp " + gauge_banner(usage["summary"])
     parts = []
     for pattern, st in usage.get("models", {}).items():
         main = st.get("rolling_pct") if st.get("rolling_pct") is not None else st.get("weekly_pct")
@@ -167,8 +190,9 @@ def _url_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def status_main(argv: list[str], out: TextIO | None = None) -> int:
-    args = _url_parser("ccp status", "Quota table: rolling %, weekly %, warn/block, tokens/s, "
-                       "peak hour.").parse_args(argv)
+    args = _url_parser("ccp status", "Quota table (rolling %, weekly %, warn/block, tokens/s, "
+                       "peak hour) and the fuel gauge: tokens, requests and errors per lane and "
+                       "model over the rolling window and the week.").parse_args(argv)
     out = out or sys.stdout
     settings = Settings.from_env()
     now = time.time()
@@ -178,16 +202,51 @@ def status_main(argv: list[str], out: TextIO | None = None) -> int:
     if args.json:
         print(json.dumps(usage, indent=2), file=out)
         return 0
+    from proxy.controls_cli import print_controls  # the runtime controls come first
+    print_controls(settings, args.url, out)
     where = "offline (store on disk)" if usage.get("offline") else "running shim"
     print(f"ccp status — {where}; mode {usage.get('mode')}; quotas {usage.get('source') or 'none'}",
           file=out)
-    print_table(status_rows(usage), STATUS_HEADER, out)
+    if usage.get("models"):
+        print_table(status_rows(usage), STATUS_HEADER, out)
+    print_gauge(usage, out)
     return 0
 
 
+def print_gauge(usage: dict, out: TextIO) -> None:
+    """The fuel gauge table of `ccp status` (or why there is none)."""
+    summary = usage.get("summary")
+    if not summary:
+        print(_no_gauge(usage), file=out)
+        return
+    win = summary["windows"]
+    print(f"fuel gauge — rolling {win['rolling']['label']}, week {win['week']['label']}"
+          f"{_store_since(summary)}", file=out)
+    header, rows = gauge_table(summary)
+    if rows:
+        print_table(rows, header, out)
+    else:
+        print(f"no usage in the last {win['week']['label']}", file=out)
+
+
+def _store_since(summary: dict) -> str:
+    oldest, week = summary.get("oldest_sample"), summary["windows"]["week"]
+    if oldest is None or oldest <= week["since"]:
+        return ""
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(oldest))
+    return f" (the store holds samples since {since})"
+
+
+def _no_gauge(usage: dict) -> str:
+    return f"fuel gauge: unavailable ({usage.get('summary_error') or 'no usage store'})"
+
+
 def usage_main(argv: list[str], out: TextIO | None = None) -> int:
-    parser = _url_parser("ccp usage", "Quota usage per model (--banner: one-line meter).")
-    parser.add_argument("--banner", action="store_true", help="one line, for a status bar")
+    parser = _url_parser("ccp usage", "Quota usage per model, and the fuel gauge: tokens, "
+                         "requests and errors per lane and model over the rolling window and the "
+                         "week (--banner: one line).")
+    parser.add_argument("--banner", action="store_true",
+                        help="one line, for a status bar: quota meters, else tokens per lane")
     args = parser.parse_args(argv)
     out = out or sys.stdout
     usage = fetch_usage(Settings.from_env(), args.url, time.time())
@@ -201,15 +260,19 @@ def usage_main(argv: list[str], out: TextIO | None = None) -> int:
                   f"reset in {row[5]} warn at {row[6]}", file=out)
         if not usage.get("models"):
             print("no quotas configured (CCP_QUOTAS_FILE)", file=out)
+        lines = gauge_lines(usage["summary"]) if usage.get("summary") else [_no_gauge(usage)]
+        print("\n".join(lines), file=out)
     return 0
 
 
 def quotas_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccp quotas", description="Quotas of the running shim.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    rel = sub.add_parser("reload", help="re-read the quotas file (or FILE); a bad file is rejected")
-    rel.add_argument("file", nargs="?")
-    rel.add_argument("--url")
+    rel = sub.add_parser("reload", help="re-read the quotas file (or FILE) and rebuild the book from "
+                         "the store, as a restart would; a bad file is rejected")
+    rel.add_argument("file", nargs="?", help="a quotas file to use from now on (default: the "
+                     "shim's current one, else CCP_QUOTAS_FILE)")
+    rel.add_argument("--url", help="the shim's base URL (default: the profile's running shim)")
     args = parser.parse_args(argv)
     out, err = out or sys.stdout, err or sys.stderr
     settings = Settings.from_env()
@@ -226,134 +289,11 @@ def quotas_main(argv: list[str], out: TextIO | None = None, err: TextIO | None =
         message = (data.get("error") or {}).get("message", resp.text)
         print(f"QuotaError: {message}", file=err)
         return 2 if resp.status_code == 400 else 1
-    print(f"quotas reloaded from {data.get('source')} ({len(data.get('quotas', []))} quota(s))",
-          file=out)
-    return 0
-
-
-# ---------------------------------------------------------------- ccp db
-def export_csv(db: str | Path, dest: str | Path) -> int:
-    conn = connect(db, readonly=True)
-    cols = [c for c in SAMPLE_COLUMNS if c != "record"]
-    try:
-        with open(dest, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(cols)
-            n = 0
-            for row in conn.execute(f"SELECT {', '.join(cols)} FROM samples ORDER BY ts, rowid"):
-                writer.writerow(list(row))
-                n += 1
-    finally:
-        conn.close()
-    return n
-
-
-def import_jsonl(db: str | Path, src: str | Path) -> tuple[int, int]:
-    """Usage records from a JSONL file into the store (by rid: nothing twice); (added, bad lines)."""
-    recs, bad = [], 0
-    with open(src, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                bad += 1
-                continue
-            if isinstance(rec, dict):
-                recs.append(rec)
-            else:
-                bad += 1
-    conn = connect(db)
-    try:
-        with conn:
-            added = insert_records(conn, recs, source="import")
-        refresh_rollups(conn)
-    finally:
-        conn.close()
-    return added, bad
-
-
-def merge_stores(sources: list[Path], out_path: Path) -> dict:
-    """Combine stores into `out_path` (see the module docstring)."""
-    out = connect(out_path)
-    sums: dict[tuple, list] = {}
-    samples = 0
-    try:
-        for src in sources:
-            conn = connect(src, readonly=True)
-            try:
-                rows = [tuple(r) for r in conn.execute(
-                    f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM samples")]
-                stored = conn.execute("SELECT * FROM rollups").fetchall()
-            finally:
-                conn.close()
-            with out:
-                samples += out.executemany(
-                    f"INSERT OR IGNORE INTO samples ({', '.join(SAMPLE_COLUMNS)}) VALUES "
-                    f"({', '.join('?' * len(SAMPLE_COLUMNS))})", rows).rowcount
-            for r in stored:
-                key = (r["granularity"], r["bucket"], r["model"], r["lane"])
-                acc = sums.setdefault(key, [0] * len(ROLLUP_SUMS) + [0.0])
-                for i, k in enumerate(ROLLUP_SUMS):
-                    acc[i] += r[k] or 0
-                acc[-1] = max(acc[-1], r["latency_ms_max"] or 0.0)
-        with out:
-            out.execute("DELETE FROM rollups")
-            out.executemany("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [(*k, *v) for k, v in sums.items()])
-            out.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rolled_rowid', '0')")
-        refresh_rollups(out)  # buckets with samples: recomputed from the merged samples
-        counts = {g: len(rollup_rows(out, g)) for g in GRANULARITIES}
-    finally:
-        out.close()
-    return {"sources": [str(s) for s in sources], "out": str(out_path), "samples": samples,
-            "rollups": counts}
-
-
-def db_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ccp db", description="The SQLite usage store.")
-    parser.add_argument("--db", help="the store file (default: CCP_DB_PATH or <logs>/ccp.sqlite3)")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("status", help="size, samples, rollups")
-    exp = sub.add_parser("export", help="samples as CSV")
-    exp.add_argument("--csv", required=True, metavar="FILE")
-    imp = sub.add_parser("import", help="usage records from a JSONL file (usage.jsonl)")
-    imp.add_argument("--jsonl", required=True, metavar="FILE")
-    mer = sub.add_parser("merge", help="combine the *.sqlite3 stores under DIR into --out DIR")
-    mer.add_argument("dir")
-    mer.add_argument("--out", required=True, metavar="DIR")
-    mer.add_argument("--force", action="store_true", help="replace an existing merged store")
-    args = parser.parse_args(argv)
-    out, err = out or sys.stdout, err or sys.stderr
-    db = Path(args.db or Settings.from_env().db_file)
-    if args.cmd == "merge":
-        target = Path(args.out) / "ccp.sqlite3"
-        sources = sorted(p for p in Path(args.dir).rglob("*.sqlite3")
-                         if p.resolve() != target.resolve())
-        if not sources:
-            print(f"UsageError: no *.sqlite3 store under {args.dir}", file=err)
-            return 2
-        if target.exists():
-            if not args.force:
-                print(f"UsageError: {target} exists (use --force to replace it)", file=err)
-                return 2
-            for p in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
-                p.unlink(missing_ok=True)
-        print(json.dumps(merge_stores(sources, target), indent=2), file=out)
-        return 0
-    if args.cmd == "import":
-        added, bad = import_jsonl(db, args.jsonl)
-        print(f"imported {added} record(s) into {db}" + (f" ({bad} bad line(s) skipped)" if bad else ""),
-              file=out)
-        return 0
-    if not db.exists():
-        print(f"NotFound: no store at {db}", file=err)
-        return 1
-    if args.cmd == "export":
-        print(f"exported {export_csv(db, args.csv)} sample(s) to {args.csv}", file=out)
-        return 0
-    print(json.dumps(status(db), indent=2), file=out)
+    restored = data.get("restored_records")
+    rebuilt = (f"the book rebuilt from {restored} stored record(s)" if restored is not None
+               else "no store: the history in memory kept")
+    print(f"quotas reloaded from {data.get('source')} ({len(data.get('quotas', []))} quota(s)); "
+          f"{rebuilt}", file=out)
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from proxy.usage import FIELDS, USAGE_FILE
+from proxy.usage import CONTROL_OP, FIELDS, USAGE_FILE
 
 KEEP_ROTATED = 5
 SSE_COLUMNS = ("sse_events", "sse_bytes", "sse_duration_ms", "sse_complete")
@@ -65,7 +65,7 @@ def _parse_lines(lines: Iterable[str]) -> tuple[list[dict], int]:
         except ValueError:
             bad += 1  # a torn or garbled line, e.g. the tail of a crash
             continue
-        if isinstance(obj, dict):
+        if isinstance(obj, dict) and obj.get("op") != CONTROL_OP:  # a control change: no request
             records.append(obj)
         else:
             bad += 1

@@ -6,6 +6,17 @@ from proxy.settings import Settings
 pytestmark = pytest.mark.quick
 
 
+@pytest.fixture(autouse=True)
+def no_shim(monkeypatch):
+    """No shim answers: the verb talks to a port where nothing listens, never to a real one."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setattr("proxy.usage_cli.shim_url", lambda settings, url=None: url or nobody)
+    return nobody
+
+
 @pytest.fixture
 def env(tmp_path):
     providers = tmp_path / "providers.yaml"
@@ -23,20 +34,21 @@ def test_no_override_by_default(env, capsys):
 def test_set_a_route_show_it_and_clear_it(env, tmp_path, capsys):
     assert main(["my-sonnet-alias"], env) == 0
     out = capsys.readouterr().out
-    assert "provider alt" in out and "claude-sonnet-4-5" in out and "restart" in out
+    assert "provider alt" in out and "claude-sonnet-4-5" in out
+    assert "no shim answers on http://127.0.0.1:" in out and "it applies when the shim starts" in out
     model_file = tmp_path / "home" / "model"
     assert model_file.read_text() == "my-sonnet-alias\n"
     s = Settings.from_env(env)
     assert (s.model_override, s.model_override_source) == ("my-sonnet-alias", str(model_file))
 
     assert main([], env) == 0
-    assert f"my-sonnet-alias (from {model_file})" in capsys.readouterr().out
+    assert f"my-sonnet-alias (from {model_file}; no shim answers on " in capsys.readouterr().out
 
     assert main(["--clear"], env) == 0
     assert "removed" in capsys.readouterr().out and not model_file.exists()
     assert Settings.from_env(env).model_override is None
     assert main(["--clear"], env) == 0
-    assert "nothing to clear" in capsys.readouterr().out
+    assert "nothing to remove" in capsys.readouterr().out
 
 
 def test_a_plain_model_id_goes_to_the_anthropic_lane(env, capsys):

@@ -220,3 +220,65 @@ def test_record_time_reads_the_shims_own_stamps_as_fromisoformat_does():
     for bad in ("2026-11-25T00:31:02.1a3Z", "2026-11-25T00:31:62.123Z", "", "yesterday"):
         assert record_time({"ts": bad}) is None
     assert record_time({"ts": "2026-11-25T00:31:02Z"}) == 1795566662.0
+
+
+def test_book_span_covers_every_window_cooldown_and_rate():
+    from proxy.quotas import RATE_WINDOW, book_span
+    assert book_span(parse_quotas(None)) is None
+    assert book_span(parse_quotas(CONFIG)) == 7 * 86400.0
+    short = parse_quotas({"haiku": {"rolling": {"window": "1m", "tokens": 5},
+                                    "weekly": {"window": "2m", "tokens": 9}}})
+    assert book_span(short) == RATE_WINDOW
+    cool = parse_quotas({"haiku": {"weekly": {"window": "1h", "tokens": 9}, "cooldown": "2h"}})
+    assert book_span(cool) == 2 * H
+
+
+def test_rebuild_is_a_fresh_book_of_the_records_with_a_longer_window():
+    """A reload that lengthens a window counts the records a new book would (the old one had
+    pruned them), and a quota the reload adds counts its own records."""
+    short = parse_quotas({"haiku": {"rolling": {"window": "1h", "tokens": 1000},
+                                    "weekly": {"window": "2h", "tokens": 1000}}})
+    longer = parse_quotas({"haiku": {"rolling": {"window": "5h", "tokens": 1000}},
+                           "sonnet": {"weekly": {"tokens": 1000}}})
+    records = [{**rec(t=T0 - 3 * H, n=200), "rid": "old"},
+               {**rec(model="claude-sonnet-4-5", t=T0 - 60, n=30), "rid": "s"},
+               {**rec(t=T0 - 60, n=100), "rid": "new"}]
+    b = QuotaBook(short)
+    for r in records:
+        b.account(r)
+    assert b.state("claude-haiku-x", T0).rolling_tokens == 100
+    kept = QuotaBook(short)
+    for r in records:
+        kept.account(r)
+    kept.reload(longer)  # without a store: only what memory still holds
+    assert kept.state("claude-haiku-x", T0).rolling_tokens == 100
+    assert kept.state("claude-sonnet-4-5", T0).weekly_tokens == 0
+    stored = [{**r, "ts": record_time(r)} for r in records]
+    assert b.rebuild(longer, stored) == 3
+    haiku = b.state("claude-haiku-x", T0)
+    assert (haiku.rolling_tokens, haiku.rolling_pct) == (300, 30.0)
+    fresh = QuotaBook(longer)
+    fresh.restore(stored)
+    assert b.states(T0) == fresh.states(T0)
+    assert b.state("claude-sonnet-4-5", T0).weekly_tokens == 30
+
+
+def test_rebuild_adds_what_came_in_during_the_read_once():
+    """Records accounted between begin_rebuild() and rebuild() count, and count once when the
+    store read already held them (by rid)."""
+    config = parse_quotas({"haiku": {"rolling": {"window": "5h", "tokens": 1000}}})
+    first, dup, late = ({**rec(t=T0 - 90, n=n), "rid": rid}
+                        for rid, n in (("first", 100), ("dup", 20), ("late", 3)))
+    b = QuotaBook(config)
+    b.account(first)
+    b.begin_rebuild()
+    b.account(dup)   # queued before the read: the store has it
+    b.account(late)  # after the read: only the book saw it
+    stored = [{**r, "ts": record_time(r)} for r in (first, dup)]
+    assert b.rebuild(config, stored) == 3
+    assert b.state("claude-haiku-x", T0).rolling_tokens == 123
+    b.account({**rec(t=T0 - 30, n=1), "rid": "after"})  # the journal ended with the rebuild
+    assert b._journal is None and b.state("claude-haiku-x", T0).rolling_tokens == 124
+    b.begin_rebuild()
+    b.cancel_rebuild()
+    assert b._journal is None

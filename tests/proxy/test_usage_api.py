@@ -1,4 +1,5 @@
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,110 @@ def test_parse_since():
     assert parse_since(None, now) is None
     with pytest.raises(BadRequest):
         parse_since("soon", now)
+
+
+SHORT = ("quotas:\n  haiku:\n    rolling: {window: 1h, tokens: 1000}\n"
+         "    weekly: {window: 2h, tokens: 4000}\n")
+LONGER = ("quotas:\n  haiku:\n    rolling: {window: 5h, tokens: 1000}\n    weekly: {tokens: 4000}\n"
+          "  sonnet:\n    weekly: {tokens: 500}\n    cooldown: 1h\n")
+SIMS = [{"model": HAIKU, "tokens": 200, "ago": 3 * 3600},  # older than the short book keeps
+        {"model": "claude-sonnet-4-5", "tokens": 50, "lane": "anthropic", "ago": 1800},
+        {"model": "claude-sonnet-4-5", "tokens": 0, "lane": "anthropic", "status": 429, "ago": 900},
+        {"model": HAIKU, "tokens": 100, "ago": 1200}]
+
+
+def comparable(models: dict) -> dict:
+    """Quota states without the one field that moves with the clock (seconds to the reset)."""
+    return {p: {k: v for k, v in st.items() if k != "eta_reset"} for p, st in models.items()}
+
+
+def test_reload_rebuilds_the_book_exactly_as_a_restart(env, tmp_path):
+    qfile = Path(env["CCP_QUOTAS_FILE"])
+    qfile.write_text(SHORT)
+
+    async def fill_and_reload(client):
+        for body in SIMS:
+            assert (await client.post("/v1/dev/sim-usage", json=body)).status == 201
+        before = (await (await client.get("/v1/usage")).json())["models"]
+        qfile.write_text(LONGER)
+        r = await client.post("/v1/quotas/reload")
+        assert r.status == 200 and (await r.json())["restored_records"] == 4
+        return before, (await (await client.get("/v1/usage")).json())["models"]
+
+    async def read(client):
+        return (await (await client.get("/v1/usage")).json())["models"]
+    before, reloaded = run(env, fill_and_reload)
+    assert before["haiku"]["rolling_tokens"] == 100  # the 1h window, the 2h week pruned the rest
+    restarted = run(env, read)  # a new shim on the same store, started with the longer file
+    assert comparable(reloaded) == comparable(restarted)
+    assert reloaded["haiku"]["rolling_tokens"] == 300  # the longer window counts the older record
+    sonnet = reloaded["sonnet"]
+    assert (sonnet["weekly_tokens"], sonnet["limit_hits"], sonnet["block"]) == (50, 1, True)
+    assert abs(reloaded["sonnet"]["eta_reset"] - restarted["sonnet"]["eta_reset"]) < 60
+
+
+def test_a_reload_counts_records_that_arrive_while_it_reads(env, monkeypatch):
+    """One record comes in before the store is flushed (it is read and seen), one after the read
+    (only the book saw it): each counts once."""
+    from proxy.state import STATE
+    from proxy.usage_api import restore_quotas, sim_record
+
+    async def go(client):
+        state = client.server.app[STATE]
+        store = state.store
+        flush, read = store.flush, store.quota_records
+
+        def arrive(tokens):
+            rec = sim_record({"model": HAIKU, "tokens": tokens}, state, time.time())
+            state.quotas.account(rec)
+            store.write(rec, source="sim")
+
+        def flush_after_one(timeout):
+            arrive(20)
+            return flush(timeout)
+
+        def read_then_one(since):
+            rows = read(since)
+            arrive(3)
+            return rows
+        arrive(100)
+        with monkeypatch.context() as patch:
+            patch.setattr(store, "flush", flush_after_one)
+            patch.setattr(store, "quota_records", read_then_one)
+            assert await restore_quotas(state, state.quotas.config) == 3
+        return await _haiku_tokens(client)
+    assert run(env, go) == 123
+    assert run(env, _haiku_tokens) == 123  # and a restart agrees
+
+
+async def _haiku_tokens(client):
+    return (await (await client.get("/v1/usage")).json())["models"]["haiku"]["rolling_tokens"]
+
+
+def test_reload_without_a_store_keeps_the_history_in_memory(env):
+    async def go(client):
+        await client.post("/v1/dev/sim-usage", json={"model": HAIKU, "tokens": 400})
+        r = await client.post("/v1/quotas/reload")
+        assert (await r.json())["restored_records"] is None
+        return await _haiku_tokens(client)
+    assert run({**env, "CCP_PERSIST": "0"}, go) == 400
+
+
+def test_summary_endpoint(env):
+    async def go(client):
+        await client.post("/v1/dev/sim-usage", json={"model": HAIKU, "tokens": 40})
+        await client.post("/v1/dev/sim-usage", json={"model": "claude-sonnet-4-5", "tokens": 9,
+                                                     "lane": "anthropic", "status": 529})
+        assert (await client.get("/nope")).status == 404
+        r = await client.get("/v1/usage/summary")
+        assert r.status == 200
+        return await r.json()
+    summary = run(env, go)
+    assert summary["windows"]["rolling"]["label"] == "5h"  # the quota's rolling window
+    assert [(r["lane"], r["model"], r["rolling"]["requests"], r["rolling"]["errors"],
+             r["week"]["tokens"]) for r in summary["rows"]] == [
+        ("anthropic", "claude-sonnet-4-5", 1, 1, 9), ("zai", HAIKU, 1, 0, 40), (None, None, 0, 1, 0)]
+
+    async def off(client):
+        return (await client.get("/v1/usage/summary")).status
+    assert run({**env, "CCP_PERSIST": "0"}, off) == 404

@@ -1,5 +1,4 @@
 import asyncio
-import csv
 import io
 import json
 import threading
@@ -9,14 +8,13 @@ from aiohttp import web
 
 from proxy.app import create_app
 from proxy.settings import Settings
-from proxy.store import connect, insert_records, rollup_rows
+from proxy.store import connect, insert_records
 from proxy.usage import utc_timestamp
-from proxy.usage_cli import (banner, db_main, merge_stores, peak_hour, quotas_main, status_main,
-                             status_rows, usage_main)
+from proxy.usage_cli import (banner, db_main, peak_hour, quotas_main, status_main, status_rows,
+                             usage_main)
 
 pytestmark = pytest.mark.quick
 
-T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 QUOTAS = "quotas:\n  haiku:\n    rolling: {window: 5h, tokens: 1000}\n    weekly: {tokens: 4000}\n"
 USAGE = {"mode": "block", "models": {
     "haiku": {"rolling_pct": 85.0, "weekly_pct": 21.25, "warn": True, "block": False,
@@ -125,55 +123,93 @@ def test_cli_against_a_running_shim(live_shim, env, tmp_path):
     assert quotas_main(["reload", "--url", "http://127.0.0.1:9"], out=out, err=err) == 1
 
 
-def test_db_status_export_import(env, tmp_path):
-    db = tmp_path / "x.sqlite3"
-    jsonl = tmp_path / "usage.jsonl"
-    jsonl.write_text("\n".join(json.dumps(rec(f"r{i}", T0 + i)) for i in range(3)) + "\nnot json\n")
-    out, err = io.StringIO(), io.StringIO()
-    assert db_main(["--db", str(db), "import", "--jsonl", str(jsonl)], out=out, err=err) == 0
-    assert "imported 3" in out.getvalue() and "1 bad line" in out.getvalue()
-    assert db_main(["--db", str(db), "import", "--jsonl", str(jsonl)], out=out, err=err) == 0
-    assert "imported 0" in out.getvalue()  # by rid: nothing twice
+def _gauge_part(text: str) -> str:
+    return text[text.index("fuel gauge"):]
+
+
+def test_offline_and_online_say_the_same(live_shim, env):
+    """`ccp status` / `ccp usage` against the running shim and from the store file on disk: the
+    same quota states and the same fuel gauge (JSON and text)."""
+    import httpx
+    for body in ({"model": "claude-haiku-4-5", "tokens": 120},
+                 {"model": "claude-haiku-4-5", "tokens": 7, "ago": 6 * 3600},
+                 {"model": "claude-sonnet-4-5", "tokens": 30, "lane": "anthropic", "status": 529},
+                 {"model": "glm-4.6", "tokens": 5, "ago": 3 * 86400}):
+        assert httpx.post(f"{live_shim}/v1/dev/sim-usage", json=body,
+                          trust_env=False).status_code == 201
+    assert httpx.get(f"{live_shim}/nope", trust_env=False).status_code == 404
+
+    def both(main, *args):
+        online, offline = io.StringIO(), io.StringIO()
+        assert main([*args, "--url", live_shim], out=online) == 0
+        assert main([*args, "--url", "http://127.0.0.1:9"], out=offline) == 0
+        return online.getvalue(), offline.getvalue()
+    on, off = (json.loads(t) for t in both(usage_main, "--json"))
+    assert "offline" not in on and off["offline"] is True
+    for key in ("rows", "lanes", "total"):
+        assert on["summary"][key] == off["summary"][key]
+    assert [w["span_s"] for w in on["summary"]["windows"].values()] == [5 * 3600, 7 * 86400]
+    strip = ("eta_reset",)
+    assert {k: v for k, v in on["models"]["haiku"].items() if k not in strip} == {
+        k: v for k, v in off["models"]["haiku"].items() if k not in strip}
+    haiku = next(r for r in on["summary"]["rows"] if r["model"] == "claude-haiku-4-5")
+    assert (haiku["rolling"]["tokens"], haiku["week"]["tokens"], haiku["week"]["requests"]) == (
+        120, 127, 2)
+    assert on["summary"]["total"]["week"]["errors"] == 2  # the 529 and the 404
+    on_text, off_text = both(status_main)
+    assert "running shim" in on_text and "offline" in off_text
+    assert _gauge_part(on_text) == _gauge_part(off_text)
+    import re
+    assert re.search(r"^zai +claude-haiku-4-5 +1 +0 +120 +0 +2 +0 +127 +0$", on_text, re.M), on_text
+    on_text, off_text = both(usage_main)
+    assert _gauge_part(on_text) == _gauge_part(off_text)
+    assert "  zai claude-haiku-4-5: 5h 1 req 0 err 120 in 0 out | 7d 2 req 0 err 127 in 0 out" \
+        in on_text
+
+
+def test_without_quotas_the_banner_is_the_fuel_gauge(env, tmp_path, monkeypatch):
+    import time
+    monkeypatch.setenv("CCP_QUOTAS_FILE", str(tmp_path / "none.yaml"))
+    (tmp_path / "none.yaml").write_text("quotas: {}\n")
+    now = time.time()
+    make_store(tmp_path / "logs" / "ccp.sqlite3", [
+        {**rec("a", now - 60, n=600), "op": "stream"},
+        {**rec("b", now - 2 * 86400, model="claude-sonnet-4-5", n=1000), "lane": "anthropic",
+         "op": "nonstream"}])
     out = io.StringIO()
-    assert db_main(["--db", str(db), "status"], out=out, err=err) == 0
-    assert json.loads(out.getvalue())["samples"] == 3
-    dest = tmp_path / "out.csv"
-    assert db_main(["--db", str(db), "export", "--csv", str(dest)], out=out, err=err) == 0
-    rows = list(csv.DictReader(io.StringIO(dest.read_text())))
-    assert [r["rid"] for r in rows] == ["r0", "r1", "r2"] and rows[0]["in_tokens"] == "10"
-    assert db_main(["--db", str(tmp_path / "none.sqlite3"), "status"], out=out, err=err) == 1
+    assert usage_main(["--banner", "--url", "http://127.0.0.1:9"], out=out) == 0
+    assert out.getvalue() == ("ccp anthropic 5h 0 tok 0 req 7d 2.0k tok"
+                              " | zai 5h 1.2k tok 1 req 7d 1.2k tok\n")
+    out = io.StringIO()
+    assert status_main(["--url", "http://127.0.0.1:9"], out=out) == 0
+    text = out.getvalue()
+    assert "quotas " in text and "quota  " not in text  # no empty quota table
+    assert "fuel gauge — rolling 5h, week 7d" in text
+    monkeypatch.setenv("CCP_DB_PATH", str(tmp_path / "absent.sqlite3"))
+    out = io.StringIO()
+    assert status_main(["--url", "http://127.0.0.1:9"], out=out) == 0
+    assert "fuel gauge: unavailable (no store at" in out.getvalue()
 
 
-def test_db_merge_combines_stores_with_the_api_shapes(tmp_path):
-    src = tmp_path / "shims"
-    (src / "a").mkdir(parents=True)
-    (src / "b").mkdir()
-    make_store(src / "a" / "ccp.sqlite3", [rec("a1", T0), rec("a2", T0 + 3600)])
-    make_store(src / "b" / "ccp.sqlite3", [rec("b1", T0 + 5, model="claude-sonnet-4-5")])
-    # one old bucket whose samples were pruned survives only as a rollup row
-    conn = connect(src / "b" / "ccp.sqlite3")
-    with conn:
-        conn.execute("INSERT INTO rollups VALUES ('day', ?, 'claude-haiku-4-5', 'zai', 7, 0, 70, 70,"
-                     " 0, 0, 28.0, 4.0)", (int(T0 - 5 * 86400) // 86400 * 86400,))
-    conn.close()
-    out, err = io.StringIO(), io.StringIO()
-    assert db_main(["merge", str(src), "--out", str(tmp_path / "merged")], out=out, err=err) == 0
-    summary = json.loads(out.getvalue())
-    assert summary["samples"] == 3 and len(summary["sources"]) == 2
-    merged = connect(tmp_path / "merged" / "ccp.sqlite3", readonly=True)
-    days = rollup_rows(merged, "day")
-    hours = rollup_rows(merged, "hour")
-    merged.close()
-    assert [(d["model"], d["requests"]) for d in days] == [
-        ("claude-haiku-4-5", 7), ("claude-haiku-4-5", 2), ("claude-sonnet-4-5", 1)]
-    assert sum(h["requests"] for h in hours) == 3
-    assert set(days[0]) == set(hours[0])  # the same row shape as GET /v1/usage/rollups
-    # merging a folder that holds the same store twice does not count its samples twice
-    (src / "c").mkdir()
-    (src / "c" / "copy.sqlite3").write_bytes((src / "a" / "ccp.sqlite3").read_bytes())
-    again = merge_stores(sorted(src.rglob("*.sqlite3")), tmp_path / "m2.sqlite3")
-    conn = connect(tmp_path / "m2.sqlite3", readonly=True)
-    assert sum(h["requests"] for h in rollup_rows(conn, "hour")) == 3 and again["samples"] == 3
-    conn.close()
-    assert db_main(["merge", str(src), "--out", str(tmp_path / "merged")], out=out, err=err) == 2
-    assert db_main(["merge", str(tmp_path / "empty"), "--out", str(tmp_path)], out=out, err=err) == 2
+def test_every_option_has_help(monkeypatch):
+    import argparse
+    import contextlib
+    seen = []
+    parse = argparse.ArgumentParser.parse_args
+
+    def spy(self, *args, **kw):
+        seen.append(self)
+        return parse(self, *args, **kw)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", spy)
+    for main in (status_main, usage_main, quotas_main, db_main):
+        with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
+            main(["--help"])
+    assert len(seen) == 4
+    parsers = list(seen)
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += action.choices.values()
+                continue
+            assert action.help, f"{parser.prog}: {action.option_strings or action.dest}"
