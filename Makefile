@@ -9,24 +9,31 @@ CLAUDE_DIR     := .tools/claude
 CLAUDE         := $(CLAUDE_DIR)/node_modules/.bin/claude
 
 .PHONY: help venv claude repro repro-go repro-go-quick repro-mitm repro-py mitm verify-sse sandbox-smoke test quick serve mock-upstream \
-        summarize verify-routing gates doctor clean clean-logs bench bench-quick smoke-license
+        summarize verify-routing gates doctor clean clean-logs bench bench-quick smoke-license go-proxy logs-rotate overnight-go
+# PORT: `make go-proxy PORT=8082` / `make serve PORT=…` (empty: the profile's port); MITM_PORT: `make mitm`
+PORT ?=
+MITM_PORT ?= 8082
 
 help:
 	@echo "make repro          mock upstreams + shim + probes + METRICS + gates (no keys needed)"
 	@echo "make test           the whole suite (pytest-xdist, $(PYTEST_WORKERS) workers)"
-	@echo "make repro-go       the repro job under the operators' name (METRICS_repro_go.json)"
-	@echo "make repro-go-quick 1x haiku + 1x sonnet through the claude CLI"
-	@echo "make repro-mitm     the repro through ccp mitm (HTTPS_PROXY mode); alias repro-py"
-	@echo "make mitm           run ccp mitm on :8082 (then: eval \"\$$(ccp mitm env)\")"
+	@echo "make repro-go       the repro job under the operators' names (METRICS_go_repro.json, GO-REPRO-SUMMARY.md)"
+	@echo "make repro-go-quick 1x haiku + 1x sonnet through the claude CLI (METRICS_go_repro_quick.json)"
+	@echo "make repro-py       the repro through ccp mitm (METRICS_py_repro.json, PY-REPRO-SUMMARY.md)"
+	@echo "make repro-mitm     the repro through ccp mitm, then the both-fronts scenarios"
+	@echo "make go-proxy       ccp up [PORT]: the shim in the background (PORT=8082 make go-proxy)"
+	@echo "make logs-rotate    rotate the daily logs/usage.jsonl now (a running shim follows)"
+	@echo "make mitm           run ccp mitm on :MITM_PORT (8082) (then: eval \"\$$(ccp mitm env)\")"
 	@echo "make verify-sse     the streaming scenarios"
 	@echo "make claude         install the pinned claude CLI into $(CLAUDE_DIR)"
 	@echo "make quick          unit tests only"
 	@echo "make smoke-license  licence enforcement end to end (USE_LICENSE_LOGIN=1: via the issuer)"
 	@echo "make serve          run the shim on 127.0.0.1:18080"
 	@echo "make mock-upstream  run a mock Anthropic-compatible upstream"
-	@echo "make summarize | verify-routing | gates   reports over logs/usage.jsonl"
+	@echo "make summarize | verify-routing | gates   reports over logs/usage.jsonl (results/METRICS.json)"
 	@echo "make bench          the benchmark (LiteLLM and CCR installed on demand into .bench/)"
 	@echo "make overnight      ccp soak: probes in a loop until both lanes succeeded (MAX_MINUTES=480)"
+	@echo "make overnight-go   the same, under the Go shim's name"
 	@echo "make soak-ci        the soak's CI version on mocks (restart + outage in the middle)"
 	@echo "make ab             ccp ab --toggle \$$TOGGLE (h1h2, header-mode, NAME=a,b): results/AB-*.md"
 
@@ -54,11 +61,12 @@ claude: $(CLAUDE)
 repro: $(STAMP) $(CLAUDE)
 	$(BIN)/ccp repro
 
+# the operators' artifact names: results/METRICS_go_repro.json + GO-REPRO-SUMMARY.md, …
 repro-go: $(STAMP) $(CLAUDE)
-	$(BIN)/ccp repro --run repro_go
+	$(BIN)/ccp repro --run go_repro --summary GO-REPRO-SUMMARY.md
 
 repro-go-quick: $(STAMP) $(CLAUDE)
-	$(BIN)/ccp repro --quick
+	$(BIN)/ccp repro --quick --run go_repro_quick --summary GO-REPRO-QUICK-SUMMARY.md
 
 # HTTPS_PROXY mode: the same probes and gates through `ccp mitm` (METRICS_mitm_repro.json), then the
 # scenarios that run one table through both fronts; repro-py is the operators' name for it
@@ -66,11 +74,13 @@ repro-mitm: $(STAMP) $(CLAUDE)
 	$(BIN)/ccp repro --front mitm
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m repro_mitm
 
-repro-py: repro-mitm
+# the mitmproxy router's repro under its own names (results/METRICS_py_repro.json + PY-REPRO-SUMMARY.md)
+repro-py: $(STAMP) $(CLAUDE)
+	$(BIN)/ccp repro --front mitm --run py_repro --summary PY-REPRO-SUMMARY.md
 
-# run the mitm front in the foreground on :8082 (`eval "$$(ccp mitm env)"` in the client's shell)
+# run the mitm front in the foreground on :MITM_PORT (`eval "$$(ccp mitm env)"` in the client's shell)
 mitm: $(STAMP)
-	$(BIN)/ccp mitm --port 8082
+	$(BIN)/ccp mitm --port $(MITM_PORT)
 
 verify-sse: $(STAMP) $(CLAUDE)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m sse
@@ -82,11 +92,19 @@ quick: $(STAMP)
 	$(BIN)/pytest -m quick
 
 serve: $(STAMP)
-	$(BIN)/ccp serve
+	$(BIN)/ccp serve $(if $(PORT),--port $(PORT))
+
+# the operators' `make go-proxy`: the shim in the background (ccp up), on PORT when given
+go-proxy: $(STAMP)
+	$(BIN)/ccp up $(PORT)
+
+logs-rotate: $(STAMP)
+	$(BIN)/ccp logs-rotate
 
 mock-upstream: $(STAMP)
 	$(BIN)/ccp mock-upstream --port 18090
 
+# results/METRICS.json + SUMMARY.md (the operators' names) from the daily logs/usage.jsonl
 summarize: $(STAMP)
 	$(BIN)/ccp summarize
 
@@ -94,13 +112,17 @@ verify-routing: $(STAMP)
 	$(BIN)/ccp verify-routing
 
 gates: $(STAMP)
-	$(BIN)/ccp gates --metrics results/METRICS_repro.json --providers
+	$(BIN)/ccp gates --providers
 
 doctor: $(STAMP)
 	$(BIN)/ccp doctor
 
-clean-logs:
-	rm -rf logs/usage.jsonl logs/usage.jsonl.* logs/partials
+# the daily usage logs and partials of the profile's logs folder (wherever the ccp home is); refused
+# while that profile's shim runs (it would keep writing the deleted file): make logs-rotate instead
+clean-logs: $(STAMP)
+	@if $(BIN)/ccp ps -q; then echo "clean-logs: the shim is running (ccp down first, or make logs-rotate)"; exit 1; fi
+	@d="$$($(BIN)/python -c 'from proxy.settings import Settings; print(Settings.from_env().logs_dir)')" && \
+	  rm -rf "$$d"/usage.jsonl "$$d"/usage.jsonl.* "$$d"/partials && echo "clean-logs: emptied $$d"
 
 clean:
 	rm -rf logs results .pytest_cache build *.egg-info
@@ -145,7 +167,7 @@ prune-results: $(STAMP)
 # ALLOW_REAL_API=1 with keys. Knobs: MAX_MINUTES TIMEOUT_SECS SLEEP_BETWEEN SOAK_TOGGLE_H1 SOAK_PROBE
 # SOAK_UNTIL_SUCCESSES SOAK_WINDOW SOAK_WINDOW_MINUTES SOAK_CHAOS. soak-ci: the CI version on mocks.
 # ab: one toggle, arms interleaved (TOGGLE=h1h2 | header-mode | NAME=a,b; ROUNDS >= 3).
-.PHONY: overnight soak-ci ab
+.PHONY: overnight overnight-go soak-ci ab
 MAX_MINUTES ?= 480
 TIMEOUT_SECS ?= 120
 SLEEP_BETWEEN ?= 30
@@ -153,6 +175,8 @@ TOGGLE ?= h1h2
 ROUNDS ?= 5
 overnight: $(STAMP) $(CLAUDE)
 	MAX_MINUTES=$(MAX_MINUTES) TIMEOUT_SECS=$(TIMEOUT_SECS) SLEEP_BETWEEN=$(SLEEP_BETWEEN) $(BIN)/ccp soak
+
+overnight-go: overnight
 
 soak-ci: $(STAMP)
 	$(BIN)/pytest scenarios/soak tests/harness/test_soak.py

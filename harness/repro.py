@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
         "probes": [res.row() for res in results], "usage_copy": str(usage_copy),
     }
     write_metrics(metrics, metrics_path)
-    summary_path = results_dir / f"{run_name}-SUMMARY.md"
+    summary_path = results_dir / (args.summary or f"{run_name}-SUMMARY.md")
     summary_path.write_text(render_summary(metrics, f"ccp {run_name}"))
     # last: every artifact this run wrote, scanned for every secret it knew
     secrets = [*Settings.from_env(env).secrets(), *(test_keys().values() if mocks else [])]
@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="1x haiku + 1x sonnet through the claude CLI only")
     parser.add_argument("--run", help="run name for the artifacts (default repro / repro_quick, "
                                       "mitm_repro / mitm_repro_quick with --front mitm)")
+    parser.add_argument("--summary", metavar="FILE", help="the summary's file name in the results "
+                        "folder (default <run>-SUMMARY.md; make repro-go: GO-REPRO-SUMMARY.md)")
     parser.add_argument("--front", choices=FRONTS, default="shim",
                         help="shim: clients use ANTHROPIC_BASE_URL=ccp serve (default); mitm: "
                              "clients keep api.anthropic.com and go through `ccp mitm` as "

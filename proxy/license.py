@@ -255,11 +255,21 @@ def find_pack(pack_file: str | None, config_home: str, license_json: str | None,
     if license_json or license_sig:
         if not (license_json and license_sig):
             return None, "CC_LICENSE_JSON", "CC_LICENSE_JSON and CC_LICENSE_SIG must both be set"
+        source = "CC_LICENSE_JSON"
+        if not license_json.lstrip().startswith("{"):  # a path, as the operators export it
+            source = f"CC_LICENSE_JSON={license_json}"
+            try:
+                license_json = Path(license_json).expanduser().read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                return None, source, f"CC_LICENSE_JSON: neither JSON nor a readable file " \
+                                     f"({type(exc).__name__})"
+        if Path(license_sig.strip()).expanduser().is_file():  # the .sig file instead of its text
+            license_sig = Path(license_sig.strip()).expanduser().read_text(encoding="utf-8")
         try:
             lic = json.loads(license_json)
         except ValueError:
-            return None, "CC_LICENSE_JSON", "CC_LICENSE_JSON is not JSON"
-        return {"license": lic, "signature": license_sig.strip()}, "CC_LICENSE_JSON", ""
+            return None, source, "CC_LICENSE_JSON is not JSON"
+        return {"license": lic, "signature": license_sig.strip()}, source, ""
     return None, None, ""
 
 

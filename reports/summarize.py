@@ -21,7 +21,7 @@ from reports.usage_io import read_usage
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 SUMMARY_TEMPLATE = "summary.md.j2"
-DEFAULT_NAME = "summary"
+DEFAULT_NAME = ""  # no --name: results/METRICS.json and SUMMARY.md, the operators' own names
 NONE_LABEL = "none"  # how a null value is keyed in the by_* counts
 KNOWN_LANES = ("anthropic", "zai")
 TOKEN_KEYS = ("in_tokens", "out_tokens", "cache_read_tokens", "cache_creation_tokens")
@@ -189,11 +189,17 @@ def render_summary(metrics: dict, title: str) -> str:
     return env.get_template(SUMMARY_TEMPLATE).render(m=metrics, title=title)
 
 
+def metrics_file(name: str) -> str:
+    """METRICS_<name>.json, or METRICS.json without a name."""
+    return f"METRICS_{name}.json" if name else "METRICS.json"
+
+
 def _output_paths(out: str, name: str) -> tuple[Path, Path]:
     out_path = Path(out)
+    summary = f"{name}-SUMMARY.md" if name else "SUMMARY.md"
     if out_path.suffix == ".json":  # --out names the METRICS file itself
-        return out_path, out_path.parent / f"{name}-SUMMARY.md"
-    return out_path / f"METRICS_{name}.json", out_path / f"{name}-SUMMARY.md"
+        return out_path, out_path.parent / summary
+    return out_path / metrics_file(name), out_path / summary
 
 
 def main(argv: list[str] | None, default_logs_dir: str, default_results_dir: str) -> int:
@@ -206,7 +212,8 @@ def main(argv: list[str] | None, default_logs_dir: str, default_results_dir: str
     parser.add_argument("--out", default=default_results_dir,
                         help="results folder, or a .json path for the METRICS file "
                              f"(default: {default_results_dir})")
-    parser.add_argument("--name", default=DEFAULT_NAME, help="run name (default: %(default)s)")
+    parser.add_argument("--name", default=DEFAULT_NAME, help="run name: METRICS_<NAME>.json and "
+                        "<NAME>-SUMMARY.md (default: METRICS.json and SUMMARY.md)")
     args = parser.parse_args(argv)
     try:
         df = read_usage(args.logs or [default_logs_dir])
@@ -216,7 +223,7 @@ def main(argv: list[str] | None, default_logs_dir: str, default_results_dir: str
     metrics = summarize(df)
     metrics_path, summary_path = _output_paths(args.out, args.name)
     write_metrics(metrics, metrics_path)
-    summary_path.write_text(render_summary(metrics, f"ccp usage summary — {args.name}"),
+    summary_path.write_text(render_summary(metrics, f"ccp usage summary — {args.name or 'logs'}"),
                             encoding="utf-8")
     print(f"{metrics['requests']} records ({metrics['bad_lines']} bad lines)")
     print(f"wrote {metrics_path}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.gates import all_ok, format_verdicts, no_secret_in_files, providers_resolve, readyz_ok, \
     rotated_before_run, run_gates
-from reports.summarize import DEFAULT_NAME, summarize
+from reports.summarize import DEFAULT_NAME, metrics_file, summarize
 from reports.usage_io import read_records, to_frame
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None, default_logs_dir: str) -> int:
 
 def gates_main(argv: list[str] | None, default_logs_dir: str, default_results_dir: str) -> int:
     """`ccp gates [LOG ...] [--metrics PATH | --no-metrics]`."""
-    default_metrics = Path(default_results_dir) / f"METRICS_{DEFAULT_NAME}.json"
+    default_metrics = Path(default_results_dir) / metrics_file(DEFAULT_NAME)
     parser = argparse.ArgumentParser(prog="ccp gates", description="Print gate verdicts.")
     parser.add_argument("logs", nargs="*", metavar="LOG",
                         help=f"usage files or logs folders (default: {default_logs_dir})")

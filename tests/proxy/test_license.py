@@ -138,6 +138,22 @@ def test_settings_sources_in_order(key, tmp_path):
     assert s.with_licence_pack(str(pack_file), NOW).licence.plan == "trial"
 
 
+def test_cc_license_json_and_sig_may_be_files_as_the_operators_export_them(key, tmp_path):
+    """`export CC_LICENSE_JSON=…/trial_license.json` (a path) and a .sig file or its text."""
+    pro = lic.make_pack(licence(plan="pro"), key)
+    (tmp_path / "lic.json").write_text(json.dumps(pro["license"]))
+    (tmp_path / "lic.sig").write_text(pro["signature"] + "\n")
+    for sig in (str(tmp_path / "lic.sig"), pro["signature"]):
+        s = Settings.from_env(_env(key, tmp_path, CC_LICENSE_JSON=str(tmp_path / "lic.json"),
+                                   CC_LICENSE_SIG=sig), now=NOW)
+        assert (s.licence.plan, s.licence.ok) == ("pro", True)
+        assert s.licence.source == f"CC_LICENSE_JSON={tmp_path / 'lic.json'}"
+    s = Settings.from_env(_env(key, tmp_path, CC_LICENSE_JSON=str(tmp_path / "missing.json"),
+                               CC_LICENSE_SIG=pro["signature"]), now=NOW)
+    assert s.licence.reason == "malformed" and "neither JSON nor a readable file" in s.licence.detail
+    assert not s.licence.ok
+
+
 def test_settings_broken_sources_are_states_not_crashes(key, tmp_path):
     s = Settings.from_env(_env(key, tmp_path, CC_LICENSE_PACK=str(tmp_path / "nope")), now=NOW)
     assert s.licence.reason == "missing" and "cannot read" in s.licence.detail

@@ -128,10 +128,10 @@ def test_main_writes_metrics_and_summary(records, tmp_path, capsys):
     (logs / "usage.jsonl.1").write_text("".join(json.dumps(r) + "\n" for r in records[:5]))
     (logs / "usage.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records[5:]) + '{"to')
     assert main([], default_logs_dir=str(logs), default_results_dir=str(results)) == 0
-    m = json.loads((results / "METRICS_summary.json").read_text())
+    m = json.loads((results / "METRICS.json").read_text())  # the operators' name
     assert m["requests"] == 11 and m["bad_lines"] == 1
-    assert (results / "summary-SUMMARY.md").read_text().startswith("# ")
-    assert str(results / "METRICS_summary.json") in capsys.readouterr().out
+    assert (results / "SUMMARY.md").read_text().startswith("# ")
+    assert str(results / "METRICS.json") in capsys.readouterr().out
 
 
 def test_main_name_and_out(records, tmp_path):

@@ -61,7 +61,7 @@ def test_gates_main_with_metrics(tmp_path, capsys):
     logs = logs_with(tmp_path, GOOD)
     results = tmp_path / "results"
     results.mkdir()
-    (results / "METRICS_summary.json").write_text(json.dumps({"requests": 6}))
+    (results / "METRICS.json").write_text(json.dumps({"requests": 6}))
     assert gates_main([], default_logs_dir=str(logs), default_results_dir=str(results)) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "PASS metrics_present: " in "\n".join(lines)
