@@ -73,11 +73,9 @@ def exports(port: int) -> list[str]:
 
 
 def routing_summary(settings: Settings) -> str:
-    if settings.offload_paused:
-        return "all→anthropic (offload paused)"
-    if settings.force_haiku_to_zai:
-        return f"haiku→zai ({settings.zai_header_mode}), others→anthropic"
-    return "all→anthropic (FORCE_HAIKU_TO_ZAI=0)"
+    """Where haiku and sonnet really go: pause, override, licence and credentials included."""
+    from proxy.readiness import describe_destinations
+    return describe_destinations(settings)
 
 
 def banner(settings: Settings, host: str, port: int, pid: int) -> str:
@@ -243,7 +241,34 @@ def env_main(argv: list[str]) -> int:
         return 0
     settings = Settings.from_env()
     print("\n".join(exports(current_port(settings, RunFiles(Path(settings.logs_dir))))))
+    if client_credential(os.environ) is None:
+        print(NO_CLIENT_CREDENTIAL, file=sys.stderr)
     return 0
+
+
+# Where Claude Code finds a credential (without one it stops with "Not logged in · Please run /login"
+# before it sends anything, so the shim never sees the turn)
+CLIENT_CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+NO_CLIENT_CREDENTIAL = (
+    "ccp env: claude has no credential in this shell (no ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN or "
+    "CLAUDE_CODE_OAUTH_TOKEN, no login in ~/.claude): it will stop with \"Not logged in\" and send "
+    "nothing. Set ANTHROPIC_API_KEY=<your Anthropic key> (the shim passes it to the anthropic lane "
+    "only; zai gets ZAI_API_KEY), or run `claude` once and /login.")
+
+
+def client_credential(env) -> str | None:
+    """Which credential Claude Code would use in a shell with `env`, or None."""
+    for name in CLIENT_CREDENTIAL_VARS:
+        if env.get(name, "").strip():
+            return name
+    home = Path(env.get("CLAUDE_CONFIG_DIR") or Path(env.get("HOME") or Path.home()) / ".claude")
+    if (home / ".credentials.json").is_file():
+        return str(home / ".credentials.json")
+    try:
+        helper = json.loads((home / "settings.json").read_text(encoding="utf-8")).get("apiKeyHelper")
+    except (OSError, ValueError, AttributeError):
+        helper = None
+    return "apiKeyHelper" if helper else None
 
 
 # ---------------------------------------------------------------- probe

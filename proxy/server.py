@@ -106,6 +106,12 @@ def prepare(settings: Settings, now: float) -> Settings:
     if outcome is not None:
         log.log(logging.INFO if outcome.source == "remote" else logging.WARNING, outcome.message)
     log.info(log_line(settings.licence, settings.licence_enforce))
+    from proxy.readiness import destinations
+    for alias, decision, problem in destinations(settings):
+        if problem:
+            log.warning("[ccp] %s turns go to the %s lane, which has %s: each will be refused "
+                        "(401); set it, or FORCE_HAIKU_TO_ZAI=0 to keep haiku on anthropic",
+                        alias, decision.lane, problem)
     return settings
 
 

@@ -22,7 +22,7 @@ from proxy.profiles import pid_alive
 pytestmark = pytest.mark.repro_go
 
 BANNER = re.compile(r"^ccp up: http://127\.0\.0\.1:(\d+) pid (\d+) profile default logs (\S+) — "
-                    r"haiku→zai \(x-api-key\), others→anthropic$")
+                    r"haiku→zai \(to_zai, x-api-key\); sonnet→anthropic \(to_anth\)$")
 
 
 class Ccp:

@@ -48,8 +48,23 @@ def test_banner_says_where_each_lane_goes():
     s = Settings.from_env({"CCP_PROFILE": "dev", "ZAI_HEADER_MODE": "authorization"})
     assert banner(s, "127.0.0.1", 18180, 77) == (
         f"ccp up: http://127.0.0.1:18180 pid 77 profile dev logs {s.home}/logs/dev — "
-        "haiku→zai (authorization), others→anthropic")
-    assert "offload paused" in banner(Settings(offload_paused=True), "127.0.0.1", 1, 2)
+        "haiku→zai (to_zai, authorization, NO CREDENTIAL: ZAI_API_KEY is not set, zai will answer "
+        "401); sonnet→anthropic (to_anth)")
+    assert banner(Settings(offload_paused=True), "127.0.0.1", 1, 2).endswith(
+        "haiku→anthropic (offload_paused); sonnet→anthropic (offload_paused)")
+
+
+def test_banner_says_where_haiku_really_goes_under_a_licence_or_an_override():
+    enforced = Settings.from_env({"CCP_LICENSE_ENFORCE": "1", "ZAI_API_KEY": "z"})
+    assert "haiku→anthropic (license_block, licence missing, no zai_offload)" in \
+        banner(enforced, "127.0.0.1", 1, 2)
+    override = Settings.from_env({"CCP_MODEL": "claude-opus-4-1", "ZAI_API_KEY": "z"})
+    assert banner(override, "127.0.0.1", 1, 2).endswith(
+        "haiku→anthropic (manual override claude-opus-4-1 from CCP_MODEL); "
+        "sonnet→anthropic (manual override claude-opus-4-1 from CCP_MODEL)")
+    keyed = Settings.from_env({"ZAI_API_KEY": "z"})
+    assert banner(keyed, "127.0.0.1", 1, 2).endswith(
+        "haiku→zai (to_zai, x-api-key); sonnet→anthropic (to_anth)")
 
 
 # ------------------------------------------------------------------ up refuses early
