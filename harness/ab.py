@@ -615,8 +615,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logs", help="folder for the arms' shim logs (the run uses <LOGS>/ab/<run>/; "
                                   "default results/runs/ab/<run>/, never the daily logs)")
     p.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or results)")
-    p.add_argument("--haiku-model", default=HAIKU_MODEL)
-    p.add_argument("--sonnet-model", default=SONNET_MODEL)
+    p.add_argument("--haiku-model", default=HAIKU_MODEL, help="haiku model id for curl/http probes "
+                   "(default %(default)s)")
+    p.add_argument("--sonnet-model", default=SONNET_MODEL, help="sonnet model id for "
+                   "curl/http probes (default %(default)s)")
     args = p.parse_args(argv)
     try:
         return run(args)

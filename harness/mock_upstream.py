@@ -495,9 +495,11 @@ def main(argv: list[str] | None = None) -> int:
     """`ccp mock-upstream`: serve in the foreground until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(prog="ccp mock-upstream",
                                      description="Anthropic-compatible mock upstream.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--name", default="anthropic")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: the OS chooses, announced "
+                        "on stdout)")
+    parser.add_argument("--name", default="anthropic", help="the provider it plays: anthropic (zai "
+                        "answers under /api/anthropic too), zai, glm, … (default %(default)s)")
     args = parser.parse_args(argv)
     try:
         return asyncio.run(_serve(args.host, args.port, args.name))

@@ -807,8 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", help="folder for the run shim's logs (the run uses <LOGS>/soak/<run>/; "
                                   "default results/runs/soak/<run>/, never the daily logs)")
     p.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or results)")
-    p.add_argument("--haiku-model", default=HAIKU_MODEL)
-    p.add_argument("--sonnet-model", default=SONNET_MODEL)
+    p.add_argument("--haiku-model", default=HAIKU_MODEL, help="haiku model id for curl/http probes "
+                   "(default %(default)s)")
+    p.add_argument("--sonnet-model", default=SONNET_MODEL, help="sonnet model id for "
+                   "curl/http probes (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     return p
 

@@ -285,8 +285,9 @@ def probe_main(argv: list[str], out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccp probe", description="One real `claude` CLI probe "
                                      "through the running shim (like the operators' `cc h|s`).")
     parser.add_argument("model", help="haiku, sonnet, opus or a model id")
-    parser.add_argument("prompt")
-    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("prompt", help="what to ask (quote it)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds the CLI call may take (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the probe's row as JSON")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
@@ -361,7 +362,8 @@ ccp-sonnet() { _ccp probe sonnet "${*:-Say hi}"; }
 def shell_init_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="ccp shell-init", description='Shell functions: '
                                      'eval "$(ccp shell-init)".')
-    parser.add_argument("--shell", default="bash", choices=("bash", "zsh"))
+    parser.add_argument("--shell", default="bash", choices=("bash", "zsh"),
+                        help="the shell the functions are for (both read the same text)")
     parser.parse_args(argv)
     ccp = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "proxy"))
     print(SHELL_FUNCTIONS.replace("{ccp}", ccp).replace("{vars}", " ".join(SHELL_VARS)), end="")

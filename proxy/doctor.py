@@ -196,7 +196,7 @@ def render(checks: list[Check], out: TextIO) -> None:
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccp doctor", description="What is missing for each "
                                      "path; exit 0 when the mock repro path is ready.")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="the checks as JSON")
     args = parser.parse_args(argv)
     out = sys.stdout if out is None else out
     try:

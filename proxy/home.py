@@ -1,7 +1,9 @@
 """Where ccp keeps its state: one folder, found the same way from any working directory.
 
 The home holds every profile's run files (`ccp.pid`, `ccp.port`, `ccp-serve.log`), usage logs, the
-SQLite store, `results/` and the repo config files (`configs/…`). It is, first match wins:
+SQLite store, `results/` and the repo config files (`configs/…`); a home named by `CCP_HOME` also
+holds the user config (`<home>/config`: licence pack, model file, quotas) that otherwise lives in
+`~/.config/ccp` (`CCP_CONFIG_HOME` names another). It is, first match wins:
 
 | source          | home                                                                  |
 |-----------------|-----------------------------------------------------------------------|

@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--invites", required=True, help="invites file (YAML or JSON)")
     parser.add_argument("--state", help="use-count file (default: <invites>.state.json)")
     parser.add_argument("--kid", default=DEFAULT_KID, help=f"key id put in licences ({DEFAULT_KID})")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=8790, help="0 lets the OS choose (announced)")
     parser.add_argument("--interval", type=int, default=DEFAULT_INTERVAL,
                         help="seconds a device login waits between polls")

@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     from proxy.settings import Settings, parse_duration
     parser = argparse.ArgumentParser(prog="ccp partials", description="Broken streams kept under "
                                      "logs/partials: list them, or `clean` them.")
-    parser.add_argument("action", nargs="?", choices=("list", "clean"), default="list")
+    parser.add_argument("action", nargs="?", choices=("list", "clean"), default="list",
+                        help="list the kept partial streams (default) or clean (delete) them")
     parser.add_argument("--older-than", help="clean: only partials older than this (e.g. 7d, 12h)")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="one JSON object per partial")
     args = parser.parse_args(argv)
     logs_dir = Settings.from_env().logs_dir
     if args.action == "clean":

@@ -198,7 +198,7 @@ class Settings:
     body_tee: bool = False  # ENABLE_BODY_TEE: redacted samples of bodies under logs/tee
     config_file: str | None = None  # CCP_CONFIG (e.g. config/llmproxy-cfg.yaml)
     providers_file: str | None = None  # CCP_PROVIDERS_FILE, else configs/providers.yaml if it exists
-    config_home: str = ""  # CCP_CONFIG_HOME, else $HOME/.config/ccp ("" = no user files)
+    config_home: str = ""  # CCP_CONFIG_HOME, else $CCP_HOME/config, else ~/.config/ccp ("": none)
     model_override: str | None = None  # CCP_MODEL, else the first line of <config home>/model
     model_override_source: str | None = None  # "CCP_MODEL" or the model file's path
     licence_enforce: bool = False  # CCP_LICENSE_ENFORCE: haiku offload needs a licence (row 4a)
@@ -401,6 +401,8 @@ def _config_files(env: Mapping[str, str], home: Path) -> dict:
         kw[attr] = (str(Path(named).resolve()) if named
                     else repo if repo and Path(repo).is_file() else None)
     home = env.get("CCP_CONFIG_HOME", "").strip()
+    if not home and env.get("CCP_HOME", "").strip():  # a named ccp home holds its config too
+        home = str(Path(under(resolve_home(env)[0], "config")))
     if not home and env.get("HOME", "").strip():
         home = str(Path(env["HOME"].strip()) / ".config" / "ccp")
     kw["config_home"] = home

@@ -25,7 +25,6 @@ from harness.bench import matrix, report, stats
 from harness.bench.loadgen import LoadSpec, run_load
 from harness.bench.procs import run_fast
 from harness.bench.targets import Ccp, Direct, FastMock, Floor, Target
-from harness.shim import PROJECT_ROOT
 
 DEFAULT_TARGETS = ("direct", "floor", "ccp", "ccp-aiohttp", "litellm", "ccr")
 HEADERS = {"content-type": "application/json", "x-api-key": "bench-client-key",
@@ -97,12 +96,14 @@ def describe(sc: matrix.Scenario) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ccp bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="short scenarios (about a minute in all)")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per scenario (default 3)")
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                    help="comma-separated: direct,floor,ccp,ccp-aiohttp,litellm,ccr (and the "
                         "ablation rows: ccp-bare, ccp-without-FEATURE[+FEATURE…])")
-    p.add_argument("--body-kb", type=int, default=64)
-    p.add_argument("--results-dir", default=str(PROJECT_ROOT / "results"))
+    p.add_argument("--body-kb", type=int, default=64,
+                   help="request body size of the large-body scenario (default %(default)s KB)")
+    p.add_argument("--results-dir", default=None,
+                   help="where BENCH-*.md/json go (default CCP_RESULTS_DIR or the ccp home's results)")
     p.add_argument("--no-install", action="store_true", help="skip targets not installed yet")
     p.add_argument("--no-profile", action="store_true", help="no py-spy profile on a missed target")
     p.add_argument("--strict", action="store_true", help="exit 1 when a ccp target is missed")
@@ -183,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             target.stop()
         mock.stop()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if args.results_dir is None:
+        from proxy.settings import Settings
+        args.results_dir = Settings.from_env().results_dir
     md, js = report.write(result, Path(args.results_dir), stamp)
     print(report.render(result))
     print(f"\n[bench] wrote {md} and {js}")

@@ -52,3 +52,12 @@ def test_settings_put_logs_results_and_store_under_the_home(tmp_path, monkeypatc
     again = Settings.from_env({"CCP_HOME": str(tmp_path), "CCP_PROFILE": "dev",
                                "CCP_RESULTS_DIR": "out"})
     assert (again.logs_dir, again.results_dir) == (s.logs_dir, s.results_dir)
+
+
+def test_a_named_home_holds_the_config_home_too(tmp_path):
+    """With CCP_HOME the licence pack, model file and user quotas live under it (<home>/config);
+    without it they stay in ~/.config/ccp, the operators' place; CCP_CONFIG_HOME names another."""
+    named = Settings.from_env({"CCP_HOME": str(tmp_path), "HOME": "/home/op"})
+    assert named.config_home == str(tmp_path / "config")
+    assert Settings.from_env({"HOME": "/home/op"}).config_home == "/home/op/.config/ccp"
+    assert Settings.from_env({"CCP_HOME": str(tmp_path), "CCP_CONFIG_HOME": "/c"}).config_home == "/c"
