@@ -266,7 +266,7 @@ def main(argv: list[str] | None, default_logs_dir: str, default_results_dir: str
                         help="also read a folder's rotated copies (usage.jsonl.1 … .5)")
     default_out = str(Path(default_results_dir) / DEFAULT_OUT)
     parser.add_argument("--out", default=default_out, help=f"HTML file (default: {default_out})")
-    parser.add_argument("--title", default="ccp report")
+    parser.add_argument("--title", default="ccp report", help="the page's title (default %(default)s)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
