@@ -104,8 +104,8 @@ class ShimProcess:
         # CCP_CONFIG_HOME: a folder of its own, so no ~/.config/ccp of the machine changes routing
         config_home = self.logs_dir / "config-home"
         config_home.mkdir(exist_ok=True)
-        env = clean_env({"CCP_CONFIG_HOME": str(config_home), **self.overlay,
-                         "CCP_LOGS_DIR": str(self.logs_dir)})  # its own logs, whatever the overlay
+        env = clean_env({"CCP_LOGS_DIR": str(self.logs_dir), "CCP_CONFIG_HOME": str(config_home),
+                         **self.overlay})
         self._stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
             self._command(), env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

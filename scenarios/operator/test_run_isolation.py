@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from harness.operator import VENV_BIN
-from harness.shim import ShimProcess, wait_until
+from harness.shim import wait_until
 from proxy.profiles import pid_alive
 from scenarios.operator.conftest import send
 
@@ -95,11 +95,3 @@ def test_ctrl_c_stops_a_repro_cleanly_and_still_records_the_run(op):
     assert (op.home / "results" / "METRICS_cut.json").exists()
     assert not (op.home / "logs").exists()  # the daily logs were never touched
 
-
-def test_the_shim_process_keeps_its_own_logs_whatever_the_overlay_says(tmp_path):
-    shim = ShimProcess(tmp_path / "run", {"CCP_LOGS_DIR": str(tmp_path / "daily")})
-    with shim:
-        assert shim.usage_path == tmp_path / "run" / "usage.jsonl"
-        assert httpx.get(f"{shim.url}/nope", trust_env=False).status_code == 404
-        shim.wait_for_records(1)
-    assert not (tmp_path / "daily").exists()
