@@ -519,12 +519,13 @@ def run(args: argparse.Namespace) -> int:
         auth = {"api_key": keys["CLIENT_API_KEY"], "cli_token": keys["CLIENT_OAUTH_TOKEN"]}
     items = probe_plan(kinds, args.repeat, args.haiku_model, args.sonnet_model, args.warmup)
     started_at = utc_timestamp()
-    print(f"[ab] run={run_name} {toggle.name}: A={toggle.a} B={toggle.b} rounds={args.rounds} "
-          f"upstreams={kind} probes/arm/round={len(items)} logs={logs_dir}", flush=True)
     rows: list[dict] = []
     infos: list[dict] = []
     executed: list[tuple[int, str]] = []
+    interrupted = False
     try:
+        print(f"[ab] run={run_name} {toggle.name}: A={toggle.a} B={toggle.b} rounds={args.rounds} "
+              f"upstreams={kind} probes/arm/round={len(items)} logs={logs_dir}", flush=True)
         for rnd, arm in arm_order(args.rounds):
             got, info = _arm_round(up, toggle, arm, rnd, items, logs_dir, auth, args.timeout)
             rows += got
@@ -534,10 +535,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"[ab] round {rnd} arm {arm} ({toggle.name}={toggle.value(arm)}): "
                   f"{s['ok']}/{s['probes']} ok, p50 latency {fmt(s['latency_ms']['p50'], 2)} ms, "
                   f"p50 TTFB {fmt(s['ttfb_ms']['p50'], 2)} ms", flush=True)
+    except KeyboardInterrupt:  # the arm's `with` stopped its shim; the upstreams stop below
+        interrupted = True
+        print(f"\n[ab] interrupted after {len(executed)} arm round(s): shims and upstreams "
+              f"stopped; writing what ran", file=sys.stderr, flush=True)
     finally:
         up.close()
     rep = build_report(toggle, args, kinds, items, kind, started_at, run_name, logs_dir, executed,
                        rows, infos, up)
+    if interrupted:
+        rep["gates"].append({"name": "run_complete", "ok": False,
+                             "detail": f"interrupted (Ctrl-C) after {len(executed)} arm round(s)"})
     md_path = results_dir / f"{run_name}.md"
     json_path = results_dir / f"{run_name}.json"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -552,6 +560,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"[ab] B/A p50 latency: median {fmt(lat['median'], 3)} "
           f"(min–max {fmt(lat['min'], 3)}–{fmt(lat['max'], 3)}, {lat['n']} rounds)")
     print(f"[ab] report: {md_path}")
+    if interrupted:
+        return 130
     return 0 if all(v.ok for v in verdicts) else 1
 
 

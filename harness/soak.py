@@ -756,11 +756,13 @@ def run(args: argparse.Namespace) -> int:
         secrets = [*Settings.from_env(env).secrets(), *keys.values()]
     soak = Soak(cfg, env, client_auth, logs_dir, out_dir, run_name, mocks,
                 lanes(args.haiku_model, args.sonnet_model), ready)
-    soak.say(f"run={run_name} probe={kind} upstreams={upstreams} until={cfg.until_successes}/lane "
-             f"max={cfg.max_minutes:g}min timeout={cfg.timeout_secs:g}s sleep={cfg.sleep_between:g}s "
-             f"h1_toggle={int(cfg.toggle_h1)} chaos={chaos.describe()} logs={logs_dir}")
     try:
+        soak.say(f"run={run_name} probe={kind} upstreams={upstreams} until={cfg.until_successes}/lane "
+                 f"max={cfg.max_minutes:g}min timeout={cfg.timeout_secs:g}s sleep={cfg.sleep_between:g}s "
+                 f"h1_toggle={int(cfg.toggle_h1)} chaos={chaos.describe()} logs={logs_dir}")
         reason = soak.loop()
+    except KeyboardInterrupt:  # Ctrl-C before the loop's own handler (the first shim's start)
+        reason = "interrupted"
     except (RuntimeError, TimeoutError, OSError) as exc:
         if soak.attempts:
             raise

@@ -1,7 +1,8 @@
 """Repro runs leave the daily shim alone: `make repro` beside a running `ccp up` writes its own usage
 log, store and quota book under results/runs/, and the daily `logs/usage.jsonl`, `ccp.sqlite3` and
-`/v1/usage` are exactly as they were. A repro stopped with Ctrl-C leaves nothing running, says what it
-did and still records its entry in results/TESTS.md."""
+`/v1/usage` are exactly as they were. A repro, A/B or soak stopped with Ctrl-C (SIGINT to the whole
+job, as a terminal sends it) leaves nothing running, says what it did and still records its entry in
+results/TESTS.md."""
 from __future__ import annotations
 
 import json
@@ -20,6 +21,14 @@ from proxy.profiles import pid_alive
 from scenarios.operator.conftest import send
 
 pytestmark = pytest.mark.operator
+
+
+def running_in_group(pgid: int) -> list[str]:
+    """The processes of a job (process group) still running; an exited one awaiting its reaper
+    (state Z) has stopped."""
+    out = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(pgid)], capture_output=True,
+                         text=True).stdout.splitlines()
+    return [line for line in out if not line.split()[1].startswith("Z")]
 
 
 def daily_state(op, port: int) -> dict:
@@ -88,10 +97,39 @@ def test_ctrl_c_stops_a_repro_cleanly_and_still_records_the_run(op):
     assert proc.returncode == 130, err[-2000:]
     assert "[repro] interrupted after" in err and "shim and mocks stopped" in err
     assert not pid_alive(shim_pid)
-    with pytest.raises(ProcessLookupError):  # nothing of the job is left
-        os.killpg(proc.pid, 0)
+    assert wait_until(lambda: not running_in_group(proc.pid), 10, "the job's processes to end")
     tests_md = (op.home / "results" / "TESTS.md").read_text()
     assert "cut" in tests_md and "interrupted (Ctrl-C)" in tests_md
     assert (op.home / "results" / "METRICS_cut.json").exists()
     assert not (op.home / "logs").exists()  # the daily logs were never touched
 
+
+
+@pytest.mark.parametrize("verb, started, said", [
+    (["ab", "--toggle", "header-mode", "--rounds", "3", "--kinds", "curl", "--warmup", "0",
+      "--run", "cut-ab"], r"^\[ab\] run=cut-ab", "[ab] interrupted after"),
+    (["soak", "--probe", "curl", "--sleep-between", "0.2", "--until-successes", "1000",
+      "--run", "cut-soak"], r"^\[soak\] run=cut-soak", "stopped: interrupted"),
+])
+def test_ctrl_c_stops_ab_and_soak_cleanly_and_still_records_the_run(op, verb, started, said):
+    proc = subprocess.Popen([str(VENV_BIN / "ccp"), *verb], cwd=op.b, env=op.environ(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:  # bounded: the run prints the line, or exits and closes stdout
+            if re.match(started, line):
+                break
+        else:
+            pytest.fail("the run never started")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, out[-3000:]
+    assert said in out, out[-3000:]
+    assert wait_until(lambda: not running_in_group(proc.pid), 10, "the job's processes to end")
+    tests_md = (op.home / "results" / "TESTS.md").read_text()
+    assert verb[-1] in tests_md
+    assert not (op.home / "logs").exists()
