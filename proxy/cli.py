@@ -39,17 +39,13 @@ def _serve(argv: list[str]) -> int:
     if args.policy_pubkey:
         settings = dataclasses.replace(
             settings, policy_pubkey=parse_pubkey_file("--policy-pubkey", args.policy_pubkey))
-    from proxy.profiles import port_free
+    from proxy.profiles import bind_problem
     from proxy.server import run
     port = settings.default_port if args.port is None else args.port
-    try:
-        free = not port or port_free(args.host, port)
-    except OSError as exc:
-        print(f"BindError: cannot bind {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    if not free:
-        print(f"PortBusy: {args.host}:{port} is in use (`ccp ps` shows a background shim of this "
-              f"profile); pick another with --port or stop what holds it", file=sys.stderr)
+    problem = bind_problem(args.host, port, "`ccp ps` shows a background shim of this profile; pick "
+                           "another with --port or stop what holds it")
+    if problem:
+        print(problem, file=sys.stderr)
         return 1
     return run(settings, args.host, port, args.port_file)
 

@@ -23,7 +23,7 @@ from typing import Callable, TextIO
 
 import httpx
 
-from proxy.profiles import RunFiles, pid_alive, port_free, read_int, running_pid
+from proxy.profiles import RunFiles, bind_problem, pid_alive, read_int, running_pid
 from proxy.settings import Settings
 
 START_TIMEOUT = 15.0
@@ -98,14 +98,9 @@ def up(settings: Settings, port: int | None = None, host: str = LOCALHOST,
         return 1
     files.clear()  # stale files from a shim that died
     port = settings.default_port if port is None else port
-    try:
-        free = not port or port_free(host, port)
-    except OSError as exc:
-        print(f"BindError: cannot bind {host}:{port}: {exc.strerror or exc}", file=err)
-        return 1
-    if not free:
-        print(f"PortBusy: {host}:{port} is in use; pick another with --port or stop what holds it",
-              file=err)
+    problem = bind_problem(host, port, "pick another with --port or stop what holds it")
+    if problem:
+        print(problem, file=err)
         return 1
     with open(files.log, "ab") as log:
         proc = subprocess.Popen(

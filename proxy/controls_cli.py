@@ -129,27 +129,25 @@ def _url_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="the shim's base URL (default: the profile's running shim)")
 
 
-def pause_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ccp pause", description="Emergency stop of the offload: every request of the running "
-        "shim goes to the anthropic lane from the next one (decision offload_paused), until "
-        "`ccp resume` or a restart.")
+def _pause_verb(argv: list[str], paused: bool, out: TextIO | None, err: TextIO | None) -> int:
+    verb = "ccp pause" if paused else "ccp resume"
+    description = ("Emergency stop of the offload: every request of the running shim goes to the "
+                   "anthropic lane from the next one (decision offload_paused), until `ccp resume` "
+                   "or a restart." if paused else
+                   "End a pause: the running shim routes by the table again from the next request.")
+    parser = argparse.ArgumentParser(prog=verb, description=description)
     _url_argument(parser)
     args = parser.parse_args(argv)
     err = err or sys.stderr
-    return set_control(local_settings(err), args.url, "paused", True, "ccp pause",
-                       out or sys.stdout, err)
+    return set_control(local_settings(err), args.url, "paused", paused, verb, out or sys.stdout, err)
+
+
+def pause_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
+    return _pause_verb(argv, True, out, err)
 
 
 def resume_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ccp resume", description="End a pause: the running shim routes by the table again "
-        "from the next request.")
-    _url_argument(parser)
-    args = parser.parse_args(argv)
-    err = err or sys.stderr
-    return set_control(local_settings(err), args.url, "paused", False, "ccp resume",
-                       out or sys.stdout, err)
+    return _pause_verb(argv, False, out, err)
 
 
 def set_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:

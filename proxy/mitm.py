@@ -109,15 +109,11 @@ def main(argv: list[str]) -> int:
                    help="/healthz and /metrics (default 0: the OS chooses, announced)")
     p.add_argument("--confdir", default=None, help="mitmproxy's CA folder (CCP_MITM_CONFDIR)")
     args = p.parse_args(argv)
-    from proxy.profiles import port_free
-    try:
-        free = not args.port or port_free(args.host, args.port)
-    except OSError as exc:
-        print(f"BindError: cannot bind {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    if not free:
-        print(f"PortBusy: {args.host}:{args.port} is in use (another ccp mitm or shim?); pick "
-              f"another with --port or MITM_PORT, or stop what holds it", file=sys.stderr)
+    from proxy.profiles import bind_problem
+    problem = bind_problem(args.host, args.port, "another ccp mitm or shim? pick another with "
+                           "--port or MITM_PORT, or stop what holds it")
+    if problem:
+        print(problem, file=sys.stderr)
         return 1
     try:
         import mitmproxy  # noqa: F401 - installed by `make venv` from requirements-mitm.txt

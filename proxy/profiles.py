@@ -133,6 +133,17 @@ def running_pid(files: RunFiles) -> int | None:
     return None
 
 
+def bind_problem(host: str, port: int, hint: str) -> str | None:
+    """One line saying why `host:port` cannot be bound (`PortBusy: …`, `BindError: …`), or None;
+    port 0 (the OS chooses) is always fine. `hint` ends a PortBusy line: what the reader can do."""
+    try:
+        if not port or port_free(host, port):
+            return None
+    except OSError as exc:
+        return f"BindError: cannot bind {host}:{port}: {exc.strerror or exc}"
+    return f"PortBusy: {host}:{port} is in use; {hint}"
+
+
 def port_free(host: str, port: int) -> bool:
     """Is `host:port` free to bind (SO_REUSEADDR, as the shim binds)? Other bind errors
     (an address that is not local, a privileged port) raise OSError."""

@@ -24,7 +24,7 @@ from typing import Any, Mapping, NamedTuple
 from proxy.catalog import BUILT_IN, Catalog, user_providers_file
 from proxy.routing import LANE_ZAI, model_family
 from proxy.settings import Settings
-from proxy.usage import CONTROL_OP, utc_timestamp
+from proxy.usage import CONTROL_OP, utc_timestamp  # noqa: F401 - CONTROL_OP: part of this vocabulary
 
 # How a control change is written in the usage log (one record per change; never a model request).
 CONTROL_DECISION = "control_change"

@@ -75,34 +75,39 @@ def test_make_repro_beside_a_running_daily_shim_changes_none_of_its_files(op, ke
     assert len(mock_zai.calls) == 1 and len(mock_anthropic.calls) == 2
 
 
-def test_ctrl_c_stops_a_repro_cleanly_and_still_records_the_run(op):
-    proc = subprocess.Popen([str(VENV_BIN / "ccp"), "repro", "--no-progress", "--run", "cut"],
-                            cwd=op.b, env=op.environ(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own group, as a terminal's job is
-    shim_pid = None
+def interrupt(op, argv: list[str], started: str) -> tuple[subprocess.Popen, re.Match, str]:
+    """Run `ccp ARGV` as a job of its own (as a terminal runs it), press Ctrl-C (SIGINT to the whole
+    job) once it printed a line matching `started`; the process, that match and all it printed."""
+    proc = subprocess.Popen([str(VENV_BIN / "ccp"), *argv], cwd=op.b, env=op.environ(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        for line in proc.stdout:  # bounded: the repro prints the line, or exits and closes stdout
-            m = re.match(r"^\[repro\] shim http://\S+ \(pid (\d+)\)", line)
-            if m:
-                shim_pid = int(m.group(1))
+        for line in proc.stdout:  # bounded: the run prints the line, or exits and closes stdout
+            match = re.match(started, line)
+            if match:
                 break
-        assert shim_pid, "the repro never said it started its shim"
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: SIGINT to the whole job
-        out, err = proc.communicate(timeout=60)
+        else:
+            pytest.fail(f"`ccp {argv[0]}` never printed {started!r}")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 130, err[-2000:]
-    assert "[repro] interrupted after" in err and "shim and mocks stopped" in err
-    assert not pid_alive(shim_pid)
     assert wait_until(lambda: not running_in_group(proc.pid), 10, "the job's processes to end")
+    return proc, match, out
+
+
+def test_ctrl_c_stops_a_repro_cleanly_and_still_records_the_run(op):
+    proc, started, out = interrupt(op, ["repro", "--no-progress", "--run", "cut"],
+                                   r"^\[repro\] shim http://\S+ \(pid (\d+)\)")
+    assert proc.returncode == 130, out[-2000:]
+    assert "[repro] interrupted after" in out and "shim and mocks stopped" in out
+    assert not pid_alive(int(started.group(1)))
     tests_md = (op.home / "results" / "TESTS.md").read_text()
     assert "cut" in tests_md and "interrupted (Ctrl-C)" in tests_md
     assert (op.home / "results" / "METRICS_cut.json").exists()
     assert not (op.home / "logs").exists()  # the daily logs were never touched
-
 
 
 @pytest.mark.parametrize("verb, started, said", [
@@ -112,24 +117,9 @@ def test_ctrl_c_stops_a_repro_cleanly_and_still_records_the_run(op):
       "--run", "cut-soak"], r"^\[soak\] run=cut-soak", "stopped: interrupted"),
 ])
 def test_ctrl_c_stops_ab_and_soak_cleanly_and_still_records_the_run(op, verb, started, said):
-    proc = subprocess.Popen([str(VENV_BIN / "ccp"), *verb], cwd=op.b, env=op.environ(),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        for line in proc.stdout:  # bounded: the run prints the line, or exits and closes stdout
-            if re.match(started, line):
-                break
-        else:
-            pytest.fail("the run never started")
-        os.killpg(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    proc, _, out = interrupt(op, verb, started)
     assert proc.returncode == 130, out[-3000:]
     assert said in out, out[-3000:]
-    assert wait_until(lambda: not running_in_group(proc.pid), 10, "the job's processes to end")
     tests_md = (op.home / "results" / "TESTS.md").read_text()
     assert verb[-1] in tests_md
     assert not (op.home / "logs").exists()

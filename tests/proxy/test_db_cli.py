@@ -5,24 +5,14 @@ import json
 import pytest
 
 from proxy.db_cli import db_main, merge_stores
-from proxy.store import connect, insert_records, rollup_rows
-from proxy.usage import utc_timestamp
+from proxy.store import connect, rollup_rows
+from tests.proxy.test_usage_cli import make_store, rec  # the same records and store
 
 pytestmark = pytest.mark.quick
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
-def rec(rid, t, model="claude-haiku-4-5", n=10):
-    return {"ts": utc_timestamp(t), "rid": rid, "model": model, "lane": "zai", "status": 200,
-            "in_tokens": n, "out_tokens": n, "latency_ms": 4.0}
-
-
-def make_store(path, recs):
-    conn = connect(path)
-    with conn:
-        insert_records(conn, recs)
-    conn.close()
 
 
 def test_db_status_export_import(tmp_path):

@@ -80,3 +80,15 @@ def test_port_free_sees_a_listener():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert port_free("127.0.0.1", port)
+
+
+def test_bind_problem_is_one_line_naming_the_port_and_what_to_do():
+    from proxy.profiles import bind_problem
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert bind_problem("127.0.0.1", port, "pick another") == \
+            f"PortBusy: 127.0.0.1:{port} is in use; pick another"
+    assert bind_problem("127.0.0.1", 0, "x") is None  # the OS chooses
+    assert bind_problem("203.0.113.7", 18080, "x").startswith("BindError: cannot bind 203.0.113.7:18080")
