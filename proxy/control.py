@@ -220,6 +220,9 @@ def ps_main(argv: list[str]) -> int:
     port = read_int(files.port) if pid else settings.default_port
     if not args.quiet:
         state = f"running pid {pid}" if pid else "not running"
+        if not pid and healthy(port):  # a shim whose run files are elsewhere (another home)
+            state = (f"not running from this home, but a shim answers on port {port} (started "
+                     f"with another CCP_HOME, or its pid file was removed; `ccp down` cannot stop it)")
         print(f"ccp: {state} port {port} profile {settings.profile} logs {settings.logs_dir}"
               + (f" url http://{LOCALHOST}:{port}" if pid else "")
               + f" home {settings.home or '.'} ({settings.home_source or 'default'})")

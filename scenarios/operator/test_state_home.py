@@ -3,6 +3,7 @@
 gets a `logs/`."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -64,3 +65,19 @@ def test_a_profile_keeps_its_own_run_files_under_the_same_home(op):
     assert ps.returncode == 0 and f"running pid {m.group(2)}" in ps.stdout
     down = op.ccp("down", cwd=op.b, env={"CCP_PROFILE": "dev"})
     assert f"stopped pid {m.group(2)}" in down.stdout
+
+
+def test_ps_names_a_shim_on_the_profiles_port_that_another_home_started(op, tmp_path):
+    """Peers' pitfall (a pid file gone while the server still listens, so `status` says "not
+    running"): `ccp ps` says that something answers on the port."""
+    from proxy.profiles import custom_port
+    profile = f"ps{os.getpid()}"
+    out = op.ccp("up", env={"CCP_PROFILE": profile})
+    assert out.returncode == 0, out.stderr
+    other = tmp_path / "other-home"
+    other.mkdir()
+    ps = op.ccp("ps", env={"CCP_PROFILE": profile, "CCP_HOME": str(other)})
+    assert ps.returncode == 1
+    assert f"not running from this home, but a shim answers on port {custom_port(profile)}" \
+        in ps.stdout
+    assert op.ccp("down", env={"CCP_PROFILE": profile}).returncode == 0
