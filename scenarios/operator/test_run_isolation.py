@@ -31,6 +31,20 @@ def running_in_group(pgid: int) -> list[str]:
     return [line for line in out if not line.split()[1].startswith("Z")]
 
 
+def stored(op) -> int:
+    """How many samples the daily store holds (0 before its writer made the file)."""
+    path = op.home / "logs" / "ccp.sqlite3"
+    if not path.exists():
+        return 0
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return con.execute("select count(*) from samples").fetchone()[0]
+    except sqlite3.OperationalError:  # the writer has not made the table yet
+        return 0
+    finally:
+        con.close()
+
+
 def daily_state(op, port: int) -> dict:
     logs = op.home / "logs"
     usage = httpx.get(f"http://127.0.0.1:{port}/v1/usage", trust_env=False, timeout=10).json()
@@ -58,6 +72,7 @@ def test_make_repro_beside_a_running_daily_shim_changes_none_of_its_files(op, ke
         assert send(port, model, keys["CLIENT_API_KEY"]).status_code == 200
     wait_until(lambda: len((op.home / "logs" / "usage.jsonl").read_text().splitlines()) == 2, 10,
                "the daily shim's two records")
+    wait_until(lambda: stored(op) == 2, 10, "the daily store's two samples")  # its writer thread
     before = daily_state(op, port)
 
     run = op.make("repro", timeout=300)
