@@ -2,6 +2,8 @@
 the lane variables pointing at the session mocks (with the fake lane credentials)."""
 from __future__ import annotations
 
+import sqlite3
+
 import httpx
 import pytest
 
@@ -27,3 +29,17 @@ def send(port: int, model: str, api_key: str, text: str = "hi") -> httpx.Respons
                       headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"},
                       json={"model": model, "max_tokens": 16,
                             "messages": [{"role": "user", "content": text}]})
+
+
+def stored(op) -> int:
+    """How many samples the daily store holds (0 before its writer made the file)."""
+    path = op.home / "logs" / "ccp.sqlite3"
+    if not path.exists():
+        return 0
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return con.execute("select count(*) from samples").fetchone()[0]
+    except sqlite3.OperationalError:  # the writer has not made the table yet
+        return 0
+    finally:
+        con.close()

@@ -13,7 +13,7 @@ import pytest
 
 from harness.shim import PROJECT_ROOT, wait_until
 from proxy.cli import VERBS
-from scenarios.operator.conftest import send
+from scenarios.operator.conftest import send, stored
 
 pytestmark = pytest.mark.operator
 
@@ -54,7 +54,7 @@ def test_the_daily_verbs_from_another_folder(op, keys, mock_anthropic, mock_zai)
 
     assert send(port, "claude-haiku-4-5", key).status_code == 200
     assert send(port, "claude-sonnet-4-5", key).status_code == 200
-    wait_until(lambda: len(records(op)) == 2, 10, "two records")
+    wait_until(lambda: len(records(op)) == 2 and stored(op) == 2, 10, "two records, two samples")
     ok(ccp("ps"), f"port {port}")
     ok(ccp("env"), f"export ANTHROPIC_BASE_URL=http://127.0.0.1:{port}")
     assert len(ok(ccp("logs", "-n", "5")).strip().splitlines()) == 2
@@ -85,6 +85,7 @@ def test_the_daily_verbs_from_another_folder(op, keys, mock_anthropic, mock_zai)
                                                          "model", "model", "providers"]
 
     # the store, quotas, partials and rotation
+    wait_until(lambda: stored(op) == 5, 10, "the five model requests in the store")
     db = json.loads(ok(ccp("db", "status")))
     assert db["samples"] == 5  # the five model requests; control changes are not samples
     ok(ccp("db", "export", "--csv", str(op.b / "samples.csv")))

@@ -18,7 +18,7 @@ import pytest
 from harness.operator import VENV_BIN
 from harness.shim import wait_until
 from proxy.profiles import pid_alive
-from scenarios.operator.conftest import send
+from scenarios.operator.conftest import send, stored
 
 pytestmark = pytest.mark.operator
 
@@ -29,20 +29,6 @@ def running_in_group(pgid: int) -> list[str]:
     out = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(pgid)], capture_output=True,
                          text=True).stdout.splitlines()
     return [line for line in out if not line.split()[1].startswith("Z")]
-
-
-def stored(op) -> int:
-    """How many samples the daily store holds (0 before its writer made the file)."""
-    path = op.home / "logs" / "ccp.sqlite3"
-    if not path.exists():
-        return 0
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return con.execute("select count(*) from samples").fetchone()[0]
-    except sqlite3.OperationalError:  # the writer has not made the table yet
-        return 0
-    finally:
-        con.close()
 
 
 def daily_state(op, port: int) -> dict:
