@@ -121,7 +121,7 @@ doctor: $(STAMP)
 # while that profile's shim runs (it would keep writing the deleted file): make logs-rotate instead
 clean-logs: $(STAMP)
 	@if $(BIN)/ccp ps -q; then echo "clean-logs: the shim is running (ccp down first, or make logs-rotate)"; exit 1; fi
-	@d="$$($(BIN)/python -c 'from proxy.settings import Settings; print(Settings.from_env().logs_dir)')" && \
+	@d="$$($(BIN)/python -c 'from proxy.config.settings import Settings; print(Settings.from_env().logs_dir)')" && \
 	  rm -rf "$$d"/usage.jsonl "$$d"/usage.jsonl.* "$$d"/partials && echo "clean-logs: emptied $$d"
 
 clean:
@@ -148,8 +148,8 @@ bench-quick: $(STAMP)
 # quotas, the SQLite usage store and row 4b on a real shim (mocks only)
 .PHONY: quotas
 quotas: $(STAMP)
-	$(BIN)/pytest scenarios/quotas tests/proxy/test_quotas.py tests/proxy/test_store.py \
-	  tests/proxy/test_usage_api.py tests/proxy/test_usage_cli.py
+	$(BIN)/pytest scenarios/quotas tests/proxy/sinks/test_quotas.py tests/proxy/sinks/test_store.py \
+	  tests/proxy/server/test_usage_api.py tests/proxy/cli/test_usage.py
 
 # reviewer artifacts: the HTML report, the bundle (folder + .tgz under results/bundles) and pruning
 .PHONY: report bundle prune-results

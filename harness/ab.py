@@ -37,11 +37,12 @@ from harness.cli_probe import find_claude
 from harness.gates import GateResult, format_verdicts
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
-from harness.mock_wire import message_json, reply_text, sse_events, default_deltas
+from harness.mock_wire import default_deltas, message_json, reply_text, sse_events
 from harness.probes import ProbeResult, attach_records, probe
 from harness.shim import ShimProcess, run_env, run_folder
-from proxy.settings import ConfigError, Settings
-from proxy.usage import utc_timestamp
+from proxy.config.load import load_settings
+from proxy.core.parse import ConfigError
+from proxy.core.record import utc_timestamp
 from reports.results_log import append_entry
 from reports.summarize import fmt
 from reports.usage_io import read_records, usage_files
@@ -323,7 +324,9 @@ class AsgiUpstream:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        from harness.tls_mock import read_body  # only ever served by TlsMock (dev extras)
+        from harness.tls_mock import (
+            read_body,  # only ever served by TlsMock (dev extras)
+        )
         body = await read_body(receive)
         if scope["method"] != "POST":
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -494,7 +497,7 @@ def run(args: argparse.Namespace) -> int:
     if "cli" in kinds and not find_claude():
         print("UsageError: --kinds cli: the claude CLI is not installed (make claude)", file=sys.stderr)
         return 2
-    settings = Settings.from_env()
+    settings = load_settings()
     real = settings.allow_real_api and bool(settings.zai_api_key) and bool(
         settings.anthropic_auth_token or settings.anthropic_api_key)
     kind = args.upstream or ("env" if real else ("tls" if toggle.name in H1_VARS else "mock"))
@@ -510,7 +513,7 @@ def run(args: argparse.Namespace) -> int:
                 else run_folder(results_dir, "ab", run_name))
     base = dict(os.environ) if kind == "env" else {}
     for arm in ARMS:  # a bad value stops here (ConfigError, exit 2), before anything starts
-        Settings.from_env({**base, toggle.name: toggle.value(arm)})
+        load_settings({**base, toggle.name: toggle.value(arm)})
     up = _start_upstreams(kind)
     if kind == "env":
         auth = {"cli_token": settings.anthropic_auth_token.reveal() or None}

@@ -16,8 +16,14 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from harness.probes import (ANTHROPIC_VERSION, DEFAULT_TIMEOUT, HttpsProxy, ProbeResult, message_body,
-                            text_of_body)
+from harness.probes import (
+    ANTHROPIC_VERSION,
+    DEFAULT_TIMEOUT,
+    HttpsProxy,
+    ProbeResult,
+    message_body,
+    text_of_body,
+)
 from harness.shim import PROJECT_ROOT, clean_env
 
 CLAUDE_VERSION = "2.1.331"  # the pinned CLI that `make claude` installs into .tools/claude

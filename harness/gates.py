@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
-from proxy.routing import LANE_ANTHROPIC, is_haiku
+from proxy.core.routing import LANE_ANTHROPIC, is_haiku
 
 # Decisions that legitimately keep a Haiku request on the anthropic lane (DESIGN routing table).
 HAIKU_ON_ANTHROPIC_OK = frozenset(

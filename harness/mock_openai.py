@@ -20,7 +20,12 @@ import re
 from typing import Any
 
 from harness.mock_faults import SPLIT_UTF8_SUFFIX
-from harness.mock_openai_wire import ToolCall, chat_chunks, chat_completion_json, completion_tokens
+from harness.mock_openai_wire import (
+    ToolCall,
+    chat_chunks,
+    chat_completion_json,
+    completion_tokens,
+)
 from harness.mock_wire import content_text, default_deltas, last_user_text, reply_text
 
 REASONING = "Thinking about it."

@@ -3,7 +3,7 @@
 `MockUpstream(name, quirks="deepseek")` answers like that provider would: `rejection()` runs before
 a reply is built and names the status and error body the provider answers a request it refuses
 with; `reshape()` rewrites the mock's own reply (a JSON dict, or the SSE chunks of a stream) into the
-provider's dialect. One entry per profile of `proxy.provider_profiles`, so a scenario can show that
+provider's dialect. One entry per profile of `proxy.core.provider_profiles`, so a scenario can show that
 a profile is what makes the provider accept Claude Code's requests.
 
 Every shape here is one a provider was seen to send, and its comment names where it was recorded

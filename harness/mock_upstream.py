@@ -32,11 +32,25 @@ from typing import Any, Callable, NamedTuple
 from aiohttp import web
 
 from harness import mock_quirks
+from harness.mock_faults import (
+    SPLIT_UTF8_SUFFIX,
+    Fault,
+    error_body,
+    parse_fault,
+    stream_plan,
+)
 from harness.mock_openai import openai_reply
-from harness.mock_wire import (compact_json, default_deltas, foreign_thinking, message_json, reply_text,
-                               sse_events, thinking_enabled, thinking_signature)
+from harness.mock_wire import (
+    compact_json,
+    default_deltas,
+    foreign_thinking,
+    message_json,
+    reply_text,
+    sse_events,
+    thinking_enabled,
+    thinking_signature,
+)
 from harness.threaded import ThreadedServer
-from harness.mock_faults import SPLIT_UTF8_SUFFIX, Fault, error_body, parse_fault, stream_plan
 
 ZAI_PREFIX = "/api/anthropic"
 MESSAGE_PATHS = frozenset({"/v1/messages", "/v1/message"})

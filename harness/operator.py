@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Mapping
 
 from harness.shim import PROJECT_ROOT, clean_env
-from proxy.profiles import pid_alive, read_int
+from proxy.config.profiles import pid_alive, read_int
 
 VENV_BIN = Path(sys.executable).parent
 # make's prerequisites that the suite itself stands on: never remade from inside a test

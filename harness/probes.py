@@ -13,8 +13,8 @@ import ssl
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, NamedTuple
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 import anthropic
 import httpx

@@ -21,7 +21,7 @@ import pytest
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
 from harness.probes import HttpsProxy
-from harness.shim import ShimProcess, _STRIPPED, _STRIPPED_PREFIXES, front_process
+from harness.shim import _STRIPPED, _STRIPPED_PREFIXES, ShimProcess, front_process
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def _hermetic_env(monkeypatch, tmp_path_factory):
     for key in list(os.environ):
         if key in _STRIPPED or key.startswith(_STRIPPED_PREFIXES):
             monkeypatch.delenv(key, raising=False)
-    # the ccp home (proxy.home): a test's Settings.from_env() never reaches the checkout's logs/
+    # the ccp home (proxy.config.home): a test's load_settings() never reaches the checkout's logs/
     monkeypatch.setenv("CCP_HOME", str(tmp_path_factory.mktemp("ccp-home")))
 
 

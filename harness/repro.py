@@ -24,17 +24,26 @@ from pathlib import Path
 import httpx
 
 from harness.cli_probe import claude_version, find_claude
-from harness.gates import GateResult, format_verdicts, no_secret_in_files, providers_resolve, \
-    readyz_ok, rotated_before_run, run_gates
+from harness.gates import (
+    GateResult,
+    format_verdicts,
+    no_secret_in_files,
+    providers_resolve,
+    readyz_ok,
+    rotated_before_run,
+    run_gates,
+)
 from harness.hygiene import check_anthropic_calls, check_zai_calls
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
 from harness.probes import HttpsProxy, ProbeResult, attach_records, probe
 from harness.progress import progress_bar
 from harness.shim import FRONTS, front_process, run_env, run_folder
-from proxy.providers import providers_view
-from proxy.settings import ConfigError, Settings
-from proxy.usage import rotate_usage, utc_timestamp
+from proxy.cli.providers import providers_view
+from proxy.config.load import load_settings
+from proxy.core.parse import ConfigError
+from proxy.core.record import utc_timestamp
+from proxy.sinks.usage_log import rotate_usage
 from reports.results_log import append_entry
 from reports.summarize import render_summary, summarize, write_metrics
 from reports.usage_io import read_records, to_frame
@@ -188,7 +197,7 @@ def _readyz(url: str) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = load_settings()
     results_dir = Path(args.results or settings.results_dir).resolve()
     mitm = args.front == "mitm"
     run_name = args.run or ("mitm_" if mitm else "") + ("repro_quick" if args.quick else "repro")
@@ -270,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     verdicts = run_gates(records, metrics_path)
     verdicts.append(rotated_before_run(records, run_started))
     verdicts.append(readyz_ok(readyz))
-    verdicts.append(providers_resolve(providers_view(Settings.from_env(env)), need_credentials=real))
+    verdicts.append(providers_resolve(providers_view(load_settings(env)), need_credentials=real))
     verdicts += _probe_checks(items, results, found, records)
     if interrupted:
         verdicts.append(GateResult("run_complete", False, f"interrupted (Ctrl-C) after "
@@ -295,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     summary_path = results_dir / (args.summary or f"{run_name}-SUMMARY.md")
     summary_path.write_text(render_summary(metrics, f"ccp {run_name}"))
     # last: every artifact this run wrote, scanned for every secret it knew
-    secrets = [*Settings.from_env(env).secrets(), *(test_keys().values() if mocks else [])]
+    secrets = [*load_settings(env).secrets(), *(test_keys().values() if mocks else [])]
     artifacts = [usage_path, usage_copy, metrics_path, summary_path,
                  *[p for sub in ("partials", "trajectory", "tee") for p in (logs_dir / sub).rglob("*")]]
     verdicts.append(no_secret_in_files(artifacts, secrets))

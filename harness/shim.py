@@ -40,7 +40,7 @@ def clean_env(overlay: Mapping[str, str] | None = None,
     return env
 
 
-# What points a shim at the operator's daily state (proxy.home): a harness run never passes these on,
+# What points a shim at the operator's daily state (proxy.config.home): a harness run never passes these on,
 # so its shim keeps its own usage log, store and quota book in its run folder.
 DAILY_STATE = ("CCP_HOME", "CCP_LOGS_DIR", "CCP_DB_PATH")
 

@@ -47,8 +47,9 @@ from harness.mock_faults import parse_fault
 from harness.mock_upstream import MockUpstream
 from harness.probes import ProbeResult, attach_records, probe
 from harness.shim import ShimProcess, run_env, run_folder, wait_until
-from proxy.settings import ConfigError, Settings
-from proxy.usage import utc_timestamp
+from proxy.config.load import load_settings
+from proxy.core.parse import ConfigError
+from proxy.core.record import utc_timestamp
 from reports.results_log import append_entry
 from reports.summarize import fmt, summarize, write_metrics
 from reports.usage_io import read_records, to_frame, usage_files
@@ -296,7 +297,13 @@ def live_status(total: int, enabled: bool) -> Iterator[Callable[[int, str], None
         yield lambda _completed, _description: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
@@ -704,7 +711,7 @@ def report(soak: Soak, reason: str, started_at: str, upstreams: str, secrets: li
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = load_settings()
     try:
         chaos = parse_chaos(args.chaos)
     except ValueError as exc:
@@ -730,7 +737,7 @@ def run(args: argparse.Namespace) -> int:
         print("UsageError: --chaos outage@… needs the mock upstreams (not with ALLOW_REAL_API=1)",
               file=sys.stderr)
         return 2
-    Settings.from_env({k: os.environ[k] for k in ROUTING_TOGGLES if k in os.environ})  # ConfigError
+    load_settings({k: os.environ[k] for k in ROUTING_TOGGLES if k in os.environ})  # ConfigError
     started_at = utc_timestamp()
     run_name = args.run or "soak-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     results_dir = Path(args.results or settings.results_dir)
@@ -753,7 +760,7 @@ def run(args: argparse.Namespace) -> int:
         keys = test_keys()
         client_auth = {"api_key": keys["CLIENT_API_KEY"], "cli_token": keys["CLIENT_OAUTH_TOKEN"]}
         upstreams, ready = "mock", "/readyz"
-        secrets = [*Settings.from_env(env).secrets(), *keys.values()]
+        secrets = [*load_settings(env).secrets(), *keys.values()]
     soak = Soak(cfg, env, client_auth, logs_dir, out_dir, run_name, mocks,
                 lanes(args.haiku_model, args.sonnet_model), ready)
     try:

@@ -1,4 +1,4 @@
 """`python -m proxy` is `ccp`."""
-from proxy.cli import main
+from proxy.cli.main import main
 
 raise SystemExit(main())

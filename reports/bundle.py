@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 
 from harness.gates import no_secret_in_files
-from proxy.settings import Secret, Settings
+from proxy.config.load import load_settings
+from proxy.config.settings import Settings
+from proxy.core.redact import Secret
 from reports.html import DEFAULT_OUT, build_report
 from reports.usage_io import usage_files
 
@@ -51,7 +53,7 @@ def sha256(path: Path) -> str:
 
 def effective_config(settings: Settings) -> dict:
     """The providers view plus every non-secret Settings field, JSON-ready. Pure."""
-    from proxy.providers import providers_view
+    from proxy.cli.providers import providers_view
     fields = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
@@ -158,7 +160,7 @@ def prune_metrics(results: Path, keep: int) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """`ccp bundle [--out DIR] [--logs DIR] [--results DIR] [--prune N]`."""
-    settings = Settings.from_env()
+    settings = load_settings()
     parser = argparse.ArgumentParser(prog="ccp bundle", description=__doc__.splitlines()[0])
     parser.add_argument("--logs", default=settings.logs_dir, help="logs folder (default %(default)s)")
     parser.add_argument("--results", default=settings.results_dir,

@@ -13,7 +13,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 
 from harness.cli_probe import claude_version
-from proxy.settings import Settings
+from proxy.config.settings import Settings
 
 # The toggles harness.repro records in a run block (tests/reports/test_context.py keeps them equal),
 # and the Settings field each one sets.

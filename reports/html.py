@@ -22,8 +22,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from harness.gates import rotated_before_run, run_gates
-from proxy.settings import Settings
-from proxy.usage import utc_timestamp
+from proxy.config.load import load_settings
+from proxy.config.settings import Settings
+from proxy.core.record import utc_timestamp
 from reports import context, drilldown, svg
 from reports.summarize import KNOWN_LANES, NONE_LABEL, fmt, pct, summarize
 from reports.usage_io import read_records, rotated_copies, to_frame, usage_files
@@ -268,7 +269,7 @@ def main(argv: list[str] | None, default_logs_dir: str, default_results_dir: str
     parser.add_argument("--out", default=default_out, help=f"HTML file (default: {default_out})")
     parser.add_argument("--title", default="ccp report", help="the page's title (default %(default)s)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = load_settings()
     try:
         html = build_report(args.logs or [default_logs_dir], args.metrics, settings,
                             args.title, rotated=args.rotated, logs_optional=not args.logs)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from proxy.usage import utc_timestamp
+from proxy.core.record import utc_timestamp
 from reports.usage_io import read_usage
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from proxy.usage import CONTROL_OP, FIELDS, USAGE_FILE
+from proxy.core.record import CONTROL_OP, FIELDS, USAGE_FILE
 
 KEEP_ROTATED = 5
 SSE_COLUMNS = ("sse_events", "sse_bytes", "sse_duration_ms", "sse_complete")

@@ -9,8 +9,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.gates import all_ok, format_verdicts, no_secret_in_files, providers_resolve, readyz_ok, \
-    rotated_before_run, run_gates
+from harness.gates import (
+    all_ok,
+    format_verdicts,
+    no_secret_in_files,
+    providers_resolve,
+    readyz_ok,
+    rotated_before_run,
+    run_gates,
+)
+from proxy.config.load import load_settings
 from reports.summarize import DEFAULT_NAME, metrics_file, summarize
 from reports.usage_io import read_records, to_frame
 
@@ -81,14 +89,12 @@ def gates_main(argv: list[str] | None, default_logs_dir: str, default_results_di
     if args.since:
         results.append(rotated_before_run(records, args.since))
     if args.providers:
-        from proxy.providers import providers_view
-        from proxy.settings import Settings
-        results.append(providers_resolve(providers_view(Settings.from_env())))
+        from proxy.cli.providers import providers_view
+        results.append(providers_resolve(providers_view(load_settings())))
     if args.readyz:
         results.append(readyz_ok(_fetch_readyz(args.readyz)))
     if args.secrets:
-        from proxy.settings import Settings
-        settings = Settings.from_env()
+        settings = load_settings()
         files = [p for folder in (default_logs_dir, default_results_dir) if Path(folder).is_dir()
                  for p in Path(folder).rglob("*") if p.is_file()]
         results.append(no_secret_in_files(files, settings.secrets()))

@@ -17,7 +17,7 @@ import pytest
 
 from harness.keys import lane_env
 from harness.shim import PROJECT_ROOT, clean_env, wait_until
-from proxy.profiles import pid_alive
+from proxy.config.profiles import pid_alive
 
 pytestmark = pytest.mark.repro_go
 

@@ -43,14 +43,14 @@ def switch_off(features: list[str]) -> None:
     if "store" in features:
         os.environ["CCP_PERSIST"] = "0"
     if "log" in features:
-        from proxy import usage
+        from proxy.sinks import usage_log as usage
         usage.UsageWriter.write = lambda self, record: usage.record_line(record)
     if "validate" in features:
-        from proxy import exchange
+        from proxy.pipeline import exchange
         exchange.route_fields = lambda body: None  # so every body goes to the reading below
         exchange._read_json = scan_route_fields  # (a body the scan finds no model in: a 400)
     if "metrics" in features:
-        from proxy.metrics import Metrics
+        from proxy.sinks.metrics import Metrics
         Metrics.observe = lambda self, record: None
 
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         raise SystemExit("usage: python -m harness.bench.ablate FEATURE[,FEATURE…] CCP-ARGS…")
     switch_off([f for f in argv[0].split(",") if f])
-    from proxy.cli import main as ccp_main
+    from proxy.cli.main import main as ccp_main
     return ccp_main(argv[1:])
 
 

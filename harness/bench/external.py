@@ -19,7 +19,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.bench.targets import CONVERT_MODEL, PASSTHROUGH_MODEL, Target, free_port, wait_http
+from harness.bench.targets import (
+    CONVERT_MODEL,
+    PASSTHROUGH_MODEL,
+    Target,
+    free_port,
+    wait_http,
+)
 from harness.shim import PROJECT_ROOT, clean_env
 
 BENCH_DIR = PROJECT_ROOT / ".bench"

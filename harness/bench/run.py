@@ -25,6 +25,7 @@ from harness.bench import matrix, report, stats
 from harness.bench.loadgen import LoadSpec, run_load
 from harness.bench.procs import run_fast
 from harness.bench.targets import Ccp, Direct, FastMock, Floor, Target
+from proxy.config.load import load_settings
 
 DEFAULT_TARGETS = ("direct", "floor", "ccp", "ccp-aiohttp", "litellm", "ccr")
 HEADERS = {"content-type": "application/json", "x-api-key": "bench-client-key",
@@ -185,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         mock.stop()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if args.results_dir is None:
-        from proxy.settings import Settings
-        args.results_dir = Settings.from_env().results_dir
+        args.results_dir = load_settings().results_dir
     md, js = report.write(result, Path(args.results_dir), stamp)
     print(report.render(result))
     print(f"\n[bench] wrote {md} and {js}")

@@ -27,7 +27,12 @@ import docker
 from docker.errors import DockerException, NotFound
 from docker.utils import kwargs_from_env
 
-from harness.sandbox.runtime import ArtifactReadError, CommandResult, SandboxCreateError, SandboxError
+from harness.sandbox.runtime import (
+    ArtifactReadError,
+    CommandResult,
+    SandboxCreateError,
+    SandboxError,
+)
 
 DEFAULT_IMAGE = "opensandbox/code-interpreter:v1.0.1"
 DEFAULT_ENTRYPOINT = ("sleep", "infinity")

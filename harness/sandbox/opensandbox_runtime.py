@@ -30,7 +30,12 @@ from opensandbox.exceptions import SandboxApiException, SandboxException
 from opensandbox.models.execd import OutputMessage, RunCommandOpts
 from opensandbox.transport.retry import RetryPolicy
 
-from harness.sandbox.runtime import ArtifactReadError, CommandResult, SandboxCreateError, SandboxError
+from harness.sandbox.runtime import (
+    ArtifactReadError,
+    CommandResult,
+    SandboxCreateError,
+    SandboxError,
+)
 
 DEFAULT_IMAGE = "opensandbox/code-interpreter:v1.0.1"
 DEFAULT_ENTRYPOINT = "/opt/opensandbox/code-interpreter.sh"

@@ -37,8 +37,8 @@ from typing import Any, Collection
 
 from aiohttp import web
 
-from harness.threaded import ThreadedServer
 from harness.sandbox.opensandbox_execd import LocalSandbox, map_tmp, run_streaming
+from harness.threaded import ThreadedServer
 
 EXECD_PORT = 44772
 API_KEY_HEADER = "OPEN-SANDBOX-API-KEY"

@@ -29,7 +29,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from proxy.settings import ConfigError, Secret
+from proxy.core.parse import ConfigError
+from proxy.core.redact import Secret
 
 RUNTIME_TYPES = ("docker", "kubernetes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -21,7 +21,8 @@ from harness.sandbox.e2e import ROUTES_FILE, run_task
 from harness.sandbox.runtime import get_runtime
 from harness.sandbox.task import load_task
 from harness.shim import PROJECT_ROOT, run_env, run_folder
-from proxy.settings import ConfigError, Settings
+from proxy.config.load import load_settings
+from proxy.core.parse import ConfigError
 
 DEFAULT_TASK = PROJECT_ROOT / "tasks" / "claude_proxy_demo.yaml"
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "home's results)")
     args = parser.parse_args(argv)
     try:
-        results_dir = Path(args.results or Settings.from_env().results_dir).resolve()
+        results_dir = Path(args.results or load_settings().results_dir).resolve()
     except ConfigError as exc:
         print(f"ConfigError: {exc}", file=sys.stderr)
         return 2

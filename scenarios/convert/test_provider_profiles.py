@@ -12,7 +12,7 @@ import anthropic
 import pytest
 
 from harness.mock_upstream import MockUpstream
-from proxy.provider_profiles import PROFILES
+from proxy.core.provider_profiles import PROFILES
 
 pytestmark = [pytest.mark.repro_go]
 

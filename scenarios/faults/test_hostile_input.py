@@ -19,7 +19,8 @@ import string
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
 pytestmark = [pytest.mark.faults]

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.probes import http_probe
 from harness.shim import PROJECT_ROOT, clean_env
-from proxy import license as lic
+from proxy.licence import verify as lic
 
 pytestmark = pytest.mark.licence
 

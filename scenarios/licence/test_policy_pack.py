@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.probes import http_probe
 from harness.shim import wait_until
-from proxy.license import public_key_b64, sign_bytes
+from proxy.licence.verify import public_key_b64, sign_bytes
 
 pytestmark = pytest.mark.licence
 

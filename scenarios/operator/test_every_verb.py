@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from harness.shim import PROJECT_ROOT, wait_until
-from proxy.cli import VERBS
+from proxy.cli.main import all_verbs
 from scenarios.operator.conftest import send, stored
 
 pytestmark = pytest.mark.operator
@@ -145,7 +145,7 @@ def test_sandbox_smoke_on_the_local_runtime_keeps_to_its_run_folder(op, claude_b
 def test_every_verb_has_a_scenario_that_runs_it():
     here = (PROJECT_ROOT / "scenarios" / "operator" / "test_every_verb.py").read_text()
     daily = here.split("def test_the_daily_verbs_from_another_folder", 1)[1].split("\ndef ", 1)[0]
-    for verb in VERBS:
+    for verb in all_verbs():
         if verb in LONG_VERBS:
             path, needle = LONG_VERBS[verb]
             assert needle in (PROJECT_ROOT / path).read_text(), (verb, path)

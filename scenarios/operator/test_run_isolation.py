@@ -17,7 +17,7 @@ import pytest
 
 from harness.operator import VENV_BIN
 from harness.shim import wait_until
-from proxy.profiles import pid_alive
+from proxy.config.profiles import pid_alive
 from scenarios.operator.conftest import send, stored
 
 pytestmark = pytest.mark.operator

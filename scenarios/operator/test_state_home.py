@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from proxy.profiles import pid_alive
+from proxy.config.profiles import pid_alive
 from scenarios.operator.conftest import send
 
 pytestmark = pytest.mark.operator
@@ -70,7 +70,7 @@ def test_a_profile_keeps_its_own_run_files_under_the_same_home(op):
 def test_ps_names_a_shim_on_the_profiles_port_that_another_home_started(op, tmp_path):
     """Peers' pitfall (a pid file gone while the server still listens, so `status` says "not
     running"): `ccp ps` says that something answers on the port."""
-    from proxy.profiles import custom_port
+    from proxy.config.profiles import custom_port
     profile = f"ps{os.getpid()}"
     out = op.ccp("up", env={"CCP_PROFILE": profile})
     assert out.returncode == 0, out.stderr

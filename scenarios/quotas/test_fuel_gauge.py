@@ -3,7 +3,6 @@ and a 404, then the real `python -m proxy usage` and `python -m proxy status` sh
 and errors per lane and model that match what the mock upstreams answered — against the running
 shim (by --url, and by the profile's pid and port files), and from the store once it has stopped."""
 import json
-import re
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 
 from harness.probes import http_probe
 from harness.shim import PROJECT_ROOT, clean_env
-from proxy.profiles import RunFiles
+from proxy.config.profiles import RunFiles
 
 pytestmark = [pytest.mark.quotas]
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from harness.probes import http_probe, text_from_message
-from proxy.sse import assemble_message
+from proxy.core.sse import assemble_message
 
 pytestmark = [pytest.mark.repro_go, pytest.mark.hygiene]
 

@@ -3,9 +3,24 @@ import json
 
 import pytest
 
-from harness.ab import (PRESETS, AsgiUpstream, Toggle, arm_order, arm_stats, auth_style, error_type,
-                        is_interleaved, main, paired_ratios, parse_toggle, per_round_p50, probe_plan,
-                        record_differences, render_markdown, toggle_effect)
+from harness.ab import (
+    PRESETS,
+    AsgiUpstream,
+    Toggle,
+    arm_order,
+    arm_stats,
+    auth_style,
+    error_type,
+    is_interleaved,
+    main,
+    paired_ratios,
+    parse_toggle,
+    per_round_p50,
+    probe_plan,
+    record_differences,
+    render_markdown,
+    toggle_effect,
+)
 from harness.probes import text_from_sse
 
 pytestmark = pytest.mark.quick

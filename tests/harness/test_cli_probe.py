@@ -1,6 +1,12 @@
 import pytest
 
-from harness.cli_probe import PLACEHOLDER_TOKEN, _parse_head, cli_env, cli_probe, parse_cli_output
+from harness.cli_probe import (
+    PLACEHOLDER_TOKEN,
+    _parse_head,
+    cli_env,
+    cli_probe,
+    parse_cli_output,
+)
 
 pytestmark = pytest.mark.quick
 

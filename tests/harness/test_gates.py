@@ -3,9 +3,17 @@ import json
 
 import pytest
 
-from harness.gates import (GateResult, all_ok, format_verdicts, metrics_present,
-                           no_haiku_on_anthropic, no_header_mode_on_anthropic, one_record_per_rid,
-                           run_gates, streams_accounted)
+from harness.gates import (
+    GateResult,
+    all_ok,
+    format_verdicts,
+    metrics_present,
+    no_haiku_on_anthropic,
+    no_header_mode_on_anthropic,
+    one_record_per_rid,
+    run_gates,
+    streams_accounted,
+)
 
 pytestmark = pytest.mark.quick
 

@@ -6,7 +6,12 @@ import openai
 import pytest
 
 from harness.mock_openai import REASONING
-from harness.mock_openai_wire import ToolCall, chat_chunks, chat_completion_json, completion_tokens
+from harness.mock_openai_wire import (
+    ToolCall,
+    chat_chunks,
+    chat_completion_json,
+    completion_tokens,
+)
 from harness.mock_upstream import MockUpstream
 
 pytestmark = pytest.mark.quick

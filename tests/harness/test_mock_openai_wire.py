@@ -5,8 +5,15 @@ import pytest
 
 from harness.mock_faults import Fault, error_body, stream_plan
 from harness.mock_openai import REASONING, reply_parts, tool_calls_in
-from harness.mock_openai_wire import (DONE, ToolCall, chat_chunks, chat_completion_id,
-                                      chat_completion_json, completion_tokens, tool_call_id)
+from harness.mock_openai_wire import (
+    DONE,
+    ToolCall,
+    chat_chunks,
+    chat_completion_id,
+    chat_completion_json,
+    completion_tokens,
+    tool_call_id,
+)
 from harness.mock_wire import prompt_reply, reply_text
 
 pytestmark = pytest.mark.quick

@@ -5,10 +5,18 @@ import httpx
 import pytest
 
 from harness.mock_openai_wire import ToolCall, chat_chunks, chat_completion_json
-from harness.mock_quirks import (GEMINI_UNKNOWN, OPENROUTER_COMMENT, QUIRKS, VLLM_MAX_MODEL_LEN,
-                                 check_name, keyword_uses, rejection, reshape)
+from harness.mock_quirks import (
+    GEMINI_UNKNOWN,
+    OPENROUTER_COMMENT,
+    QUIRKS,
+    VLLM_MAX_MODEL_LEN,
+    check_name,
+    keyword_uses,
+    rejection,
+    reshape,
+)
 from harness.mock_upstream import MockUpstream
-from proxy.provider_profiles import PROFILES
+from proxy.core.provider_profiles import PROFILES
 
 pytestmark = pytest.mark.quick
 

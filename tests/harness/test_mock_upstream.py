@@ -3,8 +3,8 @@ import json
 import os
 import selectors
 import signal
-import subprocess
 import ssl
+import subprocess
 import sys
 from pathlib import Path
 

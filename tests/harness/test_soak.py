@@ -1,8 +1,22 @@
 import pytest
 
-from harness.soak import (DEFAULT_OUTAGE, Chaos, ProbeEvent, gap_totals, h1_for, lane_gaps, late_rids,
-                          live_status, main, parse_chaos, record_accounting, records_for, render_markdown,
-                          stop_reason, window_of)
+from harness.soak import (
+    DEFAULT_OUTAGE,
+    Chaos,
+    ProbeEvent,
+    gap_totals,
+    h1_for,
+    lane_gaps,
+    late_rids,
+    live_status,
+    main,
+    parse_chaos,
+    record_accounting,
+    records_for,
+    render_markdown,
+    stop_reason,
+    window_of,
+)
 
 pytestmark = pytest.mark.quick
 

@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from proxy.license import LicenceState
-from proxy.settings import Settings
+from proxy.config.load import load_settings
+from proxy.licence.verify import LicenceState
 from reports.context import TOGGLES, current_versions, run_context
 
 pytestmark = pytest.mark.quick
@@ -18,7 +18,7 @@ def test_toggles_are_the_ones_repro_records():
 
 
 def test_from_the_environment_when_there_is_no_run_block():
-    settings = Settings.from_env({"FORCE_HAIKU_TO_ZAI": "0", "OFFLOAD_PAUSED": "1",
+    settings = load_settings({"FORCE_HAIKU_TO_ZAI": "0", "OFFLOAD_PAUSED": "1",
                                   "ZAI_HEADER_MODE": "authorization", "ENABLE_BODY_TEE": "1"})
     ctx = run_context(None, settings, VERSIONS)
     assert dict(ctx["toggles"]) == {"FORCE_HAIKU_TO_ZAI": "0", "OFFLOAD_PAUSED": "1",
@@ -35,7 +35,7 @@ def test_a_run_block_gives_toggles_and_versions():
     run = {"name": "repro", "started_at": "2026-11-25T13:00:00.000Z", "upstreams": "mock",
            "toggles": {"FORCE_HAIKU_TO_ZAI": None, "OFFLOAD_PAUSED": "1", "SOAK_PROBE": "curl"},
            "versions": {"ccp": "0.0.9", "claude": "2.1.331 (Claude Code)", "python": "3.11.7"}}
-    ctx = run_context(run, Settings.from_env({"OFFLOAD_PAUSED": "0"}), VERSIONS)
+    ctx = run_context(run, load_settings({"OFFLOAD_PAUSED": "0"}), VERSIONS)
     toggles = dict(ctx["toggles"])
     assert toggles["OFFLOAD_PAUSED"] == "1" and toggles["FORCE_HAIKU_TO_ZAI"] == "(default)"
     assert toggles["SOAK_PROBE"] == "curl" and ctx["toggles_from"] == "recorded by run repro"
@@ -48,7 +48,7 @@ def test_licence_state_and_quotas(tmp_path):
     quotas = tmp_path / "quotas.yaml"
     quotas.write_text("quotas:\n  haiku:\n    weekly: {tokens: 5000}\n"
                       "    rolling: {tokens: 100, window: 5h}\n")
-    settings = Settings.from_env({"CCP_QUOTAS_FILE": str(quotas), "CCP_LICENSE_ENFORCE": "1"})
+    settings = load_settings({"CCP_QUOTAS_FILE": str(quotas), "CCP_LICENSE_ENFORCE": "1"})
     settings = dataclasses.replace(settings, licence=LicenceState(
         ok=True, plan="team", kid="k1", features=("zai_offload",), expires_at=1_800_000_000,
         reason=None, id="lic-1", subject="acme", source="CC_LICENSE_PACK"))

@@ -1,8 +1,16 @@
 """reports.drilldown: time buckets, errors per bucket, the slowest and the failed requests."""
 import pytest
 
-from reports.drilldown import failures, is_error, is_incomplete, per_bucket, problem, slowest, \
-    time_buckets, width_text
+from reports.drilldown import (
+    failures,
+    is_error,
+    is_incomplete,
+    per_bucket,
+    problem,
+    slowest,
+    time_buckets,
+    width_text,
+)
 
 pytestmark = pytest.mark.quick
 

@@ -5,10 +5,19 @@ import re
 
 import pytest
 
-from proxy.settings import Settings
+from proxy.config.load import load_settings
 from reports.context import run_context
-from reports.html import LOGS, METRICS, Source, build_report, load_logs, main, page_from_metrics, \
-    page_from_records, render_report
+from reports.html import (
+    LOGS,
+    METRICS,
+    Source,
+    build_report,
+    load_logs,
+    main,
+    page_from_metrics,
+    page_from_records,
+    render_report,
+)
 from reports.svg import LABEL_W, lane_color
 
 pytestmark = pytest.mark.quick
@@ -20,7 +29,7 @@ VERSIONS = {"ccp": "0.1.0", "python": "3.11.7", "claude": "9.9.9 (test CLI)"}
 
 
 def ctx(run=None):
-    return run_context(run, Settings.from_env({}), VERSIONS)
+    return run_context(run, load_settings({}), VERSIONS)
 
 
 def write_log(path, records):
@@ -65,7 +74,7 @@ def test_metrics_file_gives_run_context_only_when_there_are_logs(tmp_path, repor
                       "gates": [{"name": "recorded_only_gate", "ok": False, "detail": "x"}]}
     mpath = tmp_path / "METRICS_repro.json"
     mpath.write_text(json.dumps(metrics))
-    html = build_report([str(log.parent)], str(mpath), Settings.from_env({}), "t")
+    html = build_report([str(log.parent)], str(mpath), load_settings({}), "t")
     assert "<b>12</b> usage records" in html and "ghost" not in html
     assert ">999<" not in html and "<b>999</b>" not in html  # METRICS' numbers are not shown
     assert "recorded_only_gate" not in html  # gates come from the records, not the METRICS

@@ -6,8 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from reports.svg import LANE_COLORS, NONE_COLOR, OTHER_COLORS, LogAxis, boxplot, empty, five_numbers, \
-    hbars, lane_color, nice_step, stacked_bars, tick_text
+from reports.svg import (
+    LANE_COLORS,
+    NONE_COLOR,
+    OTHER_COLORS,
+    LogAxis,
+    boxplot,
+    empty,
+    five_numbers,
+    hbars,
+    lane_color,
+    nice_step,
+    stacked_bars,
+    tick_text,
+)
 
 pytestmark = pytest.mark.quick
 ROOT = Path(__file__).resolve().parents[2]

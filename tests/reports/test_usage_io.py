@@ -3,8 +3,14 @@ import json
 
 import pytest
 
-from reports.usage_io import COLUMNS, SSE_COLUMNS, read_records, read_usage, rotated_copies, \
-    usage_files
+from reports.usage_io import (
+    COLUMNS,
+    SSE_COLUMNS,
+    read_records,
+    read_usage,
+    rotated_copies,
+    usage_files,
+)
 
 pytestmark = pytest.mark.quick
 

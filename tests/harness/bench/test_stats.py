@@ -1,6 +1,13 @@
 import pytest
 
-from harness.bench.stats import combine, paired_added, percentile, ratio, round_row, verdict
+from harness.bench.stats import (
+    combine,
+    paired_added,
+    percentile,
+    ratio,
+    round_row,
+    verdict,
+)
 
 pytestmark = pytest.mark.quick
 

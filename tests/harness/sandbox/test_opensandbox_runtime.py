@@ -8,12 +8,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+from opensandbox.models.execd import OutputMessage
 
 from harness.sandbox.opensandbox_runtime import OpenSandboxRuntime, join_output
 from harness.sandbox.opensandbox_server import OpenSandboxServer
-from harness.sandbox.runtime import (ArtifactReadError, CommandResult, SandboxCreateError, SandboxError,
-                                     get_runtime)
-from opensandbox.models.execd import OutputMessage
+from harness.sandbox.runtime import (
+    ArtifactReadError,
+    CommandResult,
+    SandboxCreateError,
+    SandboxError,
+    get_runtime,
+)
 
 pytestmark = pytest.mark.sandbox
 

@@ -2,7 +2,11 @@
 import httpx
 import pytest
 
-from harness.sandbox.opensandbox_server import API_KEY_HEADER, EXECD_PORT, OpenSandboxServer
+from harness.sandbox.opensandbox_server import (
+    API_KEY_HEADER,
+    EXECD_PORT,
+    OpenSandboxServer,
+)
 
 pytestmark = pytest.mark.sandbox
 

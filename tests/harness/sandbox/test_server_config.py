@@ -5,9 +5,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.sandbox.server_config import (INSECURE_ENV, SERVER_API_KEY_ENV, load_server_config, mirrored,
-                                           parse_server_config, server_env, to_toml)
-from proxy.settings import ConfigError
+from harness.sandbox.server_config import (
+    INSECURE_ENV,
+    SERVER_API_KEY_ENV,
+    load_server_config,
+    mirrored,
+    parse_server_config,
+    server_env,
+    to_toml,
+)
+from proxy.core.parse import ConfigError
 
 pytestmark = pytest.mark.quick
 

@@ -1,0 +1,2 @@
+"""The `ccp` command: verbs over the running shim, the profiles and the logs.
+"""

@@ -1,0 +1,2 @@
+"""Signed licences and policy packs: verification, the issuer, the policy loader.
+"""

@@ -1,0 +1,2 @@
+"""`ccp mitm`: mitmproxy (HTTPS_PROXY mode) in front of the same pipeline.
+"""

@@ -1,0 +1,2 @@
+"""One model request, transport-independent: prepare, send, relay, finish; the shared state.
+"""

@@ -1,0 +1,2 @@
+"""The aiohttp front door: the app, its endpoints and the process that serves it.
+"""

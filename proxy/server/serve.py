@@ -1,0 +1,135 @@
+"""Running the shim as a process: bind, announce the port, serve until told to stop.
+
+`ccp serve --port 0` binds an OS-chosen port and announces it as one JSON line on stdout (and in
+`--port-file` when given), so harnesses never guess a port. SIGTERM and SIGINT stop it cleanly: the
+listener closes, in-flight requests are cancelled (and recorded as such), the log is closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestPayloadError
+
+from proxy.config.settings import Settings
+from proxy.config.policy import load_for
+from proxy.licence.verify import log_line
+from proxy.server.app import create_app
+
+log = logging.getLogger("ccp.shim")
+
+
+def describe(settings: Settings) -> str:
+    """One startup line: where each lane goes and the toggles (never a secret)."""
+    creds = [name for name, s in (("ZAI_API_KEY", settings.zai_api_key),
+                                  ("ANTHROPIC_AUTH_TOKEN", settings.anthropic_auth_token),
+                                  ("ANTHROPIC_API_KEY", settings.anthropic_api_key)) if s]
+    return (f"lanes anthropic={settings.anthropic_base_url} zai={settings.zai_base_url} "
+            f"force_haiku_to_zai={int(settings.force_haiku_to_zai)} "
+            f"offload_paused={int(settings.offload_paused)} zai_header_mode={settings.zai_header_mode} "
+            f"credentials=[{','.join(creds)}] logs={settings.logs_dir} "
+            f"max_body={settings.max_body_bytes}")
+
+
+# Every request allocates and drops a few hundred small containers (frames, futures, dicts, the
+# parsed body); with CPython's default young-generation threshold (700) the cyclic collector ran every
+# few dozen requests and re-walked everything in flight: ~5% of the shim's CPU in the bench, more
+# while 1,000 streams are held. Most of that garbage is freed by reference counting anyway.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Once the shim is up: what exists now (modules, settings, the app) is kept out of every later
+    collection (`gc.freeze()`), and the young generation is collected every GC_YOUNG_THRESHOLD
+    allocations instead of every 700."""
+    gc.freeze()
+    young, older, oldest = gc.get_threshold()
+    gc.set_threshold(max(GC_YOUNG_THRESHOLD, young), older, oldest)
+
+
+async def serve(settings: Settings, host: str, port: int, port_file: str | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    app = create_app(settings)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    await site.start()
+    tune_gc()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    announce = {"event": "listening", "host": host, "port": bound, "pid": os.getpid(),
+                "url": f"http://{host}:{bound}"}
+    if port_file:  # written before the announcement, so whoever reads the line finds the file
+        Path(port_file).write_text(f"{bound}\n")
+    print(json.dumps(announce), flush=True)
+    log.info("[ccp] listening on http://%s:%d %s", host, bound, describe(settings))
+    try:
+        await stop.wait()
+    finally:
+        log.info("[ccp] stopping")
+        await runner.cleanup()
+
+
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs a full traceback for every malformed request line it rejects itself; a hostile
+    client could flood the log with them. Keep one line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (BadHttpMessage, RequestPayloadError)):
+            record.msg = f"rejected a malformed request: {record.exc_info[1]!s}"[:300]
+            record.args = ()
+            record.exc_info = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def prepare(settings: Settings, now: float) -> Settings:
+    """The settings to serve with: the policy pack applied (one line on how), the licence logged."""
+    httpx_log = logging.getLogger("httpx")
+    level = httpx_log.level
+    httpx_log.setLevel(logging.WARNING)  # one line per policy outcome, not one per GET
+    try:
+        settings, outcome = load_for(settings, now)
+    finally:
+        httpx_log.setLevel(level)
+    if outcome is not None:
+        log.log(logging.INFO if outcome.source == "remote" else logging.WARNING, outcome.message)
+    log.info(log_line(settings.licence, settings.licence_enforce))
+    from proxy.server.readiness import destinations
+    for alias, decision, problem in destinations(settings):
+        if problem:
+            log.warning("[ccp] %s turns go to the %s lane, which has %s: each will be refused "
+                        "(401); set it, or FORCE_HAIKU_TO_ZAI=0 to keep haiku on anthropic",
+                        alias, decision.lane, problem)
+    return settings
+
+
+def run(settings: Settings, host: str, port: int, port_file: str | None = None) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
+    settings = prepare(settings, time.time())
+    run_loop(serve(settings, host, port, port_file))
+    return 0
+
+
+def run_loop(coro) -> None:
+    """asyncio.run on uvloop when it is installed (the bench: ~10% less CPU per request), else on
+    asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)

@@ -1,0 +1,85 @@
+"""`/v1/sessions`: register, list and end sandbox sessions (admin endpoints).
+
+`POST /v1/sessions` with `{"session_token", "sandbox_id", "task_name"}` → 201 and the session's id
+(the name of its trajectory folder). When `CCP_ADMIN_TOKEN` is set, these endpoints want it as
+`authorization: Bearer <token>` or `x-ccp-admin-token`. A session token is never shown back.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+
+from aiohttp import web
+
+from proxy.config.settings import Settings
+from proxy.core.errors import BadRequest, NotFound, ShimError, Unauthorized, error_body
+from proxy.pipeline.sessions import SessionError, SessionRegistry
+
+SESSIONS = web.AppKey("sessions", SessionRegistry)
+SETTINGS = web.AppKey("session_settings", Settings)
+ADMIN_HEADER = "x-ccp-admin-token"
+
+
+def _check_admin(request: web.Request) -> None:
+    expected = request.app[SETTINGS].admin_token.reveal()
+    if not expected:
+        return
+    given = request.headers.get(ADMIN_HEADER, "")
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        given = given or auth[7:].strip()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("admin token required (CCP_ADMIN_TOKEN): send it as "
+                           "`authorization: Bearer …` or `x-ccp-admin-token`")
+
+
+def _error(exc: ShimError) -> web.Response:
+    return web.Response(status=exc.status, body=error_body(exc.error_type, exc.message),
+                        content_type="application/json")
+
+
+async def create_session(request: web.Request) -> web.Response:
+    try:
+        _check_admin(request)
+        try:
+            data = json.loads(await request.read())
+        except ValueError as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BadRequest("body must be a JSON object")
+        try:
+            session = request.app[SESSIONS].register(
+                data.get("session_token"), data.get("sandbox_id"), data.get("task_name"))
+        except SessionError as exc:
+            raise BadRequest(str(exc)) from exc
+    except ShimError as exc:
+        return _error(exc)
+    return web.json_response({**session.public(), "trajectory_dir": f"trajectory/{session.id}"},
+                             status=201)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    try:
+        _check_admin(request)
+    except ShimError as exc:
+        return _error(exc)
+    return web.json_response({"sessions": [s.public() for s in request.app[SESSIONS].list()]})
+
+
+async def end_session(request: web.Request) -> web.Response:
+    try:
+        _check_admin(request)
+        session = request.app[SESSIONS].end(request.match_info["session_id"])
+        if session is None:
+            raise NotFound(f"no session {request.match_info['session_id']!r}")
+    except ShimError as exc:
+        return _error(exc)
+    return web.json_response({**session.public(), "ended": True})
+
+
+def add_routes(app: web.Application, registry: SessionRegistry, settings: Settings) -> None:
+    app[SESSIONS] = registry
+    app[SETTINGS] = settings
+    app.router.add_post("/v1/sessions", create_session)
+    app.router.add_get("/v1/sessions", list_sessions)
+    app.router.add_delete("/v1/sessions/{session_id}", end_session)

@@ -1,0 +1,125 @@
+"""The aiohttp client as an upstream (CCP_UPSTREAM_CLIENT=aiohttp): the A/B baseline of the others."""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import aiohttp
+
+from proxy.config.settings import Settings
+from proxy.core.errors import UpstreamError, UpstreamTimeout
+from proxy.upstream.base import (
+    StreamIdle,
+    UpstreamRequest,
+    UpstreamResponse,
+    describe,
+    ssl_for,
+)
+
+
+class _AiohttpResponse:
+    __slots__ = ("_resp", "status", "headers", "h2", "is_sse")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
+        self.h2 = False
+        self.is_sse = resp.content_type == "text/event-stream"  # asked several times per answer
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return _Chunks(self._resp.content)
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise UpstreamTimeout("upstream did not answer in time") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamError(f"upstream body broke: {describe(exc)}") from exc
+
+    def release(self) -> None:
+        self._resp.release()
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class _Chunks:
+    """The body as it arrives, with aiohttp's errors as the seam's. A plain async iterator, not an
+    async generator: a stream's every chunk passes through here, and a generator's own frame
+    suspended and resumed around each one cost more than the relaying around it."""
+
+    __slots__ = ("_content",)
+
+    def __init__(self, content: aiohttp.StreamReader) -> None:
+        self._content = content
+
+    def __aiter__(self) -> "_Chunks":
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._content.readany()
+        except aiohttp.ServerTimeoutError as exc:
+            raise StreamIdle("no data from upstream within the idle timeout") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamError(f"upstream stream broke: {describe(exc)}") from exc
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
+class _OwnHeadersOnly(aiohttp.ClientRequest):
+    """A request that carries the headers the shim chose and no defaults of aiohttp's (its own
+    Accept, Accept-Encoding and User-Agent). Asking the session to skip them instead
+    (`skip_auto_headers`) builds and sorts a header dict for every request."""
+
+    def update_auto_headers(self, skip_auto_headers) -> None:
+        return None
+
+
+class AiohttpUpstream:
+    """The real upstream client: one pooled aiohttp session for every lane."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+        self._json_timeout = aiohttp.ClientTimeout(
+            total=settings.json_timeout, sock_connect=settings.dial_timeout)
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.dial_timeout, sock_read=settings.sse_idle_timeout)
+        self._json_first = settings.json_timeout <= settings.header_timeout
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=ssl_for(self._settings))
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, request_class=_OwnHeadersOnly)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        assert self._session is not None, "AiohttpUpstream.start() was not awaited"
+        timeout = self._stream_timeout if request.stream else self._json_timeout
+        # A JSON request's total timeout already ends the wait for headers when it is the shorter
+        # (the defaults: 30 s against 60 s), with the same error: no second timer for it then.
+        header_timeout = (None if not request.stream and self._json_first
+                          else self._settings.header_timeout)
+        pending = self._session.request(request.method, request.url, headers=request.headers,
+                                        data=request.body, timeout=timeout, allow_redirects=False)
+        try:
+            if header_timeout is None:
+                resp = await pending
+            else:
+                async with asyncio.timeout(header_timeout):
+                    resp = await pending
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
+        except (aiohttp.ClientError, ConnectionError, OSError) as exc:
+            raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
+        return _AiohttpResponse(resp)
+
+

@@ -1,0 +1,86 @@
+"""The upstream seam: one small interface between the shim and the providers.
+
+`Upstream.send(UpstreamRequest) -> UpstreamResponse` is all the handler knows of the network. The real
+clients are the only code that owns connections, pooling, HTTP/1 vs HTTP/2 and timeouts; tests can put
+any object with the same two methods in its place. `make_upstream(settings)` picks the real one by
+`CCP_UPSTREAM_CLIENT`: `auto` (the default: `SchemeUpstream`, below), `HttpxUpstream`
+(proxy.upstream.pooled, HTTP/2 by default), `H1Upstream` (proxy.upstream.h1, the shim's own HTTP/1.1
+client, cleartext only) or `AiohttpUpstream` (HTTP/1.1 only, so `h2` is always false). A response may
+also tell whether its next bytes are already here (`ready`) and whether all were handed over
+(`finished`); the relay then writes fewer, larger pieces.
+
+Errors leave the seam as the shim's own tree (proxy.core.errors): `UpstreamError` (the upstream could not
+be reached or broke the connection) and `UpstreamTimeout`. Idle streams raise `StreamIdle`.
+"""
+from __future__ import annotations
+
+import ssl
+from functools import lru_cache
+from typing import AsyncIterator, NamedTuple, Protocol
+from urllib.parse import urlsplit
+
+from proxy.config.settings import Settings
+from proxy.core.errors import UpstreamTimeout
+
+
+class StreamIdle(UpstreamTimeout):
+    """No byte arrived on a stream for longer than the idle timeout."""
+
+    err_type = "idle_timeout"
+
+
+class UpstreamRequest(NamedTuple):
+    """One request for a provider (a tuple: made for every request, never changed)."""
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool
+
+    @property
+    def host(self) -> str:
+        return _netloc(self.url)
+
+
+@lru_cache(maxsize=256)
+def _netloc(url: str) -> str:
+    """A URL's host[:port]; the shim sends to a handful of URLs, so each is split once."""
+    return urlsplit(url).netloc
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: list[tuple[str, str]]
+    h2: bool
+
+    @property
+    def is_sse(self) -> bool: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Upstream(Protocol):
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a short message for an error body or a log line."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "…"
+
+
+def ssl_for(settings: Settings) -> "ssl.SSLContext | bool":
+    """The TLS trust for upstream connections: the defaults, plus CCP_CA_BUNDLE when set."""
+    if not settings.ca_bundle:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=settings.ca_bundle)
+    return context
+
+

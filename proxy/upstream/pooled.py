@@ -1,0 +1,304 @@
+"""The HTTP/2-capable upstream client: `HttpxUpstream`, the same seam as `AiohttpUpstream`.
+
+It owns connections (one pool, pooled per origin, keep-alive), the protocol (HTTP/2 offered by ALPN
+unless `CCP_FORCE_H1`; plain http:// is always HTTP/1.1) and the timeouts:
+
+    phase                       bound                    error at the seam
+    TCP connect                 CCP_DIAL_TIMEOUT         UpstreamTimeout
+    TLS handshake               CCP_TLS_TIMEOUT          UpstreamTimeout
+    until response headers      CCP_HEADER_TIMEOUT       UpstreamTimeout   (non-stream: also JSON)
+    whole non-stream answer     CCP_JSON_TIMEOUT         UpstreamTimeout
+    between two stream chunks   CCP_SSE_IDLE_TIMEOUT     StreamIdle
+
+httpx has one connect timeout for TCP and TLS together, so the pool gets a network backend that
+splits them. Read timeouts are enforced here with `asyncio.timeout`, never by httpcore: an HTTP/2
+read timeout in httpcore poisons the whole connection, so one idle stream would end every stream
+multiplexed beside it; cancelling one reader ends only its own stream.
+
+Bodies are relayed as raw bytes (`aiter_raw`): never decoded, `content-encoding` passes unchanged. No
+default headers, cookies, redirects or environment proxies are added.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import AsyncIterator
+
+import certifi
+import h2.errors
+import httpcore
+import httpx
+
+from proxy.config.settings import Settings
+from proxy.core.errors import UpstreamError, UpstreamTimeout
+from proxy.upstream.base import StreamIdle, UpstreamRequest, UpstreamResponse, describe
+
+log = logging.getLogger("ccp.upstream")
+
+KEEPALIVE_EXPIRY = 30.0  # seconds an idle pooled connection is kept
+# Connection-specific headers (HTTP/2 forbids them) and framing the client computes itself.
+_NOT_FORWARDED = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                            "upgrade", "te", "host", "content-length"})
+_TIMEOUTS = (TimeoutError, httpx.TimeoutException, httpcore.TimeoutException)
+# what a request meets on a pooled connection the server has already closed: no answer at all
+_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
+          httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
+_BROKEN = (httpx.TransportError, httpcore.NetworkError, httpcore.ProtocolError,
+           httpcore.UnsupportedProtocol, httpcore.ProxyError, OSError)
+
+
+def upstream_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """certifi's roots plus `CCP_CA_BUNDLE` / `SSL_CERT_FILE` (added, never replacing them)."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+class _PhasedStream(httpcore.AsyncNetworkStream):
+    """A TCP stream whose TLS handshake has its own timeout."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, tls_timeout: float) -> None:
+        self._inner = inner
+        self._tls_timeout = tls_timeout
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        try:
+            return await self._inner.start_tls(ssl_context, server_hostname, self._tls_timeout)
+        except httpcore.ConnectTimeout as exc:
+            raise httpcore.ConnectTimeout(
+                f"TLS handshake not done within {self._tls_timeout:g}s (CCP_TLS_TIMEOUT)") from exc
+
+    def get_extra_info(self, info: str):
+        return self._inner.get_extra_info(info)
+
+
+class _PhasedBackend(httpcore.AsyncNetworkBackend):
+    """anyio sockets; TCP connect under the dial timeout, TLS under the TLS timeout."""
+
+    def __init__(self, tls_timeout: float) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._tls_timeout = tls_timeout
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        except httpcore.ConnectTimeout as exc:
+            raise httpcore.ConnectTimeout(
+                f"TCP connect not done within {timeout:g}s (CCP_DIAL_TIMEOUT)") from exc
+        return _PhasedStream(stream, self._tls_timeout)
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _Body(httpx.AsyncByteStream):
+    """httpcore's response body; an HTTP/2 stream closed before its end is reset (RST_STREAM).
+
+    httpcore forgets such a stream without telling the server, which would then keep generating (and
+    billing) an answer nobody reads, into the connection's flow-control window.
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._ended = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+        self._ended = True
+
+    async def aclose(self) -> None:
+        if not self._ended:
+            await _reset_h2_stream(self._stream)
+        await self._stream.aclose()
+
+
+async def _reset_h2_stream(pool_stream) -> None:
+    """Best effort, through httpcore's internals (1.0.x); HTTP/1.1 streams have no stream id."""
+    inner = getattr(pool_stream, "_stream", None)
+    conn = getattr(inner, "_connection", None)
+    stream_id = getattr(inner, "_stream_id", None)
+    state = getattr(conn, "_h2_state", None)
+    if state is None or stream_id is None:
+        return
+    try:
+        state.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.CANCEL)
+        await conn._write_outgoing_data(inner._request)
+    except Exception as exc:  # the stream already ended, or the connection is gone: nothing to stop
+        log.debug("no RST_STREAM for stream %s: %s", stream_id, describe(exc))
+
+
+class _Transport(httpx.AsyncBaseTransport):
+    """httpx on an httpcore pool of our own making (for the phased backend); exceptions stay httpcore's."""
+
+    def __init__(self, pool: httpcore.AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        resp = await self._pool.handle_async_request(httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
+                             target=url.raw_path),
+            headers=request.headers.raw, content=request.stream, extensions=request.extensions))
+        return httpx.Response(resp.status, headers=resp.headers, stream=_Body(resp.stream),
+                              extensions=resp.extensions)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+class _HttpxResponse:
+    __slots__ = ("_resp", "_owner", "_idle", "_deadline", "status", "headers", "h2")
+
+    def __init__(self, resp: httpx.Response, owner: "HttpxUpstream", idle: float | None,
+                 deadline: float | None) -> None:
+        self._resp = resp
+        self._owner = owner
+        self._idle = idle
+        self._deadline = deadline
+        self.status = resp.status_code
+        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw]
+        self.h2 = resp.http_version == "HTTP/2"
+
+    @property
+    def is_sse(self) -> bool:
+        ctype = self._resp.headers.get("content-type", "")
+        return ctype.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+    async def _next(self, parts: AsyncIterator[bytes]) -> bytes:
+        """The next raw chunk, within the idle timeout and the answer's deadline."""
+        loop = asyncio.get_running_loop()
+        when = None if self._idle is None else loop.time() + self._idle
+        if self._deadline is not None:
+            when = self._deadline if when is None else min(when, self._deadline)
+        async with asyncio.timeout_at(when):
+            return await anext(parts)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        parts = self._resp.aiter_raw()
+        try:
+            while True:
+                try:
+                    chunk = await self._next(parts)
+                except StopAsyncIteration:
+                    return
+                except _TIMEOUTS as exc:
+                    raise StreamIdle("no data from upstream within the idle timeout") from exc
+                except _BROKEN as exc:
+                    raise UpstreamError(f"upstream stream broke: {describe(exc)}") from exc
+                yield chunk
+        finally:
+            await parts.aclose()
+
+    async def read(self) -> bytes:
+        parts = self._resp.aiter_raw()
+        data = bytearray()
+        try:
+            while True:
+                data += await self._next(parts)
+        except StopAsyncIteration:
+            return bytes(data)
+        except _TIMEOUTS as exc:
+            raise UpstreamTimeout("upstream did not answer in time") from exc
+        except _BROKEN as exc:
+            raise UpstreamError(f"upstream body broke: {describe(exc)}") from exc
+        finally:
+            await parts.aclose()
+
+    def release(self) -> None:
+        """A fully read HTTP/1.1 answer leaves its connection in the pool; otherwise it is closed."""
+        self._owner._aclose_later(self._resp)
+
+    def close(self) -> None:
+        self._owner._aclose_later(self._resp)
+
+
+class HttpxUpstream:
+    """The real upstream client on httpx/httpcore: one pool, HTTP/2 unless `CCP_FORCE_H1`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: httpx.AsyncClient | None = None
+        self._closing: set[asyncio.Task] = set()  # strong references to scheduled aclose()s
+        # connect bounds the TCP dial (the backend bounds TLS); reads are bounded here, see above
+        self._timeouts = httpx.Timeout(None, connect=settings.dial_timeout).as_dict()
+
+    async def start(self) -> None:
+        s = self._settings
+        pool = httpcore.AsyncConnectionPool(
+            ssl_context=upstream_ssl_context(s.ca_bundle), max_connections=None,
+            max_keepalive_connections=None, keepalive_expiry=KEEPALIVE_EXPIRY,
+            http1=True, http2=not s.force_h1, network_backend=_PhasedBackend(s.tls_timeout))
+        self._client = httpx.AsyncClient(
+            transport=_Transport(pool), trust_env=False, follow_redirects=False,
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))  # keeps no cookies
+
+    async def close(self) -> None:
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        assert self._client is not None, "HttpxUpstream.start() was not awaited"
+        s = self._settings
+        now = asyncio.get_running_loop().time()
+        deadline = None if request.stream else now + s.json_timeout
+        headers_by = now + s.header_timeout if deadline is None else min(now + s.header_timeout,
+                                                                        deadline)
+        out = httpx.Request(
+            request.method, request.url, content=request.body,
+            headers=[(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED],
+            extensions={"timeout": self._timeouts})
+        try:
+            async with asyncio.timeout_at(headers_by):
+                try:
+                    resp = await self._client.send(out, stream=True)
+                except _STALE as exc:
+                    # A pooled HTTP/2 connection the server closed while it sat idle (its idle
+                    # timeout ran out before ours) fails the next request before any answer;
+                    # httpcore has dropped it, so one more try goes out on a fresh connection.
+                    # Only once, and only for this error: a client would retry the 502 anyway.
+                    log.info("upstream %s closed a pooled connection (%s): retrying once on a new "
+                             "one", request.host, describe(exc))
+                    resp = await self._client.send(out, stream=True)
+        except httpcore.ConnectTimeout as exc:
+            raise UpstreamTimeout(f"cannot connect to {request.host}: {describe(exc)}") from exc
+        except _TIMEOUTS as exc:
+            raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
+        except _BROKEN as exc:
+            raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
+        return _HttpxResponse(resp, self, s.sse_idle_timeout if request.stream else None, deadline)
+
+    def _aclose_later(self, resp: httpx.Response) -> None:
+        """release()/close() are sync in the seam; the close itself is async, so it is scheduled."""
+        if resp.is_closed:
+            return
+        task = asyncio.get_running_loop().create_task(_quietly_close(resp))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+async def _quietly_close(resp: httpx.Response) -> None:
+    try:
+        await resp.aclose()
+    except Exception as exc:  # the connection broke while closing: it is dropped either way
+        log.debug("closing an upstream response failed: %s", describe(exc))

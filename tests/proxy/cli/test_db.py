@@ -1,0 +1,69 @@
+import csv
+import io
+import json
+
+import pytest
+
+from proxy.cli.db import db_main, merge_stores
+from proxy.sinks.store import connect, rollup_rows
+from tests.proxy.cli.test_usage import make_store, rec  # the same records and store
+
+pytestmark = pytest.mark.quick
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+
+
+def test_db_status_export_import(tmp_path):
+    db = tmp_path / "x.sqlite3"
+    jsonl = tmp_path / "usage.jsonl"
+    jsonl.write_text("\n".join(json.dumps(rec(f"r{i}", T0 + i)) for i in range(3)) + "\nnot json\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert db_main(["--db", str(db), "import", "--jsonl", str(jsonl)], out=out, err=err) == 0
+    assert "imported 3" in out.getvalue() and "1 bad line" in out.getvalue()
+    assert db_main(["--db", str(db), "import", "--jsonl", str(jsonl)], out=out, err=err) == 0
+    assert "imported 0" in out.getvalue()  # by rid: nothing twice
+    out = io.StringIO()
+    assert db_main(["--db", str(db), "status"], out=out, err=err) == 0
+    assert json.loads(out.getvalue())["samples"] == 3
+    dest = tmp_path / "out.csv"
+    assert db_main(["--db", str(db), "export", "--csv", str(dest)], out=out, err=err) == 0
+    rows = list(csv.DictReader(io.StringIO(dest.read_text())))
+    assert [r["rid"] for r in rows] == ["r0", "r1", "r2"] and rows[0]["in_tokens"] == "10"
+    assert db_main(["--db", str(tmp_path / "none.sqlite3"), "status"], out=out, err=err) == 1
+
+
+def test_db_merge_combines_stores_with_the_api_shapes(tmp_path):
+    src = tmp_path / "shims"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    make_store(src / "a" / "ccp.sqlite3", [rec("a1", T0), rec("a2", T0 + 3600)])
+    make_store(src / "b" / "ccp.sqlite3", [rec("b1", T0 + 5, model="claude-sonnet-4-5")])
+    # one old bucket whose samples were pruned survives only as a rollup row
+    conn = connect(src / "b" / "ccp.sqlite3")
+    with conn:
+        conn.execute("INSERT INTO rollups VALUES ('day', ?, 'claude-haiku-4-5', 'zai', 7, 0, 70, 70,"
+                     " 0, 0, 28.0, 4.0)", (int(T0 - 5 * 86400) // 86400 * 86400,))
+    conn.close()
+    out, err = io.StringIO(), io.StringIO()
+    assert db_main(["merge", str(src), "--out", str(tmp_path / "merged")], out=out, err=err) == 0
+    summary = json.loads(out.getvalue())
+    assert summary["samples"] == 3 and len(summary["sources"]) == 2
+    merged = connect(tmp_path / "merged" / "ccp.sqlite3", readonly=True)
+    days = rollup_rows(merged, "day")
+    hours = rollup_rows(merged, "hour")
+    merged.close()
+    assert [(d["model"], d["requests"]) for d in days] == [
+        ("claude-haiku-4-5", 7), ("claude-haiku-4-5", 2), ("claude-sonnet-4-5", 1)]
+    assert sum(h["requests"] for h in hours) == 3
+    assert set(days[0]) == set(hours[0])  # the same row shape as GET /v1/usage/rollups
+    # merging a folder that holds the same store twice does not count its samples twice
+    (src / "c").mkdir()
+    (src / "c" / "copy.sqlite3").write_bytes((src / "a" / "ccp.sqlite3").read_bytes())
+    again = merge_stores(sorted(src.rglob("*.sqlite3")), tmp_path / "m2.sqlite3")
+    conn = connect(tmp_path / "m2.sqlite3", readonly=True)
+    assert sum(h["requests"] for h in rollup_rows(conn, "hour")) == 3 and again["samples"] == 3
+    conn.close()
+    assert db_main(["merge", str(src), "--out", str(tmp_path / "merged")], out=out, err=err) == 2
+    assert db_main(["merge", str(tmp_path / "empty"), "--out", str(tmp_path)], out=out, err=err) == 2

@@ -1,0 +1,225 @@
+"""Stream conversion, both directions: fixture cases, block discipline, any chunking, the real SDKs' parsers."""
+import json
+from pathlib import Path
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+from proxy.core.convert import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from tests.proxy.core.convert.fresh_ids import FRESH_BYTES, settle_fresh_ids
+
+pytestmark = pytest.mark.quick
+
+CASES_DIR = Path(__file__).resolve().parents[4] / "fixtures" / "conversion"
+CONVERTERS = {"o2a_stream": OpenAIToAnthropicStream, "a2o_stream": AnthropicToOpenAIStream}
+
+
+def _cases(*directions):
+    cases = [(p.stem, json.loads(p.read_text())) for p in sorted(CASES_DIR.glob("*.json"))]
+    return [pytest.param(case, id=stem) for stem, case in cases if case["direction"] in directions]
+
+
+def _upstream_bytes(case) -> bytes:
+    if case["direction"] == "o2a_stream":
+        return b"".join(b"data: [DONE]\n\n" if item == "[DONE]" else f"data: {json.dumps(item)}\n\n".encode()
+                        for item in case["input"])
+    return b"".join(f"event: {item['type']}\ndata: {json.dumps(item)}\n\n".encode() for item in case["input"])
+
+
+def _convert(case, size: int | None = None, raw: bytes | None = None):
+    raw = _upstream_bytes(case) if raw is None else raw
+    size = size or len(raw)
+    converter = CONVERTERS[case["direction"]](case["model"])
+    out = b"".join(converter.feed(raw[i:i + size]) for i in range(0, len(raw), size))
+    out += converter.finish(case.get("finish_error"))
+    return converter, FRESH_BYTES.sub(b"<fresh>", out)  # ids made anew each time, written as fixtures do
+
+
+def _sse_events(out: bytes) -> list[tuple[str | None, str]]:
+    events = []
+    for frame in out.decode().split("\n\n"):
+        if not frame:
+            continue
+        fields = dict(line.split(": ", 1) for line in frame.split("\n"))
+        assert set(fields) <= {"event", "data"}, frame
+        events.append((fields.get("event"), fields["data"]))
+    return events
+
+
+def _describe(name, obj) -> str:
+    assert name == obj["type"]
+    if name == "content_block_start":
+        return f"{name}:{obj['content_block']['type']}"
+    if name == "content_block_delta":
+        return f"{name}:{obj['delta']['type']}"
+    return name
+
+
+def _assert_block_discipline(events: list[tuple[str, dict]]) -> None:
+    """One message_start first; blocks numbered 0..n, each started, fed and stopped before the next."""
+    assert events[0][0] == "message_start"
+    assert [name for name, _ in events].count("message_start") == 1
+    open_index, next_index = None, 0
+    for name, obj in events:
+        if name == "content_block_start":
+            assert open_index is None and obj["index"] == next_index
+            open_index, next_index = obj["index"], next_index + 1
+        elif name == "content_block_delta":
+            assert obj["index"] == open_index, "delta for a block that is not open"
+        elif name == "content_block_stop":
+            assert obj["index"] == open_index
+            open_index = None
+        elif name in ("message_delta", "message_stop", "error"):
+            assert open_index is None, f"{name} with block {open_index} still open"
+    assert events[-1][0] in ("message_stop", "error")
+
+
+def _sdk_client(sdk, body: bytes):
+    def handler(request):
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    http = httpx2.Client(transport=httpx2.MockTransport(handler))
+    if sdk == "anthropic":
+        return anthropic.Anthropic(base_url="http://shim", api_key="x", http_client=http)
+    return openai.OpenAI(base_url="http://shim/v1", api_key="x", http_client=http)
+
+
+# --- OpenAI → Anthropic -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", _cases("o2a_stream"))
+def test_openai_to_anthropic_case(case):
+    converter, out = _convert(case)
+    events = [(name, json.loads(data)) for name, data in _sse_events(out)]
+    expected = case["expected"]
+    assert [_describe(name, obj) for name, obj in events] == expected["events"]
+    _assert_block_discipline(events)
+    assert converter.events == len(events)
+    assert converter.complete is expected["complete"]
+    assert settle_fresh_ids(converter.message, expected["message"]) == expected["message"]
+    assert converter.stop_reason == expected["message"]["stop_reason"]
+    assert converter.usage == expected["message"]["usage"]
+    if expected["complete"]:
+        assert converter.error is None
+    else:
+        assert events[-1][1] == {"type": "error", "error": {"type": "api_error", "message": expected["error"]}}
+    assert converter.finish() == b"" and converter.finish("late") == b""
+    assert converter.feed(b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n') == b""
+
+
+@pytest.mark.parametrize("case", _cases("o2a_stream"))
+def test_anthropic_sdk_parses_converted_stream(case):
+    _, out = _convert(case)
+    expected = case["expected"]["message"]
+    with _sdk_client("anthropic", out) as client:
+        stream = client.messages.stream(model="m", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        if not case["expected"]["complete"]:
+            with pytest.raises(anthropic.APIStatusError) as info, stream as events:
+                events.get_final_message()
+            assert info.value.body["error"] == {"type": "api_error", "message": case["expected"]["error"]}
+            return
+        with stream as events:
+            final = events.get_final_message()
+    assert [b.model_dump(include={"type", "text", "thinking", "signature", "id", "name", "input"})
+            for b in final.content] == [{**b, "id": "<fresh>"} if b.get("id") == "<fresh>" else b
+                                        for b in expected["content"]]
+    assert final.stop_reason == expected["stop_reason"]
+    assert final.usage.input_tokens == expected["usage"]["input_tokens"]
+    assert final.usage.output_tokens == expected["usage"]["output_tokens"]
+    assert final.id == "<fresh>" and final.model == case["model"]  # (bytes settled by _convert)
+
+
+# --- Anthropic → OpenAI -------------------------------------------------------------------------
+
+def _assemble_openai(client) -> dict:
+    got = {"content": "", "reasoning": "", "tool_calls": {}, "finish_reason": None, "usage": None,
+           "id": None, "error": None}
+    try:
+        for chunk in client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}],
+                                                    stream=True):
+            got["id"] = chunk.id
+            if chunk.usage is not None:
+                got["usage"] = chunk.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
+            for choice in chunk.choices:
+                delta = choice.delta
+                got["content"] += delta.content or ""
+                got["reasoning"] += getattr(delta, "reasoning_content", None) or ""
+                for call in delta.tool_calls or []:
+                    slot = got["tool_calls"].setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                    slot["id"] += call.id or ""
+                    slot["name"] += (call.function.name if call.function else None) or ""
+                    slot["arguments"] += (call.function.arguments if call.function else None) or ""
+                got["finish_reason"] = choice.finish_reason or got["finish_reason"]
+    except openai.APIError as error:
+        got["error"] = error.message
+    got["tool_calls"] = [got["tool_calls"][i] for i in sorted(got["tool_calls"])]
+    return got
+
+
+@pytest.mark.parametrize("case", _cases("a2o_stream"))
+def test_openai_sdk_parses_converted_stream(case):
+    converter, out = _convert(case)
+    assert out.endswith(b"data: [DONE]\n\n")
+    assert all(name is None for name, _ in _sse_events(out))
+    expected = case["expected"]
+    assert converter.complete is expected["complete"]
+    with _sdk_client("openai", out) as client:
+        got = _assemble_openai(client)
+    assert got == {**{"error": None}, **{k: v for k, v in expected.items() if k != "complete"}}
+    assert converter.finish() == b""
+
+
+def test_anthropic_to_openai_usage_is_kept_in_anthropic_terms():
+    case = json.loads((CASES_DIR / "a2o_stream_text_thinking_tools.json").read_text())
+    converter, _ = _convert(case)
+    assert converter.usage == {"input_tokens": 30, "output_tokens": 42, "cache_creation_input_tokens": 0,
+                               "cache_read_input_tokens": 10}
+
+
+# --- both directions ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [1, 7])
+@pytest.mark.parametrize("case", _cases("o2a_stream", "a2o_stream"))
+def test_any_chunking_gives_the_same_bytes(case, size):
+    assert _convert(case, size)[1] == _convert(case)[1]
+
+
+@pytest.mark.parametrize("case", _cases("o2a_stream", "a2o_stream"))
+def test_crlf_line_endings_give_the_same_bytes(case):
+    crlf = _upstream_bytes(case).replace(b"\n", b"\r\n")
+    assert _convert(case, 3, raw=crlf)[1] == _convert(case)[1]
+
+
+def test_last_event_without_trailing_blank_line_is_still_read():
+    converter = OpenAIToAnthropicStream("m")
+    out = converter.feed(b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}')
+    assert out == b""
+    out = converter.finish()
+    assert converter.complete and converter.message["content"] == [{"type": "text", "text": "hi"}]
+    assert out.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
+def test_empty_upstream_stream_ends_with_an_error_not_silence():
+    converter = OpenAIToAnthropicStream("m")
+    out = converter.finish()
+    assert not converter.complete
+    assert _sse_events(out) == [("error", json.dumps(
+        {"type": "error", "error": {"type": "api_error",
+                                    "message": "upstream stream ended before the answer was complete"}},
+        separators=(",", ":")))]
+
+
+def test_done_alone_still_gives_a_well_formed_message():
+    converter = OpenAIToAnthropicStream("m")
+    events = [json.loads(data) for _, data in _sse_events(converter.feed(b"data: [DONE]\n\n"))]
+    assert [e["type"] for e in events] == ["message_start", "ping", "message_delta", "message_stop"]
+    assert converter.complete and converter.stop_reason == "end_turn"
+
+
+def test_unparsable_lines_are_skipped():
+    converter = OpenAIToAnthropicStream("m")
+    raw = (b": keep-alive\n\ndata: {not json\n\n"
+           b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\n'
+           b"data: [DONE]\n\n")
+    converter.feed(raw)
+    assert converter.complete and converter.message["content"] == [{"type": "text", "text": "ok"}]

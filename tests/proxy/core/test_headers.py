@@ -1,0 +1,63 @@
+import pytest
+
+from proxy.core.headers import (
+    LaneCredentials,
+    client_response_headers,
+    upstream_request_headers,
+)
+
+pytestmark = pytest.mark.quick
+
+CREDS = LaneCredentials(zai_api_key="zai-KEY", anthropic_auth_token="ant-TOKEN",
+                        anthropic_api_key="ant-KEY")
+CLIENT = [("Host", "127.0.0.1:1"), ("Content-Length", "10"), ("Connection", "keep-alive, x-trace"),
+          ("X-Trace", "1"), ("Authorization", "Bearer client-oauth"), ("anthropic-version", "2023-06-01"),
+          ("anthropic-beta", "context-1m"), ("Transfer-Encoding", "chunked")]
+
+
+def test_zai_lane_swaps_credentials_x_api_key():
+    out = upstream_request_headers("zai", CLIENT, CREDS)
+    assert out["x-api-key"] == "zai-KEY"
+    assert "authorization" not in out
+    assert out["anthropic-version"] == "2023-06-01" and out["anthropic-beta"] == "context-1m"
+    for gone in ("host", "content-length", "connection", "x-trace", "transfer-encoding"):
+        assert gone not in out
+
+
+def test_zai_lane_bearer_mode():
+    out = upstream_request_headers("zai", CLIENT + [("x-api-key", "client-key")],
+                                   CREDS._replace(zai_header_mode="authorization"))
+    assert out["authorization"] == "Bearer zai-KEY"
+    assert "x-api-key" not in out
+
+
+def test_anthropic_lane_keeps_client_credential():
+    out = upstream_request_headers("anthropic", CLIENT, CREDS)
+    assert out["authorization"] == "Bearer client-oauth"
+    assert "x-api-key" not in out
+    assert "zai-KEY" not in out.values()
+
+
+def test_anthropic_lane_falls_back_to_shim_token():
+    out = upstream_request_headers("anthropic", [("anthropic-version", "2023-06-01")], CREDS)
+    assert out == {"anthropic-version": "2023-06-01", "authorization": "Bearer ant-TOKEN"}
+    out = upstream_request_headers("anthropic", [], CREDS._replace(anthropic_auth_token=""))
+    assert out == {"x-api-key": "ant-KEY"}
+
+
+@pytest.mark.parametrize("header", [("x-api-key", "zai-KEY"), ("authorization", "Bearer zai-KEY"),
+                                    ("authorization", "Bearer sess-1")])
+def test_anthropic_lane_never_forwards_foreign_tokens(header):
+    out = upstream_request_headers("anthropic", [header], CREDS, frozenset({"sess-1"}))
+    assert "zai-KEY" not in " ".join(out.values()) and "sess-1" not in " ".join(out.values())
+    assert out["authorization"] == "Bearer ant-TOKEN"
+
+
+def test_response_headers_drop_framing_and_keep_the_rest():
+    up = [("Content-Type", "text/event-stream"), ("Content-Length", "5"), ("Date", "x"),
+          ("Server", "mock"), ("Transfer-Encoding", "chunked"), ("request-id", "req_1"),
+          ("anthropic-ratelimit-requests-remaining", "9"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+    out = client_response_headers(up)
+    assert out == [("Content-Type", "text/event-stream"), ("request-id", "req_1"),
+                   ("anthropic-ratelimit-requests-remaining", "9"), ("Set-Cookie", "a=1"),
+                   ("Set-Cookie", "b=2")]

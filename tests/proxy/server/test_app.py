@@ -1,0 +1,205 @@
+"""The app and relay through the upstream seam: no sockets to an upstream, a fake in its place."""
+import asyncio
+import json
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from proxy.config.load import load_settings
+from proxy.core.errors import UpstreamError
+from proxy.server.app import create_app
+from proxy.upstream.base import StreamIdle
+
+pytestmark = pytest.mark.quick
+
+SSE = [b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":"
+       b"{\"input_tokens\":4,\"output_tokens\":1}}}\n\n",
+       b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n",
+       b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n",
+       b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"]
+
+
+class FakeResponse:
+    def __init__(self, status, headers, chunks, fail_after=None, fail_with=None):
+        self.status, self.headers, self.h2 = status, headers, False
+        self._chunks, self._fail_after, self._fail_with = chunks, fail_after, fail_with
+        self.released = self.closed = False
+
+    @property
+    def is_sse(self):
+        return any(v == "text/event-stream" for k, v in self.headers if k.lower() == "content-type")
+
+    async def chunks(self):
+        for i, chunk in enumerate(self._chunks):
+            if self._fail_after == i:
+                raise self._fail_with
+            yield chunk
+
+    async def read(self):
+        return b"".join(self._chunks)
+
+    def release(self):
+        self.released = True
+
+    def close(self):
+        self.closed = True
+
+
+class FakeUpstream:
+    def __init__(self):
+        self.requests, self.responses, self.error = [], [], None
+
+    async def send(self, request):
+        self.requests.append(request)
+        if self.error:
+            raise self.error
+        return self.responses.pop(0)
+
+
+def run(coro_fn, tmp_path, env=None):
+    settings = load_settings({"CCP_LOGS_DIR": str(tmp_path), "ZAI_API_KEY": "zk",
+                                  "CCP_ZAI_BASE_URL": "http://zai.test/api/anthropic",
+                                  "CCP_ANTHROPIC_BASE_URL": "http://anth.test", **(env or {})})
+    upstream = FakeUpstream()
+
+    async def main():
+        async with TestClient(TestServer(create_app(settings, upstream))) as client:
+            await coro_fn(client, upstream)
+
+    asyncio.run(main())
+    lines = (tmp_path / "usage.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_stream_passthrough_is_byte_exact_and_accounted(tmp_path):
+    async def go(client, upstream):
+        upstream.responses.append(FakeResponse(200, [("content-type", "text/event-stream"),
+                                                     ("request-id", "req_9")], SSE))
+        resp = await client.post("/v1/messages?beta=true", json={"model": "claude-haiku-4-5",
+                                                                 "stream": True})
+        assert resp.status == 200 and resp.headers["request-id"] == "req_9"
+        assert await resp.read() == b"".join(SSE)
+        sent = upstream.requests[0]
+        assert sent.url == "http://zai.test/api/anthropic/v1/messages?beta=true"
+        assert sent.headers["x-api-key"] == "zk"
+
+    [rec] = run(go, tmp_path)
+    assert (rec["lane"], rec["decision"], rec["header_mode"], rec["op"]) == ("zai", "to_zai",
+                                                                          "x-api-key", "stream")
+    assert rec["sse"]["events"] == 4 and rec["sse"]["complete"] is True
+    assert (rec["in_tokens"], rec["out_tokens"], rec["reason"]) == (4, 6, "streaming")
+
+
+def test_idle_stream_gets_error_event_and_is_recorded(tmp_path):
+    async def go(client, upstream):
+        upstream.responses.append(FakeResponse(200, [("content-type", "text/event-stream")], SSE,
+                                               fail_after=2, fail_with=StreamIdle("idle")))
+        resp = await client.post("/v1/messages", json={"model": "claude-sonnet-4-5", "stream": True})
+        body = await resp.read()
+        assert body.startswith(SSE[0] + SSE[1])
+        assert b"event: error" in body and b"timeout_error" in body
+        assert upstream.responses == [] and upstream.requests
+
+    [rec] = run(go, tmp_path)
+    assert (rec["err_type"], rec["reason"], rec["sse"]["complete"]) == ("idle_timeout",
+                                                                       "stream_timeout", False)
+    assert "header_mode" not in rec and rec["lane"] == "anthropic"
+
+
+def test_unreachable_upstream_is_502_api_error(tmp_path):
+    async def go(client, upstream):
+        upstream.error = UpstreamError("cannot reach anth.test")
+        resp = await client.post("/v1/messages", json={"model": "claude-opus-4-1"})
+        assert resp.status == 502
+        assert (await resp.json())["error"]["type"] == "api_error"
+        assert resp.headers["x-ccp-request-id"]
+
+    [rec] = run(go, tmp_path)
+    assert (rec["status"], rec["err_type"], rec["lane"]) == (502, "net", "anthropic")
+
+
+def test_nonstream_body_and_status_unchanged(tmp_path):
+    body = json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "x"}}).encode()
+
+    async def go(client, upstream):
+        upstream.responses.append(FakeResponse(529, [("content-type", "application/json")], [body]))
+        resp = await client.post("/v1/message", json={"model": "claude-sonnet-4-5"})
+        assert resp.status == 529 and await resp.read() == body
+
+    [rec] = run(go, tmp_path)
+    assert (rec["status"], rec["upstream_status"], rec["err_type"]) == (529, 529, "upstream_5xx")
+
+
+def test_bad_inputs_each_get_one_record(tmp_path):
+    async def go(client, upstream):
+        cases = [
+            (client.post("/v1/messages", data=b"{not json", headers={"content-type": "application/json"}), 400),
+            (client.post("/v1/messages", json={"messages": []}), 400),
+            (client.post("/v1/messages", data=b"x", headers={"content-type": "text/plain"}), 415),
+            (client.post("/v1/nope", json={}), 404),
+            (client.get("/v1/messages"), 405),
+        ]
+        for call, status in cases:
+            resp = await call
+            assert resp.status == status
+            err = await resp.json()
+            assert err["type"] == "error" and err["error"]["message"]
+        assert upstream.requests == []
+
+    recs = run(go, tmp_path)
+    assert [r["status"] for r in recs] == [400, 400, 415, 404, 405]
+    assert {r["err_type"] for r in recs} == {"bad_request"}
+
+
+def test_requests_leave_no_cyclic_garbage_of_the_shims_own(tmp_path):
+    """Every request's objects are freed by reference counting: a cycle (a closure held by the dict
+    it reads, a parser holding its response's callbacks) would leave them all to the GC."""
+    import gc
+
+    answer = json.dumps({"type": "message", "usage": {"input_tokens": 1, "output_tokens": 2}}).encode()
+    sse = b"".join(SSE)
+
+    async def upstream(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                if b'"stream": true' in body:
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (len(sse), sse))
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\n\r\n%s" % (len(answer), answer))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        settings = load_settings({"CCP_LOGS_DIR": str(tmp_path), "CCP_ANTHROPIC_BASE_URL": url,
+                                      "CCP_ZAI_BASE_URL": url, "ZAI_API_KEY": "zk"})
+        async with TestClient(TestServer(create_app(settings))) as client:
+            for stream in (False, True) * 2:  # warm: first-use caches are not per-request garbage
+                await (await client.post("/v1/messages", json={"model": "claude-sonnet-4-5",
+                                                               "stream": stream})).read()
+            gc.collect()
+            gc.garbage.clear()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                for stream in (False, True) * 20:
+                    resp = await client.post("/v1/messages", json={"model": "claude-sonnet-4-5",
+                                                                   "stream": stream})
+                    assert resp.status == 200 and await resp.read()
+                gc.collect()
+                ours = [o for o in gc.garbage
+                        if type(o).__module__.startswith("proxy.")
+                        or getattr(o, "__module__", "").startswith("proxy.")]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+        server.close()
+        return ours
+
+    assert asyncio.run(main()) == []

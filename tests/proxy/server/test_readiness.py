@@ -1,0 +1,39 @@
+import asyncio
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from proxy.config.load import load_settings
+from proxy.server.readiness import classify, readiness
+
+pytestmark = pytest.mark.quick
+
+
+@pytest.mark.parametrize("status, ok, reason", [
+    (200, True, "ok"), (404, True, "not_found"), (405, True, "method_not_allowed"),
+    (401, True, "unauthorized"), (302, True, "http_302"), (500, False, "http_500"), (503, False, "http_503")])
+def test_classify(status, ok, reason):
+    assert classify(status) == (ok, reason)
+
+
+async def _not_allowed(request):
+    return web.Response(status=405)
+
+
+def test_readiness_reports_each_lane():
+    async def main():
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", _not_allowed)
+        async with TestServer(app) as server:
+            base = str(server.make_url("")).rstrip("/")
+            settings = load_settings({"CCP_ANTHROPIC_BASE_URL": base,
+                                          "CCP_ZAI_BASE_URL": "http://127.0.0.1:9/api/anthropic"})
+            return await readiness(settings)
+
+    report = asyncio.run(main())
+    assert report["ok"] is False
+    assert report["providers"]["anthropic"]["reason"] == "method_not_allowed"
+    assert report["providers"]["anthropic"]["reachable"] is True
+    assert report["providers"]["zai"]["reachable"] is False
+    assert report["license"]["ok"] is True

@@ -1,0 +1,113 @@
+import json
+import threading
+
+import pytest
+
+from proxy.core.record import FIELDS, new_record, set_tokens, utc_timestamp
+from proxy.sinks.usage_log import UsageWriter
+
+pytestmark = pytest.mark.quick
+
+
+def test_new_record_has_every_field():
+    rec = new_record("r-1", "/v1/messages")
+    assert set(FIELDS) <= rec.keys()
+    assert rec["rid"] == "r-1" and rec["ts"].endswith("Z")
+    assert "header_mode" not in rec  # present on zai records only
+
+
+def test_set_tokens_ignores_non_ints():
+    rec = new_record("r", "/")
+    set_tokens(rec, {"in_tokens": 3, "out_tokens": None, "cache_read_tokens": "x"})
+    assert (rec["in_tokens"], rec["out_tokens"], rec["cache_read_tokens"]) == (3, None, None)
+
+
+def test_timestamp_format():
+    assert utc_timestamp(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_concurrent_writers_never_split_lines(tmp_path):
+    writer = UsageWriter(tmp_path)
+    big = "x" * 70000  # larger than a pipe buffer: must still land as one line
+
+    def work(n):
+        for i in range(50):
+            rec = new_record(f"{n}-{i}", "/v1/messages")
+            rec["model"] = big
+            writer.write(rec)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    lines = (tmp_path / "usage.jsonl").read_text().splitlines()
+    rids = [json.loads(line)["rid"] for line in lines]
+    assert len(rids) == 400 == len(set(rids))
+
+
+def test_rotate_keeps_five(tmp_path):
+    from proxy.sinks.usage_log import rotate_usage
+    for n in range(7):
+        (tmp_path / "usage.jsonl").write_text(f"{n}\n")
+        assert rotate_usage(tmp_path) == tmp_path / "usage.jsonl.1"
+    assert not (tmp_path / "usage.jsonl").exists()
+    assert [(tmp_path / f"usage.jsonl.{i}").read_text() for i in range(1, 6)] == \
+        ["6\n", "5\n", "4\n", "3\n", "2\n"]
+    assert not (tmp_path / "usage.jsonl.6").exists()
+    assert rotate_usage(tmp_path / "empty") is None
+
+
+def _all_rids(folder):
+    rids = []
+    for f in sorted(folder.glob("usage.jsonl*")):
+        for line in f.read_text().splitlines():
+            rids.append(json.loads(line)["rid"])
+    return rids
+
+
+def test_rotation_by_size_keeps_five_and_never_splits(tmp_path):
+    rotated = []
+    writer = UsageWriter(tmp_path, max_bytes=2000, on_rotate=lambda: rotated.append(1))
+    for i in range(60):
+        writer.write(new_record(f"r{i}", "/v1/messages"))
+    writer.close()
+    files = sorted(p.name for p in tmp_path.glob("usage.jsonl*"))
+    assert files == ["usage.jsonl"] + [f"usage.jsonl.{i}" for i in range(1, 6)]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.glob("usage.jsonl*"))
+    assert len(rotated) == writer.rotations > 5
+    rids = _all_rids(tmp_path)
+    assert len(rids) == len(set(rids)) and "r59" in rids  # older ones beyond five files are gone
+
+
+def test_rotation_by_age(tmp_path):
+    writer = UsageWriter(tmp_path, max_age=1e-9)
+    writer.write(new_record("a", "/"))
+    writer.write(new_record("b", "/"))  # the file is older than max_age: rotate first
+    writer.close()
+    assert (tmp_path / "usage.jsonl.1").read_text().count("\n") == 1
+    assert json.loads((tmp_path / "usage.jsonl").read_text())["rid"] == "b"
+
+
+def test_writer_follows_a_rotation_done_by_someone_else(tmp_path):
+    from proxy.sinks.usage_log import rotate_usage
+    writer = UsageWriter(tmp_path)
+    writer.write(new_record("before", "/"))
+    rotate_usage(tmp_path)  # e.g. `ccp logs-rotate` from another process
+    writer.write(new_record("after", "/"))
+    writer.close()
+    assert json.loads((tmp_path / "usage.jsonl").read_text())["rid"] == "after"
+    assert json.loads((tmp_path / "usage.jsonl.1").read_text())["rid"] == "before"
+
+
+def test_record_line_is_the_json_line_byte_for_byte():
+    from proxy.core.record import record_line
+    rec = new_record("abc-000001", "/v1/messages")
+    rec.update(model="claude-sonnet-4-5 ✓", latency_ms=1.25, overhead_ms=0.1, in_tokens=12,
+               sse={"events": 3, "bytes": 10, "duration_ms": 0.333, "complete": True},
+               rewrites=["model"], reason='quote " and \\ and \n')
+    expected = (json.dumps(rec, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    assert record_line(rec) == expected
+    rec["in_tokens"] = 2 ** 70  # orjson refuses it; json writes it
+    assert record_line(rec).endswith(b"\n") and str(2 ** 70).encode() in record_line(rec)

@@ -1,0 +1,275 @@
+"""HttpxUpstream against a local HTTP/2-capable TLS mock: protocol, raw bytes, timeouts, pooling."""
+import asyncio
+import contextlib
+import gzip
+import socket
+
+import pytest
+
+from harness.tls_mock import TlsMock
+from proxy.config.load import load_settings
+from proxy.core.errors import UpstreamError, UpstreamTimeout
+from proxy.upstream.base import StreamIdle, UpstreamRequest
+from proxy.upstream.pooled import HttpxUpstream
+
+pytestmark = pytest.mark.quick
+
+EVENTS = [b"event: message_start\ndata: {\"n\":%d}\n\n" % i for i in range(20)]
+GZIPPED = gzip.compress(b'{"type":"message","content":[]}')
+disconnects: list[str] = []  # paths whose client went away before the answer ended
+
+
+async def _until_disconnect(receive, path: str, limit: float = 2.0) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limit):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnects.append(path)
+
+
+async def _app(scope, receive, send):
+    path = scope["path"]
+    if path == "/slow":  # no headers until the client gives up
+        await _until_disconnect(receive, path)
+        return
+    # read the whole request first (hypercorn's h2 breaks on DATA for a stream it already answered)
+    while (await receive()).get("more_body"):
+        pass
+    if path == "/json":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"ok":true}'})
+        return
+    if path == "/gzip":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]})
+        await send({"type": "http.response.body", "body": GZIPPED})
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), (b"x-order", b"1"),
+                            (b"x-order", b"2")]})
+    if path == "/stall":  # one event, then silence until the client resets the stream
+        await send({"type": "http.response.body", "body": EVENTS[0], "more_body": True})
+        await _until_disconnect(receive, path)
+        return
+    for event in EVENTS:
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+        await asyncio.sleep(0)
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture(scope="module")
+def mock():
+    with TlsMock(_app) as server:
+        yield server
+
+
+@pytest.fixture
+def run(mock):
+    """run(env, fn): fn(client, base_url) against the mock, with a fresh client trusting its CA."""
+    mock.calls.clear()
+    disconnects.clear()
+
+    def _run(env, fn):
+        async def main():
+            client = HttpxUpstream(load_settings({"CCP_CA_BUNDLE": mock.ca_path, **env}))
+            await client.start()
+            try:
+                return await fn(client, mock.base_url)
+            finally:
+                await client.close()
+        return asyncio.run(main())
+    return _run
+
+
+def _req(base, path, stream=False):
+    return UpstreamRequest("POST", base + path, {"content-type": "application/json"}, b"{}", stream)
+
+
+async def _wait_for(predicate, what, limit=2.0):
+    """Wait on a condition with a deadline (the server side runs in another thread)."""
+    async with asyncio.timeout(limit):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def test_http2_by_default_and_sse_unchanged_in_order(run, mock):
+    async def go(client, base):
+        resp = await client.send(_req(base, "/sse", stream=True))
+        chunks = [c async for c in resp.chunks()]
+        resp.release()
+        return resp, chunks
+
+    resp, chunks = run({}, go)
+    assert resp.h2 is True and resp.status == 200 and resp.is_sse
+    assert b"".join(chunks) == b"".join(EVENTS)
+    assert [v for k, v in resp.headers if k == "x-order"] == ["1", "2"]  # received order kept
+    assert [c.http_version for c in mock.calls] == ["2"]
+
+
+@pytest.mark.parametrize("key", ["CCP_FORCE_H1", "MITM_FORCE_H1"])
+def test_force_h1(run, mock, key):
+    async def go(client, base):
+        resp = await client.send(_req(base, "/json"))
+        body = await resp.read()
+        resp.release()
+        return resp, body
+
+    resp, body = run({key: "1"}, go)
+    assert resp.h2 is False and body == b'{"ok":true}'
+    assert [c.http_version for c in mock.calls] == ["1.1"]
+
+
+@pytest.mark.parametrize("force_h1", ["0", "1"])
+def test_gzip_passes_through_undecoded(run, force_h1):
+    async def go(client, base):
+        resp = await client.send(_req(base, "/gzip"))
+        body = await resp.read()
+        resp.release()
+        return resp, body
+
+    resp, body = run({"CCP_FORCE_H1": force_h1}, go)
+    assert body == GZIPPED
+    assert ("content-encoding", "gzip") in resp.headers
+
+
+@pytest.mark.parametrize("force_h1", ["0", "1"])
+def test_connections_are_reused(run, mock, force_h1):
+    async def go(client, base):
+        for _ in range(5):
+            resp = await client.send(_req(base, "/json"))
+            assert await resp.read() == b'{"ok":true}'
+            resp.release()
+
+    run({"CCP_FORCE_H1": force_h1}, go)
+    assert len(mock.calls) == 5 and mock.connections() == 1
+
+
+def test_refused_names_the_host(run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+
+    async def go(client, base):
+        with pytest.raises(UpstreamError) as info:
+            await client.send(_req(f"https://127.0.0.1:{closed}", "/x"))
+        return info.value
+
+    error = run({}, go)
+    assert not isinstance(error, UpstreamTimeout)
+    assert f"127.0.0.1:{closed}" in error.message and error.err_type == "net"
+
+
+def test_untrusted_certificate_is_refused(mock):
+    async def go():
+        client = HttpxUpstream(load_settings({}))  # no CA bundle: the mock's CA is unknown
+        await client.start()
+        try:
+            with pytest.raises(UpstreamError) as info:
+                await client.send(_req(mock.base_url, "/json"))
+        finally:
+            await client.close()
+        return info.value
+
+    error = asyncio.run(go())
+    assert not isinstance(error, UpstreamTimeout) and "CERTIFICATE" in error.message.upper()
+
+
+def test_header_timeout(run):
+    async def go(client, base):
+        with pytest.raises(UpstreamTimeout) as info:
+            await client.send(_req(base, "/slow", stream=True))
+        return info.value
+
+    error = run({"CCP_HEADER_TIMEOUT": "200ms"}, go)
+    assert type(error) is UpstreamTimeout and "127.0.0.1" in error.message
+
+
+def test_tls_handshake_timeout():
+    with socket.socket() as silent:  # accepts TCP (backlog) but never speaks TLS
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+
+        async def go():
+            client = HttpxUpstream(load_settings({"CCP_TLS_TIMEOUT": "200ms"}))
+            await client.start()
+            try:
+                with pytest.raises(UpstreamTimeout) as info:
+                    await client.send(_req(f"https://127.0.0.1:{port}", "/x"))
+            finally:
+                await client.close()
+            return info.value
+
+        error = asyncio.run(go())
+    assert "TLS handshake" in error.message and f"127.0.0.1:{port}" in error.message
+
+
+def test_idle_stream_resets_only_its_own_stream(run, mock):
+    async def go(client, base):
+        resp = await client.send(_req(base, "/stall", stream=True))
+        seen = []
+        with pytest.raises(StreamIdle):
+            async for chunk in resp.chunks():
+                seen.append(chunk)
+        resp.close()
+        await _wait_for(lambda: "/stall" in disconnects, "the server to see the reset")
+        after = await client.send(_req(base, "/json"))  # the connection survived the idle stream
+        body = await after.read()
+        after.release()
+        return resp, seen, body
+
+    resp, seen, body = run({"CCP_SSE_IDLE_TIMEOUT": "200ms"}, go)
+    assert resp.h2 and seen == [EVENTS[0]] and body == b'{"ok":true}'
+    assert mock.connections() == 1
+
+
+def test_closing_an_unfinished_stream_tells_the_server(run):
+    async def go(client, base):
+        resp = await client.send(_req(base, "/stall", stream=True))
+        first = await anext(resp.chunks())
+        resp.close()  # a client that went away mid-stream
+        await _wait_for(lambda: "/stall" in disconnects, "the server to see the reset")
+        return first
+
+    assert run({}, go) == EVENTS[0]
+
+
+def _pooled_sockets(client) -> list[socket.socket]:
+    pool = client._client._transport._pool
+    return [conn._connection._network_stream.get_extra_info("socket") for conn in pool.connections]
+
+
+def test_a_dead_pooled_connection_is_retried_once_on_a_new_one(run, mock):
+    """The server closed an idle pooled HTTP/2 connection (its idle timeout shorter than ours): the
+    next request fails before any answer; it goes out once more on a fresh connection."""
+    async def go(client, base):
+        resp = await client.send(_req(base, "/json"))
+        assert await resp.read() == b'{"ok":true}'
+        resp.release()
+        [sock] = _pooled_sockets(client)
+        sock.shutdown(socket.SHUT_RDWR)  # the connection is dead, the pool does not know yet
+        resp = await client.send(_req(base, "/json"))
+        return await resp.read()
+
+    assert run({}, go) == b'{"ok":true}'
+    assert len(mock.calls) == 2 and mock.connections() == 2
+
+
+def test_a_second_failure_is_not_retried(run, mock, monkeypatch):
+    import httpcore
+
+    async def go(client, base):
+        calls = []
+
+        async def always_broken(request, **kw):
+            calls.append(request)
+            raise httpcore.RemoteProtocolError("Server disconnected")
+
+        monkeypatch.setattr(client._client, "send", always_broken)
+        with pytest.raises(UpstreamError) as info:
+            await client.send(_req(base, "/json"))
+        return len(calls), info.value
+
+    n, error = run({}, go)
+    assert n == 2 and error.err_type == "net" and "Server disconnected" in error.message
