@@ -13,13 +13,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-import harness.cli_probe
-from harness.probes import attach_records
 from proxy.cli import control
 from proxy.cli.control import LOCALHOST
 from proxy.config.load import load_settings
 from proxy.config.profiles import RunFiles
-from reports.usage_io import read_records
 
 # name -> ("module:function" taking argv, one line of help)
 VERBS = {
@@ -58,6 +55,7 @@ def probe_main(argv: list[str], out: TextIO | None = None) -> int:
                         help="seconds the CLI call may take (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the probe's row as JSON")
     args = parser.parse_args(argv)
+    import harness.cli_probe  # the SDK and the probes: imported when the verb runs, not to list it
     settings = load_settings()
     out = sys.stdout if out is None else out
     port = control.current_port(settings, RunFiles(Path(settings.logs_dir)))
@@ -76,6 +74,8 @@ def probe_main(argv: list[str], out: TextIO | None = None) -> int:
 
 def _lane_of(res, usage: Path) -> str | None:
     """Fill `res.lane` from the usage record the shim wrote for the probe's session."""
+    from harness.probes import attach_records
+    from reports.usage_io import read_records
     if usage.exists():
         attach_records([res], read_records([usage])[0])
     return res.lane

@@ -139,9 +139,24 @@ def all_verbs() -> dict[str, Verb]:
     return {**plugin_verbs(), **VERBS}
 
 
+EXTRA_HINTS = {  # the package a verb lives in -> how to install what its imports need
+    "harness": "pip install 'ccp[harness]' (make venv installs every extra)",
+    "reports": "pip install 'ccp[reports]' (make venv installs every extra)",
+    "proxy": "make venv (mitmproxy: pip install --no-deps -r requirements-mitm.txt)",
+}
+
+
 def run_verb(verb: Verb, argv: list[str]) -> int:
     module, _, function = verb.target.partition(":")
-    return getattr(importlib.import_module(module), function)(argv)
+    try:
+        return getattr(importlib.import_module(module), function)(argv)
+    except ModuleNotFoundError as exc:  # a verb whose extra is not installed: one line, no traceback
+        missing = (exc.name or "").partition(".")[0]
+        if not missing or missing in EXTRA_HINTS:  # our own code is broken: show the traceback
+            raise
+        print(f"MissingDependency: this verb needs {missing!r}, which is not installed; "
+              f"{EXTRA_HINTS.get(module.partition('.')[0], 'make venv')}", file=sys.stderr)
+        return 2
 
 
 def _usage() -> str:
