@@ -129,54 +129,8 @@ def test_anthropic_sdk_parses_converted_stream(case):
     assert final.id == "<fresh>" and final.model == case["model"]  # (bytes settled by _convert)
 
 
-# --- Anthropic → OpenAI -------------------------------------------------------------------------
-
-def _assemble_openai(client) -> dict:
-    got = {"content": "", "reasoning": "", "tool_calls": {}, "finish_reason": None, "usage": None,
-           "id": None, "error": None}
-    try:
-        for chunk in client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}],
-                                                    stream=True):
-            got["id"] = chunk.id
-            if chunk.usage is not None:
-                got["usage"] = chunk.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
-            for choice in chunk.choices:
-                delta = choice.delta
-                got["content"] += delta.content or ""
-                got["reasoning"] += getattr(delta, "reasoning_content", None) or ""
-                for call in delta.tool_calls or []:
-                    slot = got["tool_calls"].setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                    slot["id"] += call.id or ""
-                    slot["name"] += (call.function.name if call.function else None) or ""
-                    slot["arguments"] += (call.function.arguments if call.function else None) or ""
-                got["finish_reason"] = choice.finish_reason or got["finish_reason"]
-    except openai.APIError as error:
-        got["error"] = error.message
-    got["tool_calls"] = [got["tool_calls"][i] for i in sorted(got["tool_calls"])]
-    return got
-
-
-@pytest.mark.parametrize("case", _cases("a2o_stream"))
-def test_openai_sdk_parses_converted_stream(case):
-    converter, out = _convert(case)
-    assert out.endswith(b"data: [DONE]\n\n")
-    assert all(name is None for name, _ in _sse_events(out))
-    expected = case["expected"]
-    assert converter.complete is expected["complete"]
-    with _sdk_client("openai", out) as client:
-        got = _assemble_openai(client)
-    assert got == {**{"error": None}, **{k: v for k, v in expected.items() if k != "complete"}}
-    assert converter.finish() == b""
-
-
-def test_anthropic_to_openai_usage_is_kept_in_anthropic_terms():
-    case = json.loads((CASES_DIR / "a2o_stream_text_thinking_tools.json").read_text())
-    converter, _ = _convert(case)
-    assert converter.usage == {"input_tokens": 30, "output_tokens": 42, "cache_creation_input_tokens": 0,
-                               "cache_read_input_tokens": 10}
-
-
 # --- both directions ------------------------------------------------------------------------------
+# (Anthropic → OpenAI alone: test_streams_openai.py; the SSE framing both share: test_framing.py)
 
 @pytest.mark.parametrize("size", [1, 7])
 @pytest.mark.parametrize("case", _cases("o2a_stream", "a2o_stream"))
@@ -190,36 +144,8 @@ def test_crlf_line_endings_give_the_same_bytes(case):
     assert _convert(case, 3, raw=crlf)[1] == _convert(case)[1]
 
 
-def test_last_event_without_trailing_blank_line_is_still_read():
-    converter = OpenAIToAnthropicStream("m")
-    out = converter.feed(b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}')
-    assert out == b""
-    out = converter.finish()
-    assert converter.complete and converter.message["content"] == [{"type": "text", "text": "hi"}]
-    assert out.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
-
-
-def test_empty_upstream_stream_ends_with_an_error_not_silence():
-    converter = OpenAIToAnthropicStream("m")
-    out = converter.finish()
-    assert not converter.complete
-    assert _sse_events(out) == [("error", json.dumps(
-        {"type": "error", "error": {"type": "api_error",
-                                    "message": "upstream stream ended before the answer was complete"}},
-        separators=(",", ":")))]
-
-
 def test_done_alone_still_gives_a_well_formed_message():
     converter = OpenAIToAnthropicStream("m")
     events = [json.loads(data) for _, data in _sse_events(converter.feed(b"data: [DONE]\n\n"))]
     assert [e["type"] for e in events] == ["message_start", "ping", "message_delta", "message_stop"]
     assert converter.complete and converter.stop_reason == "end_turn"
-
-
-def test_unparsable_lines_are_skipped():
-    converter = OpenAIToAnthropicStream("m")
-    raw = (b": keep-alive\n\ndata: {not json\n\n"
-           b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\n'
-           b"data: [DONE]\n\n")
-    converter.feed(raw)
-    assert converter.complete and converter.message["content"] == [{"type": "text", "text": "ok"}]

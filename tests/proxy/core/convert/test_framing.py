@@ -1,0 +1,141 @@
+"""What both stream converters share (proxy.core.convert.framing): SSE bytes in any chunking read
+into (event, data) pairs, frames written, and the one way a stream finishes. The moved tests drive it
+through OpenAIToAnthropicStream, a converter built on it; the others drive it directly."""
+import json
+
+import pytest
+
+from proxy.core.convert.framing import INCOMPLETE, Converter, SseReader, loads_object, sse
+from proxy.core.convert.streams import OpenAIToAnthropicStream
+
+pytestmark = pytest.mark.quick
+
+
+def _sse_events(out: bytes) -> list[tuple[str | None, str]]:
+    events = []
+    for frame in out.decode().split("\n\n"):
+        if not frame:
+            continue
+        fields = dict(line.split(": ", 1) for line in frame.split("\n"))
+        events.append((fields.get("event"), fields["data"]))
+    return events
+
+
+def test_last_event_without_trailing_blank_line_is_still_read():
+    converter = OpenAIToAnthropicStream("m")
+    out = converter.feed(b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"},'
+                         b'"finish_reason":"stop"}]}')
+    assert out == b""
+    out = converter.finish()
+    assert converter.complete and converter.message["content"] == [{"type": "text", "text": "hi"}]
+    assert out.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
+def test_empty_upstream_stream_ends_with_an_error_not_silence():
+    converter = OpenAIToAnthropicStream("m")
+    out = converter.finish()
+    assert not converter.complete
+    assert _sse_events(out) == [("error", json.dumps(
+        {"type": "error", "error": {"type": "api_error",
+                                    "message": "upstream stream ended before the answer was complete"}},
+        separators=(",", ":")))]
+
+
+def test_unparsable_lines_are_skipped():
+    converter = OpenAIToAnthropicStream("m")
+    raw = (b": keep-alive\n\ndata: {not json\n\n"
+           b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\n'
+           b"data: [DONE]\n\n")
+    converter.feed(raw)
+    assert converter.complete and converter.message["content"] == [{"type": "text", "text": "ok"}]
+
+
+RAW = (b"event: message_start\ndata: {\"a\": 1}\n\n: a comment\n\n"
+       b"data: line one\ndata:line two\n\nid: 7\nretry: 10\n\nevent: ping\n\n")
+
+
+def test_the_reader_pairs_event_names_with_joined_data_lines_and_skips_the_rest():
+    assert SseReader().feed(RAW) == [("message_start", '{"a": 1}'), ("", "line one\nline two")]
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 13])
+def test_the_reader_gives_the_same_pairs_in_any_chunking_and_with_crlf(size):
+    for raw in (RAW, RAW.replace(b"\n", b"\r\n")):
+        reader = SseReader()
+        pairs = [p for i in range(0, len(raw), size) for p in reader.feed(raw[i:i + size])]
+        assert pairs == SseReader().feed(RAW)
+
+
+def test_the_reader_keeps_a_partial_event_until_its_blank_line():
+    reader = SseReader()
+    assert reader.feed(b"event: e\ndata: {\"x\"") == []
+    assert reader.feed(b": 2}\n") == []
+    assert reader.feed(b"\n") == [("e", '{"x": 2}')]
+    assert reader.feed("data: caf\u00e9 \xff\n\n".encode("latin-1")) == [("", "caf\ufffd \ufffd")]
+
+
+def test_sse_writes_a_named_or_unnamed_frame_as_compact_json_or_text():
+    assert sse("ping", {"type": "ping", "n": [1, 2]}) == \
+        b'event: ping\ndata: {"type":"ping","n":[1,2]}\n\n'
+    assert sse(None, "[DONE]") == b"data: [DONE]\n\n"
+    assert sse("", {"é": "✓"}) == 'data: {"é":"✓"}\n\n'.encode()
+
+
+def test_loads_object_is_a_dict_or_none():
+    assert loads_object('{"a": [1]}') == {"a": [1]}
+    assert [loads_object(x) for x in ("[1]", "3", '"s"', "{not json", "")] == [None] * 5
+
+
+class Echo(Converter):
+    """The smallest converter: each JSON object's `say` goes out; `{"end": true}` finishes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished = False
+        self.failures: list[str] = []
+
+    def _data(self, data: str) -> None:
+        obj = loads_object(data) or {}
+        if obj.get("end"):
+            self.finished = True
+            self._end()
+        elif "say" in obj:
+            self._out.append(obj["say"].encode())
+
+    def _answer_finished(self) -> bool:
+        return self.finished
+
+    def _end(self) -> None:
+        self._out.append(b"<end>")
+        self.complete = self._ended = True
+
+    def _fail(self, message: str, error_type: str = "api_error") -> None:
+        self.failures.append(message)
+        self.error = message
+        self._out.append(b"<fail>")
+        self._ended = True
+
+
+def test_feed_hands_out_what_is_ready_and_nothing_after_the_end():
+    c = Echo()
+    assert c.feed(b'data: {"say": "a"}\n\ndata: {"say": "b"}\n\ndata: {"sa') == b"ab"
+    assert c.feed(b'y": "c"}\n\ndata: {"end": true}\n\ndata: {"say": "late"}\n\n') == b"c<end>"
+    assert c.feed(b'data: {"say": "later"}\n\n') == b"" and c.finish() == b""
+    assert c.complete and c.error is None and c.failures == []
+
+
+def test_finish_reads_the_last_event_then_ends_or_fails_once():
+    ended = Echo()
+    ended.feed(b'data: {"end": true}')  # no blank line yet: finish() supplies it
+    assert ended.finish() == b"<end>" and ended.complete
+    cut = Echo()
+    assert cut.feed(b'data: {"say": "x"}\n\n') == b"x"
+    assert cut.finish() == b"<fail>" and cut.failures == [INCOMPLETE]
+    assert cut.finish("again") == b"" and cut.failures == [INCOMPLETE]
+
+
+def test_finish_with_an_error_fails_even_an_answer_that_looked_finished():
+    c = Echo()
+    c.finished = True  # the answer is whole, but the relay says the upstream broke
+    assert c.finish("upstream reset") == b"<fail>" and c.error == "upstream reset"
+    assert not c.complete
