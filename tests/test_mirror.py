@@ -26,7 +26,6 @@ NOT_YET_MIRRORED = {
     "harness/bench/external.py", "harness/bench/floor_relay.py", "harness/bench/loadgen.py",
     "harness/bench/procs.py", "harness/bench/run.py", "harness/bench/targets.py",
     "harness/sandbox/e2e.py", "harness/sandbox/runtime.py", "harness/sandbox/smoke.py",
-    "reports/verbs.py",
 }
 # Test files that test a behaviour across modules rather than one module.
 NOT_A_MIRROR = {
