@@ -19,6 +19,8 @@ from typing import Callable, NamedTuple
 import anthropic
 import httpx
 
+from proxy.core.sse import events_of
+
 RID_HEADER = "x-ccp-request-id"
 LANE_HEADER = "x-ccp-lane"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -66,17 +68,16 @@ def message_body(model: str, prompt: str, stream: bool, max_tokens: int = 64) ->
 def text_from_sse(raw: bytes) -> str:
     """Concatenated text deltas of an Anthropic SSE body (ignores anything it cannot parse)."""
     parts: list[str] = []
-    for block in raw.decode("utf-8", errors="replace").replace("\r\n", "\n").split("\n\n"):
-        for line in block.split("\n"):
-            if not line.startswith("data:"):
-                continue
-            try:
-                obj = json.loads(line[5:].strip())
-            except ValueError:
-                continue
-            delta = obj.get("delta") if isinstance(obj, dict) else None
-            if isinstance(delta, dict) and delta.get("type") == "text_delta":
-                parts.append(delta.get("text", ""))
+    for event in events_of(raw):
+        if event.data is None:
+            continue
+        try:
+            obj = json.loads(event.data.decode("utf-8", errors="replace"))
+        except ValueError:
+            continue
+        delta = obj.get("delta") if isinstance(obj, dict) else None
+        if isinstance(delta, dict) and delta.get("type") == "text_delta":
+            parts.append(delta.get("text", ""))
     return "".join(parts)
 
 

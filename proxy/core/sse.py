@@ -1,4 +1,11 @@
-"""Watching an SSE stream as it is relayed, without changing a byte of it.
+"""Server-sent events: the one splitter, and watching a stream as it is relayed without changing a byte.
+
+`EventSplitter.feed()` turns SSE bytes in any chunking into complete events (each event's lines,
+ended by LF whatever the wire used: CRLF, LF or CR), and `end()` gives the last one when the stream
+ended without its blank line; `parse_event()` reads an event's fields as the SSE spec does (comments
+skipped, `data` lines joined by LF, one space after the colon dropped). `SseEvents` is the two
+together, and `events_of()` reads a whole body. Every reader of SSE in the shim, the harness and the
+reports uses these.
 
 `SseMeter.feed()` sees every chunk the shim relays: it counts bytes and events, and reads only the few
 events that carry accounting (`message_start`, `message_delta`, `message_stop`, `error`). Text deltas
@@ -8,6 +15,8 @@ stream (passed through to an OpenAI client) is complete at `data: [DONE]`; its u
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from typing import NamedTuple
 
 try:  # the anthropic SDK's JSON parser: an event's data in a third of json's time, the same value
     import jiter
@@ -15,8 +24,99 @@ try:  # the anthropic SDK's JSON parser: an event's data in a third of json's ti
 except (ImportError, TypeError, AttributeError):  # pragma: no cover - json reads them alone
     jiter = None
 
+
+class EventSplitter:
+    """SSE bytes in any chunking -> the complete events, each as its lines joined by LF (no blank
+    line after it). Line ends may be CRLF, LF or CR, also cut between chunks; a run of blank lines
+    dispatches nothing. An event that has not seen its blank line yet waits for the next chunk, or
+    for `end()`."""
+
+    __slots__ = ("_tail", "_cr")
+
+    def __init__(self) -> None:
+        self._tail = b""  # what follows the last blank line: the start of the next event
+        self._cr = False  # the last chunk ended in CR: a LF starting the next one is the same line end
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        events = self.split(chunk)
+        if any(not e or e[0] == 10 for e in events):  # blank lines beyond the one ending an event
+            events = [e for e in (e.lstrip(b"\n") for e in events) if e]
+        return events
+
+    def split(self, chunk: bytes) -> list[bytes]:
+        """`feed()` without tidying runs of blank lines: an event may begin with LF, or be empty
+        (`SseMeter`'s hot path, which reads such an event as `parse_event` does and skips empty
+        ones; the check for them would be a second scan of every chunk)."""
+        if self._cr:
+            if chunk:
+                self._cr = False
+                if chunk[0] == 10:
+                    chunk = chunk[1:]
+        data = self._tail + chunk if self._tail else chunk
+        if b"\r" in data:
+            self._cr = data[-1] == 13
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events = data.split(b"\n\n")
+        self._tail = events.pop()
+        return events
+
+    def end(self) -> list[bytes]:
+        """The stream ended: the event still waiting for its blank line, if any (it is dispatched,
+        as a stream that just lacks its last blank line means it)."""
+        tail, self._tail, self._cr = self._tail.strip(b"\n"), b"", False
+        return [tail] if tail else []
+
+
+class Event(NamedTuple):
+    """One event's fields (bytes, as on the wire)."""
+    name: bytes  # the `event` field; b"" when there is none (a browser would say "message")
+    data: bytes | None  # the `data` lines joined by LF; None when the event has no data line
+    id: bytes | None = None
+
+
+def parse_event(block: bytes) -> Event:
+    """An event's fields, as the SSE spec reads its lines (`EventSplitter` gives the lines)."""
+    name, data, last_id = b"", None, None
+    for line in block.split(b"\n"):
+        if not line or line[0] == 58:  # b":": a comment
+            continue
+        field, colon, value = line.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
+            data = value if data is None else data + b"\n" + value
+        elif field == b"event":
+            name = value
+        elif field == b"id" and b"\0" not in value:
+            last_id = value
+    return Event(name, data, last_id)
+
+
+class SseEvents:
+    """`EventSplitter` and `parse_event` together: chunks in, parsed events out."""
+
+    __slots__ = ("_split",)
+
+    def __init__(self) -> None:
+        self._split = EventSplitter()
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        return [parse_event(block) for block in self._split.feed(chunk)]
+
+    def end(self) -> list[Event]:
+        return [parse_event(block) for block in self._split.end()]
+
+
+def events_of(body: bytes | Iterable[bytes]) -> list[Event]:
+    """Every event of a whole SSE body (or of its chunks), the last one also without its blank line."""
+    reader = SseEvents()
+    out: list[Event] = []
+    for chunk in ((body,) if isinstance(body, (bytes, bytearray)) else body):
+        out += reader.feed(bytes(chunk))
+    return out + reader.end()
+
+
 _ACCOUNTED = (b"message_start", b"message_delta", b"message_stop", b"error")
-_SIGNED = (b"signature_delta", b"redacted_thinking")
 # events named so carry no accounting (`_inspect`'s fast path; any other name takes the full walk)
 _FAST_SKIP = frozenset((b"content_block_start", b"content_block_stop", b"ping"))
 
@@ -27,11 +127,24 @@ _USAGE_FIELDS = (("input_tokens", "in_tokens"), ("output_tokens", "out_tokens"),
                  ("cache_creation_input_tokens", "cache_creation_tokens"))
 
 
+def _mentions_accounting(head: bytes) -> bool:
+    """Whether an event's first 40 bytes name an accounting event: a named event that carries none
+    but mentions one learns no signature (the same rule on the fast path and the full walk)."""
+    return b"error" in head or (b"message_" in head and (
+        b"message_start" in head or b"message_delta" in head or b"message_stop" in head))
+
+
 class SseMeter:
-    """Incremental counters over one SSE body."""
+    """Incremental counters over one SSE body.
+
+    Events come from `EventSplitter`, so they are the events every other reader sees; what the meter
+    adds is reading them fast: the usual `event: NAME\ndata: JSON` shape and OpenAI's one `data:`
+    line are sliced, not walked, and most events are done with at their name. Any other shape is read
+    by `parse_event`. (tests/proxy/core/test_sse.py feeds random streams to both and compares.)
+    """
 
     __slots__ = ("events", "bytes", "complete", "in_tokens", "out_tokens", "cache_read_tokens",
-                 "cache_creation_tokens", "error_type", "signatures", "_tail")
+                 "cache_creation_tokens", "error_type", "signatures", "_split")
 
     def __init__(self) -> None:
         self.events = 0
@@ -43,25 +156,25 @@ class SseMeter:
         self.cache_creation_tokens: int | None = None
         self.error_type: str | None = None
         self.signatures: list[str] = []  # thinking signatures seen (for cross-lane hygiene)
-        self._tail = b""
+        self._split = EventSplitter()
 
     def feed(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
-        data = self._tail + chunk if self._tail else chunk
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
-        events = data.split(b"\n\n")
-        self._tail = events.pop()  # what follows the last blank line: the start of the next event
+        split = self._split
+        carried = split._tail  # (the start of an event that an earlier chunk began)
+        events = split.split(chunk)
         if not events:
             return
-        signed = b"signature_delta" in data
+        # One scan of the chunk instead of one per delta: an event that names signature_delta is
+        # in this chunk, or it is the first event, begun in an earlier chunk.
+        signed = b"signature_delta" in chunk or (carried and b"signature_delta" in events[0])
         counted = 0
         try:
             for event in events:
                 if event.startswith(b"event: content_block_delta"):  # most of them: count, go on
                     counted += 1
                     if signed and b"signature_delta" in event:
-                        self._signature(event)
+                        self._signature(_data_of(event))
                 elif event.strip():
                     counted += 1
                     self._inspect(event)
@@ -77,15 +190,12 @@ class SseMeter:
             name = event[7:nl].strip()
             if name == b"content_block_delta":
                 if b"signature_delta" in event:
-                    self._signature(event)
+                    self._signature(event[nl + 7:])
                 return
             if name in _FAST_SKIP:
-                head = event[:40]  # (what the full walk below decides this event by)
-                if b"error" not in head and not (b"message_" in head and (
-                        b"message_start" in head or b"message_delta" in head
-                        or b"message_stop" in head)):
-                    if b"signature_delta" in event or b"redacted_thinking" in event:
-                        self._signature(event)
+                if not _mentions_accounting(event[:40]) and (
+                        b"signature_delta" in event or b"redacted_thinking" in event):
+                    self._signature(event[nl + 7:])
                 return
             if name in _ACCOUNTED:
                 payload = event[nl + 7:].strip()
@@ -95,30 +205,24 @@ class SseMeter:
         self._inspect_any(event)
 
     def _inspect_any(self, event: bytes) -> None:
-        if event.startswith(b"event: content_block_delta"):  # the bulk of any stream: no accounting
-            if b"signature_delta" in event:
-                self._signature(event)
+        if event.startswith(b"data:") and b"\n" not in event:  # OpenAI's chunks: one data line
+            name, payload = b"", event[5:].strip()
+        else:  # any other shape: as the spec reads it
+            fields = parse_event(event)
+            name, payload = fields.name.strip(), (fields.data or b"").strip()
+        if name == b"content_block_delta":  # the bulk of any stream: no accounting
+            if b"signature_delta" in payload:
+                self._signature(payload)
             return
-        head = event[:40]
-        if head.startswith((b"data: [DONE]", b"data:[DONE]")):
+        if name and name not in _ACCOUNTED:
+            if not _mentions_accounting(event[:40]) and (
+                    b"signature_delta" in payload or b"redacted_thinking" in payload):
+                self._signature(payload)
+            return
+        if payload == b"[DONE]":
             self.complete = True  # an OpenAI stream's normal end
-            return
-        # (_ACCOUNTED and _SIGNED spelled out: no generator per event)
-        if b"event:" in head and b"error" not in head and not (b"message_" in head and (
-                b"message_start" in head or b"message_delta" in head or b"message_stop" in head)):
-            if b"signature_delta" in event or b"redacted_thinking" in event:
-                self._signature(event)
-            return
-        name = b""
-        payload = b""
-        for line in event.split(b"\n"):
-            if line.startswith(b"event:"):
-                name = line[6:].strip()
-            elif line.startswith(b"data:"):
-                payload = line[5:].strip()
-        if not payload or (name and name not in _ACCOUNTED):
-            return
-        self._account(payload)
+        elif payload:
+            self._account(payload)
 
     def _account(self, payload: bytes) -> None:
         """An accounting event's data: usage, the end, an error."""
@@ -144,24 +248,23 @@ class SseMeter:
             err = obj.get("error")
             self.error_type = err.get("type") if isinstance(err, dict) else "error"
 
-    def _signature(self, event: bytes) -> None:
-        for line in event.split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            try:
-                obj = exact_loads(line[5:])
-            except ValueError:
-                return
-            delta = obj.get("delta") if isinstance(obj, dict) else None
-            block = obj.get("content_block") if isinstance(obj, dict) else None
-            if isinstance(delta, dict) and delta.get("type") == "signature_delta":
-                sig = delta.get("signature")
-            elif isinstance(block, dict) and block.get("type") == "redacted_thinking":
-                sig = block.get("data")
-            else:
-                sig = None
-            if isinstance(sig, str) and sig:
-                self.signatures.append(sig)
+    def _signature(self, data: bytes) -> None:
+        """A thinking signature from an event's data: a signature_delta, or a redacted_thinking
+        block's data."""
+        try:
+            obj = exact_loads(data)
+        except ValueError:
+            return
+        delta = obj.get("delta") if isinstance(obj, dict) else None
+        block = obj.get("content_block") if isinstance(obj, dict) else None
+        if isinstance(delta, dict) and delta.get("type") == "signature_delta":
+            sig = delta.get("signature")
+        elif isinstance(block, dict) and block.get("type") == "redacted_thinking":
+            sig = block.get("data")
+        else:
+            sig = None
+        if isinstance(sig, str) and sig:
+            self.signatures.append(sig)
 
     def _usage(self, usage: object) -> None:
         if not isinstance(usage, dict):
@@ -175,6 +278,14 @@ class SseMeter:
     def summary(self, duration_ms: float) -> dict:
         return {"events": self.events, "bytes": self.bytes,
                 "duration_ms": round(duration_ms, 3), "complete": self.complete}
+
+
+def _data_of(event: bytes) -> bytes:
+    """An event's data: sliced in the usual two-line shape, else as the spec reads it."""
+    nl = event.find(b"\n")
+    if nl > 0 and event.startswith(b"data: ", nl + 1) and event.find(b"\n", nl + 1) < 0:
+        return event[nl + 7:]
+    return parse_event(event).data or b""
 
 
 def exact_loads(data: bytes):
@@ -223,8 +334,8 @@ def assemble_message(raw: bytes) -> dict | None:
     message: dict | None = None
     blocks: dict[int, dict] = {}
     partial_json: dict[int, list[str]] = {}
-    for event in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
-        data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+    for event in events_of(raw):
+        data = event.data
         if not data:
             continue
         try:

@@ -1,41 +1,18 @@
 """What both stream converters share: SSE framing in, queued bytes out, and one way to finish.
 
-`SseReader` splits upstream bytes in any chunking into (event, data) pairs; `Converter` is the base
-of both directions: `feed()` returns the bytes to relay now, `finish()` closes the stream with its
-protocol's normal ending or, when the answer was not finished, with an error event. Pure: no I/O.
+Upstream bytes in any chunking are read by the shim's one SSE reader (`proxy.core.sse.SseEvents`);
+`Converter` is the base of both directions: `feed()` returns the bytes to relay now, `finish()`
+closes the stream with its protocol's normal ending or, when the answer was not finished, with an
+error event. Pure: no I/O.
 """
 from __future__ import annotations
 
 import json
 
 from proxy.core.convert.requests import json_bytes
+from proxy.core.sse import SseEvents
 
 INCOMPLETE = "upstream stream ended before the answer was complete"
-
-
-class SseReader:
-    """Splits SSE bytes into (event name, data) pairs; keeps a partial line for the next chunk."""
-
-    def __init__(self) -> None:
-        self._tail = b""
-        self._event = ""
-        self._data: list[str] = []
-
-    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
-        lines = (self._tail + chunk).split(b"\n")
-        self._tail = lines.pop()
-        out = []
-        for raw in lines:
-            line = raw.rstrip(b"\r").decode("utf-8", "replace")
-            if not line:
-                if self._data:
-                    out.append((self._event, "\n".join(self._data)))
-                self._event, self._data = "", []
-            elif line.startswith("data:"):
-                self._data.append(line[5:].lstrip(" "))
-            elif line.startswith("event:"):
-                self._event = line[6:].strip()
-        return out
 
 
 def sse(name: str | None, obj: object) -> bytes:
@@ -63,25 +40,30 @@ class Converter:
     def __init__(self) -> None:
         self.complete = False
         self.error: str | None = None
-        self._reader = SseReader()
+        self._reader = SseEvents()
         self._out: list[bytes] = []
         self._ended = False
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client for this piece of the upstream body (may be b"")."""
-        for _, data in self._reader.feed(chunk):
+        self._events(self._reader.feed(chunk))
+        return self._take()
+
+    def _events(self, events: list) -> None:
+        for event in events:
             if self._ended:
                 break
-            self._data(data)
-        return self._take()
+            if event.data is not None:  # (an event without data dispatches nothing)
+                self._data(event.data.decode("utf-8", "replace"))
 
     def finish(self, error: str | None = None) -> bytes:
         """Close the stream: the normal ending if the answer was finished, else an error event."""
         if not self._ended:
-            self.feed(b"\n\n")
+            self._events(self._reader.end())  # the last event, when no blank line followed it
+        if not self._ended:
             if error is None and self._answer_finished():
                 self._end()
-            elif not self._ended:
+            else:
                 self._fail(error or INCOMPLETE)
         return self._take()
 

@@ -34,7 +34,6 @@ from proxy.core.convert.errors import inband_error
 from proxy.core.convert.framing import (  # noqa: F401
     INCOMPLETE,
     Converter,
-    SseReader,
     loads_object,
     sse,
 )

@@ -1,11 +1,12 @@
 """What both stream converters share (proxy.core.convert.framing): SSE bytes in any chunking read
-into (event, data) pairs, frames written, and the one way a stream finishes. The moved tests drive it
-through OpenAIToAnthropicStream, a converter built on it; the others drive it directly."""
+(by proxy.core.sse's reader: its tests are in tests/proxy/core/test_sse.py), frames written, and the
+one way a stream finishes. The moved tests drive it through OpenAIToAnthropicStream, a converter built
+on it; the others drive it directly."""
 import json
 
 import pytest
 
-from proxy.core.convert.framing import INCOMPLETE, Converter, SseReader, loads_object, sse
+from proxy.core.convert.framing import INCOMPLETE, Converter, loads_object, sse
 from proxy.core.convert.streams import OpenAIToAnthropicStream
 
 pytestmark = pytest.mark.quick
@@ -48,30 +49,6 @@ def test_unparsable_lines_are_skipped():
            b"data: [DONE]\n\n")
     converter.feed(raw)
     assert converter.complete and converter.message["content"] == [{"type": "text", "text": "ok"}]
-
-
-RAW = (b"event: message_start\ndata: {\"a\": 1}\n\n: a comment\n\n"
-       b"data: line one\ndata:line two\n\nid: 7\nretry: 10\n\nevent: ping\n\n")
-
-
-def test_the_reader_pairs_event_names_with_joined_data_lines_and_skips_the_rest():
-    assert SseReader().feed(RAW) == [("message_start", '{"a": 1}'), ("", "line one\nline two")]
-
-
-@pytest.mark.parametrize("size", [1, 2, 5, 13])
-def test_the_reader_gives_the_same_pairs_in_any_chunking_and_with_crlf(size):
-    for raw in (RAW, RAW.replace(b"\n", b"\r\n")):
-        reader = SseReader()
-        pairs = [p for i in range(0, len(raw), size) for p in reader.feed(raw[i:i + size])]
-        assert pairs == SseReader().feed(RAW)
-
-
-def test_the_reader_keeps_a_partial_event_until_its_blank_line():
-    reader = SseReader()
-    assert reader.feed(b"event: e\ndata: {\"x\"") == []
-    assert reader.feed(b": 2}\n") == []
-    assert reader.feed(b"\n") == [("e", '{"x": 2}')]
-    assert reader.feed("data: caf\u00e9 \xff\n\n".encode("latin-1")) == [("", "caf\ufffd \ufffd")]
 
 
 def test_sse_writes_a_named_or_unnamed_frame_as_compact_json_or_text():
@@ -139,3 +116,16 @@ def test_finish_with_an_error_fails_even_an_answer_that_looked_finished():
     c.finished = True  # the answer is whole, but the relay says the upstream broke
     assert c.finish("upstream reset") == b"<fail>" and c.error == "upstream reset"
     assert not c.complete
+
+
+def test_what_the_last_event_gives_is_relayed_and_the_stream_ends_once():
+    # finish() reads the event that lacked its blank line: its output goes out with the ending
+    said = Echo()
+    assert said.feed(b'data: {"say": "a"}') == b""
+    assert said.finish() == b"a<fail>" and said.failures == [INCOMPLETE]
+    converter = OpenAIToAnthropicStream("m")
+    converter.feed(b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+                   b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    out = converter.feed(b"data: [DONE]") + converter.finish()
+    names = [name for name, _ in _sse_events(out)]
+    assert names == ["content_block_stop", "message_delta", "message_stop"] and converter.complete
