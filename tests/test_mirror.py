@@ -23,8 +23,6 @@ COVERED_ELSEWHERE = {
 # Modules the recursive check found without a mirror when it became recursive; each gets its own
 # test file (and leaves this list) in the commits that follow.
 NOT_YET_MIRRORED = {
-    "harness/bench/external.py", "harness/bench/floor_relay.py", "harness/bench/loadgen.py",
-    "harness/bench/procs.py", "harness/bench/run.py", "harness/bench/targets.py",
     "harness/sandbox/e2e.py", "harness/sandbox/runtime.py", "harness/sandbox/smoke.py",
 }
 # Test files that test a behaviour across modules rather than one module.

@@ -1,0 +1,108 @@
+"""The bench's floor (harness.bench.floor_relay): the bare relay, run as the bench runs it, in front
+of a recording upstream on loopback. It sends on the path, the body and the few headers it names;
+the status, content-type and body come back, a stream as it streams."""
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from harness.bench.floor_relay import FORWARDED, main
+from harness.bench.procs import read_announce
+from harness.shim import PROJECT_ROOT, clean_env
+
+SSE = [b"event: message_start\ndata: {}\n\n", b"event: message_stop\ndata: {}\n\n"]
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 - the stdlib's name
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        if self.path.endswith("/stream"):
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for event in SSE:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        answer = json.dumps({"error": {"type": "rate_limit_error"}}).encode()
+        self.send_response(429)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def relay():
+    """(relay URL, what the upstream saw): the floor as a child process, the upstream in a thread."""
+    _Upstream.seen = []
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.bench.floor_relay", "--upstream",
+         f"http://127.0.0.1:{upstream.server_address[1]}/"],
+        cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE)
+    try:
+        announced = read_announce(proc, 15, "floor")
+        assert announced["event"] == "listening" and announced["pid"] == proc.pid
+        yield f"http://127.0.0.1:{announced['port']}", _Upstream.seen
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def _post(url: str, body: bytes, headers: dict) -> tuple[int, str, bytes]:
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+            return resp.status, resp.headers["content-type"], resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["content-type"], exc.read()
+
+
+def test_the_relay_sends_path_body_and_only_its_named_headers(relay):
+    url, seen = relay
+    body = b'{"model": "claude-sonnet-4-5", "max_tokens": 5}'
+    status, ctype, answer = _post(url + "/v1/messages", body, {
+        "content-type": "application/json", "x-api-key": "bench-key", "anthropic-version": "2023-06-01",
+        "x-mock-deltas": "3", "x-not-forwarded": "dropped", "cookie": "dropped"})
+    assert (status, ctype) == (429, "application/json")
+    assert json.loads(answer) == {"error": {"type": "rate_limit_error"}}
+    [(path, headers, got)] = seen
+    assert (path, got) == ("/v1/messages", body)
+    assert {k: headers[k] for k in FORWARDED if k in headers} == {
+        "content-type": "application/json", "x-api-key": "bench-key",
+        "anthropic-version": "2023-06-01", "x-mock-deltas": "3"}
+    assert "x-not-forwarded" not in headers and "cookie" not in headers
+
+
+def test_a_stream_comes_back_byte_for_byte(relay):
+    url, seen = relay
+    status, ctype, answer = _post(url + "/v1/stream", b"{}", {"content-type": "application/json"})
+    assert (status, ctype, answer) == (200, "text/event-stream", b"".join(SSE))
+    assert seen[0][0] == "/v1/stream"
+
+
+@pytest.mark.quick
+def test_the_upstream_is_required(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2 and "--upstream" in capsys.readouterr().err

@@ -1,0 +1,172 @@
+"""The bench's processes (harness.bench.targets): the mock and the targets in front of it, the
+model each target is asked for, and the small HTTP helpers the runner waits and counts with."""
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import pytest
+
+from harness.bench.targets import (
+    CONVERT_MODEL,
+    PASSTHROUGH_MODEL,
+    Ccp,
+    Direct,
+    FastMock,
+    Floor,
+    Proc,
+    Target,
+    _AblatedShim,
+    free_port,
+    http_json,
+    wait_http,
+)
+
+quick = pytest.mark.quick  # (the tests that start processes are not `quick`)
+
+
+def _post(url: str, model: str, path: str = "/v1/messages") -> tuple[int, dict]:
+    body = json.dumps({"model": model, "max_tokens": 5,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    req = urllib.request.Request(url + path, data=body, method="POST",
+                                 headers={"content-type": "application/json", "x-api-key": "k",
+                                          "anthropic-version": "2023-06-01"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+        return resp.status, json.loads(resp.read())
+
+
+@quick
+def test_each_target_is_asked_for_the_model_it_can_serve():
+    assert Target("any").model(convert=False) == PASSTHROUGH_MODEL
+    assert Target("any").model(convert=True) == CONVERT_MODEL == Ccp().model(convert=True)
+    assert Direct().model(convert=True) == Floor().model(convert=True) == PASSTHROUGH_MODEL
+    with pytest.raises(NotImplementedError):
+        Target("any").start("http://127.0.0.1:1", None)
+
+
+@quick
+def test_direct_is_no_process_at_all(tmp_path):
+    direct = Direct()
+    direct.start("http://127.0.0.1:9", tmp_path)
+    assert (direct.name, direct.url, direct.pid, direct.cpu_s(), direct.peak_rss_mb()) == \
+        ("direct", "http://127.0.0.1:9", None, None, None)
+    direct.stop()  # nothing to stop: no error
+
+
+@quick
+def test_free_port_is_a_port_nobody_listens_on():
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # still free
+
+
+@quick
+def test_the_ablated_shim_runs_serve_under_the_ablation_module(tmp_path):
+    command = _AblatedShim(("store", "log"), tmp_path, port=5)._command()
+    assert command[:4] == [sys.executable, "-m", "harness.bench.ablate", "store,log"]
+    assert command[4:] == ["serve", "--host", "127.0.0.1", "--port", "5"]
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        status = 404 if self.path == "/missing" else 200
+        body = b"" if self.path == "/empty" else json.dumps({"got": "GET"}).encode()
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802
+        data = self.rfile.read(int(self.headers["content-length"]))
+        body = json.dumps({"got": json.loads(data), "ctype": self.headers["content-type"]}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@quick
+def test_http_json_gets_without_a_body_and_posts_with_one(server):
+    assert http_json(server + "/x") == {"got": "GET"}
+    assert http_json(server + "/x", {"deltas": 3}) == {"got": {"deltas": 3}, "ctype": "application/json"}
+    assert http_json(server + "/empty") == {}
+
+
+@quick
+def test_wait_http_returns_for_any_status_and_times_out_when_nothing_listens(server):
+    wait_http(server + "/missing", 5)  # a 404 is an answer: the process listens
+    with pytest.raises(TimeoutError, match="did not answer within 0.3s"):
+        wait_http(f"http://127.0.0.1:{free_port()}/", 0.3)
+
+
+def test_wait_http_stops_waiting_for_a_process_that_exited():
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(4)"])
+    proc.wait(10)
+    with pytest.raises(RuntimeError, match="exited with code 4 before listening"):
+        wait_http(f"http://127.0.0.1:{free_port()}/", 30, proc)
+
+
+@pytest.fixture
+def mock(tmp_path):
+    m = FastMock().start(tmp_path)
+    yield m
+    m.stop()
+
+
+def test_the_mock_counts_model_calls_and_takes_a_config(mock, tmp_path):
+    assert mock.url.startswith("http://127.0.0.1:") and mock.calls() == 0
+    mock.configure(deltas=2, delay_ms=0)
+    status, answer = _post(mock.url, PASSTHROUGH_MODEL)
+    assert status == 200 and answer["type"] == "message" and mock.calls() == 1
+    assert mock.cpu_s() is not None and mock.peak_rss_mb() > 0
+    assert (tmp_path / "mock.stderr.log").exists()
+
+
+def test_the_floor_relays_to_the_mock_and_stops(mock, tmp_path):
+    floor = Floor()
+    floor.start(mock.url, tmp_path)
+    try:
+        assert floor.url != mock.url and floor.pid is not None
+        assert _post(floor.url, PASSTHROUGH_MODEL)[0] == 200 and mock.calls() == 1
+    finally:
+        floor.stop()
+    assert floor.proc.poll() is not None and floor._log is None
+    floor.stop()  # a second stop is harmless
+
+
+def test_ccp_routes_the_conversion_model_to_the_openai_provider_on_the_mock(mock, tmp_path):
+    ccp = Ccp()
+    ccp.start(mock.url, tmp_path)
+    try:
+        providers = (tmp_path / "ccp" / "providers.yaml").read_text()
+        assert f"base_url: {mock.url}/v1" in providers and f"- name: {CONVERT_MODEL}" in providers
+        status, answer = _post(ccp.url, ccp.model(convert=True))
+        assert status == 200 and answer["type"] == "message"  # converted back from the mock's OpenAI
+        assert _post(ccp.url, ccp.model(convert=False))[0] == 200
+        assert mock.calls() == 2 and ccp.version
+        [convert, passthrough] = ccp.shim.wait_for_records(2)
+        assert convert["protocol_out"] == "openai" and passthrough["lane"] == "anthropic"
+    finally:
+        ccp.stop()
+
+
+@quick
+def test_a_proc_that_never_started_has_nothing_to_report():
+    proc = Proc("p")
+    assert (proc.pid, proc.cpu_s(), proc.peak_rss_mb()) == (None, None, None)
+    proc.stop()
