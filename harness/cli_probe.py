@@ -25,6 +25,7 @@ from harness.probes import (
     text_of_body,
 )
 from harness.shim import PROJECT_ROOT, clean_env
+from proxy.core.jsonl import record_of
 
 CLAUDE_VERSION = "2.1.331"  # the pinned CLI that `make claude` installs into .tools/claude
 LOCAL_CLAUDE = PROJECT_ROOT / ".tools" / "claude" / "node_modules" / ".bin" / "claude"
@@ -78,13 +79,8 @@ def parse_cli_output(stdout: str) -> dict:
     """The CLI's JSON result (the last JSON object line), or {} when there is none."""
     for line in reversed(stdout.strip().splitlines()):
         line = line.strip()
-        if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                return obj
+        if line.startswith("{") and (obj := record_of(line)) is not None:
+            return obj
     return {}
 
 

@@ -20,6 +20,8 @@ from typing import Mapping
 
 import httpx
 
+from proxy.sinks.usage_log import usage_records
+
 # Variables that change what the shim or a client does; a harness run starts without any of them.
 _STRIPPED_PREFIXES = ("CCP_", "ANTHROPIC_", "ZAI_", "CLAUDE_", "MITM_", "CC_LICENSE")
 _STRIPPED = {"FORCE_HAIKU_TO_ZAI", "OFFLOAD_PAUSED", "ENABLE_BODY_TEE", "MAX_LOG_BYTES",
@@ -173,8 +175,7 @@ class ShimProcess:
         """Every usage record written so far."""
         if not self.usage_path.exists():
             return []
-        with open(self.usage_path, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        return usage_records(self.usage_path)[0]
 
     def wait_for_records(self, n: int, timeout: float = 10.0) -> list[dict]:
         """Wait until at least `n` records exist, then return them all."""

@@ -25,6 +25,7 @@ from proxy.sinks.store import (
     rollup_rows,
     status,
 )
+from proxy.sinks.usage_log import usage_records
 
 
 def export_csv(db: str | Path, dest: str | Path) -> int:
@@ -45,20 +46,7 @@ def export_csv(db: str | Path, dest: str | Path) -> int:
 
 def import_jsonl(db: str | Path, src: str | Path) -> tuple[int, int]:
     """Usage records from a JSONL file into the store (by rid: nothing twice); (added, bad lines)."""
-    recs, bad = [], 0
-    with open(src, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                bad += 1
-                continue
-            if isinstance(rec, dict):
-                recs.append(rec)
-            else:
-                bad += 1
+    recs, bad = usage_records(src)
     conn = connect(db)
     try:
         with conn:

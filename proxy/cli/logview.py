@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from collections import deque
@@ -16,6 +15,7 @@ from typing import Iterator, TextIO
 
 from proxy.config.load import load_settings
 from proxy.config.profiles import RunFiles
+from proxy.core.jsonl import record_of
 
 _STYLES = {"zai": "cyan", "anthropic": "magenta", "ok": "green", "bad": "bold red"}
 
@@ -53,11 +53,8 @@ def format_record(rec: dict) -> list[tuple[str, str | None]]:
 
 
 def format_line(line: str) -> list[tuple[str, str | None]]:
-    try:
-        rec = json.loads(line)
-    except ValueError:
-        rec = None
-    if not isinstance(rec, dict):
+    rec = record_of(line)
+    if rec is None:
         return [(f"(unreadable) {line.rstrip()[:200]}", "dim")]
     return format_record(rec)
 

@@ -3,15 +3,20 @@
 The writer appends each record as a single `write()` on an O_APPEND descriptor, so lines are whole
 and never interleaved, and it is synchronous on purpose: it can run inside a `finally` of a cancelled
 handler, where awaiting is no longer possible.
+
+Reading it back: `usage_files(path)` names the files a file or logs folder stands for (the rotated
+copies oldest first, then the current file), and `usage_records(paths)` reads them with the one
+JSON Lines reader (`proxy.core.jsonl`).
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable
 
+from proxy.core.jsonl import Records
 from proxy.core.record import USAGE_FILE, record_line
 
 KEEP_ROTATED = 5
@@ -121,3 +126,45 @@ def rotate_usage(logs_dir: str | os.PathLike, keep: int = KEEP_ROTATED) -> Path 
     first = path.with_name(f"{USAGE_FILE}.1")
     path.rename(first)
     return first
+
+
+PathLike = str | os.PathLike
+
+
+def rotated_copies(folder: PathLike) -> list[Path]:
+    """The rotated copies in a logs folder that exist, oldest first (`usage.jsonl.5` … `.1`)."""
+    p = Path(folder)
+    names = [f"{USAGE_FILE}.{i}" for i in range(KEEP_ROTATED, 0, -1)]
+    return [p / name for name in names if (p / name).is_file()] if p.is_dir() else []
+
+
+def usage_files(path: PathLike, rotated: bool = True) -> list[Path]:
+    """The usage files a path stands for, oldest first.
+
+    A file stands for itself; a folder stands for `usage.jsonl.5` … `usage.jsonl.1`, `usage.jsonl`
+    (those that exist), or for `usage.jsonl` alone with `rotated=False`. A missing path raises
+    FileNotFoundError.
+    """
+    p = Path(path)
+    if p.is_dir():
+        current = [p / USAGE_FILE] if (p / USAGE_FILE).is_file() else []
+        return (rotated_copies(p) if rotated else []) + current
+    if p.is_file():
+        return [p]
+    raise FileNotFoundError(f"no such usage log or logs folder: {p}")
+
+
+def usage_records(paths: PathLike | Iterable[PathLike], rotated: bool = True
+                  ) -> tuple[list[dict], int]:
+    """Every record of the usage files these files and/or logs folders stand for (`usage_files`),
+    oldest first, and the number of lines that were not a record (control changes are records)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    records: list[dict] = []
+    bad = 0
+    for f in [f for p in paths for f in usage_files(p, rotated)]:
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            reader = Records(fh)
+            records += reader
+        bad += reader.bad
+    return records, bad

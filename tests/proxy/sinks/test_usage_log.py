@@ -82,3 +82,36 @@ def test_writer_follows_a_rotation_done_by_someone_else(tmp_path):
     writer.close()
     assert json.loads((tmp_path / "usage.jsonl").read_text())["rid"] == "after"
     assert json.loads((tmp_path / "usage.jsonl.1").read_text())["rid"] == "before"
+
+
+def _write(path, *lines):
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_usage_files_name_the_rotated_copies_oldest_first_then_the_current_file(tmp_path):
+    from proxy.sinks.usage_log import rotated_copies, usage_files
+    for name in ("usage.jsonl", "usage.jsonl.1", "usage.jsonl.3", "usage.jsonl.6", "other.jsonl"):
+        _write(tmp_path / name, "{}")
+    assert usage_files(tmp_path) == [tmp_path / n for n in ("usage.jsonl.3", "usage.jsonl.1",
+                                                            "usage.jsonl")]
+    assert usage_files(tmp_path, rotated=False) == [tmp_path / "usage.jsonl"]
+    assert rotated_copies(tmp_path) == [tmp_path / "usage.jsonl.3", tmp_path / "usage.jsonl.1"]
+    assert usage_files(tmp_path / "other.jsonl") == [tmp_path / "other.jsonl"]
+    assert rotated_copies(tmp_path / "nope") == []
+    with pytest.raises(FileNotFoundError):
+        usage_files(tmp_path / "nope")
+
+
+def test_usage_records_read_files_and_folders_in_order_with_the_bad_lines_counted(tmp_path):
+    from proxy.sinks.usage_log import usage_records
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    _write(logs / "usage.jsonl.1", '{"rid": "old"}', '{"op": "control"}')
+    _write(logs / "usage.jsonl", '{"rid": "new"}', "", "not json")
+    (tmp_path / "x.jsonl").write_bytes(b'{"rid": "caf\xe9"}\n{"rid": "torn')
+    records, bad = usage_records([logs, tmp_path / "x.jsonl"])
+    assert records == [{"rid": "old"}, {"op": "control"}, {"rid": "new"}, {"rid": "caf\ufffd"}]
+    assert bad == 2
+    assert usage_records(str(logs), rotated=False) == ([{"rid": "new"}], 1)
+    with pytest.raises(FileNotFoundError):
+        usage_records([logs, tmp_path / "missing.jsonl"])
