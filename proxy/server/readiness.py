@@ -21,7 +21,7 @@ import aiohttp
 from proxy.config.settings import Settings
 from proxy.core.routing import LANE_ANTHROPIC, LANE_ZAI, Decision, RequestMeta, decide
 from proxy.licence.verify import readiness_view
-from proxy.upstream.base import ssl_for
+from proxy.upstream.tls import trust
 
 PROBE_TIMEOUT = 2.0
 _REASONS = {200: "ok", 204: "ok", 400: "bad_request", 401: "unauthorized", 403: "forbidden",
@@ -92,7 +92,7 @@ async def readiness(settings: Settings) -> dict:
     """Probe every provider concurrently; `ok` only when the required lanes are reachable."""
     lanes = {name: p.base_url for name, p in settings.catalog.providers.items()}
     timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
-    connector = aiohttp.TCPConnector(ssl=ssl_for(settings))
+    connector = aiohttp.TCPConnector(ssl=trust(settings))
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         results = await asyncio.gather(*(_probe(session, lane, url) for lane, url in lanes.items()))
     for r in results:

@@ -13,8 +13,8 @@ from proxy.upstream.base import (
     UpstreamRequest,
     UpstreamResponse,
     describe,
-    ssl_for,
 )
+from proxy.upstream.tls import trust
 
 
 class _AiohttpResponse:
@@ -92,7 +92,7 @@ class AiohttpUpstream:
         self._json_first = settings.json_timeout <= settings.header_timeout
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=ssl_for(self._settings))
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=trust(self._settings))
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, request_class=_OwnHeadersOnly)
 

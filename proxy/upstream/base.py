@@ -14,12 +14,10 @@ be reached or broke the connection) and `UpstreamTimeout`. Idle streams raise `S
 """
 from __future__ import annotations
 
-import ssl
 from functools import lru_cache
 from typing import AsyncIterator, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-from proxy.config.settings import Settings
 from proxy.core.errors import UpstreamTimeout
 
 
@@ -73,14 +71,3 @@ def describe(exc: BaseException) -> str:
     """An exception as a short message for an error body or a log line."""
     text = str(exc) or type(exc).__name__
     return text if len(text) < 200 else text[:200] + "…"
-
-
-def ssl_for(settings: Settings) -> "ssl.SSLContext | bool":
-    """The TLS trust for upstream connections: the defaults, plus CCP_CA_BUNDLE when set."""
-    if not settings.ca_bundle:
-        return True
-    context = ssl.create_default_context()
-    context.load_verify_locations(cafile=settings.ca_bundle)
-    return context
-
-

@@ -26,7 +26,6 @@ import ssl
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import AsyncIterator
 
-import certifi
 import h2.errors
 import httpcore
 import httpx
@@ -34,6 +33,7 @@ import httpx
 from proxy.config.settings import Settings
 from proxy.core.errors import UpstreamError, UpstreamTimeout
 from proxy.upstream.base import StreamIdle, UpstreamRequest, UpstreamResponse, describe
+from proxy.upstream.tls import trust
 
 log = logging.getLogger("ccp.upstream")
 
@@ -47,14 +47,6 @@ _STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
           httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
 _BROKEN = (httpx.TransportError, httpcore.NetworkError, httpcore.ProtocolError,
            httpcore.UnsupportedProtocol, httpcore.ProxyError, OSError)
-
-
-def upstream_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """certifi's roots plus `CCP_CA_BUNDLE` / `SSL_CERT_FILE` (added, never replacing them)."""
-    context = ssl.create_default_context(cafile=certifi.where())
-    if ca_bundle:
-        context.load_verify_locations(cafile=ca_bundle)
-    return context
 
 
 class _PhasedStream(httpcore.AsyncNetworkStream):
@@ -243,7 +235,7 @@ class HttpxUpstream:
     async def start(self) -> None:
         s = self._settings
         pool = httpcore.AsyncConnectionPool(
-            ssl_context=upstream_ssl_context(s.ca_bundle), max_connections=None,
+            ssl_context=trust(s, http2=not s.force_h1), max_connections=None,
             max_keepalive_connections=None, keepalive_expiry=KEEPALIVE_EXPIRY,
             http1=True, http2=not s.force_h1, network_backend=_PhasedBackend(s.tls_timeout))
         self._client = httpx.AsyncClient(

@@ -1,13 +1,9 @@
-"""The upstream seam's own pieces (proxy.upstream.base): the request tuple, the idle error, the
-short error text and the TLS trust. The clients behind the seam have their own test files."""
-import ssl
-
-import certifi
+"""The upstream seam's own pieces (proxy.upstream.base): the request tuple, the idle error and the
+short error text. The clients behind the seam and the TLS trust (tls.py) have their own test files."""
 import pytest
 
-from proxy.config.settings import Settings
 from proxy.core.errors import UpstreamTimeout
-from proxy.upstream.base import StreamIdle, UpstreamRequest, describe, ssl_for
+from proxy.upstream.base import StreamIdle, UpstreamRequest, describe
 
 pytestmark = pytest.mark.quick
 
@@ -32,14 +28,3 @@ def test_describe_is_the_message_or_the_type_and_never_long():
     assert long == "x" * 200 + "…"
     assert describe(ValueError("y" * 199)) == "y" * 199
 
-
-def test_ssl_for_is_the_default_trust_unless_a_bundle_is_named(tmp_path):
-    assert ssl_for(Settings()) is True
-    context = ssl_for(Settings(ca_bundle=certifi.where()))
-    assert isinstance(context, ssl.SSLContext)
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    assert context.cert_store_stats()["x509_ca"] > 0
-    not_pem = tmp_path / "ca.pem"
-    not_pem.write_text("not a certificate\n")
-    with pytest.raises(ssl.SSLError):
-        ssl_for(Settings(ca_bundle=str(not_pem)))
