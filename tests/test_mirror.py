@@ -22,9 +22,7 @@ COVERED_ELSEWHERE = {
 }
 # Modules the recursive check found without a mirror when it became recursive; each gets its own
 # test file (and leaves this list) in the commits that follow.
-NOT_YET_MIRRORED = {
-    "harness/sandbox/e2e.py", "harness/sandbox/runtime.py", "harness/sandbox/smoke.py",
-}
+NOT_YET_MIRRORED: set[str] = set()
 # Test files that test a behaviour across modules rather than one module.
 NOT_A_MIRROR = {
     "tests/proxy/core/convert/test_provider_shapes.py": "the converters on recorded provider shapes",
