@@ -46,7 +46,7 @@ def switch_off(features: list[str]) -> None:
         from proxy.sinks import usage_log as usage
         usage.UsageWriter.write = lambda self, record: usage.record_line(record)
     if "validate" in features:
-        from proxy.pipeline import exchange
+        from proxy.core import payload as exchange
         exchange.route_fields = lambda body: None  # so every body goes to the reading below
         exchange._read_json = scan_route_fields  # (a body the scan finds no model in: a 400)
     if "metrics" in features:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import yaml
 
+from proxy import protocols
 from proxy.core.parse import ConfigError
 from proxy.core.provider_profiles import ProviderProfile, parse_profile
 from proxy.core.redact import Secret
@@ -48,9 +49,10 @@ if TYPE_CHECKING:
 
 BUILT_IN = "built-in"
 BUILTIN_LANES = ("anthropic", "zai")
-PROTOCOLS = ("anthropic", "openai")
+PROTOCOLS = protocols.NAMES  # one adapter each (proxy.protocols)
 HEADER_MODES = {"x-api-key": "x-api-key", "authorization": "authorization", "bearer": "authorization"}
-DEFAULT_HEADER_MODE = {"anthropic": "x-api-key", "openai": "authorization"}
+DEFAULT_HEADER_MODE = {name: adapter.default_header_mode
+                       for name, adapter in protocols.REGISTRY.items()}
 ROUTE_PROVIDER_PREFIX = "route:"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

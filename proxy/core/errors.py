@@ -61,6 +61,13 @@ class UnsupportedMediaType(BadRequest):
     status = 415
 
 
+class InternalError(ShimError):
+    """A bug in the shim, answered in the protocol's shape (the log has the traceback)."""
+
+    status = 500
+    err_type = "internal"
+
+
 class UpstreamError(ShimError):
     status = 502
     error_type = "api_error"

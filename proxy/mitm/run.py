@@ -4,10 +4,10 @@
     ccp mitm env [--port 8082] [--unset]
 
 The proxy listens on `--port` (0: the OS chooses) and announces itself as one JSON line on stdout,
-like `ccp serve`: `{"event": "listening", "port": …, "admin_port": …, "ca_cert": …}`. A small admin
-server beside it answers `GET /healthz`, `GET /readyz` (the shim's check of every lane),
-`GET /metrics` (the shim's Prometheus series) and the shim's usage/quota endpoints (`/v1/usage`, …). Upstream
-TLS is verified against certifi's roots plus `CCP_CA_BUNDLE` / `SSL_CERT_FILE`; HTTP/2 is offered
+like `ccp serve`: `{"event": "listening", "port": …, "admin_port": …, "ca_cert": …}`. The admin
+port serves the shim's own front door — the pipeline the addon sends every model flow to, and
+`/healthz`, `/readyz`, `/metrics`, the usage, quota and control endpoints — so both front doors
+route, convert, retry, fall back and record alike (proxy.mitm.addon). Upstream TLS is verified against certifi's roots plus `CCP_CA_BUNDLE` / `SSL_CERT_FILE`; HTTP/2 is offered
 unless `MITM_FORCE_H1` (or `CCP_FORCE_H1`). mitmproxy keeps its CA in `--confdir` (`CCP_MITM_CONFDIR`,
 default `~/.mitmproxy`); `ccp mitm env` makes that CA when it is missing, so the path it prints for
 `NODE_EXTRA_CA_CERTS` always exists.
@@ -139,26 +139,30 @@ def main(argv: list[str]) -> int:
 
 async def serve(settings: Settings, host: str, port: int, admin_port: int, confdir: str,
                 port_file: str | None = None) -> None:
+    from aiohttp import web
     from mitmproxy import options
     from mitmproxy.tools.dump import DumpMaster
 
     from proxy.mitm.addon import CcpRouter
-    from proxy.pipeline.state import ShimState
-    from proxy.server.usage_api import start_usage, stop_usage
+    from proxy.server.app import create_app
 
     ca = ensure_ca(confdir)
-    state = ShimState(settings, upstream=None)
-    state.open_writer()
-    usage_task = await start_usage(state)  # the store, the quota book restored from it, rollups
-    router = CcpRouter(state)
+    # the pipeline: the shim's own front door, on the admin port (also /healthz, /readyz,
+    # /metrics, the usage and control endpoints); mitmproxy sends it the model flows
+    runner = web.AppRunner(create_app(settings, mode="mitm"), handler_cancellation=True,
+                           access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, admin_port).start()
+    bound_admin = runner.addresses[0][1]
+    router = CcpRouter(settings, f"http://{host}:{bound_admin}")
     opts = options.Options(listen_host=host, listen_port=port, confdir=confdir)
     master = DumpMaster(opts, with_termlog=False, with_dumper=False)
-    # lazy: a CONNECT to api.anthropic.com opens no connection there; the routed request decides
+    # lazy: a CONNECT to api.anthropic.com opens no connection there; the routed request decides.
+    # The upstream trust is for the flows mitmproxy itself sends on (not model calls).
     master.options.update(connection_strategy="lazy", http2=not settings.force_h1,
                           ssl_verify_upstream_trusted_ca=upstream_trust(settings, confdir))
     announced = asyncio.get_running_loop().create_future()
     master.addons.add(router, _Announce(announced))
-    admin = await _start_admin(state, host, admin_port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)
@@ -170,16 +174,13 @@ async def serve(settings: Settings, host: str, port: int, admin_port: int, confd
             Path(port_file).write_text(f"{bound}\n")
         print(json.dumps({"event": "listening", "mode": "mitm", "host": host, "port": bound,
                           "pid": os.getpid(), "url": f"http://{host}:{bound}",
-                          "admin_port": admin.addresses[0][1], "ca_cert": str(ca)}), flush=True)
-        log.info("[ccp mitm] listening on %s:%d, CA %s, filter chain %r", host, bound, ca,
-                 settings.mitm_filter_chain)
+                          "admin_port": bound_admin, "ca_cert": str(ca)}), flush=True)
+        log.info("[ccp mitm] listening on %s:%d, CA %s, filter chain %r, pipeline on :%d", host,
+                 bound, ca, settings.mitm_filter_chain, bound_admin)
     try:
         await running
     finally:
-        await admin.cleanup()
-        await stop_usage(state, usage_task)
-        if state.writer is not None:
-            state.writer.close()
+        await runner.cleanup()
 
 
 class _Announce:
@@ -197,33 +198,3 @@ class _Announce:
                 self._future.set_result(ports[0])
             else:
                 self._future.set_exception(RuntimeError("mitmproxy did not start its proxy server"))
-
-
-async def _start_admin(state, host: str, port: int):
-    from aiohttp import web
-
-    from proxy.server.readiness import readiness
-    from proxy.server.usage_api import add_usage_routes
-    from proxy.sinks.metrics import CONTENT_TYPE_LATEST
-
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "mode": "mitm"})
-
-    async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=state.metrics.render(), headers={"content-type": CONTENT_TYPE_LATEST})
-
-    async def readyz(_request: web.Request) -> web.Response:  # the shim's own check, every lane
-        report = await readiness(state.settings)
-        return web.json_response(report, status=200 if report["ok"] else 503)
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    add_usage_routes(app, state)  # /v1/usage, /v1/quotas, … as on the shim
-    from proxy.server.admin_api import add_admin_routes
-    add_admin_routes(app, state)  # the runtime controls (ccp pause …, --url the admin port)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner

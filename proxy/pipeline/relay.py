@@ -1,31 +1,38 @@
-"""Relaying an upstream answer to the client, and noting what crossed.
+"""Step 3 of the pipeline: the provider's answer goes to the client, and the record notes what
+crossed.
 
-`relay_stream()` writes each upstream chunk to the client the moment it arrives, unchanged: no
-buffering of the whole body, no per-chunk copies beyond what the SSE meter looks at. When the stream
-breaks it tells the client with an Anthropic `error` event and records why. `relay_body()` does the
-same for a whole (non-SSE) body. Both always release or close the upstream response, so no upstream
-connection outlives its request.
+A passthrough (`relay_stream`, `relay_body`) writes each upstream chunk to the client the moment it
+arrives, unchanged: no buffering of the whole body, no copies beyond what the SSE meter looks at.
+A converted answer (`relay_converted_stream`, `relay_converted_body`) goes through the protocols'
+`Conversion`, chunk by chunk for a stream, which always ends the client's stream cleanly — with
+its normal ending or the protocol's error event; an upstream error body is mapped to the client
+protocol's error shape with the same status. The Anthropic side is metered either way, so records
+carry the same SSE counts and tokens. Every relay releases or closes the upstream response, so no
+upstream connection outlives its request; how a stream ended is classified by
+proxy.pipeline.outcome.
 """
 from __future__ import annotations
 
-import asyncio
 import time
 
-from aiohttp import web
-
 from proxy.core.errors import UpstreamError
-from proxy.core.record import set_tokens
-from proxy.core.sse import SseMeter, error_event, tokens_from_message
+from proxy.core.headers import client_response_headers
+from proxy.core.record import ErrType, Reason, set_tokens
+from proxy.core.sse import SseMeter, error_event, exact_loads, tokens_from_message
+from proxy.pipeline.context import Downstream, Exchange
+from proxy.pipeline.outcome import BREAKS, broken, ended, settle
+from proxy.protocols import Conversion
 from proxy.sinks.partials import KEEP_BYTES as PARTIAL_KEEP_BYTES
-from proxy.upstream.base import StreamIdle, UpstreamResponse
+from proxy.upstream.base import UpstreamResponse
+
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
+# of a foreign protocol's response headers, only those that mean the same on both sides
+_KEPT_ACROSS = ("request-id", "x-request-id", "retry-after")
 
 
-class _RelayedStream(web.StreamResponse):
-    """A relayed stream whose headers leave with its first chunk when that is already here, and
-    whose last chunk leaves with the end of the body: an upstream answer that came in one piece
-    (as a short one does) reaches the client in one write instead of three."""
-
-    _send_headers_immediately = False  # (aiohttp's switch; its Response sets it so too)
+def ms(start: float, end: float) -> float:
+    return round((end - start) * 1000.0, 3)
 
 
 def resp_ready(resp: UpstreamResponse) -> bool:
@@ -39,11 +46,11 @@ def resp_finished(resp: UpstreamResponse) -> bool:
     return getattr(resp, "finished", False)
 
 
-def ms(start: float, end: float) -> float:
-    return round((end - start) * 1000.0, 3)
+def kept_headers(upstream_headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in upstream_headers if k.lower() in _KEPT_ACROSS]
 
 
-async def read_whole(resp: UpstreamResponse, timing: dict) -> bytes:
+async def read_whole(ex: Exchange, resp: UpstreamResponse) -> bytes:
     """The whole upstream body; the connection goes back to the pool, or is closed on failure."""
     try:
         data = await resp.read()
@@ -51,119 +58,221 @@ async def read_whole(resp: UpstreamResponse, timing: dict) -> bytes:
         resp.close()
         raise
     resp.release()
-    timing["upstream_done"] = time.perf_counter()
-    timing["body"] = data  # for trajectories and the signature book; no copy, a reference
+    ex.upstream_done = time.perf_counter()
+    ex.upstream_body = data  # for trajectories and the signature book; a reference, no copy
     return data
 
 
-async def relay_body(resp: UpstreamResponse, headers: list[tuple[str, str]], rec: dict,
-                     timing: dict) -> web.Response:
+# ---------------------------------------------------------------- passthrough
+async def relay_body(ex: Exchange, resp: UpstreamResponse, headers: list[tuple[str, str]],
+                     down: Downstream) -> None:
     """Read the whole upstream body and answer with it as it is."""
-    data = await read_whole(resp, timing)
-    if 200 <= resp.status < 300 and rec.get("op") is not None:
-        if _encoding(headers) == "identity":
-            set_tokens(rec, tokens_from_message(data))
-    rec["bytes_out"] = len(data)
-    return web.Response(status=resp.status, body=data, headers=headers)
+    data = await read_whole(ex, resp)
+    if 200 <= resp.status < 300 and ex.rec["op"] is not None and _identity(headers):
+        set_tokens(ex.rec, tokens_from_message(data))
+    ex.rec["bytes_out"] = len(data)
+    down.whole(resp.status, data, headers)
 
 
-def _encoding(headers: list[tuple[str, str]]) -> str:
-    for name, value in headers:
-        if name.lower() == "content-encoding":
-            return value
-    return "identity"
+def _identity(headers: list[tuple[str, str]]) -> bool:
+    return all(name.lower() != "content-encoding" or value == "identity"
+               for name, value in headers)
 
 
-async def relay_stream(request: web.Request, resp: UpstreamResponse,
-                       headers: list[tuple[str, str]], rec: dict, timing: dict) -> web.StreamResponse:
+async def relay_stream(ex: Exchange, resp: UpstreamResponse, headers: list[tuple[str, str]],
+                       down: Downstream) -> None:
     """Relay an SSE body chunk by chunk; account for how it ended."""
-    out = _RelayedStream(status=resp.status, headers=headers)
+    rec = ex.rec
     meter = SseMeter()
-    tee: list[bytes] | None = timing.get("tee")  # a session's trajectory wants the raw events
+    events = ex.events  # a session's trajectory (or the body tee) wants the raw events
     relayed: list[bytes] = []  # references, not copies: what a partial would hold
     kept = 0
     t_start = time.perf_counter()
     released = False
     try:
-        await out.prepare(request)
-        if not resp_ready(resp):  # the first chunk is not here yet: the client has the headers now
-            await out.write(b"")
+        await down.open_stream(resp.status, headers, resp_ready(resp))
         async for chunk in resp.chunks():
             if rec["ttfb_ms"] is None:
-                rec["ttfb_ms"] = ms(timing["t0"], time.perf_counter())
+                rec["ttfb_ms"] = ms(ex.t0, time.perf_counter())
             meter.feed(chunk)
-            if tee is not None:
-                tee.append(chunk)
+            if events is not None:
+                events.append(chunk)
             if kept < PARTIAL_KEEP_BYTES:
                 relayed.append(chunk)
                 kept += len(chunk)
             if resp_finished(resp):  # the upstream's last bytes: they and the end in one write
-                await out.write_eof(chunk)
+                await down.write_last(chunk)
             else:
-                await out.write(chunk)
+                await down.write(chunk)
         resp.release()
         released = True
-        timing["upstream_done"] = time.perf_counter()
-        if not meter.complete:
-            rec["err_type"] = rec["err_type"] or "net"
-            rec["reason"] = "stream_incomplete"
-        await out.write_eof()
-    except StreamIdle as exc:
-        rec["err_type"] = exc.err_type
-        rec["reason"] = "stream_timeout"
-        await _tell_client(out, "timeout_error", exc.message)
-    except UpstreamError as exc:
-        rec["err_type"] = exc.err_type
-        rec["reason"] = "upstream_reset"
-        await _tell_client(out, "api_error", exc.message)
-    except (ConnectionError, asyncio.CancelledError) as exc:
-        rec["err_type"] = "client_abort"
-        rec["reason"] = "client_disconnected"
-        if isinstance(exc, asyncio.CancelledError):
+        ex.upstream_done = time.perf_counter()
+        ended(rec, meter.complete)
+        await down.end()
+    except BREAKS as exc:
+        told = broken(rec, exc)
+        if told is not None:
+            await _tell_client(down, error_event(*told))
+        elif not isinstance(exc, ConnectionError):
             raise
     finally:
         if not released:
             resp.close()
         end = time.perf_counter()
-        timing["upstream_done"] = timing["upstream_done"] or end
+        ex.upstream_done = ex.upstream_done or end
         rec["bytes_out"] = meter.bytes
         rec["sse"] = meter.summary(ms(t_start, end))
-        timing["signatures"] = meter.signatures
-        account_stream_end(rec, meter, timing, relayed, meter.complete)
-    if rec["reason"] is None:
-        rec["reason"] = "streaming"
-    return out
+        ex.signatures = meter.signatures
+        settle(ex, meter, relayed, meter.complete)
 
 
-def account_stream_end(rec: dict, meter: SseMeter, timing: dict, relayed: list[bytes],
-                       complete: bool) -> None:
-    """What every relayed stream records at its end: tokens, an in-band error, a partial."""
-    set_tokens(rec, {"in_tokens": meter.in_tokens, "out_tokens": meter.out_tokens,
-                     "cache_read_tokens": meter.cache_read_tokens,
-                     "cache_creation_tokens": meter.cache_creation_tokens})
-    if meter.error_type and not rec["err_type"]:
-        rec["err_type"] = "upstream_5xx" if meter.error_type in ("api_error", "overloaded_error") \
-            else "upstream_4xx"
-        rec["reason"] = f"sse_error:{meter.error_type}"
-    if rec["err_type"] and not complete:
-        save_partial(timing, rec, relayed)
-
-
-def save_partial(timing: dict, rec: dict, chunks: list[bytes]) -> None:
-    """Keep what a broken stream relayed (the app supplies where and how, via `timing`)."""
-    save = timing.get("save_partial")
-    if save is None:
-        return
-    try:
-        rec["partial"] = str(save(rec["rid"], chunks))
-    except OSError:
-        rec["partial"] = None
-
-
-async def _tell_client(out: web.StreamResponse, error_type: str, message: str) -> None:
+async def _tell_client(down: Downstream, event: bytes) -> None:
     """Best effort: the client may be gone too."""
     try:
-        await out.write(error_event(error_type, message))
-        await out.write_eof()
+        await down.write(event)
+        await down.end()
     except ConnectionError:
         pass
+
+
+# ---------------------------------------------------------------- converted
+async def relay_converted_body(ex: Exchange, resp: UpstreamResponse, conv: Conversion,
+                               headers: list[tuple[str, str]], down: Downstream,
+                               model: str) -> None:
+    """Read the whole upstream body, convert it (or its error), answer in the client's protocol.
+
+    An upstream error may be an answer on the client's side (`Conversion.recover`: a 400 that
+    Anthropic answers 200); a JSON answer to a streaming request goes down as the stream that
+    would have carried it."""
+    rec = ex.rec
+    data = await read_whole(ex, resp)
+    upstream: dict = {}
+    converted = conv.recover(resp.status, data, model) if resp.status >= 300 else None
+    if resp.status >= 300 and converted is None:
+        status, obj = conv.error(resp.status, data)
+        ex.downstream = obj
+        body = _json_bytes(obj)
+        rec["bytes_out"] = len(body)
+        down.whole(status, body, headers, JSON)
+        return
+    if converted is not None:  # the provider's error is an answer on the client's side
+        rec.update(status=200, err_type=None, reason=Reason.MAX_TOKENS_REACHED)
+    else:
+        try:
+            upstream = exact_loads(data)
+            converted = conv.answer(upstream, model, ex.stop_sequences, ex.tool_names)
+        except ValueError as exc:  # not JSON, or not convertible: the upstream broke the protocol
+            raise UpstreamError(f"upstream answer could not be converted: {exc}") from exc
+    set_tokens(rec, conv.tokens(upstream, converted))
+    ex.downstream = converted
+    as_sse = conv.as_stream(rec["op"] == "stream")
+    if as_sse is None:
+        body = _json_bytes(converted)
+        down.whole(200, body, headers, JSON)
+    else:  # a JSON answer to a streaming request: the stream that would have carried it
+        body = as_sse(converted)
+        meter = SseMeter()
+        meter.feed(body)
+        rec["sse"] = meter.summary(0.0)
+        rec["reason"] = rec["reason"] or Reason.STREAMING
+        down.whole(200, body, headers, EVENT_STREAM)
+    rec["bytes_out"] = len(body)
+
+
+def _json_bytes(obj: object) -> bytes:
+    from proxy.core.convert.requests import json_bytes
+    return json_bytes(obj)
+
+
+async def relay_converted_stream(ex: Exchange, resp: UpstreamResponse, conv: Conversion,
+                                 headers: list[tuple[str, str]], down: Downstream,
+                                 model: str) -> None:
+    """Convert an SSE stream as it arrives; the Anthropic side (up or down) is metered."""
+    rec = ex.rec
+    converter = conv.stream(model, ex.stop_sequences, ex.tool_names)
+    meter_down = conv.meter_downstream
+    meter = SseMeter()
+    events = ex.events
+    sent: list[bytes] = []
+    t_start = time.perf_counter()
+    released = False
+
+    async def write(data: bytes) -> None:
+        if meter_down:
+            meter.feed(data)
+        sent.append(data)
+        await down.write(data)
+
+    try:
+        await down.open_stream(200, [("cache-control", "no-cache"), *headers], False, EVENT_STREAM)
+        async for chunk in resp.chunks():
+            if rec["ttfb_ms"] is None:
+                rec["ttfb_ms"] = ms(ex.t0, time.perf_counter())
+            if events is not None:
+                events.append(chunk)
+            if not meter_down:
+                meter.feed(chunk)
+            out = converter.feed(chunk)
+            if out:
+                await write(out)
+        resp.release()
+        released = True
+        ex.upstream_done = time.perf_counter()
+        tail = converter.finish()
+        if tail:
+            await write(tail)
+        ended(rec, converter.complete)
+        await down.end()
+    except BREAKS as exc:
+        told = broken(rec, exc)
+        if told is not None:  # close open blocks, end with the protocol's error event
+            try:
+                tail = converter.finish(told[1])
+                if tail:
+                    await write(tail)
+                await down.end()
+            except ConnectionError:
+                pass
+        elif not isinstance(exc, ConnectionError):
+            raise
+    finally:
+        if not released:
+            resp.close()
+        end = time.perf_counter()
+        ex.upstream_done = ex.upstream_done or end
+        rec["bytes_out"] = sum(len(c) for c in sent)
+        rec["sse"] = meter.summary(ms(t_start, end))
+        ex.downstream = {"message": getattr(converter, "message", None),
+                         "events": b"".join(sent).decode("utf-8", "replace")}
+        settle(ex, meter, sent, converter.complete)
+
+
+# ---------------------------------------------------------------- which one
+async def relay(ex: Exchange, resp: UpstreamResponse, conv: Conversion | None,
+                ours: list[tuple[str, str]], down: Downstream, model: str) -> None:
+    """Passthrough or converted, stream or whole body."""
+    rec = ex.rec
+    rec["upstream_status"] = rec["status"] = resp.status
+    rec["h2"] = resp.h2
+    if resp.status >= 400:
+        rec["err_type"] = ErrType.UPSTREAM_5XX if resp.status >= 500 else ErrType.UPSTREAM_4XX
+    streaming = resp.is_sse and resp.status < 300
+    metrics = ex.state.metrics
+    if streaming:
+        metrics.inflight_streams.inc()
+    try:
+        if conv is None:
+            headers = client_response_headers(resp.headers) + ours
+            if streaming:
+                await relay_stream(ex, resp, headers, down)
+            else:
+                await relay_body(ex, resp, headers, down)
+        elif streaming:
+            await relay_converted_stream(ex, resp, conv, kept_headers(resp.headers) + ours, down,
+                                         model)
+        else:
+            await relay_converted_body(ex, resp, conv, kept_headers(resp.headers) + ours, down,
+                                       model)
+    finally:
+        if streaming:
+            metrics.inflight_streams.dec()

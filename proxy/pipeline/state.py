@@ -66,6 +66,8 @@ class ShimState:
             anthropic_api_key=settings.anthropic_api_key.reveal(),
             zai_header_mode=settings.zai_header_mode)
         self.foreign_keys = _foreign_keys(settings.catalog, self.creds.zai_api_key)
+        # decide() per (model, protocol), for the settings object it was made with (prepare._decided)
+        self.decisions: tuple[Settings, dict] | None = None
         self._rid_prefix = os.urandom(4).hex()
         self._rid_count = 0
 

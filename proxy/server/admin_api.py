@@ -28,7 +28,7 @@ from aiohttp import web
 from proxy.core.errors import BadRequest, ShimError, error_body
 from proxy.pipeline import controls as rc
 from proxy.pipeline.state import RID_HEADER, ShimState
-from proxy.server.session_api import SETTINGS, _check_admin
+from proxy.server.auth import SETTINGS, require_admin
 
 log = logging.getLogger("ccp.control")
 
@@ -72,7 +72,7 @@ def _answer(state: ShimState, changes: list[rc.Change]) -> dict:
 async def get_controls(request: web.Request) -> web.Response:
     state = request.app[ADMIN_STATE]
     try:
-        _check_admin(request)
+        require_admin(request)
     except ShimError as exc:
         return _error(state, exc)
     return _json(state, rc.public(state.controls))
@@ -81,7 +81,7 @@ async def get_controls(request: web.Request) -> web.Response:
 async def post_controls(request: web.Request) -> web.Response:
     state = request.app[ADMIN_STATE]
     try:
-        _check_admin(request)
+        require_admin(request)
         data = await _body(request)
         try:
             updates = rc.parse_updates(data, state.controls.catalog)
@@ -96,7 +96,7 @@ async def post_controls(request: web.Request) -> web.Response:
 async def reload_providers(request: web.Request) -> web.Response:
     state = request.app[ADMIN_STATE]
     try:
-        _check_admin(request)
+        require_admin(request)
         try:
             fresh = await asyncio.to_thread(state.load_settings)
             change = state.reload_providers(fresh, who(request), request.path)

@@ -1,27 +1,29 @@
-"""The shim's aiohttp application: endpoints, and the one path a model request takes.
+"""The shim's aiohttp front door: the endpoints, and the adapter a model request goes through.
 
-`create_app(settings)` returns the `web.Application`. A model request (proxy.pipeline.exchange) goes: read and check the body →
-`decide()` → lane headers → `Upstream.send()` → relay (bytes as they arrive for SSE, the whole body
-otherwise) → one usage record, written in a `finally` so that errors, upstream failures and client
-disconnects are recorded too. `_error_response()` is the one place that maps an error to its status and
-the protocol's error JSON; the shim never answers a traceback.
+`create_app(settings)` returns the `web.Application`. A model request (`handle_model_request`)
+becomes an `Exchange` and runs through the pipeline (proxy.pipeline.run: prepare → send → relay →
+finish) with this module's `Inbound` and `Downstream` over aiohttp's request and response. Every
+error answer, of any endpoint, is made by proxy.server.errors; the shim never answers a traceback.
 """
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
+from proxy import protocols
 from proxy.config.settings import Settings
-from proxy.core.errors import MethodNotAllowed, NotFound, ShimError, error_body
+from proxy.core.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ShimError
 from proxy.core.record import new_record
-from proxy.pipeline.exchange import exchange, protocol_of, write_answer
 from proxy.pipeline.relay import ms
-from proxy.pipeline.state import LANE_HEADER, RID_HEADER, STATE, ShimState
+from proxy.pipeline.run import CLIENT_SESSION_HEADER, run, start  # noqa: F401 - the header's home
+from proxy.pipeline.state import RID_HEADER, STATE, ShimState
 from proxy.server.admin_api import add_admin_routes
+from proxy.server.auth import require_admin
+from proxy.server.errors import LANE, RID, error_middleware
 from proxy.server.readiness import readiness
 from proxy.server.session_api import add_routes as add_session_routes
 from proxy.server.usage_api import add_usage_routes, start_usage, stop_usage
@@ -29,88 +31,116 @@ from proxy.sinks.metrics import CONTENT_TYPE_LATEST
 from proxy.upstream.base import Upstream
 from proxy.upstream.factory import make_upstream
 
-log = logging.getLogger("ccp.shim")
-
-MODEL_PATHS = ("/v1/messages", "/v1/message", "/v1/chat/completions", "/v1/messages/count_tokens")
-# Claude Code names its session in this header (the `session_id` of its JSON output), which lets a
-# harness find the record of a CLI call without guessing.
-CLIENT_SESSION_HEADER = "x-claude-code-session-id"
+MODEL_PATHS = protocols.inbound_paths()
+MODE = web.AppKey("mode", str)  # "shim", or "mitm" when `ccp mitm` serves the pipeline
 
 
-def _error_response(exc: ShimError, rid: str, protocol: str = "anthropic",
-                    lane: str | None = None) -> web.Response:
-    headers = {RID_HEADER: rid, LANE_HEADER: lane} if lane else {RID_HEADER: rid}
-    return web.Response(status=exc.status, body=error_body(exc.error_type, exc.message, protocol),
-                        content_type="application/json", headers=headers)
+class _RelayedStream(web.StreamResponse):
+    """A relayed stream whose headers leave with its first chunk when that is already here, and
+    whose last chunk leaves with the end of the body: an upstream answer that came in one piece
+    (as a short one does) reaches the client in one write instead of three."""
+
+    _send_headers_immediately = False  # (aiohttp's switch; its Response sets it so too)
+
+
+class AiohttpInbound:
+    """The pipeline's view of an aiohttp request."""
+
+    __slots__ = ("_request", "path", "query_string", "content_type", "headers")
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.path = request.path
+        self.query_string = request.query_string
+        self.content_type = request.content_type
+        self.headers = request.headers
+
+    async def read_body(self, max_bytes: int) -> bytes:
+        """The body, whatever its type (aiohttp decodes a content-encoding as the bytes arrive,
+        and a body left unread after an early answer can make it drop the connection instead),
+        without the copy `request.read()` keeps on the request: the body lives only as long as
+        the exchange holds it, and one that came in one piece is not copied at all."""
+        content = self._request.content
+        content.set_read_chunk_size(max_bytes)  # as request.read(): large bodies in large pieces
+        chunks = []
+        size = 0
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(
+                        f"request body is larger than {max_bytes} bytes (CCP_MAX_BODY_BYTES)")
+                chunks.append(chunk)
+        except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a body that is not gzip
+            raise BadRequest(f"request body could not be read: {exc}", close_connection=True) from exc
+        return b"".join(chunks)  # one bytes piece is returned as it is
+
+
+class AiohttpDownstream:
+    """The pipeline's client: an aiohttp response, whole or streamed."""
+
+    __slots__ = ("_request", "response")
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.response: web.StreamResponse | None = None
+
+    def whole(self, status: int, body: bytes, headers: Iterable[tuple[str, str]],
+              content_type: str | None = None) -> None:
+        out = web.Response(status=status, body=body)
+        if content_type is not None:
+            out.content_type = content_type
+        for name, value in headers:
+            out.headers.add(name, value)
+        self.response = out
+
+    async def open_stream(self, status: int, headers: Iterable[tuple[str, str]],
+                          first_chunk_ready: bool, content_type: str | None = None) -> None:
+        out = _RelayedStream(status=status)
+        if content_type is not None:
+            out.content_type = content_type
+        for name, value in headers:
+            out.headers.add(name, value)
+        self.response = out
+        await out.prepare(self._request)
+        if not first_chunk_ready:  # the first chunk is not here yet: the client has the headers now
+            await out.write(b"")
+
+    async def write(self, chunk: bytes) -> None:
+        await self.response.write(chunk)
+
+    async def write_last(self, chunk: bytes) -> None:
+        await self.response.write_eof(chunk)
+
+    async def end(self) -> None:
+        await self.response.write_eof()
 
 
 async def handle_model_request(request: web.Request) -> web.StreamResponse:
     """POST /v1/messages, /v1/message, /v1/chat/completions, /v1/messages/count_tokens."""
-    state = request.app[STATE]
-    t0 = time.perf_counter()
-    rid = state.new_rid()
-    protocol = protocol_of(request.path)
-    rec = new_record(rid, request.path, protocol)
-    rec["client_session"] = request.headers.get(CLIENT_SESSION_HEADER)
-    timing: dict = {"t0": t0, "sent": None, "upstream_done": None}
-    trace: dict = {}  # a session's trajectory: filled by exchange(), written in `finally`
+    ex = start(request.app[STATE], request.path, request.headers)
+    request[RID] = ex.rec["rid"]
+    down = AiohttpDownstream(request)
     try:
-        return await exchange(request, state, rec, timing, trace)
-    except ShimError as exc:
-        rec["status"] = exc.status
-        rec["err_type"] = rec["err_type"] or exc.err_type
-        log.warning("[%s] %s %s -> %d %s: %s", rid, request.method, request.path, exc.status,
-                    exc.err_type, exc.message)
-        response = _error_response(exc, rid, protocol, lane=rec["lane"])
-        if exc.close_connection:
-            response.force_close()  # says `Connection: close`, so the client does not reuse it
-        return response
-    except asyncio.CancelledError:
-        rec["err_type"] = rec["err_type"] or "client_abort"
-        rec["reason"] = rec["reason"] or "client_disconnected"
-        rec["status"] = rec["status"] or 499
+        await run(ex, AiohttpInbound(request), down)
+    except ShimError:
+        request[LANE] = ex.rec["lane"]
         raise
-    except Exception as exc:  # a bug: answer in the protocol's shape, keep serving
-        log.exception("[%s] unexpected error", rid)
-        rec["status"] = 500
-        rec["err_type"] = rec["err_type"] or "internal"
-        return _error_response(ShimError(f"internal error in the shim ({type(exc).__name__})"), rid,
-                               protocol)
-    finally:
-        t_end = time.perf_counter()
-        rec["latency_ms"] = ms(t0, t_end)
-        if timing["sent"] is not None:
-            pre = timing["sent"] - t0
-            post = t_end - (timing["upstream_done"] or t_end)
-            rec["overhead_ms"] = round((pre + post) * 1000.0, 3)
-        else:
-            rec["overhead_ms"] = rec["latency_ms"]
-        if rec.get("ttfb_ms") is None and rec["status"] and rec["status"] < 499:
-            rec["ttfb_ms"] = rec["latency_ms"]
-        if trace.get("ts"):
-            write_answer(state, rec, timing, trace)
-        if state.settings.body_tee and timing.get("payload") is not None:
-            _tee(state, rec, timing)
-        state.record(rec)
+    assert down.response is not None
+    return down.response
 
 
-def _tee(state: ShimState, rec: dict, timing: dict) -> None:
-    from proxy.sinks.tee import write_tee
-    head = timing.get("body") or b"".join(timing.get("tee") or [])[:4096]
-    try:
-        write_tee(state.settings.logs_dir, rec["rid"], timing["payload"], head,
-                  state.redaction_secrets(timing.get("credentials") or ()))
-    except OSError:
-        log.exception("[%s] could not write the body tee", rec["rid"])
-
-
-async def handle_unknown(request: web.Request) -> web.Response:
+async def handle_unknown(request: web.Request) -> web.Response:  # (raises: answered by the mapper)
     """Any other path or method: the Anthropic error JSON, and a usage record like any request."""
     state = request.app[STATE]
     t0 = time.perf_counter()
     rid = state.new_rid()
-    protocol = protocol_of(request.path)
+    protocol = protocols.for_path(request.path).name
     rec = new_record(rid, request.path, protocol)
+    request[RID] = rid
     close = False
     try:  # drain the body: an unread (and possibly undecodable) body can cost the connection
         rec["bytes_in"] = len(await request.read())
@@ -120,14 +150,11 @@ async def handle_unknown(request: web.Request) -> web.Response:
         exc: ShimError = MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use POST")
     else:
         exc = NotFound(f"no such endpoint: {request.method} {request.path}")
+    exc.close_connection = close
     rec.update(status=exc.status, err_type=exc.err_type)
     rec["latency_ms"] = rec["overhead_ms"] = rec["ttfb_ms"] = ms(t0, time.perf_counter())
-    log.warning("[%s] %s %s -> %d: %s", rid, request.method, request.path, exc.status, exc.message)
     state.record(rec)
-    response = _error_response(exc, rid, protocol)
-    if close:
-        response.force_close()
-    return response
+    raise exc
 
 
 async def handle_root(request: web.Request) -> web.Response:
@@ -137,7 +164,8 @@ async def handle_root(request: web.Request) -> web.Response:
 
 async def handle_healthz(request: web.Request) -> web.Response:
     rid = request.app[STATE].new_rid()
-    return web.json_response({"ok": True}, headers={RID_HEADER: rid})
+    body = {"ok": True} if request.app[MODE] == "shim" else {"ok": True, "mode": request.app[MODE]}
+    return web.json_response(body, headers={RID_HEADER: rid})
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
@@ -147,12 +175,8 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 async def handle_rotate(request: web.Request) -> web.Response:
     """POST /v1/admin/logs-rotate: rotate the usage log now (admin token when configured)."""
-    from proxy.server.session_api import _check_admin
+    require_admin(request)
     state = request.app[STATE]
-    try:
-        _check_admin(request)
-    except ShimError as exc:
-        return _error_response(exc, state.new_rid())
     rotated = state.writer.rotate() if state.writer is not None else None
     return web.json_response({"rotated": str(rotated) if rotated else None})
 
@@ -181,10 +205,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     state.writer.close()
 
 
-def create_app(settings: Settings, upstream: Upstream | None = None) -> web.Application:
-    """The shim as an aiohttp application; `upstream` replaces the real client in tests."""
-    app = web.Application(client_max_size=settings.max_body_bytes)
+def create_app(settings: Settings, upstream: Upstream | None = None,
+               mode: str = "shim") -> web.Application:
+    """The shim as an aiohttp application; `upstream` replaces the real client in tests; `mode`
+    "mitm" when `ccp mitm` sends its model flows here (proxy.mitm)."""
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[error_middleware])
     app[STATE] = ShimState(settings, upstream)
+    app[MODE] = mode
     app.cleanup_ctx.append(_resources)
     for path in MODEL_PATHS:
         app.router.add_post(path, handle_model_request)

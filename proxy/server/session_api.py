@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import hmac
 import json
 
 from aiohttp import web
@@ -16,21 +15,7 @@ from proxy.core.errors import BadRequest, NotFound, ShimError, Unauthorized, err
 from proxy.pipeline.sessions import SessionError, SessionRegistry
 
 SESSIONS = web.AppKey("sessions", SessionRegistry)
-SETTINGS = web.AppKey("session_settings", Settings)
-ADMIN_HEADER = "x-ccp-admin-token"
-
-
-def _check_admin(request: web.Request) -> None:
-    expected = request.app[SETTINGS].admin_token.reveal()
-    if not expected:
-        return
-    given = request.headers.get(ADMIN_HEADER, "")
-    auth = request.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        given = given or auth[7:].strip()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("admin token required (CCP_ADMIN_TOKEN): send it as "
-                           "`authorization: Bearer …` or `x-ccp-admin-token`")
+from proxy.server.auth import ADMIN_HEADER, SETTINGS, require_admin  # noqa: F401 - ADMIN_HEADER: the sessions' header too
 
 
 def _error(exc: ShimError) -> web.Response:
@@ -40,7 +25,7 @@ def _error(exc: ShimError) -> web.Response:
 
 async def create_session(request: web.Request) -> web.Response:
     try:
-        _check_admin(request)
+        require_admin(request)
         try:
             data = json.loads(await request.read())
         except ValueError as exc:
@@ -60,7 +45,7 @@ async def create_session(request: web.Request) -> web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     try:
-        _check_admin(request)
+        require_admin(request)
     except ShimError as exc:
         return _error(exc)
     return web.json_response({"sessions": [s.public() for s in request.app[SESSIONS].list()]})
@@ -68,7 +53,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def end_session(request: web.Request) -> web.Response:
     try:
-        _check_admin(request)
+        require_admin(request)
         session = request.app[SESSIONS].end(request.match_info["session_id"])
         if session is None:
             raise NotFound(f"no session {request.match_info['session_id']!r}")

@@ -33,7 +33,7 @@ from proxy.config.quotas import QuotaConfig, QuotaError, book_span, load_quotas
 from proxy.core.errors import BadRequest, NotFound, ShimError, error_body
 from proxy.core.record import new_record, utc_timestamp
 from proxy.pipeline.state import RID_HEADER, ShimState
-from proxy.server.session_api import _check_admin
+from proxy.server.auth import require_admin
 from proxy.sinks.store import rollup_loop
 from proxy.sinks.usage_summary import usage_summary, windows_for
 
@@ -179,7 +179,7 @@ async def get_quotas(request: web.Request) -> web.Response:
 async def reload_quotas(request: web.Request) -> web.Response:
     state = request.app[USAGE_STATE]
     try:
-        _check_admin(request)
+        require_admin(request)
         data = await _body(request)
         path = data.get("file") or state.quotas.config.source or state.settings.quotas_file
         if not path or not isinstance(path, str):
@@ -288,7 +288,7 @@ async def sim_usage(request: web.Request) -> web.Response:
     state = request.app[USAGE_STATE]
     now = time.time()
     try:
-        _check_admin(request)
+        require_admin(request)
         rec = sim_record(await _body(request), state, now)
     except ShimError as exc:
         return _error(state, exc)

@@ -1,11 +1,10 @@
 """One scenario table, two front doors: `ccp serve` (ANTHROPIC_BASE_URL) and `ccp mitm` (HTTPS_PROXY).
 
 Every row runs through both fronts against the same TLS mock upstreams and must give the same lane,
-decision, status, error class, record shape and upstream hygiene — so a difference between the two
-paths is a failing test here. The one place the fronts differ on purpose is written in the row
-(`client_end`): when the upstream breaks a stream, the shim ends it with an in-band `error` event,
-mitmproxy can only cut the connection; and a dead upstream gets the shim's Anthropic JSON 502 but
-mitmproxy's own 502 page. The records are the same either way.
+decision, status, error class, record shape, upstream hygiene and what the client saw — so a
+difference between the two paths is a failing test here. Both fronts are one pipeline (the mitm
+addon hands model flows to it), so the rows include what only the shim did before: conversion to an
+OpenAI-protocol route, backoff, the fallback lane, and a session's trajectory pair.
 """
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from typing import NamedTuple
 import httpx
 import pytest
 
+from harness.gates import no_secret_in_files, trajectory_pairs
 from harness.keys import test_keys as fake_keys
 from harness.probes import httpx_client, message_body
 from harness.shim import FRONTS
@@ -54,7 +54,7 @@ ROWS = [
         fault="status=529"),
     Row("upstream_429_sse", HAIKU, True, "zai", "to_zai", 429, "upstream_4xx", fault="status=429"),
     Row("reset_mid_stream", SONNET, True, "anthropic", "to_anth", 200, "net",
-        fault="reset_mid_stream;after=3", client_end={"shim": "error_event", "mitm": "cut"}),
+        fault="reset_mid_stream;after=3", client_end={"shim": "error_event", "mitm": "error_event"}),
     Row("bad_json", SONNET, False, None, None, 400, "bad_request", body=b'{"model": "claude-'),
     Row("no_model", SONNET, False, None, None, 400, "bad_request", body=b'{"messages": []}'),
 ]
@@ -142,6 +142,107 @@ def test_row(make_front, tls_mocks, keys, front_name, row):
             assert call.sent.startswith(raw) or raw == b""
 
 
+GLM_KEY = "glm-same-table-key-5c1e"
+
+
+def _glm_providers(tmp_path, zai) -> str:
+    providers = tmp_path / "providers.yaml"
+    providers.write_text(f"""
+providers:
+  glm:
+    protocol: openai
+    base_url: {zai.base_url}/api/paas/v4
+    key_env: GLM_API_KEY
+    routes:
+      - name: glm-4.6
+        model: glm-4.6-chat
+""")
+    return str(providers)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("front_name", FRONTS)
+def test_an_openai_route_is_converted(make_front, tls_mocks, keys, tmp_path, front_name, stream):
+    """An Anthropic client, an OpenAI-protocol provider: converted there and back, on both fronts."""
+    anthropic, zai = tls_mocks
+    front = make_front(front_name, {"CCP_PROVIDERS_FILE": _glm_providers(tmp_path, zai),
+                                    "GLM_API_KEY": GLM_KEY})
+    resp, raw, error = _send(front, Row("glm", "glm-4.6", stream, "glm", "route"), keys)
+    assert error is None and resp.status_code == 200, raw[:300]
+    [rec] = front.proc.wait_for_records(1)
+    assert (rec["lane"], rec["decision"], rec["protocol_out"], rec["status"], rec["err_type"]) == \
+        ("glm", "route", "openai", 200, None)
+    [call] = zai.calls
+    assert call.path.endswith("/api/paas/v4/chat/completions")
+    assert json.loads(call.body)["model"] == "glm-4.6-chat"
+    assert call.headers.get("authorization") == f"Bearer {GLM_KEY}"
+    assert keys["CLIENT_API_KEY"] not in json.dumps(call.headers) and not anthropic.calls
+    if stream:
+        assert b"event: message_start" in raw and b"event: message_stop" in raw
+        assert rec["sse"]["complete"] is True
+    else:
+        message = json.loads(raw)
+        assert message["type"] == "message" and message["content"][0]["type"] == "text"
+    assert rec["out_tokens"] is not None
+
+
+@pytest.mark.parametrize("front_name", FRONTS)
+def test_backoff_retries_a_429_on_both_fronts(make_front, tls_mocks, keys, front_name):
+    anthropic, _ = tls_mocks
+    front = make_front(front_name, {"MITM_ENABLE_BACKOFF": "1"})  # (the mitm router's own name)
+    anthropic.script("status=429", times=1)  # one refusal (retry-after: 1), then the answer
+    resp, raw, error = _send(front, Row("backoff", SONNET, False, "anthropic", "to_anth"), keys)
+    assert error is None and resp.status_code == 200, raw[:300]
+    [rec] = front.proc.wait_for_records(1)
+    assert (rec["status"], rec["retries"], rec["err_type"]) == (200, 1, None)
+    assert len(anthropic.calls) == 2
+
+
+@pytest.mark.parametrize("front_name", FRONTS)
+def test_the_fallback_lane_serves_a_dead_zai_lane_on_both_fronts(make_front, tls_mocks, keys,
+                                                                   front_name):
+    import socket
+    anthropic, zai = tls_mocks
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    front = make_front(front_name, {"CCP_ZAI_BASE_URL": f"https://127.0.0.1:{dead}/api/anthropic",
+                                    "CCP_FALLBACK_LANE": "anthropic"})
+    resp, raw, error = _send(front, Row("fallback", HAIKU, False, "zai", "to_zai"), keys)
+    assert error is None and resp.status_code == 200, raw[:300]
+    [rec] = front.proc.wait_for_records(1)
+    assert (rec["lane"], rec["decision"], rec["reason"]) == ("anthropic", "fallback", "fallback:net")
+    assert len(anthropic.calls) == 1 and not zai.calls
+    assert resp.headers["x-ccp-lane"] == "anthropic"
+
+
+@pytest.mark.parametrize("front_name", FRONTS)
+def test_a_session_writes_its_trajectory_on_both_fronts(make_front, tls_mocks, keys, front_name):
+    """A sandbox session registered on the front's admin endpoint: its request leaves a query and
+    an answer file, secrets masked."""
+    front = make_front(front_name)
+    admin = front.proc.admin_url if front_name == "mitm" else front.proc.url
+    token = "sk-ant-session-token-for-same-table"
+    created = httpx.post(f"{admin}/v1/sessions", json={"session_token": token,
+                                                       "sandbox_id": "sb-1", "task_name": "row"},
+                         timeout=10, trust_env=False)
+    assert created.status_code == 201, created.text
+    session_id = created.json()["session"]
+    headers = {"content-type": "application/json", "anthropic-version": "2023-06-01",
+               "x-api-key": token}
+    with httpx_client(30.0, front.via) as client:
+        resp = client.post(f"{front.base_url}/v1/messages", headers=headers,
+                           content=json.dumps(message_body(SONNET, "trajectory", False)).encode())
+    assert resp.status_code == 200
+    [rec] = front.proc.wait_for_records(1)
+    assert rec["session"] == session_id
+    folder = front.proc.logs_dir / "trajectory" / session_id
+    [query] = (folder / "query").iterdir()
+    assert (folder / "answer" / query.name).is_file()  # the pair: the query and its answer
+    assert trajectory_pairs(front.proc.logs_dir).ok
+    assert no_secret_in_files(folder.rglob("*.json"), [token, keys["CLIENT_API_KEY"]]).ok
+
+
 @pytest.mark.parametrize("front_name", FRONTS)
 def test_dead_upstream(make_front, tls_mocks, keys, front_name):
     """The anthropic lane points at a closed port: 502 to the client, one `net` record."""
@@ -154,8 +255,7 @@ def test_dead_upstream(make_front, tls_mocks, keys, front_name):
     assert error is None and resp.status_code == 502
     [rec] = front.proc.wait_for_records(1)
     assert (rec["lane"], rec["status"], rec["err_type"]) == ("anthropic", 502, "net")
-    if front_name == "shim":
-        assert json.loads(raw)["error"]["type"] == "api_error"
+    assert json.loads(raw)["error"]["type"] == "api_error"  # the shim's own answer, both fronts
 
 
 def test_keys_are_distinct():

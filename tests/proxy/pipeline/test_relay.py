@@ -1,16 +1,27 @@
 """relay_stream over the shim's own HTTP/1.1 client: headers are held back only while the first
 chunk is already there, and an answer that came whole ends with its last chunk."""
 import asyncio
+import json
 import time
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
+from proxy import protocols
 from proxy.config.settings import Settings
+from proxy.core.errors import UpstreamError
 from proxy.core.record import new_record
-from proxy.pipeline.relay import relay_stream
+from proxy.pipeline.context import Exchange
+from proxy.pipeline.relay import (
+    kept_headers,
+    relay_converted_body,
+    relay_converted_stream,
+    relay_stream,
+)
+from proxy.pipeline.state import ShimState
+from proxy.server.app import AiohttpDownstream
 from proxy.upstream.base import UpstreamRequest
 from proxy.upstream.h1 import H1Upstream
 
@@ -21,6 +32,14 @@ EVENTS = (b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":
           b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n"
           b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5}}\n\n"
           b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+
+
+def exchange(path: str = "/v1/messages") -> Exchange:
+    """An exchange as the front door starts one (its partials, if any, under a throwaway logs)."""
+    import tempfile
+    state = ShimState(Settings(logs_dir=tempfile.mkdtemp(prefix="ccp-relay-")), None)
+    return Exchange(state, state.settings, new_record("rid-1", path), protocols.get("anthropic"),
+                    time.perf_counter())
 
 
 async def _relay_through(upstream_script, client_side):
@@ -46,10 +65,11 @@ async def _relay_through(upstream_script, client_side):
 
     async def handler(request):
         resp = await client.send(UpstreamRequest("POST", up_url + "/v1/messages", {}, b"{}", True))
-        rec = new_record("rid-1", "/v1/messages")
-        records.append(rec)
-        timing = {"t0": time.perf_counter(), "upstream_done": None}
-        return await relay_stream(request, resp, [("content-type", "text/event-stream")], rec, timing)
+        ex = exchange()
+        records.append(ex.rec)
+        down = AiohttpDownstream(request)
+        await relay_stream(ex, resp, [("content-type", "text/event-stream")], down)
+        return down.response
 
     app = web.Application()
     app.router.add_post("/v1/messages", handler)
@@ -113,3 +133,100 @@ def test_an_answer_that_came_whole_is_relayed_whole_in_pieces_or_not():
         status, body, rec = asyncio.run(_relay_through(script, client_side))
         assert (status, body) == (200, EVENTS)
         assert rec["sse"]["complete"] and rec["reason"] == "streaming" and rec["err_type"] is None
+
+
+# ---------------------------------------------------------------- converted relays
+CHUNKS = [b'data: {"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n',
+          b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n',
+          b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}\n\n',
+          b'data: {"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n',
+          b"data: [DONE]\n\n"]
+
+
+class Fake:
+    def __init__(self, status, chunks, fail_after=None):
+        self.status, self.headers, self.h2 = status, [("request-id", "r1"), ("server", "x")], False
+        self._chunks, self._fail_after = chunks, fail_after
+
+    @property
+    def is_sse(self):
+        return True
+
+    async def chunks(self):
+        for i, c in enumerate(self._chunks):
+            if i == self._fail_after:
+                raise UpstreamError("reset")
+            yield c
+
+    async def read(self):
+        return b"".join(self._chunks)
+
+    def release(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _serve(handler_body):
+    async def main():
+        app = web.Application()
+        app.router.add_post("/", handler_body)
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.post("/")
+            return resp.status, await resp.read()
+    return asyncio.run(main())
+
+
+OPENAI_PROVIDER = protocols.conversion("anthropic", "openai")
+
+
+@pytest.mark.parametrize("fail_after", [None, 2])
+def test_stream_is_converted_and_always_ends_cleanly(fail_after):
+    ex = exchange()
+    rec = ex.rec
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_converted_stream(ex, Fake(200, CHUNKS, fail_after), OPENAI_PROVIDER, [], down, "m")
+        return down.response
+
+    status, body = _serve(handler)
+    events = [line[7:] for line in body.decode().splitlines() if line.startswith("event: ")]
+    assert status == 200 and events[0] == "message_start"
+    if fail_after is None:
+        assert events[-1] == "message_stop" and rec["sse"]["complete"] and rec["out_tokens"] == 2
+        assert rec["reason"] == "streaming"
+    else:
+        assert events[-1] == "error" and rec["err_type"] == "net" and rec["reason"] == "upstream_reset"
+    assert ex.downstream["events"] == body.decode()
+
+
+def test_body_and_error_conversion():
+    ex = exchange()
+    rec = ex.rec
+    ok = json.dumps({"id": "c1", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                              "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_converted_body(ex, Fake(200, [ok]), OPENAI_PROVIDER, [], down, "m")
+        return down.response
+
+    status, body = _serve(handler)
+    assert status == 200 and json.loads(body)["content"][0]["text"] == "hi" and rec["in_tokens"] == 3
+
+    async def failing(request):
+        down = AiohttpDownstream(request)
+        await relay_converted_body(exchange(), Fake(429, [b'{"error":{"message":"slow down"}}']),
+                                   OPENAI_PROVIDER, [], down, "m")
+        return down.response
+
+    status, body = _serve(failing)
+    assert status == 429 and json.loads(body)["error"] == {"type": "rate_limit_error", "message": "slow down"}
+
+
+def test_kept_headers():
+    assert kept_headers([("Retry-After", "1"), ("content-type", "x"), ("x-request-id", "r")]) == \
+        [("Retry-After", "1"), ("x-request-id", "r")]

@@ -1,55 +1,12 @@
 import pytest
 
-from proxy.config.catalog import Provider
-from proxy.config.load import load_settings
-from proxy.core.redact import Secret
-from proxy.pipeline.exchange import protocol_of, upstream_body, upstream_url
-from proxy.pipeline.state import ShimState
-
 pytestmark = pytest.mark.quick
-
-
-def _provider(protocol, base="http://up.test/base"):
-    return Provider(name="p", protocol=protocol, base_url=base, api_key=Secret("k" * 10), key_env=None,
-                    header_mode="authorization", source="test")
-
-
-def test_protocol_by_path():
-    assert protocol_of("/v1/chat/completions") == "openai"
-    for path in ("/v1/messages", "/v1/message", "/v1/messages/count_tokens"):
-        assert protocol_of(path) == "anthropic"
-
-
-def test_urls_follow_each_sdk_convention():
-    assert upstream_url(_provider("openai"), "/v1/messages", "beta=true") == \
-        "http://up.test/base/chat/completions"
-    assert upstream_url(_provider("anthropic"), "/v1/messages", "beta=true") == \
-        "http://up.test/base/v1/messages?beta=true"
-
-
-def test_same_protocol_body_is_untouched_unless_a_route_renames_the_model():
-    state = ShimState(load_settings({}), None)
-    payload = {"model": "m", "messages": []}
-    body = b'{"model": "m", "messages": []}'
-    rec = {"rewrites": None}
-    out, out_body = upstream_body(dict(payload), body, "anthropic", _provider("anthropic"), "p", "m", state, rec)
-    assert out_body is body and rec["rewrites"] is None
-    out, out_body = upstream_body(dict(payload), body, "anthropic", _provider("anthropic"), "p", "m2", state, rec)
-    assert out["model"] == "m2" and b'"m2"' in out_body and rec["rewrites"] == ["model"]
-
-
-def test_cross_protocol_body_is_converted():
-    state = ShimState(load_settings({}), None)
-    payload = {"model": "m", "max_tokens": 5, "system": "s", "messages": [{"role": "user", "content": "hi"}]}
-    out, out_body = upstream_body(payload, b"", "anthropic", _provider("openai"), "p", "up-m", state, {})
-    assert out["model"] == "up-m" and out["messages"][0] == {"role": "system", "content": "s"}
-    assert b'"up-m"' in out_body
 
 
 def test_loads_gives_json_results_for_what_orjson_refuses():
     import json
 
-    from proxy.pipeline.exchange import _loads, exact_reading
+    from proxy.core.payload import _loads, exact_reading
     for body in (b'{"model":"m","x":NaN}', b'{"model":"\\ud800"}',
                  b'{"model":"m","a":[1,2.5,"\xc3\xa9"]}'):
         assert repr(_loads(body)) == repr(json.loads(body))
@@ -61,7 +18,7 @@ def test_loads_gives_json_results_for_what_orjson_refuses():
 
 
 def test_loads_refuses_the_nesting_json_refuses():
-    from proxy.pipeline.exchange import _loads
+    from proxy.core.payload import _loads
     with pytest.raises(RecursionError):
         _loads(b'{"model":"m","messages":' + b"[" * 1_000 + b"]" * 1_000 + b"}")
 
@@ -69,8 +26,8 @@ def test_loads_refuses_the_nesting_json_refuses():
 def test_orjson_reading_pads_a_large_body_to_leave_deep_nesting_to_json():
     import json
 
-    from proxy.pipeline import exchange
-    from proxy.pipeline.exchange import (
+    from proxy.core import payload as exchange
+    from proxy.core.payload import (
         _REFUSED,
         ORJSON_MAX_DEPTH,
         _loads,
@@ -99,8 +56,8 @@ def test_the_routing_reading_says_whether_it_is_json_loads_own():
     import json
 
     from proxy.core.sse import exact_loads as _exact_loads
-    from proxy.pipeline import exchange
-    from proxy.pipeline.exchange import _read_json
+    from proxy.core import payload as exchange
+    from proxy.core.payload import _read_json
     odd = (b'{"model":"m","n":123456789012345678901234567890,"x":NaN,"d":1,"d":2}',
            b'\xef\xbb\xbf{"model":"m"}', b'{"model":"m","s":"\\ud800"}',
            b'{"model":"m","n":' + b"[" * 300 + b"]" * 300 + b"}")
@@ -129,7 +86,7 @@ def _json_route(body: bytes):
 
 
 def test_the_route_only_reading_never_accepts_what_json_refuses():
-    from proxy.pipeline.exchange import route_fields
+    from proxy.core.payload import route_fields
     odd = [b'{"model":"m","x":NaN}', b'\xef\xbb\xbf{"model":"m"}', b'{"model":"m","s":"\\ud800"}',
            b'{"model":"m","s":"\xff"}', b'{"model":"m","s":"\xed\xa0\x80"}',
            '{"model":"é","s":"ß"}'.encode(), '{"model":"m"}'.encode("utf-16"),
@@ -146,7 +103,7 @@ def test_the_route_only_reading_never_accepts_what_json_refuses():
 
 
 def test_the_route_only_reading_gives_up_on_nesting_before_json_does():
-    from proxy.pipeline.exchange import _read_json, route_fields
+    from proxy.core.payload import _read_json, route_fields
 
     def accepted(fn, body):
         try:
@@ -168,7 +125,7 @@ def test_the_route_only_reading_agrees_with_json_on_random_bodies(seed):
     import json
     import random
 
-    from proxy.pipeline.exchange import route_fields
+    from proxy.core.payload import route_fields
     rng = random.Random(seed)
     atoms = [None, True, False, 0, -1.5, 10**30, "", "x", "é\u2028", "\\", '"', "\ud83d\ude00"]
 
@@ -197,7 +154,7 @@ def test_is_utf8_piece_by_piece_agrees_with_decoding_whole(monkeypatch, piece):
     """Sequences cut at every piece boundary, invalid and truncated ones, ASCII runs between."""
     import random
 
-    from proxy.pipeline import exchange
+    from proxy.core import payload as exchange
     monkeypatch.setattr(exchange, "UTF8_PIECE", piece)
     rng = random.Random(piece)
     parts = [b"a", b"{}", "é".encode(), "日".encode(), "\U0001f600".encode(), b"\xff", b"\xc3",
