@@ -15,7 +15,6 @@ import threading
 from collections import OrderedDict
 from typing import Iterable
 
-THINKING_TYPES = ("thinking", "redacted_thinking")
 BOOK_SIZE = 50_000  # signatures remembered (LRU); ~100 bytes each
 
 

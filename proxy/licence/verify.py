@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # cryptography (~7 MB resident) is loaded by the functions th
 
 FEATURE_ZAI_OFFLOAD = "zai_offload"
 PACK_FILE = "license.pack"  # <config home>/license.pack
-REASONS = ("missing", "malformed", "unknown_kid", "bad_signature", "expired", "no_zai_offload")
 # Issuer keys shipped with ccp (kid -> base64 raw public key). None yet: a release that runs a real
 # issuer adds its key here; until then trust comes only from CCP_LICENSE_PUBKEY_B64.
 BUILTIN_KEYS: Mapping[str, str] = {}
@@ -75,7 +74,8 @@ def allows(state: LicenceState, feature: str) -> bool:
 
 
 def offload_reason(state: LicenceState) -> str | None:
-    """Why the licence does not allow Z.AI offload (a `REASONS` entry), or None when it does."""
+    """Why the licence does not allow Z.AI offload (missing, malformed, unknown_kid, bad_signature,
+    expired or no_zai_offload), or None when it does."""
     if not state.ok:
         return state.reason
     return None if allows(state, FEATURE_ZAI_OFFLOAD) else "no_zai_offload"
