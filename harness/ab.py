@@ -38,10 +38,11 @@ from harness.gates import GateResult, format_verdicts
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
 from harness.mock_wire import default_deltas, message_json, reply_text, sse_events
-from harness.probes import ProbeResult, attach_records, probe
+from harness.probe_kinds import probe
+from harness.probes import ProbeResult, attach_records
 from harness.shim import ShimProcess, run_env, run_folder
 from proxy.config.load import load_settings
-from proxy.core.parse import ConfigError
+from proxy.core.parse import ConfigError, truthy
 from proxy.core.record import utc_timestamp
 from reports.results_log import append_entry
 from reports.summarize import fmt
@@ -55,7 +56,6 @@ MIN_ROUNDS = 3
 ARMS = ("A", "B")
 ZAI_PREFIX = "/api/anthropic"
 H1_VARS = ("CCP_FORCE_H1", "MITM_FORCE_H1")
-TRUE_VALUES = ("1", "true", "yes", "on")
 # record fields whose values are compared between arms (what the shim says it did)
 RECORD_FIELDS = ("lane", "decision", "h2", "header_mode", "upstream_status", "err_type")
 
@@ -216,7 +216,7 @@ def toggle_effect(toggle: Toggle, seen: Mapping[str, Sequence[Mapping]], tls: bo
     if toggle.name in H1_VARS:
         if not tls:
             return None  # plain-HTTP upstreams speak HTTP/1.1 whatever the toggle says
-        want = {arm: "1.1" if toggle.value(arm).strip().lower() in TRUE_VALUES else "2" for arm in ARMS}
+        want = {arm: "1.1" if truthy(toggle.value(arm)) else "2" for arm in ARMS}
         got = {arm: sorted({c["http_version"] for c in seen[arm]}) for arm in ARMS}
     elif toggle.name == "ZAI_HEADER_MODE":
         want = {arm: toggle.value(arm).strip().lower() for arm in ARMS}

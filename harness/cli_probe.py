@@ -19,12 +19,11 @@ from pathlib import Path
 from harness.probes import (
     ANTHROPIC_VERSION,
     DEFAULT_TIMEOUT,
-    HttpsProxy,
     ProbeResult,
     message_body,
     text_of_body,
 )
-from harness.shim import PROJECT_ROOT, clean_env
+from harness.shim import PROJECT_ROOT, HttpsProxy, clean_env
 from proxy.core.jsonl import record_of
 
 CLAUDE_VERSION = "2.1.331"  # the pinned CLI that `make claude` installs into .tools/claude

@@ -14,11 +14,12 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import anthropic
 import httpx
 
+from harness.shim import HttpsProxy
 from proxy.core.sse import events_of
 
 RID_HEADER = "x-ccp-request-id"
@@ -86,13 +87,6 @@ def text_from_message(obj: object) -> str:
         return ""
     return "".join(b.get("text", "") for b in obj.get("content") or []
                    if isinstance(b, dict) and b.get("type") == "text")
-
-
-class HttpsProxy(NamedTuple):
-    """HTTPS_PROXY mode (`ccp mitm`): the proxy's URL and the CA certificate it signs with."""
-
-    url: str
-    ca_cert: str
 
 
 def httpx_client(timeout: float, via: HttpsProxy | None = None) -> httpx.Client:
@@ -187,21 +181,6 @@ def _sdk_call(client: anthropic.Anthropic, result: ProbeResult, model: str, mess
         result.status = raw.http_response.status_code
         result.take_headers(dict(raw.headers))
         result.text = text_from_message(raw.parse().model_dump())
-
-
-def _probes() -> dict:
-    from harness.cli_probe import cli_probe, curl_probe
-    return {"http": http_probe, "sdk": sdk_probe, "curl": curl_probe, "cli": cli_probe}
-
-
-def probe(kind: str, base_url: str, model: str, prompt: str = "Say hi", **kw) -> ProbeResult:
-    """Run one probe of `kind` ("http", "sdk", "curl" or "cli")."""
-    probes = _probes()
-    try:
-        fn = probes[kind]
-    except KeyError:
-        raise ValueError(f"unknown probe kind {kind!r}; expected one of {sorted(probes)}") from None
-    return fn(base_url, model, prompt, **kw)
 
 
 def fan_out(fn: Callable[[], ProbeResult], n: int, parallel: bool = True) -> list[ProbeResult]:

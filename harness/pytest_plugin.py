@@ -20,8 +20,8 @@ import pytest
 
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
-from harness.probes import HttpsProxy
-from harness.shim import _STRIPPED, _STRIPPED_PREFIXES, ShimProcess, front_process
+from harness.shim import _STRIPPED, _STRIPPED_PREFIXES, HttpsProxy, ShimProcess, front_process
+from proxy.core.parse import truthy
 
 
 @pytest.fixture(autouse=True)
@@ -139,7 +139,7 @@ def make_front(tmp_path, tls_mocks, _tls_mock_pair):
 
 def pytest_collection_modifyitems(config, items):
     """`real_api` scenarios need real keys and are skipped unless ALLOW_REAL_API=1."""
-    if os.environ.get("ALLOW_REAL_API", "").strip().lower() in ("1", "true", "yes", "on"):
+    if truthy(os.environ.get("ALLOW_REAL_API")):
         return
     skip = pytest.mark.skip(reason="real_api: set ALLOW_REAL_API=1 (and real keys) to run")
     for item in items:

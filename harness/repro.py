@@ -36,9 +36,10 @@ from harness.gates import (
 from harness.hygiene import check_anthropic_calls, check_zai_calls
 from harness.keys import lane_env, test_keys
 from harness.mock_upstream import MockUpstream
-from harness.probes import HttpsProxy, ProbeResult, attach_records, probe
+from harness.probe_kinds import probe
+from harness.probes import ProbeResult, attach_records
 from harness.progress import progress_bar
-from harness.shim import FRONTS, front_process, run_env, run_folder
+from harness.shim import FRONTS, HttpsProxy, front_process, run_env, run_folder
 from proxy.cli.providers import providers_view
 from proxy.config.load import load_settings
 from proxy.core.parse import ConfigError

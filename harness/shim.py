@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import httpx
 
@@ -211,6 +211,13 @@ class ShimProcess:
         self.stop()
 
 
+class HttpsProxy(NamedTuple):
+    """HTTPS_PROXY mode (`ccp mitm`): the proxy's URL and the CA certificate it signs with."""
+
+    url: str
+    ca_cert: str
+
+
 class MitmProcess(ShimProcess):
     """A running `ccp mitm` (HTTPS_PROXY mode): `url` is the proxy to set as HTTPS_PROXY, `ca_cert`
     the mitmproxy CA a client trusts, `admin_url` serves /healthz and /metrics."""
@@ -243,7 +250,6 @@ class MitmProcess(ShimProcess):
 
     @property
     def via(self):
-        from harness.probes import HttpsProxy
         return HttpsProxy(self.url, self.ca_cert)
 
 

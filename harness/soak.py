@@ -45,10 +45,11 @@ from harness.gates import GateResult, format_verdicts, no_secret_in_files, run_g
 from harness.keys import lane_env, test_keys
 from harness.mock_faults import parse_fault
 from harness.mock_upstream import MockUpstream
-from harness.probes import ProbeResult, attach_records, probe
+from harness.probe_kinds import probe
+from harness.probes import ProbeResult, attach_records
 from harness.shim import ShimProcess, run_env, run_folder, wait_until
 from proxy.config.load import load_settings
-from proxy.core.parse import ConfigError
+from proxy.core.parse import ConfigError, truthy
 from proxy.core.record import utc_timestamp
 from reports.results_log import append_entry
 from reports.summarize import fmt, summarize, write_metrics
@@ -287,7 +288,7 @@ def _env_float(name: str, default: float) -> float:
 
 
 def _env_bool(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    return truthy(os.environ.get(name))
 
 
 @contextmanager

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from harness.bench.loadgen import LoadSpec
 from harness.bench.stats import ratio, verdict
+
+if TYPE_CHECKING:
+    from harness.bench.targets import Target
 
 HOLD_STREAMS = 1000
 
@@ -142,3 +147,15 @@ def ablation(combined: dict) -> list[dict]:
                          "saved_us": None if saved is None else saved * 1000.0,
                          "saved_floors": ratio(saved, floor)})
     return rows if len(variants) > 1 else []
+
+
+HEADERS = {"content-type": "application/json", "x-api-key": "bench-client-key",
+           "anthropic-version": "2023-06-01"}
+
+
+def spec_for(target: "Target", sc: Scenario, body_kb: int) -> LoadSpec:
+    """The load one scenario puts on one target."""
+    body = request_body(target.model(sc.convert), sc.stream, body_kb)
+    return LoadSpec(url=target.url + "/v1/messages", body=body, headers=HEADERS,
+                    concurrency=sc.concurrency, stream=sc.stream, total=sc.total,
+                    duration=sc.duration, cap=sc.cap)

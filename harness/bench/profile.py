@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness.bench import matrix
 from harness.bench.loadgen import run_load
+from harness.bench.matrix import spec_for
 from harness.bench.procs import run_fast
 
 SECONDS = 4
@@ -68,7 +69,6 @@ def profile_ccp(target, mock, checks: list[dict], body_kb: int, workdir: Path) -
         if spy is None:
             out[sc.name] = {"describe": "py-spy is not installed", "top": []}
             continue
-        from harness.bench.run import spec_for
         sc = matrix.Scenario(sc.name, sc.concurrency, sc.stream, sc.convert, sc.deltas,
                              duration=SECONDS + 1.0, cap=SECONDS + 20)
         mock.configure(sc.deltas)

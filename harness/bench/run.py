@@ -22,14 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.bench import matrix, report, stats
-from harness.bench.loadgen import LoadSpec, run_load
+from harness.bench.loadgen import run_load
+from harness.bench.matrix import spec_for
 from harness.bench.procs import run_fast
 from harness.bench.targets import Ccp, Direct, FastMock, Floor, Target
 from proxy.config.load import load_settings
 
 DEFAULT_TARGETS = ("direct", "floor", "ccp", "ccp-aiohttp", "litellm", "ccr")
-HEADERS = {"content-type": "application/json", "x-api-key": "bench-client-key",
-           "anthropic-version": "2023-06-01"}
 
 
 ABLATION_TARGETS = ("ccp-without-store", "ccp-without-log", "ccp-without-validate", "ccp-bare")
@@ -47,13 +46,6 @@ def make_target(name: str) -> Target:
     if name == "ccp-aiohttp":  # the same shim on its HTTP/1.1 aiohttp upstream client
         return Ccp(name, {"CCP_UPSTREAM_CLIENT": "aiohttp"})
     return {"direct": Direct, "floor": Floor, "ccp": Ccp}[name]()
-
-
-def spec_for(target: Target, sc: matrix.Scenario, body_kb: int) -> LoadSpec:
-    body = matrix.request_body(target.model(sc.convert), sc.stream, body_kb)
-    return LoadSpec(url=target.url + "/v1/messages", body=body, headers=HEADERS,
-                    concurrency=sc.concurrency, stream=sc.stream, total=sc.total,
-                    duration=sc.duration, cap=sc.cap)
 
 
 def smoke(target: Target, mock: FastMock, body_kb: int) -> dict[str, str]:
@@ -76,10 +68,11 @@ def smoke(target: Target, mock: FastMock, body_kb: int) -> dict[str, str]:
 def machine() -> str:
     model = "?"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30

@@ -49,17 +49,3 @@ class Runtime(Protocol):
 
     def create(self, env: Mapping[str, str], image: str | None = None,
                name: str | None = None, timeout: float = 300.0) -> Sandbox: ...
-
-
-def get_runtime(name: str, **options) -> Runtime:
-    """The runtime called `name` (local, opensandbox, docker); ValueError for anything else."""
-    if name == "local":
-        from harness.sandbox.local import LocalRuntime
-        return LocalRuntime(**options)
-    if name == "opensandbox":
-        from harness.sandbox.opensandbox_runtime import OpenSandboxRuntime
-        return OpenSandboxRuntime(**options)
-    if name == "docker":
-        from harness.sandbox.docker_runtime import DockerRuntime
-        return DockerRuntime(**options)
-    raise ValueError(f"unknown sandbox runtime {name!r}: expected local, opensandbox or docker")

@@ -18,11 +18,11 @@ from pathlib import Path
 from harness.keys import test_keys
 from harness.mock_upstream import MockUpstream
 from harness.sandbox.e2e import ROUTES_FILE, run_task
-from harness.sandbox.runtime import get_runtime
+from harness.sandbox.runtimes import get_runtime
 from harness.sandbox.task import load_task
 from harness.shim import PROJECT_ROOT, run_env, run_folder
 from proxy.config.load import load_settings
-from proxy.core.parse import ConfigError
+from proxy.core.parse import ConfigError, truthy
 
 DEFAULT_TASK = PROJECT_ROOT / "tasks" / "claude_proxy_demo.yaml"
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"UsageError: {exc}", file=sys.stderr)
         return 2
-    real = os.environ.get("ALLOW_REAL_API", "").strip().lower() in ("1", "true", "yes", "on")
+    real = truthy(os.environ.get("ALLOW_REAL_API"))
     mock = None if real else MockUpstream("glm").start()
     try:
         env = run_env() if real else mock_env(mock)

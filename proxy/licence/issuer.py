@@ -43,14 +43,13 @@ import yaml
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from proxy.core import parse
 from proxy.licence.verify import make_pack, private_key_from_seed, public_key_b64
 
 log = logging.getLogger("ccp.issuer")
 DEFAULT_KID = "ccp-issuer"
 DEVICE_TTL = 600.0
 DEFAULT_INTERVAL = 2
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
-_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels or look-alikes
 
 
@@ -71,11 +70,14 @@ class IssueError(Exception):
 
 
 def parse_duration(raw: object) -> int:
-    """Seconds from 1209600, "14d", "12h", "90m" or "45s"."""
-    m = _DURATION_RE.match(str(raw))
-    if not m or int(m.group(1)) <= 0:
+    """Whole seconds from 1209600, "14d", "12h", "90m" or "45s" (proxy.core.parse's durations)."""
+    try:
+        seconds = int(parse.parse_duration("duration", raw))
+    except parse.ConfigError:
+        seconds = 0
+    if seconds < 1:
         raise ValueError(f"duration {raw!r}: expected e.g. 14d, 12h or seconds")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    return seconds
 
 
 def parse_invites(doc: object) -> dict[str, Invite]:

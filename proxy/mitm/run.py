@@ -64,9 +64,9 @@ def upstream_trust(settings: Settings, confdir: str | os.PathLike) -> str | None
     never replacing them, as in the shim), or None for mitmproxy's default (certifi)."""
     if not settings.ca_bundle:
         return None
-    import certifi
+    from proxy.upstream.tls import ca_files  # the shim's own trust, as one file for mitmproxy
     out = Path(confdir) / UPSTREAM_CAS
-    out.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + Path(settings.ca_bundle).read_bytes())
+    out.write_bytes(b"\n".join(Path(f).read_bytes() for f in ca_files(settings)))
     return str(out)
 
 
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
                         "announced)" % DEFAULT_PORT)
     p.add_argument("--port-file", help="also write the bound port to this file")
     p.add_argument("--admin-port", type=int, default=0,
-                   help="/healthz and /metrics (default 0: the OS chooses, announced)")
+                   help="the pipeline and the shim's endpoints: /v1/messages, /healthz, /metrics, the usage and control APIs (default 0: the OS chooses, announced)")
     p.add_argument("--confdir", default=None, help="mitmproxy's CA folder (CCP_MITM_CONFDIR)")
     args = p.parse_args(argv)
     from proxy.config.profiles import bind_problem

@@ -11,8 +11,15 @@ from __future__ import annotations
 import asyncio
 
 from proxy.core.errors import UpstreamError
-from proxy.core.record import (ErrType, Reason, UsageRecord, err_type_of_sse_error, fail,
-                               set_tokens, sse_error_reason)
+from proxy.core.record import (
+    ErrType,
+    Reason,
+    UsageRecord,
+    err_type_of_sse_error,
+    fail,
+    set_tokens,
+    sse_error_reason,
+)
 from proxy.core.sse import SseMeter
 from proxy.pipeline.context import Exchange
 from proxy.upstream.base import StreamIdle

@@ -26,6 +26,7 @@ from proxy.core.thinking import might_carry_thinking, strip_foreign_thinking
 from proxy.pipeline.context import Exchange, Inbound
 from proxy.pipeline.sessions import Session, request_tokens
 from proxy.pipeline.state import ShimState
+from proxy.sinks.quotas import apply_quota
 from proxy.upstream.base import UpstreamRequest
 
 log = logging.getLogger("ccp.shim")
@@ -72,7 +73,6 @@ def route(state: ShimState, model: str, protocol_in: str, rec: UsageRecord,
     `settings` are the ones the request read (`state.settings`, which carries the runtime
     controls: paused, header mode, override, catalog); a control changed meanwhile applies from
     the next request."""
-    from proxy.sinks.quotas import apply_quota
     settings = state.settings if settings is None else settings
     decision = _decided(state, settings, model, protocol_in)
     # row 4b: an exhausted zai budget reroutes (pure; the book is fed by finished records)

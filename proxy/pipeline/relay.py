@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+from proxy.core.convert.requests import json_bytes
 from proxy.core.errors import UpstreamError
 from proxy.core.headers import client_response_headers
 from proxy.core.record import ErrType, Reason, set_tokens
@@ -151,7 +152,7 @@ async def relay_converted_body(ex: Exchange, resp: UpstreamResponse, conv: Conve
     if resp.status >= 300 and converted is None:
         status, obj = conv.error(resp.status, data)
         ex.downstream = obj
-        body = _json_bytes(obj)
+        body = json_bytes(obj)
         rec["bytes_out"] = len(body)
         down.whole(status, body, headers, JSON)
         return
@@ -167,7 +168,7 @@ async def relay_converted_body(ex: Exchange, resp: UpstreamResponse, conv: Conve
     ex.downstream = converted
     as_sse = conv.as_stream(rec["op"] == "stream")
     if as_sse is None:
-        body = _json_bytes(converted)
+        body = json_bytes(converted)
         down.whole(200, body, headers, JSON)
     else:  # a JSON answer to a streaming request: the stream that would have carried it
         body = as_sse(converted)
@@ -177,11 +178,6 @@ async def relay_converted_body(ex: Exchange, resp: UpstreamResponse, conv: Conve
         rec["reason"] = rec["reason"] or Reason.STREAMING
         down.whole(200, body, headers, EVENT_STREAM)
     rec["bytes_out"] = len(body)
-
-
-def _json_bytes(obj: object) -> bytes:
-    from proxy.core.convert.requests import json_bytes
-    return json_bytes(obj)
 
 
 async def relay_converted_stream(ex: Exchange, resp: UpstreamResponse, conv: Conversion,

@@ -21,12 +21,14 @@ from proxy.core.errors import InternalError, ShimError
 from proxy.core.record import ErrType, Op, Reason, new_record
 from proxy.core.routing import Decision
 from proxy.core.sse import exact_loads
+from proxy.core.thinking import might_carry_thinking, signatures_in_message
 from proxy.pipeline import prepare
 from proxy.pipeline.context import Downstream, Exchange, Inbound
 from proxy.pipeline.finish import finish, write_query
 from proxy.pipeline.relay import relay
 from proxy.pipeline.send import send
 from proxy.pipeline.state import LANE_HEADER, RID_HEADER, ShimState
+from proxy.sinks.trajectory import parse_json_or_text
 
 log = logging.getLogger("ccp.shim")
 
@@ -118,8 +120,6 @@ async def _exchange(ex: Exchange, inbound: Inbound, down: Downstream) -> None:
 
 def _learn_signatures(ex: Exchange, decision: Decision, status: int) -> None:
     """The thinking signatures a passthrough answer carried, for the cross-lane hygiene."""
-    from proxy.core.thinking import might_carry_thinking, signatures_in_message
-    from proxy.sinks.trajectory import parse_json_or_text
     if ex.protocol_in.name != ex.upstream_protocol:
         return
     if ex.signatures:

@@ -25,10 +25,11 @@ import logging
 
 from aiohttp import web
 
-from proxy.core.errors import BadRequest, ShimError, error_body
+from proxy.core.errors import BadRequest
 from proxy.pipeline import controls as rc
 from proxy.pipeline.state import RID_HEADER, ShimState
 from proxy.server.auth import SETTINGS, require_admin
+from proxy.server.errors import use_error_mapper
 
 log = logging.getLogger("ccp.control")
 
@@ -45,11 +46,6 @@ def who(request: web.Request) -> str:
     actor = actor.strip()[:_ACTOR_MAX]
     where = f"{request.method} {request.path}"
     return f"{where} ({actor})" if actor else where
-
-
-def _error(state: ShimState, exc: ShimError) -> web.Response:
-    return web.Response(status=exc.status, body=error_body(exc.error_type, exc.message),
-                        content_type="application/json", headers={RID_HEADER: state.new_rid()})
 
 
 def _json(state: ShimState, data: object) -> web.Response:
@@ -71,45 +67,37 @@ def _answer(state: ShimState, changes: list[rc.Change]) -> dict:
 
 async def get_controls(request: web.Request) -> web.Response:
     state = request.app[ADMIN_STATE]
-    try:
-        require_admin(request)
-    except ShimError as exc:
-        return _error(state, exc)
+    require_admin(request)
     return _json(state, rc.public(state.controls))
 
 
 async def post_controls(request: web.Request) -> web.Response:
     state = request.app[ADMIN_STATE]
+    require_admin(request)
+    data = await _body(request)
     try:
-        require_admin(request)
-        data = await _body(request)
-        try:
-            updates = rc.parse_updates(data, state.controls.catalog)
-        except ValueError as exc:
-            raise BadRequest(f"nothing changed: {exc}") from None
-    except ShimError as exc:
-        return _error(state, exc)
+        updates = rc.parse_updates(data, state.controls.catalog)
+    except ValueError as exc:
+        raise BadRequest(f"nothing changed: {exc}") from None
     changes = state.change_controls(updates, who(request), request.path)
     return _json(state, _answer(state, changes))
 
 
 async def reload_providers(request: web.Request) -> web.Response:
     state = request.app[ADMIN_STATE]
+    require_admin(request)
     try:
-        require_admin(request)
-        try:
-            fresh = await asyncio.to_thread(state.load_settings)
-            change = state.reload_providers(fresh, who(request), request.path)
-        except ValueError as exc:  # ConfigError names the file, the key and the value
-            log.warning("providers not reloaded: %s", exc)
-            raise BadRequest(f"providers not reloaded, the old catalog stays: {exc}") from None
-    except ShimError as exc:
-        return _error(state, exc)
+        fresh = await asyncio.to_thread(state.load_settings)
+        change = state.reload_providers(fresh, who(request), request.path)
+    except ValueError as exc:  # ConfigError names the file, the key and the value
+        log.warning("providers not reloaded: %s", exc)
+        raise BadRequest(f"providers not reloaded, the old catalog stays: {exc}") from None
     return _json(state, {"reloaded": True, **_answer(state, [change])})
 
 
 def add_admin_routes(app: web.Application, state: ShimState) -> None:
     """Mount the runtime-control endpoints (before the catch-all 404 route)."""
+    use_error_mapper(app)
     app[ADMIN_STATE] = state
     if SETTINGS not in app:  # the admin-token check reads it (proxy.server.session_api mounts it too)
         app[SETTINGS] = state.base_settings

@@ -210,7 +210,7 @@ def create_app(settings: Settings, upstream: Upstream | None = None,
     """The shim as an aiohttp application; `upstream` replaces the real client in tests; `mode`
     "mitm" when `ccp mitm` sends its model flows here (proxy.mitm)."""
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[error_middleware])
+                          middlewares=[error_middleware])  # (the one mapper: proxy.server.errors)
     app[STATE] = ShimState(settings, upstream)
     app[MODE] = mode
     app.cleanup_ctx.append(_resources)

@@ -37,7 +37,14 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ShimError as exc:
-        rid = request.get(RID) or request.app[STATE].new_rid()
+        state = request.app.get(STATE)
+        rid = request.get(RID) or (state.new_rid() if state is not None else "-")
         log.warning("[%s] %s %s -> %d %s: %s", rid, request.method, request.path, exc.status,
                     exc.err_type, exc.message)
         return error_response(exc, rid, protocols.for_path(request.path).name, request.get(LANE))
+
+
+def use_error_mapper(app: web.Application) -> None:
+    """Have `app` answer raised ShimErrors through the mapper (once, whoever adds routes first)."""
+    if error_middleware not in app.middlewares:
+        app.middlewares.append(error_middleware)

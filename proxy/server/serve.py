@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.web_protocol import RequestPayloadError
 
-from proxy.config.settings import Settings
 from proxy.config.policy import load_for
+from proxy.config.settings import Settings
 from proxy.licence.verify import log_line
 from proxy.server.app import create_app
 

@@ -11,58 +11,46 @@ import json
 from aiohttp import web
 
 from proxy.config.settings import Settings
-from proxy.core.errors import BadRequest, NotFound, ShimError, Unauthorized, error_body
+from proxy.core.errors import BadRequest, NotFound
 from proxy.pipeline.sessions import SessionError, SessionRegistry
 
 SESSIONS = web.AppKey("sessions", SessionRegistry)
 from proxy.server.auth import ADMIN_HEADER, SETTINGS, require_admin  # noqa: F401 - ADMIN_HEADER: the sessions' header too
-
-
-def _error(exc: ShimError) -> web.Response:
-    return web.Response(status=exc.status, body=error_body(exc.error_type, exc.message),
-                        content_type="application/json")
+from proxy.server.errors import use_error_mapper
 
 
 async def create_session(request: web.Request) -> web.Response:
+    require_admin(request)
     try:
-        require_admin(request)
-        try:
-            data = json.loads(await request.read())
-        except ValueError as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise BadRequest("body must be a JSON object")
-        try:
-            session = request.app[SESSIONS].register(
-                data.get("session_token"), data.get("sandbox_id"), data.get("task_name"))
-        except SessionError as exc:
-            raise BadRequest(str(exc)) from exc
-    except ShimError as exc:
-        return _error(exc)
+        data = json.loads(await request.read())
+    except ValueError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    try:
+        session = request.app[SESSIONS].register(
+            data.get("session_token"), data.get("sandbox_id"), data.get("task_name"))
+    except SessionError as exc:
+        raise BadRequest(str(exc)) from exc
     return web.json_response({**session.public(), "trajectory_dir": f"trajectory/{session.id}"},
                              status=201)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    try:
-        require_admin(request)
-    except ShimError as exc:
-        return _error(exc)
+    require_admin(request)
     return web.json_response({"sessions": [s.public() for s in request.app[SESSIONS].list()]})
 
 
 async def end_session(request: web.Request) -> web.Response:
-    try:
-        require_admin(request)
-        session = request.app[SESSIONS].end(request.match_info["session_id"])
-        if session is None:
-            raise NotFound(f"no session {request.match_info['session_id']!r}")
-    except ShimError as exc:
-        return _error(exc)
+    require_admin(request)
+    session = request.app[SESSIONS].end(request.match_info["session_id"])
+    if session is None:
+        raise NotFound(f"no session {request.match_info['session_id']!r}")
     return web.json_response({**session.public(), "ended": True})
 
 
 def add_routes(app: web.Application, registry: SessionRegistry, settings: Settings) -> None:
+    use_error_mapper(app)
     app[SESSIONS] = registry
     app[SETTINGS] = settings
     app.router.add_post("/v1/sessions", create_session)

@@ -22,7 +22,6 @@ import contextlib
 import itertools
 import json
 import logging
-import re
 import time
 import weakref
 from datetime import datetime
@@ -30,17 +29,17 @@ from datetime import datetime
 from aiohttp import web
 
 from proxy.config.quotas import QuotaConfig, QuotaError, book_span, load_quotas
-from proxy.core.errors import BadRequest, NotFound, ShimError, error_body
+from proxy.core.errors import BadRequest, NotFound, ShimError
+from proxy.core.parse import ConfigError, parse_duration
 from proxy.core.record import new_record, utc_timestamp
 from proxy.pipeline.state import RID_HEADER, ShimState
 from proxy.server.auth import require_admin
+from proxy.server.errors import use_error_mapper
 from proxy.sinks.store import rollup_loop
 from proxy.sinks.usage_summary import usage_summary, windows_for
 
 log = logging.getLogger("ccp.usage")
 USAGE_STATE = web.AppKey("usage_state", ShimState)
-_AGO_RE = re.compile(r"^-(\d+(?:\.\d+)?)([smhdw])$")
-_AGO_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _sim_ids = itertools.count(1)
 FLUSH_SECONDS = 5.0  # a rebuild waits this long for the records already queued to reach the store
 # one rebuild at a time per shim: two reloads in a row end with the later file
@@ -106,9 +105,12 @@ def parse_since(raw: str | None, now: float) -> float | None:
     if raw is None or not raw.strip():
         return None
     raw = raw.strip()
-    m = _AGO_RE.match(raw)
-    if m:
-        return now - float(m.group(1)) * _AGO_UNITS[m.group(2)]
+    if raw.startswith("-"):  # a span before now, in the one duration syntax (proxy.core.parse)
+        try:
+            return now - parse_duration("since", raw[1:])
+        except ConfigError:
+            raise BadRequest(f"since={raw!r}: expected epoch seconds, an ISO time or "
+                             "-1h/-30m/-7d") from None
     try:
         return float(raw)
     except ValueError:
@@ -117,11 +119,6 @@ def parse_since(raw: str | None, now: float) -> float | None:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise BadRequest(f"since={raw!r}: expected epoch seconds, an ISO time or -1h/-30m/-7d") from None
-
-
-def _error(state: ShimState, exc: ShimError) -> web.Response:
-    return web.Response(status=exc.status, body=error_body(exc.error_type, exc.message),
-                        content_type="application/json", headers={RID_HEADER: state.new_rid()})
 
 
 def _json(state: ShimState, data: object, status: int = 200) -> web.Response:
@@ -178,18 +175,15 @@ async def get_quotas(request: web.Request) -> web.Response:
 
 async def reload_quotas(request: web.Request) -> web.Response:
     state = request.app[USAGE_STATE]
+    require_admin(request)
+    data = await _body(request)
+    path = data.get("file") or state.quotas.config.source or state.settings.quotas_file
+    if not path or not isinstance(path, str):
+        raise BadRequest("no quotas file: set CCP_QUOTAS_FILE or send {\"file\": PATH}")
     try:
-        require_admin(request)
-        data = await _body(request)
-        path = data.get("file") or state.quotas.config.source or state.settings.quotas_file
-        if not path or not isinstance(path, str):
-            raise BadRequest("no quotas file: set CCP_QUOTAS_FILE or send {\"file\": PATH}")
-        try:
-            config = await asyncio.to_thread(load_quotas, path, state.settings.catalog.providers)
-        except QuotaError as exc:
-            raise BadRequest(f"quotas not reloaded, the old config stays: {exc}") from exc
-    except ShimError as exc:
-        return _error(state, exc)
+        config = await asyncio.to_thread(load_quotas, path, state.settings.catalog.providers)
+    except QuotaError as exc:
+        raise BadRequest(f"quotas not reloaded, the old config stays: {exc}") from exc
     counted = await restore_quotas(state, config)
     log.info("quotas reloaded from %s (%d quota(s))", path, len(config.quotas))
     return _json(state, {"reloaded": True, **config.public(), "restored_records": counted})
@@ -213,10 +207,10 @@ async def get_samples(request: web.Request) -> web.Response:
             raise BadRequest(f"limit={q.get('limit')!r}: expected a whole number") from None
         await asyncio.to_thread(store.flush, 2.0)  # read what this shim already answered
         rows = await asyncio.to_thread(store.samples, since, q.get("model") or None, limit)
-    except ShimError as exc:
-        return _error(state, exc)
+    except ShimError:
+        raise
     except Exception as exc:  # noqa: BLE001 - e.g. a degraded store: say so, no traceback
-        return _error(state, ShimError(f"usage store unavailable: {type(exc).__name__}: {exc}"))
+        raise ShimError(f"usage store unavailable: {type(exc).__name__}: {exc}") from exc
     return _json(state, {"since": since, "count": len(rows), "samples": rows})
 
 
@@ -231,10 +225,10 @@ async def get_rollups(request: web.Request) -> web.Response:
         since = parse_since(q.get("since"), time.time())
         await asyncio.to_thread(store.flush, 2.0)
         rows = await asyncio.to_thread(store.rollups, granularity, since, q.get("model") or None)
-    except ShimError as exc:
-        return _error(state, exc)
+    except ShimError:
+        raise
     except Exception as exc:  # noqa: BLE001
-        return _error(state, ShimError(f"usage store unavailable: {type(exc).__name__}: {exc}"))
+        raise ShimError(f"usage store unavailable: {type(exc).__name__}: {exc}") from exc
     return _json(state, {"granularity": granularity, "since": since, "rollups": rows})
 
 
@@ -245,10 +239,10 @@ async def get_summary(request: web.Request) -> web.Response:
         await asyncio.to_thread(store.flush, 2.0)
         windows = windows_for(state.quotas.config)
         summary = await asyncio.to_thread(store.read, usage_summary, time.time(), windows)
-    except ShimError as exc:
-        return _error(state, exc)
+    except ShimError:
+        raise
     except Exception as exc:  # noqa: BLE001
-        return _error(state, ShimError(f"usage store unavailable: {type(exc).__name__}: {exc}"))
+        raise ShimError(f"usage store unavailable: {type(exc).__name__}: {exc}") from exc
     return _json(state, summary)
 
 
@@ -287,11 +281,8 @@ def sim_record(data: dict, state: ShimState, now: float) -> dict:
 async def sim_usage(request: web.Request) -> web.Response:
     state = request.app[USAGE_STATE]
     now = time.time()
-    try:
-        require_admin(request)
-        rec = sim_record(await _body(request), state, now)
-    except ShimError as exc:
-        return _error(state, exc)
+    require_admin(request)
+    rec = sim_record(await _body(request), state, now)
     state.quotas.account(rec)
     if state.store is not None:
         state.store.write(rec, source="sim")
@@ -303,6 +294,7 @@ async def sim_usage(request: web.Request) -> web.Response:
 
 def add_usage_routes(app: web.Application, state: ShimState) -> None:
     """Mount the usage/quota endpoints (before the catch-all 404 route)."""
+    use_error_mapper(app)
     app[USAGE_STATE] = state
     app.router.add_get("/v1/usage", get_usage)
     app.router.add_get("/v1/quotas", get_quotas)

@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from harness.hygiene import check_anthropic_calls, check_zai_calls
-from harness.probes import probe
+from harness.probe_kinds import probe
 
 pytestmark = [pytest.mark.hygiene, pytest.mark.repro_go]
 

@@ -23,12 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.probes import http_probe
 from harness.shim import PROJECT_ROOT, clean_env
+from proxy.core.parse import truthy
 from proxy.licence import verify as lic
 
 pytestmark = pytest.mark.licence
 
 KID = "smoke"
-USE_LOGIN = os.environ.get("USE_LICENSE_LOGIN", "").strip().lower() in ("1", "true", "yes", "on")
+USE_LOGIN = truthy(os.environ.get("USE_LICENSE_LOGIN"))
 
 
 def _minted_pack(key: Ed25519PrivateKey) -> dict:

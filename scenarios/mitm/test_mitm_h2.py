@@ -3,8 +3,7 @@ unless forced to HTTP/1.1; the record's `h2` says what was negotiated, as in the
 import pytest
 
 from harness.cli_probe import curl_probe
-from harness.probes import HttpsProxy
-from harness.shim import MitmProcess
+from harness.shim import HttpsProxy, MitmProcess
 from harness.tls_mock import TlsMock, anthropic_app
 
 pytestmark = [pytest.mark.repro_mitm, pytest.mark.repro_py]

@@ -5,7 +5,7 @@ the counts; a store that cannot be written degrades to JSONL only, and requests 
 import httpx
 import pytest
 
-from harness.probes import probe
+from harness.probe_kinds import probe
 from harness.shim import wait_until
 
 pytestmark = [pytest.mark.quotas]

@@ -1,7 +1,7 @@
 """Haiku goes to the zai mock, sonnet and opus to the anthropic mock — through raw HTTP and the SDK."""
 import pytest
 
-from harness.probes import probe
+from harness.probe_kinds import probe
 
 pytestmark = [pytest.mark.repro, pytest.mark.repro_go]
 

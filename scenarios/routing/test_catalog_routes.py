@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.probes import probe
+from harness.probe_kinds import probe
 from harness.shim import PROJECT_ROOT, clean_env
 
 pytestmark = [pytest.mark.repro, pytest.mark.repro_go]

@@ -1,7 +1,7 @@
 """OFFLOAD_PAUSED and FORCE_HAIKU_TO_ZAI=0 keep haiku on the anthropic lane, with the right decision."""
 import pytest
 
-from harness.probes import probe
+from harness.probe_kinds import probe
 
 pytestmark = [pytest.mark.repro, pytest.mark.repro_go]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.sandbox.e2e import run_task
-from harness.sandbox.runtime import get_runtime
+from harness.sandbox.runtimes import get_runtime
 from harness.sandbox.smoke import mock_env
 from harness.sandbox.task import Task, load_task
 from harness.shim import PROJECT_ROOT

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from harness.mock_wire import sse_events
-from harness.probes import ProbeResult, probe, text_from_message, text_from_sse
+from harness.probes import ProbeResult, text_from_message, text_from_sse
 
 pytestmark = pytest.mark.quick
 
@@ -26,8 +26,3 @@ def test_result_ok_and_row():
     assert res.ok and len(res.row()["text"]) == 60 and res.row()["op"] == "stream"
     assert not ProbeResult("http", "m", False, status=200, error="boom").ok
     assert not ProbeResult("http", "m", False, status=529).ok
-
-
-def test_unknown_kind():
-    with pytest.raises(ValueError, match="unknown probe kind"):
-        probe("carrier-pigeon", "http://127.0.0.1:9", "m")

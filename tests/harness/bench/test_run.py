@@ -11,9 +11,9 @@ import pytest
 from harness.bench import matrix
 from harness.bench.ablate import FEATURES
 from harness.bench.external import CCR, LiteLLM
+from harness.bench.matrix import HEADERS, spec_for
 from harness.bench.run import (
     DEFAULT_TARGETS,
-    HEADERS,
     assemble,
     describe,
     machine,
@@ -21,7 +21,6 @@ from harness.bench.run import (
     measure,
     parse_args,
     smoke,
-    spec_for,
 )
 from harness.bench.targets import CONVERT_MODEL, PASSTHROUGH_MODEL, Ccp, Direct, FastMock, Floor
 
@@ -100,13 +99,7 @@ def test_fewer_than_one_round_is_a_usage_error(capsys):
     assert exc.value.code == 2 and "--rounds must be at least 1" in capsys.readouterr().err
 
 
-# machine() reads /proc/cpuinfo with a bare open() it never closes; the suite's filterwarnings=error
-# makes the ResourceWarning a failure, so the tests that call it ignore it until it is fixed (below).
-LEAKS_CPUINFO = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
 @quick
-@LEAKS_CPUINFO
 def test_the_machine_line_names_cores_memory_and_system():
     line = machine()
     assert f", {os.cpu_count()} cores, " in line and " GB RAM, " in line
@@ -114,7 +107,6 @@ def test_the_machine_line_names_cores_memory_and_system():
 
 
 @quick
-@pytest.mark.xfail(strict=True, reason="harness.bench.run.machine() leaves /proc/cpuinfo open")
 def test_the_machine_line_leaves_no_file_open():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
@@ -130,7 +122,6 @@ def _row(p50, cpu=None, rss=None, errors=0):
 
 
 @quick
-@LEAKS_CPUINFO
 def test_the_result_pairs_every_target_with_direct_round_by_round():
     direct, ccp = Direct(), Ccp()
     ccp.version = "9.9"

@@ -6,7 +6,8 @@ import uuid
 import pytest
 
 from harness.sandbox.docker_runtime import DockerRuntime, file_from_tar, timeout_argv
-from harness.sandbox.runtime import ArtifactReadError, SandboxCreateError, get_runtime
+from harness.sandbox.runtime import ArtifactReadError, SandboxCreateError
+from harness.sandbox.runtimes import get_runtime
 
 
 def _engine_reachable() -> bool:

@@ -1,7 +1,8 @@
 import pytest
 
 from harness.sandbox.local import LocalRuntime, map_tmp
-from harness.sandbox.runtime import ArtifactReadError, SandboxCreateError, get_runtime
+from harness.sandbox.runtime import ArtifactReadError, SandboxCreateError
+from harness.sandbox.runtimes import get_runtime
 
 pytestmark = pytest.mark.quick
 

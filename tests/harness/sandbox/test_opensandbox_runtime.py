@@ -17,8 +17,8 @@ from harness.sandbox.runtime import (
     CommandResult,
     SandboxCreateError,
     SandboxError,
-    get_runtime,
 )
+from harness.sandbox.runtimes import get_runtime
 
 pytestmark = pytest.mark.sandbox
 

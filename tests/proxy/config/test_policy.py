@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from proxy.config import policy
 from proxy.config.load import load_settings
 from proxy.core.parse import ConfigError
-from proxy.config import policy
 from proxy.licence.verify import public_key_b64, public_key_from_b64, sign_bytes
 
 pytestmark = pytest.mark.quick

@@ -55,9 +55,9 @@ def test_orjson_reading_pads_a_large_body_to_leave_deep_nesting_to_json():
 def test_the_routing_reading_says_whether_it_is_json_loads_own():
     import json
 
-    from proxy.core.sse import exact_loads as _exact_loads
     from proxy.core import payload as exchange
     from proxy.core.payload import _read_json
+    from proxy.core.sse import exact_loads as _exact_loads
     odd = (b'{"model":"m","n":123456789012345678901234567890,"x":NaN,"d":1,"d":2}',
            b'\xef\xbb\xbf{"model":"m"}', b'{"model":"m","s":"\\ud800"}',
            b'{"model":"m","n":' + b"[" * 300 + b"]" * 300 + b"}")

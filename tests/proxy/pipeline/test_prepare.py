@@ -4,8 +4,8 @@ from proxy.config.catalog import Provider
 from proxy.config.load import load_settings
 from proxy.core.redact import Secret
 from proxy.pipeline.prepare import upstream_body, upstream_url
-from proxy.protocols import for_path
 from proxy.pipeline.state import ShimState
+from proxy.protocols import for_path
 
 pytestmark = pytest.mark.quick
 
