@@ -190,3 +190,11 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_type_checking_imports_do_not_count(tmp_path):
     src = ROOT / "proxy" / "core" / "routing.py"
     assert "proxy.config.catalog" not in imports_of(src)
+
+
+def test_the_harness_and_reports_have_no_import_cycles_either():
+    modules = {module_name(p): p for package in ("harness", "reports")
+               for p in (ROOT / package).rglob("*.py")}
+    graph = {name: {m for m in imports_of(path) if m in modules and m != name}
+             for name, path in modules.items()}
+    assert strongly_connected(graph) == []

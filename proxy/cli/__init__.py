@@ -1,2 +1,1 @@
-"""The `ccp` command: verbs over the running shim, the profiles and the logs.
-"""
+"""The `ccp` command: verbs over the running shim, the profiles and the logs."""

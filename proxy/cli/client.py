@@ -1,5 +1,6 @@
 """How a verb finds and calls the running shim: its URL (the profile's port file) and the admin
 credential every admin call carries (CCP_ADMIN_TOKEN)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ written by `ccp serve --port-file`, `ccp-serve.log`): `up`, `down`, `restart`, `
 Errors print as `Type: message`: `AlreadyRunning`, `PortBusy`, `BindError`, `StartFailed`,
 `NotRunning`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 import httpx
 
@@ -48,8 +50,10 @@ def current_port(settings: Settings, files: RunFiles) -> int:
 
 def healthy(port: int, host: str = LOCALHOST) -> bool:
     try:
-        return httpx.get(f"http://{host}:{port}/healthz", timeout=2.0,
-                         trust_env=False).status_code == 200
+        return (
+            httpx.get(f"http://{host}:{port}/healthz", timeout=2.0, trust_env=False).status_code
+            == 200
+        )
     except httpx.HTTPError:
         return False
 
@@ -74,34 +78,47 @@ def _tail(path: Path, lines: int = 15) -> str:
 # ---------------------------------------------------------------- env, banner
 def exports(port: int) -> list[str]:
     """Shell lines that point Claude Code at the shim (no secret is ever printed)."""
-    return [f"export ANTHROPIC_BASE_URL=http://{LOCALHOST}:{port}",
-            "export NO_PROXY=127.0.0.1,localhost",
-            "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"]
+    return [
+        f"export ANTHROPIC_BASE_URL=http://{LOCALHOST}:{port}",
+        "export NO_PROXY=127.0.0.1,localhost",
+        "export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+    ]
 
 
 def routing_summary(settings: Settings) -> str:
     """Where haiku and sonnet really go: pause, override, licence and credentials included."""
     from proxy.server.readiness import describe_destinations
+
     return describe_destinations(settings)
 
 
 def banner(settings: Settings, host: str, port: int, pid: int) -> str:
-    return (f"ccp up: http://{host}:{port} pid {pid} profile {settings.profile} "
-            f"logs {settings.logs_dir} — {routing_summary(settings)}")
+    return (
+        f"ccp up: http://{host}:{port} pid {pid} profile {settings.profile} "
+        f"logs {settings.logs_dir} — {routing_summary(settings)}"
+    )
 
 
 # ---------------------------------------------------------------- up / down / restart / ps / env
-def up(settings: Settings, port: int | None = None, host: str = LOCALHOST,
-       out: TextIO | None = None, err: TextIO | None = None) -> int:
+def up(
+    settings: Settings,
+    port: int | None = None,
+    host: str = LOCALHOST,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """Start `ccp serve` detached, wait until /healthz answers, print the banner and exports."""
     out, err = out or sys.stdout, err or sys.stderr
     files = RunFiles(Path(settings.logs_dir))
     files.logs_dir.mkdir(parents=True, exist_ok=True)
     pid = running_pid(files)
     if pid:
-        print(f"AlreadyRunning: ccp is already running (pid {pid}) on port "
-              f"{read_int(files.port) or '?'} for profile {settings.profile}; "
-              f"`ccp down` or `ccp restart` first", file=err)
+        print(
+            f"AlreadyRunning: ccp is already running (pid {pid}) on port "
+            f"{read_int(files.port) or '?'} for profile {settings.profile}; "
+            f"`ccp down` or `ccp restart` first",
+            file=err,
+        )
         return 1
     files.clear()  # stale files from a shim that died
     port = settings.default_port if port is None else port
@@ -111,9 +128,23 @@ def up(settings: Settings, port: int | None = None, host: str = LOCALHOST,
         return 1
     with open(files.log, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", "--host", host, "--port", str(port),
-             "--port-file", str(files.port)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "proxy",
+                "serve",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--port-file",
+                str(files.port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     files.pid.write_text(f"{proc.pid}\n")
 
     def answering() -> int | None:
@@ -131,8 +162,10 @@ def up(settings: Settings, port: int | None = None, host: str = LOCALHOST,
         _stop_pid(proc.pid)
         proc.wait()
         files.clear()
-        print(f"StartFailed: the shim {problem}; last lines of {files.log}:\n{_tail(files.log)}",
-              file=err)
+        print(
+            f"StartFailed: the shim {problem}; last lines of {files.log}:\n{_tail(files.log)}",
+            file=err,
+        )
         return 1
     proc.returncode = 0  # detached on purpose: it outlives us, so no "still running" warning
     print(banner(settings, host, int(bound), proc.pid), file=out)
@@ -174,10 +207,19 @@ def down(settings: Settings, out: TextIO | None = None) -> int:
 
 def _host_port_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("port_arg", nargs="?", type=int, metavar="PORT",
-                        help="port to bind, as the operators type it (`ccp up 8082`); same as --port")
-    parser.add_argument("--port", type=int, default=None,
-                        help="port to bind (default: the profile's port); 0 lets the OS choose")
+    parser.add_argument(
+        "port_arg",
+        nargs="?",
+        type=int,
+        metavar="PORT",
+        help="port to bind, as the operators type it (`ccp up 8082`); same as --port",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port to bind (default: the profile's port); 0 lets the OS choose",
+    )
     parser.add_argument("--host", default=LOCALHOST, help="address to bind (default %(default)s)")
     return parser
 
@@ -199,13 +241,17 @@ def up_main(argv: list[str]) -> int:
 
 
 def down_main(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="ccp down", description="Stop the background shim.").parse_args(argv)
+    argparse.ArgumentParser(prog="ccp down", description="Stop the background shim.").parse_args(
+        argv
+    )
     return down(load_settings())
 
 
 def restart_main(argv: list[str]) -> int:
-    parser = _host_port_parser("ccp restart", "Stop and start the background shim; keeps the "
-                               "previous port unless a port is given.")
+    parser = _host_port_parser(
+        "ccp restart",
+        "Stop and start the background shim; keeps the previous port unless a port is given.",
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     files = RunFiles(Path(settings.logs_dir))
@@ -217,8 +263,9 @@ def restart_main(argv: list[str]) -> int:
 
 
 def ps_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ccp ps", description="Is the background shim running? "
-                                     "Exit 0 when it is, 1 when not.")
+    parser = argparse.ArgumentParser(
+        prog="ccp ps", description="Is the background shim running? Exit 0 when it is, 1 when not."
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing, exit code only")
     args = parser.parse_args(argv)
     settings = load_settings()
@@ -228,17 +275,22 @@ def ps_main(argv: list[str]) -> int:
     if not args.quiet:
         state = f"running pid {pid}" if pid else "not running"
         if not pid and healthy(port):  # a shim whose run files are elsewhere (another home)
-            state = (f"not running from this home, but a shim answers on port {port} (started "
-                     f"with another CCP_HOME, or its pid file was removed; `ccp down` cannot stop it)")
-        print(f"ccp: {state} port {port} profile {settings.profile} logs {settings.logs_dir}"
-              + (f" url http://{LOCALHOST}:{port}" if pid else "")
-              + f" home {settings.home or '.'} ({settings.home_source or 'default'})")
+            state = (
+                f"not running from this home, but a shim answers on port {port} (started "
+                f"with another CCP_HOME, or its pid file was removed; `ccp down` cannot stop it)"
+            )
+        print(
+            f"ccp: {state} port {port} profile {settings.profile} logs {settings.logs_dir}"
+            + (f" url http://{LOCALHOST}:{port}" if pid else "")
+            + f" home {settings.home or '.'} ({settings.home_source or 'default'})"
+        )
     return 0 if pid else 1
 
 
 def env_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ccp env", description="Exports for the shell: "
-                                     'eval "$(ccp env)".')
+    parser = argparse.ArgumentParser(
+        prog="ccp env", description='Exports for the shell: eval "$(ccp env)".'
+    )
     parser.add_argument("--unset", action="store_true", help="print the line that undoes it")
     args = parser.parse_args(argv)
     if args.unset:
@@ -256,9 +308,10 @@ def env_main(argv: list[str]) -> int:
 CLIENT_CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 NO_CLIENT_CREDENTIAL = (
     "ccp env: claude has no credential in this shell (no ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN or "
-    "CLAUDE_CODE_OAUTH_TOKEN, no login in ~/.claude): it will stop with \"Not logged in\" and send "
+    'CLAUDE_CODE_OAUTH_TOKEN, no login in ~/.claude): it will stop with "Not logged in" and send '
     "nothing. Set ANTHROPIC_API_KEY=<your Anthropic key> (the shim passes it to the anthropic lane "
-    "only; zai gets ZAI_API_KEY), or run `claude` once and /login.")
+    "only; zai gets ZAI_API_KEY), or run `claude` once and /login."
+)
 
 
 def client_credential(env) -> str | None:
@@ -270,7 +323,9 @@ def client_credential(env) -> str | None:
     if (home / ".credentials.json").is_file():
         return str(home / ".credentials.json")
     try:
-        helper = json.loads((home / "settings.json").read_text(encoding="utf-8")).get("apiKeyHelper")
+        helper = json.loads((home / "settings.json").read_text(encoding="utf-8")).get(
+            "apiKeyHelper"
+        )
     except (OSError, ValueError, AttributeError):
         helper = None
     return "apiKeyHelper" if helper else None
@@ -321,10 +376,15 @@ ccp-sonnet() { _ccp probe sonnet "${*:-Say hi}"; }
 
 
 def shell_init_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ccp shell-init", description='Shell functions: '
-                                     'eval "$(ccp shell-init)".')
-    parser.add_argument("--shell", default="bash", choices=("bash", "zsh"),
-                        help="the shell the functions are for (both read the same text)")
+    parser = argparse.ArgumentParser(
+        prog="ccp shell-init", description='Shell functions: eval "$(ccp shell-init)".'
+    )
+    parser.add_argument(
+        "--shell",
+        default="bash",
+        choices=("bash", "zsh"),
+        help="the shell the functions are for (both read the same text)",
+    )
     parser.parse_args(argv)
     ccp = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "proxy"))
     print(SHELL_FUNCTIONS.replace("{ccp}", ccp).replace("{vars}", " ".join(SHELL_VARS)), end="")

@@ -7,6 +7,7 @@ line. When no shim answers that line says so (`NotRunning`, exit 1) and nothing 
 a value the shim refuses or a missing admin token, 1 for anything else that did not apply.
 `ccp model` (proxy.cli.override) uses the same calls.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,14 +36,21 @@ class Reply(NamedTuple):
     problem: str | None = None
 
 
-def ask(settings: Settings, url: str | None, method: str, path: str, body: Any = None,
-        actor: str | None = None) -> Reply:
+def ask(
+    settings: Settings,
+    url: str | None,
+    method: str,
+    path: str,
+    body: Any = None,
+    actor: str | None = None,
+) -> Reply:
     """One admin call to the running shim (its error JSON's message becomes `problem`)."""
     base = shim_url(settings, url)
     headers = {**admin_headers(settings), **({ACTOR_HEADER: actor} if actor else {})}
     try:
-        resp = httpx.request(method, f"{base}{path}", json=body, headers=headers, timeout=TIMEOUT,
-                             trust_env=False)
+        resp = httpx.request(
+            method, f"{base}{path}", json=body, headers=headers, timeout=TIMEOUT, trust_env=False
+        )
     except httpx.HTTPError as exc:
         return Reply(base, None, {}, f"{type(exc).__name__}: {exc}")
     try:
@@ -59,19 +67,26 @@ def ask(settings: Settings, url: str | None, method: str, path: str, body: Any =
 def failed(reply: Reply, settings: Settings, nothing: str, err: TextIO) -> int:
     """Print why `reply` did not apply, as one `Type: message` line; the exit code."""
     if reply.status is None:
-        print(f"NotRunning: no shim answers on {reply.url} (profile {settings.profile}): "
-              f"{nothing}", file=err)
+        print(
+            f"NotRunning: no shim answers on {reply.url} (profile {settings.profile}): {nothing}",
+            file=err,
+        )
         return 1
     if reply.status == 400:
         print(f"UsageError: {reply.problem}", file=err)
         return 2
     if reply.status == 401:
-        print(f"ConfigError: the shim on {reply.url} refused the admin call: {reply.problem}",
-              file=err)
+        print(
+            f"ConfigError: the shim on {reply.url} refused the admin call: {reply.problem}",
+            file=err,
+        )
         return 2
     if reply.status == 404:
-        print(f"NotSupported: the shim on {reply.url} has no runtime controls (an older ccp?): "
-              f"restart it with this version", file=err)
+        print(
+            f"NotSupported: the shim on {reply.url} has no runtime controls (an older ccp?): "
+            f"restart it with this version",
+            file=err,
+        )
         return 1
     print(f"ShimError: {reply.url} answered {reply.status}: {reply.problem}", file=err)
     return 1
@@ -91,14 +106,24 @@ def local_settings(err: TextIO) -> Settings | None:
     try:
         return load_settings()
     except ConfigError as exc:
-        print(f"ConfigError: {exc} (this environment's config does not load, so no shim was asked; "
-              "a running shim keeps what it has)", file=err)
+        print(
+            f"ConfigError: {exc} (this environment's config does not load, so no shim was asked; "
+            "a running shim keeps what it has)",
+            file=err,
+        )
         return None
 
 
 # ---------------------------------------------------------------- the verbs
-def set_control(settings: Settings | None, url: str | None, control: str, value: Any, actor: str,
-                out: TextIO, err: TextIO) -> int:
+def set_control(
+    settings: Settings | None,
+    url: str | None,
+    control: str,
+    value: Any,
+    actor: str,
+    out: TextIO,
+    err: TextIO,
+) -> int:
     """POST one control; print what changed (or that it already was so)."""
     if settings is None:
         return 2
@@ -108,23 +133,33 @@ def set_control(settings: Settings | None, url: str | None, control: str, value:
     now = reply.data["controls"]
     changes = reply.data["changed"]
     if not changes:
-        print(f"{actor}: already {_shown(control, now[control])} on {reply.url} "
-              f"({since(now['sources'][control])})", file=out)
+        print(
+            f"{actor}: already {_shown(control, now[control])} on {reply.url} "
+            f"({since(now['sources'][control])})",
+            file=out,
+        )
         return 0
-    effect = {(True, "paused"): ": every request goes to the anthropic lane",
-              (False, "paused"): ": routing by the table again"}.get((now[control], control), "")
+    effect = {
+        (True, "paused"): ": every request goes to the anthropic lane",
+        (False, "paused"): ": routing by the table again",
+    }.get((now[control], control), "")
     before = changes[0]["from"]
     was = _shown(control, before) if control == "paused" else before or "none"
-    print(f"{actor}: {_shown(control, now[control])} on {reply.url} from the next request "
-          f"(was {was}){effect}", file=out)
+    print(
+        f"{actor}: {_shown(control, now[control])} on {reply.url} from the next request "
+        f"(was {was}){effect}",
+        file=out,
+    )
     return 0
 
 
 def _shown(control: str, value: Any) -> str:
     if control == "paused":
         return "paused" if value else "not paused"
-    return f"{'zai header mode' if control == 'zai_header_mode' else 'model override'} " \
+    return (
+        f"{'zai header mode' if control == 'zai_header_mode' else 'model override'} "
         f"{value or 'none'}"
+    )
 
 
 def _url_argument(parser: argparse.ArgumentParser) -> None:
@@ -133,15 +168,20 @@ def _url_argument(parser: argparse.ArgumentParser) -> None:
 
 def _pause_verb(argv: list[str], paused: bool, out: TextIO | None, err: TextIO | None) -> int:
     verb = "ccp pause" if paused else "ccp resume"
-    description = ("Emergency stop of the offload: every request of the running shim goes to the "
-                   "anthropic lane from the next one (decision offload_paused), until `ccp resume` "
-                   "or a restart." if paused else
-                   "End a pause: the running shim routes by the table again from the next request.")
+    description = (
+        "Emergency stop of the offload: every request of the running shim goes to the "
+        "anthropic lane from the next one (decision offload_paused), until `ccp resume` "
+        "or a restart."
+        if paused
+        else "End a pause: the running shim routes by the table again from the next request."
+    )
     parser = argparse.ArgumentParser(prog=verb, description=description)
     _url_argument(parser)
     args = parser.parse_args(argv)
     err = err or sys.stderr
-    return set_control(local_settings(err), args.url, "paused", paused, verb, out or sys.stdout, err)
+    return set_control(
+        local_settings(err), args.url, "paused", paused, verb, out or sys.stdout, err
+    )
 
 
 def pause_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -153,20 +193,38 @@ def resume_main(argv: list[str], out: TextIO | None = None, err: TextIO | None =
 
 
 def set_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ccp set",
-                                     description="Change a runtime control of the running shim.")
-    sub = parser.add_subparsers(dest="control", required=True, metavar="CONTROL",
-                                help="the control to change (zai-header-mode)")
-    mode = sub.add_parser("zai-header-mode", help="how the zai lane sends ZAI_API_KEY",
-                          description="How the zai lane sends ZAI_API_KEY, from the next request "
-                          "(until a restart: ZAI_HEADER_MODE sets it at start).")
-    mode.add_argument("mode", choices=list(rc.HEADER_MODE_CHOICES),
-                      help="x-api-key, or authorization: Bearer (bearer is the same)")
+    parser = argparse.ArgumentParser(
+        prog="ccp set", description="Change a runtime control of the running shim."
+    )
+    sub = parser.add_subparsers(
+        dest="control",
+        required=True,
+        metavar="CONTROL",
+        help="the control to change (zai-header-mode)",
+    )
+    mode = sub.add_parser(
+        "zai-header-mode",
+        help="how the zai lane sends ZAI_API_KEY",
+        description="How the zai lane sends ZAI_API_KEY, from the next request "
+        "(until a restart: ZAI_HEADER_MODE sets it at start).",
+    )
+    mode.add_argument(
+        "mode",
+        choices=list(rc.HEADER_MODE_CHOICES),
+        help="x-api-key, or authorization: Bearer (bearer is the same)",
+    )
     _url_argument(mode)
     args = parser.parse_args(argv)
     err = err or sys.stderr
-    return set_control(local_settings(err), args.url, "zai_header_mode", args.mode, "ccp set",
-                       out or sys.stdout, err)
+    return set_control(
+        local_settings(err),
+        args.url,
+        "zai_header_mode",
+        args.mode,
+        "ccp set",
+        out or sys.stdout,
+        err,
+    )
 
 
 def providers_reload(url: str | None, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -182,15 +240,19 @@ def providers_reload(url: str | None, out: TextIO | None = None, err: TextIO | N
             return 2
         return failed(reply, settings, "nothing reloaded", err)
     new = reply.data["controls"]["providers"]
-    print(f"ccp providers reload: {reply.url} reloaded {_catalog(new)}, from the next request",
-          file=out)
+    print(
+        f"ccp providers reload: {reply.url} reloaded {_catalog(new)}, from the next request",
+        file=out,
+    )
     return 0
 
 
 def _catalog(p: dict) -> str:
     files = ", ".join(p["files"]) or "built-in lanes only"
-    return (f"{files}: {len(p['providers'])} providers ({', '.join(p['providers'])}), "
-            f"{len(p['routes'])} route(s)")
+    return (
+        f"{files}: {len(p['providers'])} providers ({', '.join(p['providers'])}), "
+        f"{len(p['routes'])} route(s)"
+    )
 
 
 # ---------------------------------------------------------------- ccp status
@@ -198,9 +260,11 @@ def controls_lines(data: dict, running: bool = True) -> list[str]:
     """The rows of the `controls:` block from a GET /v1/admin/controls body (pure)."""
     src = data["sources"]
     providers = data["providers"]
-    rows = [("paused", "yes: all to anthropic" if data["paused"] else "no", src["paused"]),
-            ("zai header mode", data["zai_header_mode"], src["zai_header_mode"]),
-            ("model override", data["model"] or "-", src["model"])]
+    rows = [
+        ("paused", "yes: all to anthropic" if data["paused"] else "no", src["paused"]),
+        ("zai header mode", data["zai_header_mode"], src["zai_header_mode"]),
+        ("model override", data["model"] or "-", src["model"]),
+    ]
     width = max(len(value) for _, value, _ in rows)
     lines = [f"  {name:<16} {value:<{width}}  {since(source)}" for name, value, source in rows]
     loaded = f"; loaded {providers['loaded_at']}" if running else ""

@@ -5,6 +5,7 @@
 `GET /v1/usage/rollups` (buckets that still have samples are recomputed from the merged samples, so a
 store found twice is not counted twice; older buckets are summed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,15 +67,19 @@ def merge_stores(sources: list[Path], out_path: Path) -> dict:
         for src in sources:
             conn = connect(src, readonly=True)
             try:
-                rows = [tuple(r) for r in conn.execute(
-                    f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM samples")]
+                rows = [
+                    tuple(r)
+                    for r in conn.execute(f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM samples")
+                ]
                 stored = conn.execute("SELECT * FROM rollups").fetchall()
             finally:
                 conn.close()
             with out:
                 samples += out.executemany(
                     f"INSERT OR IGNORE INTO samples ({', '.join(SAMPLE_COLUMNS)}) VALUES "
-                    f"({', '.join('?' * len(SAMPLE_COLUMNS))})", rows).rowcount
+                    f"({', '.join('?' * len(SAMPLE_COLUMNS))})",
+                    rows,
+                ).rowcount
             for r in stored:
                 key = (r["granularity"], r["bucket"], r["model"], r["lane"])
                 acc = sums.setdefault(key, [0] * len(ROLLUP_SUMS) + [0.0])
@@ -83,15 +88,21 @@ def merge_stores(sources: list[Path], out_path: Path) -> dict:
                 acc[-1] = max(acc[-1], r["latency_ms_max"] or 0.0)
         with out:
             out.execute("DELETE FROM rollups")
-            out.executemany("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [(*k, *v) for k, v in sums.items()])
+            out.executemany(
+                "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*k, *v) for k, v in sums.items()],
+            )
             out.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rolled_rowid', '0')")
         refresh_rollups(out)  # buckets with samples: recomputed from the merged samples
         counts = {g: len(rollup_rows(out, g)) for g in GRANULARITIES}
     finally:
         out.close()
-    return {"sources": [str(s) for s in sources], "out": str(out_path), "samples": samples,
-            "rollups": counts}
+    return {
+        "sources": [str(s) for s in sources],
+        "out": str(out_path),
+        "samples": samples,
+        "rollups": counts,
+    }
 
 
 def db_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -102,20 +113,29 @@ def db_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = Non
     exp = sub.add_parser("export", help="samples as CSV")
     exp.add_argument("--csv", required=True, metavar="FILE", help="the CSV file to write")
     imp = sub.add_parser("import", help="usage records from a JSONL file (usage.jsonl)")
-    imp.add_argument("--jsonl", required=True, metavar="FILE",
-                     help="the usage log to read (a record already stored, by rid, is skipped)")
+    imp.add_argument(
+        "--jsonl",
+        required=True,
+        metavar="FILE",
+        help="the usage log to read (a record already stored, by rid, is skipped)",
+    )
     mer = sub.add_parser("merge", help="combine the *.sqlite3 stores under DIR into --out DIR")
     mer.add_argument("dir", help="the folder searched for *.sqlite3 stores")
-    mer.add_argument("--out", required=True, metavar="DIR",
-                     help="the folder of the merged store (DIR/ccp.sqlite3)")
+    mer.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the folder of the merged store (DIR/ccp.sqlite3)",
+    )
     mer.add_argument("--force", action="store_true", help="replace an existing merged store")
     args = parser.parse_args(argv)
     out, err = out or sys.stdout, err or sys.stderr
     db = Path(args.db or load_settings().db_file)
     if args.cmd == "merge":
         target = Path(args.out) / "ccp.sqlite3"
-        sources = sorted(p for p in Path(args.dir).rglob("*.sqlite3")
-                         if p.resolve() != target.resolve())
+        sources = sorted(
+            p for p in Path(args.dir).rglob("*.sqlite3") if p.resolve() != target.resolve()
+        )
         if not sources:
             print(f"UsageError: no *.sqlite3 store under {args.dir}", file=err)
             return 2
@@ -129,8 +149,11 @@ def db_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = Non
         return 0
     if args.cmd == "import":
         added, bad = import_jsonl(db, args.jsonl)
-        print(f"imported {added} record(s) into {db}" + (f" ({bad} bad line(s) skipped)" if bad else ""),
-              file=out)
+        print(
+            f"imported {added} record(s) into {db}"
+            + (f" ({bad} bad line(s) skipped)" if bad else ""),
+            file=out,
+        )
         return 0
     if not db.exists():
         print(f"NotFound: no store at {db}", file=err)

@@ -13,6 +13,7 @@
 - `ccp license keygen --out FILE`  a new issuer seed (written 0600) and its public key on stdout
 A running shim reads the licence at start: restart it (`ccp restart`) after set/login.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ import sys
 import threading
 import time
 import webbrowser
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import httpx
 
@@ -71,18 +72,27 @@ def describe(state: LicenceState, enforced: bool, now: float) -> list[str]:
     """Human lines for a licence state (never a key or a signature)."""
     if not state.ok and state.plan is None:
         detail = f" ({state.detail})" if state.detail else ""
-        lines = [f"licence: {state.reason}{detail}" + (f" from {state.source}" if state.source else "")]
+        lines = [
+            f"licence: {state.reason}{detail}" + (f" from {state.source}" if state.source else "")
+        ]
     else:
         verdict = "valid" if state.ok else f"rejected: {state.reason}"
         days = (state.expires_at - now) / 86400 if state.expires_at is not None else 0
-        lines = [f"licence: {verdict}" + (f" (from {state.source})" if state.source else ""),
-                 f"  plan: {state.plan}", f"  kid: {state.kid}", f"  subject: {state.subject}",
-                 f"  features: {', '.join(state.features) or '-'}",
-                 f"  expires: {iso(state.expires_at)} ({int(days)} days left)" if days > 0
-                 else f"  expires: {iso(state.expires_at)} (expired)"]
+        lines = [
+            f"licence: {verdict}" + (f" (from {state.source})" if state.source else ""),
+            f"  plan: {state.plan}",
+            f"  kid: {state.kid}",
+            f"  subject: {state.subject}",
+            f"  features: {', '.join(state.features) or '-'}",
+            f"  expires: {iso(state.expires_at)} ({int(days)} days left)"
+            if days > 0
+            else f"  expires: {iso(state.expires_at)} (expired)",
+        ]
     blocked = offload_reason(state)
-    lines.append(f"  enforcement: {'on' if enforced else 'off'}"
-                 + (f" -> haiku stays on anthropic ({blocked})" if enforced and blocked else ""))
+    lines.append(
+        f"  enforcement: {'on' if enforced else 'off'}"
+        + (f" -> haiku stays on anthropic ({blocked})" if enforced and blocked else "")
+    )
     return lines
 
 
@@ -139,8 +149,16 @@ def _error(resp: httpx.Response) -> str:
         return f"HTTP {resp.status_code}"
 
 
-def login(settings: Settings, issuer: str, invite: str | None, email: str | None,
-          open_browser: bool, loopback: bool, timeout: float, now_fn=time.time) -> int:
+def login(
+    settings: Settings,
+    issuer: str,
+    invite: str | None,
+    email: str | None,
+    open_browser: bool,
+    loopback: bool,
+    timeout: float,
+    now_fn=time.time,
+) -> int:
     issuer = issuer.rstrip("/")
     listener = None
     request: dict = {}
@@ -156,14 +174,22 @@ def login(settings: Settings, issuer: str, invite: str | None, email: str | None
                 print(f"LoginError: {_error(resp)}", file=sys.stderr)
                 return 1
             grant = resp.json()
-            print(f"To activate ccp, open {grant['verification_uri']} and enter the code "
-                  f"{grant['user_code']}", flush=True)
+            print(
+                f"To activate ccp, open {grant['verification_uri']} and enter the code "
+                f"{grant['user_code']}",
+                flush=True,
+            )
             if open_browser and not invite:
                 webbrowser.open(grant["verification_uri_complete"])
             if invite:  # non-interactive: do what the browser page would
-                ok = client.post(f"{issuer}/v1/device/approve", json={
-                    "user_code": grant["user_code"], "invite_code": invite,
-                    "email": email or f"{getpass.getuser()}@{socket.gethostname()}"})
+                ok = client.post(
+                    f"{issuer}/v1/device/approve",
+                    json={
+                        "user_code": grant["user_code"],
+                        "invite_code": invite,
+                        "email": email or f"{getpass.getuser()}@{socket.gethostname()}",
+                    },
+                )
                 if ok.status_code != 200:
                     print(f"LoginError: {_error(ok)}", file=sys.stderr)
                     return 1
@@ -191,8 +217,14 @@ def login(settings: Settings, issuer: str, invite: str | None, email: str | None
     return 0
 
 
-def _poll(client: httpx.Client, issuer: str, grant: dict, timeout: float,
-          listener: http.server.HTTPServer | None, now_fn) -> dict | None:
+def _poll(
+    client: httpx.Client,
+    issuer: str,
+    grant: dict,
+    timeout: float,
+    listener: http.server.HTTPServer | None,
+    now_fn,
+) -> dict | None:
     deadline = now_fn() + timeout
     interval = max(float(grant.get("interval", 2)), 0.05)
     if listener is not None:  # the redirect says approval happened; then one token call suffices
@@ -231,6 +263,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["issuer"]:  # its own parser (and no Settings: it is not a shim)
         from proxy.licence.issuer import main as issuer_main
+
         return issuer_main(argv[1:])
     parser = argparse.ArgumentParser(prog="ccp license", description="Signed licences.")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -243,8 +276,11 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     p_login.add_argument("--invite", help="approve with this invite code (no browser needed)")
     p_login.add_argument("--email", help="subject of the licence (default user@host)")
     p_login.add_argument("--no-browser", action="store_true", help="print the URL and code only")
-    p_login.add_argument("--loopback", action="store_true",
-                         help="wait for the browser's redirect on a 127.0.0.1 listener")
+    p_login.add_argument(
+        "--loopback",
+        action="store_true",
+        help="wait for the browser's redirect on a 127.0.0.1 listener",
+    )
     p_login.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (300)")
     sub.add_parser("issuer", help="run the issuer service (see ccp license issuer --help)")
     p_key = sub.add_parser("keygen", help="a new issuer seed file and its public key")
@@ -258,5 +294,12 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         return cmd_set(settings, args.file, args.force, now)
     if args.cmd == "status":
         return cmd_status(settings, now)
-    return login(settings, args.issuer, args.invite, args.email, not args.no_browser,
-                 args.loopback, args.timeout)
+    return login(
+        settings,
+        args.issuer,
+        args.invite,
+        args.email,
+        not args.no_browser,
+        args.loopback,
+        args.timeout,
+    )

@@ -3,6 +3,7 @@
 `format_record()` turns a record into styled pieces (rich colours on a terminal, plain text
 otherwise); `follow()` tails `usage.jsonl` through rotation and re-creation until told to stop.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,9 @@ import contextlib
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from proxy.config.load import load_settings
 from proxy.config.profiles import RunFiles
@@ -46,8 +48,11 @@ def format_record(rec: dict) -> list[tuple[str, str | None]]:
         (f"{lane:<9} ", _STYLES.get(lane, "yellow")),
         (f"{_v(rec.get('decision')):<14} {_v(rec.get('model')):<28} {_v(rec.get('op')):<9} ", None),
         (f"{_v(status)} {_v(err)}", _STYLES["bad" if bad else "ok"]),
-        (f" {_ms(rec.get('latency_ms'))} ttfb {_ms(rec.get('ttfb_ms'))} "
-         f"tok {_v(rec.get('in_tokens'))}/{_v(rec.get('out_tokens'))} ", None),
+        (
+            f" {_ms(rec.get('latency_ms'))} ttfb {_ms(rec.get('ttfb_ms'))} "
+            f"tok {_v(rec.get('in_tokens'))}/{_v(rec.get('out_tokens'))} ",
+            None,
+        ),
         (sse_text, _STYLES["bad"] if sse and not sse.get("complete") else None),
     ]
 
@@ -66,6 +71,7 @@ class _Printer:
         self.out, self.raw, self.console = out, raw, None
         if not raw and out.isatty():
             from rich.console import Console
+
             self.console = Console(file=out, highlight=False, soft_wrap=True)
 
     def line(self, line: str) -> None:
@@ -75,6 +81,7 @@ class _Printer:
             self.out.write(line if line.endswith("\n") else line + "\n")
         elif self.console is not None:
             from rich.text import Text
+
             self.console.print(Text.assemble(*format_line(line)))
         else:
             self.out.write("".join(text for text, _ in format_line(line)) + "\n")
@@ -126,14 +133,18 @@ def follow(path: Path, start: int, stop_at: float | None) -> Iterator[str]:
 
 
 def logs_main(argv: list[str], out: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ccp logs", description="Usage records, one readable "
-                                     "line each (time rid lane decision model op status err_type "
-                                     "latency ttfb tokens sse).")
+    parser = argparse.ArgumentParser(
+        prog="ccp logs",
+        description="Usage records, one readable "
+        "line each (time rid lane decision model op status err_type "
+        "latency ttfb tokens sse).",
+    )
     parser.add_argument("-n", type=int, default=20, help="show the last N records (default 20)")
     parser.add_argument("-f", "--follow", action="store_true", help="keep tailing until Ctrl-C")
     parser.add_argument("--raw", action="store_true", help="the JSON lines as written")
-    parser.add_argument("--max-seconds", type=float, default=None,
-                        help="stop following after this many seconds")
+    parser.add_argument(
+        "--max-seconds", type=float, default=None, help="stop following after this many seconds"
+    )
     parser.add_argument("--file", help="a usage file (default: <logs>/usage.jsonl)")
     args = parser.parse_args(argv)
     settings = load_settings()

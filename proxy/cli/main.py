@@ -3,6 +3,7 @@
 Exit codes: 0 ok, 1 a gate or check failed, 2 a usage or configuration error (printed as
 `Type: message`). Each verb parses its own arguments and calls one function.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,31 +29,50 @@ DEFAULT_PORT = 18080
 def serve_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="ccp serve", description="Run the routing shim.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=None,
-                        help="port to bind (default: the CCP_PROFILE's port, 18080 for default); "
-                             "0 lets the OS choose (announced on stdout)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port to bind (default: the CCP_PROFILE's port, 18080 for default); "
+        "0 lets the OS choose (announced on stdout)",
+    )
     parser.add_argument("--port-file", help="also write the bound port to this file")
-    parser.add_argument("--license-pack", metavar="FILE",
-                        help="licence pack to run with (overrides CC_LICENSE_PACK and the others)")
+    parser.add_argument(
+        "--license-pack",
+        metavar="FILE",
+        help="licence pack to run with (overrides CC_LICENSE_PACK and the others)",
+    )
     parser.add_argument("--policy-url", metavar="URL", help="signed policy pack (CCP_POLICY_URL)")
-    parser.add_argument("--policy-pubkey", metavar="FILE",
-                        help="file with the policy's base64 public key (CCP_POLICY_PUBKEY)")
+    parser.add_argument(
+        "--policy-pubkey",
+        metavar="FILE",
+        help="file with the policy's base64 public key (CCP_POLICY_PUBKEY)",
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     if args.license_pack:
         settings = with_licence_pack(settings, args.license_pack, time.time())
     if args.policy_url:
-        settings = dataclasses.replace(settings,
-                                       policy_url=parse_base_url("--policy-url", args.policy_url))
+        settings = dataclasses.replace(
+            settings, policy_url=parse_base_url("--policy-url", args.policy_url)
+        )
     if args.policy_pubkey:
         settings = dataclasses.replace(
-            settings, policy_pubkey=existing_file("--policy-pubkey", args.policy_pubkey,
-                                                  FILE_HINTS["policy_pubkey"]))
+            settings,
+            policy_pubkey=existing_file(
+                "--policy-pubkey", args.policy_pubkey, FILE_HINTS["policy_pubkey"]
+            ),
+        )
     from proxy.config.profiles import bind_problem
     from proxy.server.serve import run
+
     port = settings.default_port if args.port is None else args.port
-    problem = bind_problem(args.host, port, "`ccp ps` shows a background shim of this profile; pick "
-                           "another with --port or stop what holds it")
+    problem = bind_problem(
+        args.host,
+        port,
+        "`ccp ps` shows a background shim of this profile; pick "
+        "another with --port or stop what holds it",
+    )
     if problem:
         print(problem, file=sys.stderr)
         return 1
@@ -63,8 +83,10 @@ def logs_rotate_main(argv: list[str]) -> int:
     import argparse
 
     from proxy.sinks.usage_log import rotate_usage
-    argparse.ArgumentParser(prog="ccp logs-rotate",
-                            description="Rotate usage.jsonl now (a running shim follows).").parse_args(argv)
+
+    argparse.ArgumentParser(
+        prog="ccp logs-rotate", description="Rotate usage.jsonl now (a running shim follows)."
+    ).parse_args(argv)
     settings = load_settings()
     rotated = rotate_usage(settings.logs_dir)
     print(f"rotated to {rotated}" if rotated else f"nothing to rotate in {settings.logs_dir}")
@@ -72,55 +94,88 @@ def logs_rotate_main(argv: list[str]) -> int:
 
 
 class Verb(NamedTuple):
-    target: str  # "module:function", the function taking the verb's argv and returning its exit code
+    target: (
+        str  # "module:function", the function taking the verb's argv and returning its exit code
+    )
     help: str
 
 
 VERBS: dict[str, Verb] = {  # the shim's own; the harness and the reports add theirs (plugin_verbs)
-    "serve": Verb("proxy.cli.main:serve_main",
-                 "run the routing shim"),
-    "providers": Verb("proxy.cli.providers:main",
-                 "the providers the shim routes to, with the source of each; " "`providers reload`: the running shim re-reads its files"),
-    "partials": Verb("proxy.sinks.partials:main",
-                 "list broken streams kept under logs/partials, or `clean` them"),
-    "logs-rotate": Verb("proxy.cli.main:logs_rotate_main",
-                 "rotate logs/usage.jsonl now (keeps five)"),
-    "up": Verb("proxy.cli.control:up_main",
-                 "start the shim in the background (pid and log files in the profile's logs)"),
-    "down": Verb("proxy.cli.control:down_main",
-                 "stop the background shim"),
-    "restart": Verb("proxy.cli.control:restart_main",
-                 "down + up (keeps the port unless --port is given)"),
-    "ps": Verb("proxy.cli.control:ps_main",
-                 "one line: running?, pid, port, profile; exit 1 when not running"),
-    "env": Verb("proxy.cli.control:env_main",
-                 "shell exports that point Claude Code at the shim (--unset to undo)"),
-    "logs": Verb("proxy.cli.logview:logs_main",
-                 "usage records in a readable form (-n N, --follow, --raw)"),
-    "shell-init": Verb("proxy.cli.control:shell_init_main",
-                 "shell functions ccc-on/off/status/logs/restart, ccp-haiku/sonnet"),
-    "doctor": Verb("proxy.cli.doctor:main",
-                 "what is missing for each path (mock repro, real API, CLI probes)"),
-    "license": Verb("proxy.cli.licence:main",
-                 "signed licences: license set|status|login|issuer|keygen"),
-    "status": Verb("proxy.cli.usage:status_main",
-                 "quota table: rolling %, weekly %, warn/block, tokens/s, peak hour"),
-    "usage": Verb("proxy.cli.usage:usage_main",
-                 "quota usage per model; --banner: a one-line meter"),
-    "quotas": Verb("proxy.cli.usage:quotas_main",
-                 "quotas reload [FILE]: hot-reload the running shim's quotas"),
-    "db": Verb("proxy.cli.usage:db_main",
-                 "the SQLite usage store: db status|export --csv F|import --jsonl F|merge DIR --out DIR"),
-    "mitm": Verb("proxy.mitm.run:main",
-                 "HTTPS_PROXY mode: mitmproxy with the ccp addon (--port 8082); `mitm env`"),
-    "model": Verb("proxy.cli.override:main",
-                 "the manual model override: model [NAME | --clear], on the running shim " "and kept for the next start"),
-    "pause": Verb("proxy.cli.controls:pause_main",
-                 "kill switch: the running shim sends everything to anthropic from now"),
-    "resume": Verb("proxy.cli.controls:resume_main",
-                 "end a pause: the running shim routes by the table again"),
-    "set": Verb("proxy.cli.controls:set_main",
-                 "a runtime control of the running shim: set zai-header-mode MODE"),
+    "serve": Verb("proxy.cli.main:serve_main", "run the routing shim"),
+    "providers": Verb(
+        "proxy.cli.providers:main",
+        "the providers the shim routes to, with the source of each; "
+        "`providers reload`: the running shim re-reads its files",
+    ),
+    "partials": Verb(
+        "proxy.sinks.partials:main", "list broken streams kept under logs/partials, or `clean` them"
+    ),
+    "logs-rotate": Verb(
+        "proxy.cli.main:logs_rotate_main", "rotate logs/usage.jsonl now (keeps five)"
+    ),
+    "up": Verb(
+        "proxy.cli.control:up_main",
+        "start the shim in the background (pid and log files in the profile's logs)",
+    ),
+    "down": Verb("proxy.cli.control:down_main", "stop the background shim"),
+    "restart": Verb(
+        "proxy.cli.control:restart_main", "down + up (keeps the port unless --port is given)"
+    ),
+    "ps": Verb(
+        "proxy.cli.control:ps_main",
+        "one line: running?, pid, port, profile; exit 1 when not running",
+    ),
+    "env": Verb(
+        "proxy.cli.control:env_main",
+        "shell exports that point Claude Code at the shim (--unset to undo)",
+    ),
+    "logs": Verb(
+        "proxy.cli.logview:logs_main", "usage records in a readable form (-n N, --follow, --raw)"
+    ),
+    "shell-init": Verb(
+        "proxy.cli.control:shell_init_main",
+        "shell functions ccc-on/off/status/logs/restart, ccp-haiku/sonnet",
+    ),
+    "doctor": Verb(
+        "proxy.cli.doctor:main", "what is missing for each path (mock repro, real API, CLI probes)"
+    ),
+    "license": Verb(
+        "proxy.cli.licence:main", "signed licences: license set|status|login|issuer|keygen"
+    ),
+    "status": Verb(
+        "proxy.cli.usage:status_main",
+        "quota table: rolling %, weekly %, warn/block, tokens/s, peak hour",
+    ),
+    "usage": Verb(
+        "proxy.cli.usage:usage_main", "quota usage per model; --banner: a one-line meter"
+    ),
+    "quotas": Verb(
+        "proxy.cli.usage:quotas_main", "quotas reload [FILE]: hot-reload the running shim's quotas"
+    ),
+    "db": Verb(
+        "proxy.cli.usage:db_main",
+        "the SQLite usage store: db status|export --csv F|import --jsonl F|merge DIR --out DIR",
+    ),
+    "mitm": Verb(
+        "proxy.mitm.run:main",
+        "HTTPS_PROXY mode: mitmproxy with the ccp addon (--port 8082); `mitm env`",
+    ),
+    "model": Verb(
+        "proxy.cli.override:main",
+        "the manual model override: model [NAME | --clear], on the running shim "
+        "and kept for the next start",
+    ),
+    "pause": Verb(
+        "proxy.cli.controls:pause_main",
+        "kill switch: the running shim sends everything to anthropic from now",
+    ),
+    "resume": Verb(
+        "proxy.cli.controls:resume_main", "end a pause: the running shim routes by the table again"
+    ),
+    "set": Verb(
+        "proxy.cli.controls:set_main",
+        "a runtime control of the running shim: set zai-header-mode MODE",
+    ),
 }
 
 PLUGIN_GROUP = "ccp.verbs"  # entry points whose object is a {name: (target, help)} table
@@ -150,18 +205,26 @@ def run_verb(verb: Verb, argv: list[str]) -> int:
     module, _, function = verb.target.partition(":")
     try:
         return getattr(importlib.import_module(module), function)(argv)
-    except ModuleNotFoundError as exc:  # a verb whose extra is not installed: one line, no traceback
+    except (
+        ModuleNotFoundError
+    ) as exc:  # a verb whose extra is not installed: one line, no traceback
         missing = (exc.name or "").partition(".")[0]
         if not missing or missing in EXTRA_HINTS:  # our own code is broken: show the traceback
             raise
-        print(f"MissingDependency: this verb needs {missing!r}, which is not installed; "
-              f"{EXTRA_HINTS.get(module.partition('.')[0], 'make venv')}", file=sys.stderr)
+        print(
+            f"MissingDependency: this verb needs {missing!r}, which is not installed; "
+            f"{EXTRA_HINTS.get(module.partition('.')[0], 'make venv')}",
+            file=sys.stderr,
+        )
         return 2
 
 
 def _usage() -> str:
-    lines = ["usage: ccp VERB [ARGS]   (ccp VERB --help for its options; ccp --version)", "",
-             "verbs:"]
+    lines = [
+        "usage: ccp VERB [ARGS]   (ccp VERB --help for its options; ccp --version)",
+        "",
+        "verbs:",
+    ]
     lines += [f"  {name:<16}{verb.help}" for name, verb in VERBS.items()]
     extra = plugin_verbs()
     if extra:
@@ -173,6 +236,7 @@ def _usage() -> str:
 def version() -> str:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
+
     try:
         return dist_version("ccp")
     except PackageNotFoundError:
@@ -183,6 +247,7 @@ def _quiet_broken_pipe() -> int:
     """The reader of our stdout went away (`ccp logs | head`): no traceback, as a Unix tool does.
     stdout is pointed at /dev/null so the interpreter's last flush does not complain either."""
     import os
+
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 141  # 128 + SIGPIPE, what the shell reports for a writer killed by it

@@ -10,13 +10,14 @@
 With no shim running only the file changes, and it applies at the next start. `<config home>` is
 `CCP_CONFIG_HOME`, else `~/.config/ccp`.
 """
+
 from __future__ import annotations
 
 import argparse
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from proxy.cli import controls as cc
 from proxy.config.load import load_settings
@@ -33,8 +34,10 @@ def describe(name: str, settings: Settings) -> str:
     route = settings.catalog.match(name)
     if route is None:
         return f"anthropic lane, model {name} (not a catalog route)"
-    return (f"route {route.name} -> provider {route.provider}, model {route.upstream_model or name} "
-            f"(from {route.source})")
+    return (
+        f"route {route.name} -> provider {route.provider}, model {route.upstream_model or name} "
+        f"(from {route.source})"
+    )
 
 
 def model_file(settings: Settings) -> Path:
@@ -48,15 +51,21 @@ def show(settings: Settings, url: str | None = None) -> int:
     if reply.status == 200:
         running = reply.data["model"]
         if running:
-            print(f"manual override: {running} (running shim {reply.url}; "
-                  f"{cc.since(reply.data['sources']['model'])})")
+            print(
+                f"manual override: {running} (running shim {reply.url}; "
+                f"{cc.since(reply.data['sources']['model'])})"
+            )
             print(f"  -> {describe(running, settings)}")
         else:
-            print(f"no manual override on the running shim {reply.url}: requests are routed by "
-                  "the table")
+            print(
+                f"no manual override on the running shim {reply.url}: requests are routed by "
+                "the table"
+            )
         if settings.model_override != running:
-            print(f"  at the next start: {settings.model_override or 'none'}"
-                  + (f" (from {settings.model_override_source})" if settings.model_override else ""))
+            print(
+                f"  at the next start: {settings.model_override or 'none'}"
+                + (f" (from {settings.model_override_source})" if settings.model_override else "")
+            )
         return 0
     if reply.status is not None:
         return cc.failed(reply, settings, "", sys.stderr)
@@ -64,8 +73,10 @@ def show(settings: Settings, url: str | None = None) -> int:
     if not settings.model_override:
         print(f"no manual override ({where}): requests are routed by the table")
         return 0
-    print(f"manual override: {settings.model_override} (from {settings.model_override_source}; "
-          f"{where})")
+    print(
+        f"manual override: {settings.model_override} (from {settings.model_override_source}; "
+        f"{where})"
+    )
     print(f"  -> {describe(settings.model_override, settings)}")
     return 0
 
@@ -80,8 +91,10 @@ def _write(path: Path, name: str) -> None:
 def set_model(settings: Settings, name: str, url: str | None = None) -> int:
     name = name.strip()
     if not _MODEL_RE.match(name):
-        print(f"UsageError: model {name!r}: expected a route name or model id (no spaces)",
-              file=sys.stderr)
+        print(
+            f"UsageError: model {name!r}: expected a route name or model id (no spaces)",
+            file=sys.stderr,
+        )
         return 2
     path = model_file(settings)
     # the running shim decides with its own catalog; without one, this environment's decides
@@ -94,11 +107,14 @@ def set_model(settings: Settings, name: str, url: str | None = None) -> int:
     _write(path, name)
     print(f"manual override set: {name} -> {describe(name, settings)}")
     if reply.status == 200:
-        print(f"  applied on the running shim {reply.url} from the next request; written to "
-              f"{path} (kept across restarts)")
+        print(
+            f"  applied on the running shim {reply.url} from the next request; written to "
+            f"{path} (kept across restarts)"
+        )
     else:
-        print(f"  written to {path}; no shim answers on {reply.url}: it applies when the shim "
-              "starts")
+        print(
+            f"  written to {path}; no shim answers on {reply.url}: it applies when the shim starts"
+        )
     _warn_env(settings)
     return 0
 
@@ -115,8 +131,14 @@ def clear(settings: Settings, url: str | None = None) -> int:
         print(f"no override file at {path}: nothing to remove")
     if reply.status == 200:
         had = reply.data["changed"]
-        print(f"  running shim {reply.url}: " + (f"override {had[0]['from']} cleared from the next "
-                                                 "request" if had else "had no override"))
+        print(
+            f"  running shim {reply.url}: "
+            + (
+                f"override {had[0]['from']} cleared from the next request"
+                if had
+                else "had no override"
+            )
+        )
     else:
         print(f"  no shim answers on {reply.url}: nothing else to clear")
     _warn_env(settings)
@@ -125,18 +147,27 @@ def clear(settings: Settings, url: str | None = None) -> int:
 
 def _warn_env(settings: Settings) -> None:
     if settings.model_override_source == "CCP_MODEL":
-        print(f"note: CCP_MODEL={settings.model_override} is set: a shim started with it uses it, "
-              "not the file")
+        print(
+            f"note: CCP_MODEL={settings.model_override} is set: a shim started with it uses it, "
+            "not the file"
+        )
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ccp model",
-                                     description="Show, set or clear the manual model override.")
-    parser.add_argument("name", nargs="?",
-                        help="a catalog route name or a model id a lane serves (haiku, sonnet, "
-                             "opus, claude-…); without it: show the override in force")
-    parser.add_argument("--clear", action="store_true",
-                        help="clear the override on the running shim and remove the persisted one")
+    parser = argparse.ArgumentParser(
+        prog="ccp model", description="Show, set or clear the manual model override."
+    )
+    parser.add_argument(
+        "name",
+        nargs="?",
+        help="a catalog route name or a model id a lane serves (haiku, sonnet, "
+        "opus, claude-…); without it: show the override in force",
+    )
+    parser.add_argument(
+        "--clear",
+        action="store_true",
+        help="clear the override on the running shim and remove the persisted one",
+    )
     parser.add_argument("--url", help="the shim's base URL (default: the profile's running shim)")
     args = parser.parse_args(argv)
     if args.clear and args.name:

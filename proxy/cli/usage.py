@@ -7,6 +7,7 @@ tokens, requests and errors per lane × model over the rolling window and the we
 (`GET /v1/usage/summary`) and the offline path compute with the same function.
 `ccp db` (store files directly) lives in proxy.cli.db; its verbs are imported here too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,9 +74,15 @@ def offline_usage(settings: Settings, now: float) -> dict:
     finally:
         if conn is not None:
             conn.close()
-    return {"now": now, "mode": settings.reroute_mode, "source": settings.quotas.source,
-            "offline": True, "models": {p: s.public() for p, s in book.states(now).items()},
-            "summary": summary, "summary_error": note}
+    return {
+        "now": now,
+        "mode": settings.reroute_mode,
+        "source": settings.quotas.source,
+        "offline": True,
+        "models": {p: s.public() for p, s in book.states(now).items()},
+        "summary": summary,
+        "summary_error": note,
+    }
 
 
 def fetch_usage(settings: Settings, url: str | None, now: float) -> dict:
@@ -133,10 +140,20 @@ def status_rows(usage: dict) -> list[list[str]]:
     for pattern, st in usage.get("models", {}).items():
         auto = st.get("warn_pct_auto")
         warn = f"{st.get('warn_pct', 80):.0f}%" + (
-            f" (auto {auto:.0f}%, conf {st.get('warn_pct_auto_confidence', 0):.2f})" if auto else "")
-        rows.append([pattern, _pct(st.get("rolling_pct")), _pct(st.get("weekly_pct")), flag(st),
-                     f"{st.get('tokens_per_s') or 0:.1f}", _eta(st.get("eta_reset")), warn,
-                     peak_hour(pattern, usage.get("rollups") or []) or "-"])
+            f" (auto {auto:.0f}%, conf {st.get('warn_pct_auto_confidence', 0):.2f})" if auto else ""
+        )
+        rows.append(
+            [
+                pattern,
+                _pct(st.get("rolling_pct")),
+                _pct(st.get("weekly_pct")),
+                flag(st),
+                f"{st.get('tokens_per_s') or 0:.1f}",
+                _eta(st.get("eta_reset")),
+                warn,
+                peak_hour(pattern, usage.get("rollups") or []) or "-",
+            ]
+        )
     return rows
 
 
@@ -157,8 +174,10 @@ def banner(usage: dict) -> str:
     for pattern, st in usage.get("models", {}).items():
         main = st.get("rolling_pct") if st.get("rolling_pct") is not None else st.get("weekly_pct")
         state = flag(st)
-        parts.append(f"{pattern} {meter(main)} {_pct(main)} wk {_pct(st.get('weekly_pct'))}"
-                     f"{'' if state == 'ok' else ' ' + state} {st.get('tokens_per_s') or 0:.1f}t/s")
+        parts.append(
+            f"{pattern} {meter(main)} {_pct(main)} wk {_pct(st.get('weekly_pct'))}"
+            f"{'' if state == 'ok' else ' ' + state} {st.get('tokens_per_s') or 0:.1f}t/s"
+        )
     return "ccp " + (" | ".join(parts) if parts else "no quotas configured")
 
 
@@ -166,6 +185,7 @@ def print_table(rows: list[list[str]], header: list[str], out: TextIO) -> None:
     if out.isatty():
         from rich.console import Console
         from rich.table import Table
+
         table = Table(*header)
         for row in rows:
             table.add_row(*row)
@@ -173,7 +193,9 @@ def print_table(rows: list[list[str]], header: list[str], out: TextIO) -> None:
         return
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
+        print(
+            "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip(), file=out
+        )
 
 
 # ---------------------------------------------------------------- verbs
@@ -185,9 +207,12 @@ def _url_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def status_main(argv: list[str], out: TextIO | None = None) -> int:
-    args = _url_parser("ccp status", "Quota table (rolling %, weekly %, warn/block, tokens/s, "
-                       "peak hour) and the fuel gauge: tokens, requests and errors per lane and "
-                       "model over the rolling window and the week.").parse_args(argv)
+    args = _url_parser(
+        "ccp status",
+        "Quota table (rolling %, weekly %, warn/block, tokens/s, "
+        "peak hour) and the fuel gauge: tokens, requests and errors per lane and "
+        "model over the rolling window and the week.",
+    ).parse_args(argv)
     out = out or sys.stdout
     settings = load_settings()
     now = time.time()
@@ -198,10 +223,13 @@ def status_main(argv: list[str], out: TextIO | None = None) -> int:
         print(json.dumps(usage, indent=2), file=out)
         return 0
     from proxy.cli.controls import print_controls  # the runtime controls come first
+
     print_controls(settings, args.url, out)
     where = "offline (store on disk)" if usage.get("offline") else "running shim"
-    print(f"ccp status — {where}; mode {usage.get('mode')}; quotas {usage.get('source') or 'none'}",
-          file=out)
+    print(
+        f"ccp status — {where}; mode {usage.get('mode')}; quotas {usage.get('source') or 'none'}",
+        file=out,
+    )
     if usage.get("models"):
         print_table(status_rows(usage), STATUS_HEADER, out)
     print_gauge(usage, out)
@@ -215,8 +243,11 @@ def print_gauge(usage: dict, out: TextIO) -> None:
         print(_no_gauge(usage), file=out)
         return
     win = summary["windows"]
-    print(f"fuel gauge — rolling {win['rolling']['label']}, week {win['week']['label']}"
-          f"{_store_since(summary)}", file=out)
+    print(
+        f"fuel gauge — rolling {win['rolling']['label']}, week {win['week']['label']}"
+        f"{_store_since(summary)}",
+        file=out,
+    )
     header, rows = gauge_table(summary)
     if rows:
         print_table(rows, header, out)
@@ -237,11 +268,17 @@ def _no_gauge(usage: dict) -> str:
 
 
 def usage_main(argv: list[str], out: TextIO | None = None) -> int:
-    parser = _url_parser("ccp usage", "Quota usage per model, and the fuel gauge: tokens, "
-                         "requests and errors per lane and model over the rolling window and the "
-                         "week (--banner: one line).")
-    parser.add_argument("--banner", action="store_true",
-                        help="one line, for a status bar: quota meters, else tokens per lane")
+    parser = _url_parser(
+        "ccp usage",
+        "Quota usage per model, and the fuel gauge: tokens, "
+        "requests and errors per lane and model over the rolling window and the "
+        "week (--banner: one line).",
+    )
+    parser.add_argument(
+        "--banner",
+        action="store_true",
+        help="one line, for a status bar: quota meters, else tokens per lane",
+    )
     args = parser.parse_args(argv)
     out = out or sys.stdout
     usage = fetch_usage(load_settings(), args.url, time.time())
@@ -251,8 +288,11 @@ def usage_main(argv: list[str], out: TextIO | None = None) -> int:
         print(banner(usage), file=out)
     else:
         for row in status_rows(usage):
-            print(f"{row[0]}: rolling {row[1]} weekly {row[2]} {row[3]} {row[4]} tok/s "
-                  f"reset in {row[5]} warn at {row[6]}", file=out)
+            print(
+                f"{row[0]}: rolling {row[1]} weekly {row[2]} {row[3]} {row[4]} tok/s "
+                f"reset in {row[5]} warn at {row[6]}",
+                file=out,
+            )
         if not usage.get("models"):
             print("no quotas configured (CCP_QUOTAS_FILE)", file=out)
         lines = gauge_lines(usage["summary"]) if usage.get("summary") else [_no_gauge(usage)]
@@ -263,10 +303,17 @@ def usage_main(argv: list[str], out: TextIO | None = None) -> int:
 def quotas_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccp quotas", description="Quotas of the running shim.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    rel = sub.add_parser("reload", help="re-read the quotas file (or FILE) and rebuild the book from "
-                         "the store, as a restart would; a bad file is rejected")
-    rel.add_argument("file", nargs="?", help="a quotas file to use from now on (default: the "
-                     "shim's current one, else CCP_QUOTAS_FILE)")
+    rel = sub.add_parser(
+        "reload",
+        help="re-read the quotas file (or FILE) and rebuild the book from "
+        "the store, as a restart would; a bad file is rejected",
+    )
+    rel.add_argument(
+        "file",
+        nargs="?",
+        help="a quotas file to use from now on (default: the "
+        "shim's current one, else CCP_QUOTAS_FILE)",
+    )
     rel.add_argument("--url", help="the shim's base URL (default: the profile's running shim)")
     args = parser.parse_args(argv)
     out, err = out or sys.stdout, err or sys.stderr
@@ -274,8 +321,13 @@ def quotas_main(argv: list[str], out: TextIO | None = None, err: TextIO | None =
     base = shim_url(settings, args.url)
     body = {"file": str(Path(args.file).resolve())} if args.file else {}
     try:
-        resp = httpx.post(f"{base}/v1/quotas/reload", json=body, headers=admin_headers(settings),
-                          timeout=10.0, trust_env=False)
+        resp = httpx.post(
+            f"{base}/v1/quotas/reload",
+            json=body,
+            headers=admin_headers(settings),
+            timeout=10.0,
+            trust_env=False,
+        )
     except httpx.HTTPError as exc:
         print(f"NotRunning: no shim answers on {base}: {exc}", file=err)
         return 1
@@ -285,12 +337,17 @@ def quotas_main(argv: list[str], out: TextIO | None = None, err: TextIO | None =
         print(f"QuotaError: {message}", file=err)
         return 2 if resp.status_code == 400 else 1
     restored = data.get("restored_records")
-    rebuilt = (f"the book rebuilt from {restored} stored record(s)" if restored is not None
-               else "no store: the history in memory kept")
-    print(f"quotas reloaded from {data.get('source')} ({len(data.get('quotas', []))} quota(s)); "
-          f"{rebuilt}", file=out)
+    rebuilt = (
+        f"the book rebuilt from {restored} stored record(s)"
+        if restored is not None
+        else "no store: the history in memory kept"
+    )
+    print(
+        f"quotas reloaded from {data.get('source')} ({len(data.get('quotas', []))} quota(s)); "
+        f"{rebuilt}",
+        file=out,
+    )
     return 0
 
 
-__all__ = ["banner", "db_main", "merge_stores", "quotas_main", "status_main",
-           "usage_main"]
+__all__ = ["banner", "db_main", "merge_stores", "quotas_main", "status_main", "usage_main"]

@@ -28,14 +28,16 @@ Parsing and merging are pure and raise ``ValueError`` (``"<key path>: <problem> 
 ``load_catalog`` is the I/O edge that reads the files and turns errors into ``ConfigError`` naming the
 file. A secret value never appears in an error.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
@@ -50,9 +52,14 @@ if TYPE_CHECKING:
 BUILT_IN = "built-in"
 BUILTIN_LANES = ("anthropic", "zai")
 PROTOCOLS = protocols.NAMES  # one adapter each (proxy.protocols)
-HEADER_MODES = {"x-api-key": "x-api-key", "authorization": "authorization", "bearer": "authorization"}
-DEFAULT_HEADER_MODE = {name: adapter.default_header_mode
-                       for name, adapter in protocols.REGISTRY.items()}
+HEADER_MODES = {
+    "x-api-key": "x-api-key",
+    "authorization": "authorization",
+    "bearer": "authorization",
+}
+DEFAULT_HEADER_MODE = {
+    name: adapter.default_header_mode for name, adapter in protocols.REGISTRY.items()
+}
 ROUTE_PROVIDER_PREFIX = "route:"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -71,7 +78,9 @@ class Provider:
     key_env: str | None
     header_mode: str
     source: str
-    profile: ProviderProfile | None = None  # None: requests go as they are (proxy.core.provider_profiles)
+    profile: ProviderProfile | None = (
+        None  # None: requests go as they are (proxy.core.provider_profiles)
+    )
 
 
 @dataclass(frozen=True)
@@ -130,16 +139,25 @@ class Catalog:
         """The merged view for `ccp providers`: built-in lanes first; key names, never key values."""
         view = []
         for p in self.providers.values():
-            view.append({
-                "name": p.name, "protocol": p.protocol, "base_url": p.base_url,
-                "credential_env": p.key_env, "credential_set": bool(p.api_key),
-                # the anthropic lane sends the client's own credential first: no header mode of its own
-                "header_mode": None if p.name == "anthropic" else p.header_mode,
-                "source": p.source,
-                "profile": p.profile.name if p.profile else None,
-                "knobs": p.profile.knobs() if p.profile else None,
-                "routes": [{"name": r.name, "upstream_model": r.upstream_model, "source": r.source}
-                           for r in self.routes if r.provider == p.name]})
+            view.append(
+                {
+                    "name": p.name,
+                    "protocol": p.protocol,
+                    "base_url": p.base_url,
+                    "credential_env": p.key_env,
+                    "credential_set": bool(p.api_key),
+                    # the anthropic lane sends the client's own credential first: no header mode of its own
+                    "header_mode": None if p.name == "anthropic" else p.header_mode,
+                    "source": p.source,
+                    "profile": p.profile.name if p.profile else None,
+                    "knobs": p.profile.knobs() if p.profile else None,
+                    "routes": [
+                        {"name": r.name, "upstream_model": r.upstream_model, "source": r.source}
+                        for r in self.routes
+                        if r.provider == p.name
+                    ],
+                }
+            )
         return view
 
 
@@ -152,17 +170,35 @@ class Layer(NamedTuple):
     keys: dict[str, str] = {}  # route name (lower case) -> its key path in the file, for errors
 
 
-def builtin_providers(settings: "Settings") -> dict[str, Provider]:
+def builtin_providers(settings: Settings) -> dict[str, Provider]:
     """The two lanes every shim has, from the environment already parsed into `settings`."""
-    anth_env = ("ANTHROPIC_AUTH_TOKEN" if settings.anthropic_auth_token else
-                "ANTHROPIC_API_KEY" if settings.anthropic_api_key else "ANTHROPIC_AUTH_TOKEN")
+    anth_env = (
+        "ANTHROPIC_AUTH_TOKEN"
+        if settings.anthropic_auth_token
+        else "ANTHROPIC_API_KEY"
+        if settings.anthropic_api_key
+        else "ANTHROPIC_AUTH_TOKEN"
+    )
     anth_key = settings.anthropic_auth_token or settings.anthropic_api_key
     return {
-        "anthropic": Provider("anthropic", "anthropic", settings.anthropic_base_url, anth_key, anth_env,
-                              "authorization" if settings.anthropic_auth_token else "x-api-key",
-                              BUILT_IN),
-        "zai": Provider("zai", "anthropic", settings.zai_base_url, settings.zai_api_key, "ZAI_API_KEY",
-                        settings.zai_header_mode, BUILT_IN),
+        "anthropic": Provider(
+            "anthropic",
+            "anthropic",
+            settings.anthropic_base_url,
+            anth_key,
+            anth_env,
+            "authorization" if settings.anthropic_auth_token else "x-api-key",
+            BUILT_IN,
+        ),
+        "zai": Provider(
+            "zai",
+            "anthropic",
+            settings.zai_base_url,
+            settings.zai_api_key,
+            "ZAI_API_KEY",
+            settings.zai_header_mode,
+            BUILT_IN,
+        ),
     }
 
 
@@ -282,8 +318,10 @@ def parse_config(data: Any, env: Mapping[str, str], source: str) -> Layer:
     routes: list[tuple[str, Route]] = []
     raw = data.get("providers") or {}
     if isinstance(raw, list):  # also accept a list of entries that carry their own name
-        raw = {(e.get("name") if isinstance(e, Mapping) else None) or f"[{i}]": e
-               for i, e in enumerate(raw)}
+        raw = {
+            (e.get("name") if isinstance(e, Mapping) else None) or f"[{i}]": e
+            for i, e in enumerate(raw)
+        }
     if not isinstance(raw, Mapping):
         raise _fail("providers", "expected a mapping of NAME: {base_url, ...}", raw)
     for name, entry in raw.items():
@@ -296,8 +334,10 @@ def parse_config(data: Any, env: Mapping[str, str], source: str) -> Layer:
         entries = entry.get("routes") or []
         if not isinstance(entries, list):
             raise _fail(f"{key}.routes", "expected a list", entries)
-        routes += [(f"{key}.routes[{i}]", _route(r, f"{key}.routes[{i}]", name, source))
-                   for i, r in enumerate(entries)]
+        routes += [
+            (f"{key}.routes[{i}]", _route(r, f"{key}.routes[{i}]", name, source))
+            for i, r in enumerate(entries)
+        ]
     raw_routes = data.get("routes") or []
     if not isinstance(raw_routes, list):
         raise _fail("routes", "expected a list of {name, ...}", raw_routes)
@@ -313,14 +353,18 @@ def parse_config(data: Any, env: Mapping[str, str], source: str) -> Layer:
         elif "base_url" in entry:
             raise _fail(key, "set either provider or base_url, not both", entry)
         elif entry.get("profile") is not None:  # the named provider's own entry carries it
-            raise _fail(f"{key}.profile", f"set the profile on provider {route.provider}",
-                        entry["profile"])
+            raise _fail(
+                f"{key}.profile", f"set the profile on provider {route.provider}", entry["profile"]
+            )
         routes.append((key, route))
     keys: dict[str, str] = {}
     for key, route in routes:
         if route.name.lower() in keys:
-            raise _fail(f"{key}.name", f"duplicate route name in this file (first at "
-                        f"{keys[route.name.lower()]})", route.name)
+            raise _fail(
+                f"{key}.name",
+                f"duplicate route name in this file (first at {keys[route.name.lower()]})",
+                route.name,
+            )
         keys[route.name.lower()] = key
     return Layer(source, providers, tuple(r for _, r in routes), keys)
 
@@ -332,29 +376,33 @@ def merge(builtins: Mapping[str, Provider], layers: list[Layer]) -> Catalog:
     for layer in layers:
         for name, fields in layer.providers.items():
             if name in BUILTIN_LANES and name in providers:
-                providers[name] = dataclasses.replace(providers[name], source=layer.source, **fields)
+                providers[name] = dataclasses.replace(
+                    providers[name], source=layer.source, **fields
+                )
             else:
                 providers.pop(name, None)  # re-insert: a replaced entry moves after its overrider
                 providers[name] = Provider(name=name, source=layer.source, **fields)
         names = {r.name.lower() for r in layer.routes}
         routes = [*layer.routes, *(r for r in routes if r.name.lower() not in names)]
     served = {r.provider for r in routes}  # a route:<name> provider lives only as long as its route
-    providers = {n: p for n, p in providers.items()
-                 if not n.startswith(ROUTE_PROVIDER_PREFIX) or n in served}
+    providers = {
+        n: p for n, p in providers.items() if not n.startswith(ROUTE_PROVIDER_PREFIX) or n in served
+    }
     keys = {layer.source: layer.keys for layer in layers}
     for route in routes:  # a route may name a provider from any file, so check after the merge
         if route.provider not in providers:
             key = keys.get(route.source, {}).get(route.name.lower(), f"routes.{route.name}")
-            raise ValueError(f"{route.source}: {key}.provider: unknown provider "
-                             f"(value: {route.provider!r})")
+            raise ValueError(
+                f"{route.source}: {key}.provider: unknown provider (value: {route.provider!r})"
+            )
     return Catalog(providers, tuple(routes))
 
 
-def user_providers_file(settings: "Settings") -> Path | None:
+def user_providers_file(settings: Settings) -> Path | None:
     return Path(settings.config_home) / "providers.yaml" if settings.config_home else None
 
 
-def load_catalog(settings: "Settings", env: Mapping[str, str]) -> Catalog:
+def load_catalog(settings: Settings, env: Mapping[str, str]) -> Catalog:
     """Read the config files named by `settings`, resolve ENV: references from `env`, merge.
 
     Raises ConfigError "<file>: <key path>: <problem> (value: <value>)". The routes and providers
@@ -369,7 +417,9 @@ def load_catalog(settings: "Settings", env: Mapping[str, str]) -> Catalog:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+            raise ConfigError(
+                f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
         try:
             layers.append(parse_config(parse_yaml(text), env, str(path)))
         except ValueError as exc:

@@ -16,11 +16,12 @@ holds the user config (`<home>/config`: licence pack, model file, quotas) that o
 (`CCP_LOGS_DIR=logs/x`) are taken relative to the home for the same reason. Pure apart from reading
 the file system once for the checkout test; `Settings` calls it with its environment mapping.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # proxy/ (this file is proxy/config/home.py)
 # a checkout has these beside the package; an installed wheel has none of them

@@ -5,13 +5,14 @@ that then reads what the environment names: it resolves the ccp home, checks tha
 exist, reads the manual model override file, verifies the licence (once, at start), loads the
 provider catalog and the quotas file. A bad file fails here, at start, with a message naming it.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from proxy.config.catalog import load_catalog
 from proxy.config.home import resolve_home, under
@@ -35,8 +36,10 @@ def load_settings(env: Mapping[str, str] | None = None, now: float | None = None
     home, home_source = resolve_home(env)
     settings = Settings.from_env(env, home=home, home_source=home_source)
     changes: dict = {}
-    for attr, keys in (("ca_bundle", ("CCP_CA_BUNDLE", "SSL_CERT_FILE")),
-                       ("policy_pubkey", ("CCP_POLICY_PUBKEY",))):
+    for attr, keys in (
+        ("ca_bundle", ("CCP_CA_BUNDLE", "SSL_CERT_FILE")),
+        ("policy_pubkey", ("CCP_POLICY_PUBKEY",)),
+    ):
         if getattr(settings, attr):
             key = next((k for k in keys if env.get(k, "").strip()), keys[0])
             existing_file(key, env.get(key, getattr(settings, attr)), FILE_HINTS.get(attr, ""))
@@ -47,8 +50,10 @@ def load_settings(env: Mapping[str, str] | None = None, now: float | None = None
     settings = dataclasses.replace(settings, **changes)
     catalog = load_catalog(settings, env)
     if settings.fallback_lane and catalog.provider(settings.fallback_lane) is None:
-        raise ConfigError(f"CCP_FALLBACK_LANE={settings.fallback_lane!r}: no such provider "
-                          f"(known: {', '.join(sorted(catalog.providers))})")
+        raise ConfigError(
+            f"CCP_FALLBACK_LANE={settings.fallback_lane!r}: no such provider "
+            f"(known: {', '.join(sorted(catalog.providers))})"
+        )
     quotas_file = _quotas_file(env, settings.config_home, home)
     quotas = None
     if quotas_file:
@@ -76,8 +81,9 @@ def with_licence_pack(settings: Settings, pack_file: str, now: float) -> Setting
     return dataclasses.replace(settings, licence=state)
 
 
-def quotas_file_candidates(env: Mapping[str, str], config_home: str,
-                           home: Path | None = None) -> list[tuple[str, str]]:
+def quotas_file_candidates(
+    env: Mapping[str, str], config_home: str, home: Path | None = None
+) -> list[tuple[str, str]]:
     """Where a quotas file may be, highest precedence first: (origin, path)."""
     out = []
     if env.get("CCP_QUOTAS_FILE", "").strip():
@@ -103,22 +109,26 @@ def _config_files(settings: Settings, home: Path) -> dict:
     """The routes and providers files: one the environment names must exist (it is taken from the
     working directory); a repo default is taken from `home` when it exists."""
     kw: dict = {}
-    for attr, key, default in (("config_file", "CCP_CONFIG", DEFAULT_CONFIG_FILE),
-                               ("providers_file", "CCP_PROVIDERS_FILE", DEFAULT_PROVIDERS_FILE)):
+    for attr, key, default in (
+        ("config_file", "CCP_CONFIG", DEFAULT_CONFIG_FILE),
+        ("providers_file", "CCP_PROVIDERS_FILE", DEFAULT_PROVIDERS_FILE),
+    ):
         named = getattr(settings, attr)
         if named and not Path(named).is_file():
             raise ConfigError(f"{key}={named!r}: file not found")
         repo = under(home, default) if default else None
-        kw[attr] = (str(Path(named).resolve()) if named
-                    else repo if repo and Path(repo).is_file() else None)
+        kw[attr] = (
+            str(Path(named).resolve()) if named else repo if repo and Path(repo).is_file() else None
+        )
     return kw
 
 
 def _model_file(path: Path) -> dict:
     """The persisted manual override (`ccp model NAME`): the file's first non-empty line."""
     try:
-        line = next((ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()
-                     if ln.strip()), "")
+        line = next(
+            (ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()), ""
+        )
     except (OSError, UnicodeDecodeError):
         line = ""  # no model file: no override
     return {"model_override": line, "model_override_source": str(path)} if line else {}
@@ -132,7 +142,12 @@ def _licence(env: Mapping[str, str], config_home: str, now: float) -> dict:
     except ValueError as exc:  # the message names the kid, never the key material
         raise ConfigError(f"CCP_LICENSE_PUBKEY_B64: {exc}") from None
     keys = tuple((kid, lic.public_key_b64(key)) for kid, key in trusted.items())
-    state = lic.load_state(env.get("CC_LICENSE_PACK", "").strip() or None, config_home,
-                           env.get("CC_LICENSE_JSON", "").strip() or None,
-                           env.get("CC_LICENSE_SIG", "").strip() or None, trusted, now)
+    state = lic.load_state(
+        env.get("CC_LICENSE_PACK", "").strip() or None,
+        config_home,
+        env.get("CC_LICENSE_JSON", "").strip() or None,
+        env.get("CC_LICENSE_SIG", "").strip() or None,
+        trusted,
+        now,
+    )
     return {"licence_keys": keys, "licence": state}

@@ -16,13 +16,15 @@ as is). The public key is a file holding the base64 raw 32-byte key (``CCP_POLIC
 `apply()` sets only the toggles the environment did not set itself: an operator's explicit
 ``OFFLOAD_PAUSED=1`` outranks any remote default.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # loaded by proxy.licence.verify when a key is read (a configured pack)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -83,8 +85,10 @@ def parse_policy(raw: bytes) -> RoutingDefaults:
             kw[key] = routing[key]
     if "zai_header_mode" in routing:
         if routing["zai_header_mode"] not in HEADER_MODES:
-            raise ValueError(f"routing.zai_header_mode={routing['zai_header_mode']!r}: "
-                             f"expected one of {', '.join(HEADER_MODES)}")
+            raise ValueError(
+                f"routing.zai_header_mode={routing['zai_header_mode']!r}: "
+                f"expected one of {', '.join(HEADER_MODES)}"
+            )
         kw["zai_header_mode"] = routing["zai_header_mode"]
     return RoutingDefaults(**kw)
 
@@ -140,28 +144,42 @@ def _read_cache(path: Path, key: Ed25519PublicKey) -> tuple[RoutingDefaults | No
 def _write_cache(path: Path, url: str, raw: bytes, sig: str, now: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"url": url, "fetched_at": time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "policy": raw.decode("utf-8"), "signature": sig}),
-        encoding="utf-8")
+    tmp.write_text(
+        json.dumps(
+            {
+                "url": url,
+                "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                "policy": raw.decode("utf-8"),
+                "signature": sig,
+            }
+        ),
+        encoding="utf-8",
+    )
     tmp.replace(path)  # atomic: a crashed start never leaves half a cache
 
 
-def resolve(url: str, key: Ed25519PublicKey, cache_path: Path, now: float,
-            fetcher: Fetcher = fetch) -> PolicyOutcome:
+def resolve(
+    url: str, key: Ed25519PublicKey, cache_path: Path, now: float, fetcher: Fetcher = fetch
+) -> PolicyOutcome:
     """Fetch → verify → cache, or the cache, or the embedded default (see the module docstring)."""
     try:
         raw, sig = fetcher(url)
     except FetchError as exc:
         cached, why = _read_cache(cache_path, key)
         if cached is not None:
-            return PolicyOutcome(cached, "cache", f"[policy] fetch failed ({exc}): using {why} "
-                                 f"id={cached.id}")
-        return PolicyOutcome(EMBEDDED_POLICY, "embedded",
-                             f"[policy] fetch failed ({exc}) and {why}: using the embedded default")
+            return PolicyOutcome(
+                cached, "cache", f"[policy] fetch failed ({exc}): using {why} id={cached.id}"
+            )
+        return PolicyOutcome(
+            EMBEDDED_POLICY,
+            "embedded",
+            f"[policy] fetch failed ({exc}) and {why}: using the embedded default",
+        )
     verdict = _verified(raw, sig, key)
     if isinstance(verdict, str):
-        return PolicyOutcome(EMBEDDED_POLICY, "embedded",
-                             f"[policy] {url}: {verdict}: using the embedded default")
+        return PolicyOutcome(
+            EMBEDDED_POLICY, "embedded", f"[policy] {url}: {verdict}: using the embedded default"
+        )
     try:
         _write_cache(cache_path, url, raw, sig, now)
         note = ""
@@ -172,23 +190,31 @@ def resolve(url: str, key: Ed25519PublicKey, cache_path: Path, now: float,
 
 def apply(settings: Settings, defaults: RoutingDefaults) -> Settings:
     """`settings` with the policy's defaults for every toggle the environment left unset."""
-    changes = {k: v for k, v in defaults._asdict().items()
-               if k != "id" and v is not None and k not in settings.routing_from_env}
+    changes = {
+        k: v
+        for k, v in defaults._asdict().items()
+        if k != "id" and v is not None and k not in settings.routing_from_env
+    }
     return dataclasses.replace(settings, **changes)
 
 
-def load_for(settings: Settings, now: float, fetcher: Fetcher = fetch
-             ) -> tuple[Settings, PolicyOutcome | None]:
+def load_for(
+    settings: Settings, now: float, fetcher: Fetcher = fetch
+) -> tuple[Settings, PolicyOutcome | None]:
     """The settings a starting shim runs with, and the outcome (None: no policy configured)."""
     if not settings.policy_url:
         return settings, None
     if not settings.policy_pubkey:
-        raise ConfigError(f"CCP_POLICY_URL={settings.policy_url!r}: needs CCP_POLICY_PUBKEY "
-                          "(or --policy-pubkey)")
+        raise ConfigError(
+            f"CCP_POLICY_URL={settings.policy_url!r}: needs CCP_POLICY_PUBKEY (or --policy-pubkey)"
+        )
     key = load_pubkey(settings.policy_pubkey)
     outcome = resolve(settings.policy_url, key, Path(settings.logs_dir) / CACHE_FILE, now, fetcher)
-    kept = sorted(k for k, v in outcome.defaults._asdict().items()
-                  if k != "id" and v is not None and k in settings.routing_from_env)
+    kept = sorted(
+        k
+        for k, v in outcome.defaults._asdict().items()
+        if k != "id" and v is not None and k in settings.routing_from_env
+    )
     if kept:
         outcome = outcome._replace(message=f"{outcome.message} (env keeps {','.join(kept)})")
     return apply(settings, outcome.defaults), outcome

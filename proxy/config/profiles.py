@@ -18,6 +18,7 @@ Also owned here: the run files a profile's background shim (`ccp up`) keeps in i
 `ccp.pid`, `ccp.port`, `ccp-serve.log` — and the checks that say whether that shim still runs
 (a stale pid file, a zombie or a recycled pid does not count) and whether a port is free.
 """
+
 from __future__ import annotations
 
 import errno
@@ -62,8 +63,10 @@ def resolve_profile(name: str) -> Profile:
     if name in BUILTIN:
         return BUILTIN[name]
     if not _NAME_RE.match(name):
-        raise ValueError(f"{name!r}: expected a profile name of a-z, 0-9, '_' or '-' "
-                         f"(at most 40 characters), e.g. dev or prod")
+        raise ValueError(
+            f"{name!r}: expected a profile name of a-z, 0-9, '_' or '-' "
+            f"(at most 40 characters), e.g. dev or prod"
+        )
     return Profile(name, custom_port(name), f"logs/{name}")
 
 
@@ -156,5 +159,3 @@ def port_free(host: str, port: int) -> bool:
                 return False
             raise
     return True
-
-

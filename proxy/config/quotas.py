@@ -19,12 +19,14 @@ Reroute modes (`CCP_REROUTE_MODE`, applied by the pure `apply_quota()` to a `to_
   - `early`: reroute already at `warn` (`quota_block`);
   - `off`: report only, never reroute.
 """
+
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from proxy.core.parse import ConfigError, parse_duration
 from proxy.core.routing import LANE_ANTHROPIC, model_family
@@ -62,13 +64,23 @@ class Quota:
         return model == self.pattern or fnmatch.fnmatchcase(model, self.pattern)
 
     def public(self) -> dict:
-        return {"pattern": self.pattern,
-                "rolling": ({"window_s": self.rolling_window, "tokens": self.rolling_tokens}
-                            if self.rolling_tokens else None),
-                "weekly": ({"window_s": self.weekly_window, "tokens": self.weekly_tokens}
-                           if self.weekly_tokens else None),
-                "warn_pct": self.warn_pct, "fallback_lane": self.fallback_lane,
-                "cooldown_s": self.cooldown, "lane": self.lane}
+        return {
+            "pattern": self.pattern,
+            "rolling": (
+                {"window_s": self.rolling_window, "tokens": self.rolling_tokens}
+                if self.rolling_tokens
+                else None
+            ),
+            "weekly": (
+                {"window_s": self.weekly_window, "tokens": self.weekly_tokens}
+                if self.weekly_tokens
+                else None
+            ),
+            "warn_pct": self.warn_pct,
+            "fallback_lane": self.fallback_lane,
+            "cooldown_s": self.cooldown,
+            "lane": self.lane,
+        }
 
 
 @dataclass(frozen=True)
@@ -94,7 +106,9 @@ def parse_span(where: str, raw: Any) -> float:
     try:
         return parse_duration(where, raw, "a positive span such as 15m, 5h or 7d")
     except ConfigError:
-        raise QuotaError(f"{where}={raw!r}: expected a positive span such as 15m, 5h or 7d") from None
+        raise QuotaError(
+            f"{where}={raw!r}: expected a positive span such as 15m, 5h or 7d"
+        ) from None
 
 
 def _tokens(where: str, raw: Any) -> int:
@@ -110,8 +124,10 @@ def parse_quota(pattern: str, spec: Any, where: str = "quotas") -> Quota:
         raise QuotaError(f"{where}: expected a mapping with rolling/weekly budgets")
     unknown = set(spec) - _KEYS
     if unknown:
-        raise QuotaError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                         f"(known: {', '.join(sorted(_KEYS))})")
+        raise QuotaError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+            f"(known: {', '.join(sorted(_KEYS))})"
+        )
     kw: dict[str, Any] = {}
     for name in ("rolling", "weekly"):
         block = spec.get(name)
@@ -141,8 +157,9 @@ def parse_quota(pattern: str, spec: Any, where: str = "quotas") -> Quota:
     return Quota(pattern=pattern, **kw)
 
 
-def parse_quotas(data: Any, source: str | None = None,
-                 lanes: Iterable[str] | None = None) -> QuotaConfig:
+def parse_quotas(
+    data: Any, source: str | None = None, lanes: Iterable[str] | None = None
+) -> QuotaConfig:
     """A QuotaConfig from parsed YAML; `lanes` (known lane names) checks each fallback_lane."""
     where = source or "quotas"
     if data is None:
@@ -159,14 +176,17 @@ def parse_quotas(data: Any, source: str | None = None,
         known = set(lanes)
         for q in quotas:
             if q.fallback_lane not in known:
-                raise QuotaError(f"{where}.{q.pattern}.fallback_lane={q.fallback_lane!r}: no such "
-                                 f"lane (known: {', '.join(sorted(known))})")
+                raise QuotaError(
+                    f"{where}.{q.pattern}.fallback_lane={q.fallback_lane!r}: no such "
+                    f"lane (known: {', '.join(sorted(known))})"
+                )
     return QuotaConfig(quotas, source)
 
 
 def load_quotas(path: str | Path, lanes: Iterable[str] | None = None) -> QuotaConfig:
     """Read and parse a quotas file; QuotaError names the file."""
     import yaml
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -180,8 +200,10 @@ def load_quotas(path: str | Path, lanes: Iterable[str] | None = None) -> QuotaCo
 
 def book_span(config: QuotaConfig) -> float | None:
     """How far back a book for `config` needs records (None: no quotas, nothing to count)."""
-    spans = [max(q.weekly_window, q.rolling_window or 0.0, q.cooldown, RATE_WINDOW)
-             for q in config.quotas]
+    spans = [
+        max(q.weekly_window, q.rolling_window or 0.0, q.cooldown, RATE_WINDOW)
+        for q in config.quotas
+    ]
     return max(spans) if spans else None
 
 
@@ -190,5 +212,3 @@ def parse_reroute_mode(raw: str) -> str:
     if mode not in REROUTE_MODES:
         raise ValueError(f"{raw!r}: expected one of {', '.join(REROUTE_MODES)}")
     return mode
-
-

@@ -7,12 +7,13 @@ model file, the licence, the quotas file) is read by proxy.config.load, the runt
 which is what the shim and every verb call: `load_settings()`. Other modules receive a `Settings`
 object and never touch `os.environ`.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from proxy.config.catalog import Catalog, builtin_providers
 from proxy.config.home import under
@@ -44,9 +45,9 @@ DEFAULT_BACKOFF_MAX_RETRIES = 2
 DEFAULT_BACKOFF_MAX_SECONDS = 10.0
 UPSTREAM_CLIENTS = ("auto", "httpx", "aiohttp", "h1")
 HEADER_MODES = ("x-api-key", "authorization")
-# The repo providers file, relative to the ccp home (proxy.config.home), is read when it exists. The routes file
-# (the operators' config/llmproxy-cfg.yaml) is read only when CCP_CONFIG names it: it belongs to a
-# task (sandbox runs) and its ENV: references need that task's environment.
+# The repo providers file, relative to the ccp home (proxy.config.home), is read when it exists.
+# The routes file (the operators' config/llmproxy-cfg.yaml) is read only when CCP_CONFIG names it:
+# it belongs to a task (sandbox runs) and its ENV: references need that task's environment.
 DEFAULT_CONFIG_FILE = None
 DEFAULT_PROVIDERS_FILE = "configs/providers.yaml"
 MODEL_FILE = "model"  # <config home>/model: the persisted manual override (`ccp model NAME`)
@@ -97,8 +98,12 @@ class Settings:
     ca_bundle: str | None = None  # CCP_CA_BUNDLE / SSL_CERT_FILE: extra PEM CAs for upstream TLS
     enable_backoff: bool = False  # CCP_ENABLE_BACKOFF / MITM_ENABLE_BACKOFF: retry 429/503
     backoff_max_retries: int = DEFAULT_BACKOFF_MAX_RETRIES  # CCP_BACKOFF_MAX_RETRIES
-    backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS  # CCP_BACKOFF_MAX_SECONDS: longest wait
-    fallback_lane: str = ""  # CCP_FALLBACK_LANE: a provider to try once when a lane fails ("" = none)
+    backoff_max_seconds: float = (
+        DEFAULT_BACKOFF_MAX_SECONDS  # CCP_BACKOFF_MAX_SECONDS: longest wait
+    )
+    fallback_lane: str = (
+        ""  # CCP_FALLBACK_LANE: a provider to try once when a lane fails ("" = none)
+    )
     allow_real_api: bool = False
     profile: str = DEFAULT_PROFILE  # CCP_PROFILE: picks the default port and logs folder
     default_port: int = BASE_PORT  # the profile's port, used when `--port` is not given
@@ -108,7 +113,9 @@ class Settings:
     log_max_age: float = 24 * 3600.0  # CCP_LOG_MAX_AGE: … or when it is older than this
     body_tee: bool = False  # ENABLE_BODY_TEE: redacted samples of bodies under logs/tee
     config_file: str | None = None  # CCP_CONFIG (e.g. config/llmproxy-cfg.yaml)
-    providers_file: str | None = None  # CCP_PROVIDERS_FILE, else configs/providers.yaml if it exists
+    providers_file: str | None = (
+        None  # CCP_PROVIDERS_FILE, else configs/providers.yaml if it exists
+    )
     config_home: str = ""  # CCP_CONFIG_HOME, else $CCP_HOME/config, else ~/.config/ccp ("": none)
     model_override: str | None = None  # CCP_MODEL, else the first line of <config home>/model
     model_override_source: str | None = None  # "CCP_MODEL" or the model file's path
@@ -116,7 +123,9 @@ class Settings:
     # The licence in force, verified once by from_env() (sources: CC_LICENSE_PACK, <config home>/
     # license.pack, CC_LICENSE_JSON + CC_LICENSE_SIG); `ccp serve --license-pack` replaces it.
     licence: lic.LicenceState = field(default_factory=lic.LicenceState.missing)
-    licence_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # CCP_LICENSE_PUBKEY_B64
+    licence_keys: tuple[tuple[str, str], ...] = field(
+        default=(), repr=False
+    )  # CCP_LICENSE_PUBKEY_B64
     policy_url: str | None = None  # CCP_POLICY_URL: a signed policy pack (proxy.config.policy)
     policy_pubkey: str | None = None  # CCP_POLICY_PUBKEY: a file with the base64 public key
     # Routing toggles the environment set explicitly: a policy pack's defaults never override them.
@@ -131,10 +140,10 @@ class Settings:
     # `ccp mitm` (proxy.mitm.run): which flows the addon handles, and where mitmproxy keeps its CA
     mitm_filter_chain: str = "1"  # MITM_FILTER_CHAIN: 1 (Anthropic API hosts), 0 (off), or a filter
     mitm_confdir: str = ""  # CCP_MITM_CONFDIR, else $HOME/.mitmproxy (mitmproxy's own default)
-    quotas: "QuotaConfig" = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    quotas: QuotaConfig = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     # Built by from_env() (so a bad file fails at start); a Settings made directly gets the built-in
     # lanes from its own fields. Read once: a running shim needs a restart to see file changes.
-    catalog: "Catalog" = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    catalog: Catalog = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.catalog is None:
@@ -149,18 +158,21 @@ class Settings:
 
     @property
     def routing(self) -> RoutingPolicy:
-        return RoutingPolicy(offload_paused=self.offload_paused,
-                             force_haiku_to_zai=self.force_haiku_to_zai,
-                             licence_enforced=self.licence_enforce,
-                             licence_allows_offload=lic.allows(self.licence, lic.FEATURE_ZAI_OFFLOAD))
+        return RoutingPolicy(
+            offload_paused=self.offload_paused,
+            force_haiku_to_zai=self.force_haiku_to_zai,
+            licence_enforced=self.licence_enforce,
+            licence_allows_offload=lic.allows(self.licence, lic.FEATURE_ZAI_OFFLOAD),
+        )
 
     def trusted_licence_keys(self) -> dict:
         """kid -> Ed25519 public key: the built-in keys plus CCP_LICENSE_PUBKEY_B64."""
         return lic.parse_trusted_keys(",".join(f"{k}={v}" for k, v in self.licence_keys))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, home: Path | None = None,
-                 home_source: str = "") -> "Settings":
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, home: Path | None = None, home_source: str = ""
+    ) -> Settings:
         """Settings from `env` alone (default: the process environment); no file is read. `home`:
         the ccp home the relative paths sit in (proxy.config.home; default: CCP_HOME, else the
         working directory). The files it names are read by proxy.config.load.load_settings()."""
@@ -210,10 +222,12 @@ class Settings:
             found = get(*keys)
             if found is not None and found[1].strip() != "":
                 kw[attr] = parse(*found)
-        for attr, key in (("zai_api_key", "ZAI_API_KEY"),
-                          ("anthropic_auth_token", "ANTHROPIC_AUTH_TOKEN"),
-                          ("anthropic_api_key", "ANTHROPIC_API_KEY"),
-                          ("admin_token", "CCP_ADMIN_TOKEN")):
+        for attr, key in (
+            ("zai_api_key", "ZAI_API_KEY"),
+            ("anthropic_auth_token", "ANTHROPIC_AUTH_TOKEN"),
+            ("anthropic_api_key", "ANTHROPIC_API_KEY"),
+            ("admin_token", "CCP_ADMIN_TOKEN"),
+        ):
             kw[attr] = Secret(env.get(key, "").strip())
         mode = env.get("ZAI_HEADER_MODE", "").strip().lower()
         if mode:
@@ -222,29 +236,48 @@ class Settings:
             profile = resolve_profile(env.get("CCP_PROFILE", ""))
         except ValueError as exc:
             raise ConfigError(f"CCP_PROFILE={exc}") from None
-        kw.update(profile=profile.name, default_port=profile.port, home=str(home),
-                  home_source=home_source, logs_dir=under(home, profile.logs_dir),
-                  results_dir=under(home, "results"))
+        kw.update(
+            profile=profile.name,
+            default_port=profile.port,
+            home=str(home),
+            home_source=home_source,
+            logs_dir=under(home, profile.logs_dir),
+            results_dir=under(home, "results"),
+        )
         for attr, key in (("logs_dir", "CCP_LOGS_DIR"), ("results_dir", "CCP_RESULTS_DIR")):
             if env.get(key, "").strip():
                 kw[attr] = under(home, env[key].strip())
         kw.update(config_names(env, home))
         kw["routing_from_env"] = frozenset(
-            attr for attr, key in (("force_haiku_to_zai", "FORCE_HAIKU_TO_ZAI"),
-                                   ("offload_paused", "OFFLOAD_PAUSED"),
-                                   ("zai_header_mode", "ZAI_HEADER_MODE")) if env.get(key, "").strip())
+            attr
+            for attr, key in (
+                ("force_haiku_to_zai", "FORCE_HAIKU_TO_ZAI"),
+                ("offload_paused", "OFFLOAD_PAUSED"),
+                ("zai_header_mode", "ZAI_HEADER_MODE"),
+            )
+            if env.get(key, "").strip()
+        )
         if env.get("MITM_FILTER_CHAIN", "").strip():
             kw["mitm_filter_chain"] = env["MITM_FILTER_CHAIN"].strip()
-        kw["mitm_confdir"] = (env.get("CCP_MITM_CONFDIR", "").strip()
-                              or str(Path(env.get("HOME") or Path.home()) / ".mitmproxy"))
+        kw["mitm_confdir"] = env.get("CCP_MITM_CONFDIR", "").strip() or str(
+            Path(env.get("HOME") or Path.home()) / ".mitmproxy"
+        )
         kw["fallback_lane"] = env.get("CCP_FALLBACK_LANE", "").strip()
         kw["db_path"] = env.get("CCP_DB_PATH", "").strip() or None
         return cls(**kw)
 
     def secrets(self) -> list[str]:
         """Every configured credential value (catalog keys included), for redaction."""
-        values = [s.reveal() for s in (self.zai_api_key, self.anthropic_auth_token,
-                                       self.anthropic_api_key, self.admin_token) if s]
+        values = [
+            s.reveal()
+            for s in (
+                self.zai_api_key,
+                self.anthropic_auth_token,
+                self.anthropic_api_key,
+                self.admin_token,
+            )
+            if s
+        ]
         return values + [v for v in dict.fromkeys(self.catalog.secrets()) if v not in values]
 
 
@@ -257,9 +290,11 @@ def parse_reroute_mode(key: str, raw: str) -> str:
 
 def config_names(env: Mapping[str, str], home: Path) -> dict:
     """The config files and folder the environment names, and CCP_MODEL (not read here)."""
-    kw: dict = {"config_file": env.get("CCP_CONFIG", "").strip() or None,
-                "providers_file": env.get("CCP_PROVIDERS_FILE", "").strip() or None,
-                "quotas_file": env.get("CCP_QUOTAS_FILE", "").strip() or None}
+    kw: dict = {
+        "config_file": env.get("CCP_CONFIG", "").strip() or None,
+        "providers_file": env.get("CCP_PROVIDERS_FILE", "").strip() or None,
+        "quotas_file": env.get("CCP_QUOTAS_FILE", "").strip() or None,
+    }
     config_home = env.get("CCP_CONFIG_HOME", "").strip()
     if not config_home and env.get("CCP_HOME", "").strip():  # a named ccp home holds its config
         config_home = str(Path(under(home, "config")))

@@ -12,6 +12,7 @@
 
 `error_body()` is the one place that turns an error into the protocol's error JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,14 @@ class ShimError(Exception):
     error_type = "api_error"
     err_type: str | None = None
 
-    def __init__(self, message: str, *, rid: str | None = None, lane: str | None = None,
-                 close_connection: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        rid: str | None = None,
+        lane: str | None = None,
+        close_connection: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.rid = rid

@@ -13,17 +13,29 @@ Pure functions over plain (name, value) pairs; no I/O. The rules (DESIGN.md, "He
 - an Anthropic-protocol provider with a profile gets only the `anthropic-beta` flags the profile
   lets through (`provider_profiles.filter_betas`), and no such header when none is left.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from proxy.core.provider_profiles import ProviderProfile, filter_betas
 from proxy.core.routing import LANE_ANTHROPIC
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 # the shim forwards the body as it read it: aiohttp has already decoded any content-encoding
 _RECOMPUTED = frozenset({"host", "content-length", "content-encoding"})
@@ -53,10 +65,13 @@ def _bearer_value(value: str) -> str:
     return value[7:].strip() if value[:7].lower() == "bearer " else value.strip()
 
 
-def upstream_request_headers(lane: str, client_headers: Iterable[tuple[str, str]],
-                             creds: LaneCredentials,
-                             session_tokens: frozenset[str] = frozenset(),
-                             profile: ProviderProfile | None = None) -> dict[str, str]:
+def upstream_request_headers(
+    lane: str,
+    client_headers: Iterable[tuple[str, str]],
+    creds: LaneCredentials,
+    session_tokens: frozenset[str] = frozenset(),
+    profile: ProviderProfile | None = None,
+) -> dict[str, str]:
     """Headers to send upstream for `lane`, given what the client sent.
 
     Returns a dict keyed by lower-case names. `session_tokens` are inbound tokens that identify a

@@ -6,6 +6,7 @@ opened by `proxy.sinks.usage_log.usage_records`.
 one: garbled, not an object, or torn (the last line of a file whose writer stopped mid-line). Blank
 lines are neither. `record_of(line)` reads one line the same way.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,4 +41,3 @@ class Records:
                 self.bad += 1
                 continue
             yield obj
-

@@ -5,6 +5,7 @@ their values here, so `30s`, `5h` or `on` mean the same thing wherever they are 
 takes the name the value came under (a variable, a file position) and raises `ConfigError` with a
 message that names it and the value; a caller with its own error type wraps that message.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,11 +20,29 @@ TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
-                  "w": 7 * 86400.0}
+DURATION_UNITS = {
+    None: 1.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 7 * 86400.0,
+}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(b|kb|k|kib|mb|m|mib|gb|g|gib)?\s*$", re.IGNORECASE)
-SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
-              "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+SIZE_UNITS = {
+    None: 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
 _URL_RE = re.compile(r"^https?://[^/\s]+")
 
 
@@ -42,8 +61,9 @@ def parse_bool(key: str, raw: str) -> bool:
     raise ConfigError(f"{key}={raw!r}: expected 1/0, true/false, yes/no or on/off")
 
 
-def parse_duration(key: str, raw: Any,
-                   expected: str = "a duration such as 30s, 250ms, 2m or 1h") -> float:
+def parse_duration(
+    key: str, raw: Any, expected: str = "a duration such as 30s, 250ms, 2m or 1h"
+) -> float:
     """Seconds, greater than zero, from 30, '30s', '250ms', '15m', '5h', '7d' or '1w'."""
     m = _DURATION_RE.match(str(raw))
     if not m:

@@ -6,6 +6,7 @@ json.loads reads the same way; a body that is rewritten or written to disk is re
 (`exact_reading`). Every reading agrees with json.loads, whose results and errors decide the odd
 cases (see docs/performance.md for what each reader costs).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -22,6 +23,7 @@ try:  # the anthropic SDK's JSON parser (a dependency of it): a 64 KB body in ~6
     # read exactly as json.loads reads it (integers of any size, NaN, the last of duplicate keys);
     # what it refuses (nesting past 200 levels, lone surrogates, a BOM) goes on to orjson and json
     import jiter
+
     jiter.from_json(b"{}", cache_mode="none")  # (a jiter too old for the options used here: none)
 except (ImportError, TypeError, AttributeError):  # pragma: no cover - orjson/json: the same payload
     jiter = None
@@ -48,9 +50,13 @@ def check_payload(body: bytes, content_type: str, rec: dict) -> tuple[dict, bool
     with `exact_reading`); raises the ShimError the client is answered with."""
     if content_type != "application/json":
         raise UnsupportedMediaType(
-            f"content-type must be application/json, got {content_type or 'none'}")
+            f"content-type must be application/json, got {content_type or 'none'}"
+        )
     rec["bytes_in"] = len(body)
-    payload, exact = route_fields(body), False  # valid JSON, a string model: only what routing needs
+    payload, exact = (
+        route_fields(body),
+        False,
+    )  # valid JSON, a string model: only what routing needs
     if payload is None:  # anything else: the full reading decides, with its errors
         try:
             payload, exact = _read_json(body)
@@ -105,7 +111,7 @@ def is_utf8(body: bytes) -> bool:
     carried = b""
     try:
         for start in range(0, len(body), piece_size):
-            piece = body[start:start + piece_size]
+            piece = body[start : start + piece_size]
             if carried:
                 piece = carried + piece
             elif piece.isascii():
@@ -167,8 +173,10 @@ def _orjson_loads(body: bytes):
     than `ORJSON_MAX_DEPTH`. Every padding list must then hold exactly one element, or the body was
     not one JSON value (e.g. `1],[2`) and json decides."""
     if len(body) < _PAD_FROM_BYTES:
-        if len(body) <= 2 * ORJSON_MAX_DEPTH or \
-                body.count(b"[") + body.count(b"{") < ORJSON_MAX_BRACKETS:
+        if (
+            len(body) <= 2 * ORJSON_MAX_DEPTH
+            or body.count(b"[") + body.count(b"{") < ORJSON_MAX_BRACKETS
+        ):
             try:
                 return orjson.loads(body)
             except orjson.JSONDecodeError:

@@ -43,10 +43,12 @@ Each built-in profile below says what it changes, why, and where each fact comes
 provider's documentation or a peer project's issue that recorded the provider's answer). A knob
 without such a source is left out, and the comment says so.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 try:  # tool schemas of a request converted from the body's bytes are orjson Fragments
     import orjson
@@ -83,11 +85,13 @@ class ProviderProfile:
 
     def knobs(self) -> dict[str, Any]:
         """The effective knobs, lists sorted (for `ccp providers` and JSON)."""
-        return {"max_tokens_cap": self.max_tokens_cap,
-                "drop_fields": sorted(self.drop_fields),
-                "beta_allow": None if self.beta_allow is None else sorted(self.beta_allow),
-                "beta_drop": sorted(self.beta_drop),
-                "schema_strip": sorted(self.schema_strip)}
+        return {
+            "max_tokens_cap": self.max_tokens_cap,
+            "drop_fields": sorted(self.drop_fields),
+            "beta_allow": None if self.beta_allow is None else sorted(self.beta_allow),
+            "beta_drop": sorted(self.beta_drop),
+            "schema_strip": sorted(self.schema_strip),
+        }
 
     def summary(self) -> str:
         """`NAME (cap 8192; drops a, b; strips c; …)`: one line for the `ccp providers` table."""
@@ -106,8 +110,10 @@ class ProviderProfile:
 
 
 def _p(name: str, **knobs: Any) -> ProviderProfile:
-    return ProviderProfile(name, **{k: frozenset(v) if isinstance(v, (set, list, tuple)) else v
-                                    for k, v in knobs.items()})
+    return ProviderProfile(
+        name,
+        **{k: frozenset(v) if isinstance(v, (set, list, tuple)) else v for k, v in knobs.items()},
+    )
 
 
 # --- built-in profiles --------------------------------------------------------------------------
@@ -147,8 +153,17 @@ PROFILES: dict[str, ProviderProfile] = {
     # blog, "Maybe We Can Do More with the Router"): stripped too. `exclusiveMaximum` goes with its
     # twin (pizza-bot-app/pizza-bot#62). `additionalProperties` is refused on Google's own API
     # (openswarm-ai/openswarm#24) but no rejection through OpenRouter is recorded: kept.
-    "openrouter": _p("openrouter", schema_strip={"$schema", "exclusiveMinimum", "exclusiveMaximum",
-                                                "propertyNames", "const", "format"}),
+    "openrouter": _p(
+        "openrouter",
+        schema_strip={
+            "$schema",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+            "propertyNames",
+            "const",
+            "format",
+        },
+    ),
     # vLLM (a self-hosted OpenAI-compatible server). LiteLLM's hosted_vllm adapter removes
     # `additionalProperties` from every tool schema before it reaches vLLM (BerriAI/litellm,
     # litellm/llms/hosted_vllm/chat/transformation.py): done here too. vLLM refuses, rather than
@@ -180,6 +195,7 @@ PROFILES: dict[str, ProviderProfile] = {
 
 
 # --- parsing ------------------------------------------------------------------------------------
+
 
 def _show(value: Any) -> str:
     if isinstance(value, Mapping):
@@ -220,8 +236,11 @@ def parse_profile(entry: Any, key: str) -> ProviderProfile:
         raise _fail(key, "expected a profile name or a mapping of name and knobs", entry)
     unknown = [k for k in entry if k not in ("name", *KNOBS)]
     if unknown:
-        raise _fail(f"{key}.{unknown[0]}", f"unknown profile knob (known: name, {', '.join(KNOBS)})",
-                    unknown[0])
+        raise _fail(
+            f"{key}.{unknown[0]}",
+            f"unknown profile knob (known: name, {', '.join(KNOBS)})",
+            unknown[0],
+        )
     name = entry.get("name")
     if name is None:
         if not any(k in entry for k in KNOBS):
@@ -254,25 +273,43 @@ def parse_profile(entry: Any, key: str) -> ProviderProfile:
 
 # --- applying -----------------------------------------------------------------------------------
 
+
 def filter_betas(profile: ProviderProfile | None, value: str) -> str | None:
     """The `anthropic-beta` value to send for the client's `value`: the flags the profile lets
     through, in the client's order, comma-separated; None to send no header."""
     if profile is None or not profile.filters_betas:
         return value
     allow, drop = profile.beta_allow, profile.beta_drop
-    kept = [f for f in (part.strip() for part in value.split(","))
-            if f and (allow is None or f.lower() in allow) and f.lower() not in drop]
+    kept = [
+        f
+        for f in (part.strip() for part in value.split(","))
+        if f and (allow is None or f.lower() in allow) and f.lower() not in drop
+    ]
     return ",".join(kept) or None
 
 
 # Keywords whose value is a schema, a list of schemas, or a mapping of names to schemas: the only
 # places a nested schema can be. Everything else (enum, const, default, examples, …) is data.
-_ONE_SCHEMA = frozenset({"items", "additionalProperties", "not", "if", "then", "else", "contains",
-                         "propertyNames", "additionalItems", "unevaluatedProperties",
-                         "unevaluatedItems", "contentSchema"})
+_ONE_SCHEMA = frozenset(
+    {
+        "items",
+        "additionalProperties",
+        "not",
+        "if",
+        "then",
+        "else",
+        "contains",
+        "propertyNames",
+        "additionalItems",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "contentSchema",
+    }
+)
 _SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems", "items"})
-_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions",
-                          "dependentSchemas"})
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
 
 
 def strip_schema(schema: Any, keywords: frozenset[str]) -> tuple[Any, int]:
@@ -407,8 +444,9 @@ def _drop_nested_cache_control(payload: dict) -> tuple[dict, int]:
     return payload, removed
 
 
-def apply_to_request(profile: ProviderProfile | None, protocol_out: str,
-                     payload: dict) -> tuple[dict, list[str]]:
+def apply_to_request(
+    profile: ProviderProfile | None, protocol_out: str, payload: dict
+) -> tuple[dict, list[str]]:
     """(the payload to send, the changes made, for the usage record's `rewrites`).
 
     `payload` is the request as it goes to the provider: OpenAI Chat Completions for
@@ -432,8 +470,12 @@ def apply_to_request(profile: ProviderProfile | None, protocol_out: str,
     if cap is not None:
         for field in MAX_TOKENS_FIELDS:
             value = payload.get(field)
-            if isinstance(value, int) and not isinstance(value, bool) and value > cap \
-                    and field not in dropped:
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and value > cap
+                and field not in dropped
+            ):
                 if out is None:
                     out = dict(payload)
                 out[field] = cap

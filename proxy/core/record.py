@@ -4,12 +4,13 @@ A record starts as `new_record()` when the request arrives, is filled in by smal
 request goes (routing, upstream status, tokens, SSE stats, timing) and is written last, exactly once
 (proxy.sinks.usage_log). The field vocabulary lives here; nothing in this module does I/O.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NotRequired, TypedDict
 
@@ -66,11 +67,15 @@ def err_type_of_status(status: int) -> ErrType:
 
 def err_type_of_sse_error(error_type: str) -> ErrType:
     """An in-band `error` event's type, as the record's err_type."""
-    return ErrType.UPSTREAM_5XX if error_type in ("api_error", "overloaded_error") \
+    return (
+        ErrType.UPSTREAM_5XX
+        if error_type in ("api_error", "overloaded_error")
         else ErrType.UPSTREAM_4XX
+    )
 
 
 CONTROL_OP = Op.CONTROL
+
 
 class UsageRecord(TypedDict):
     """One request's record, as the pipeline fills it and as its JSON line holds it.
@@ -112,7 +117,9 @@ class UsageRecord(TypedDict):
     client_session: str | None
     rewrites: list[str] | None
     # only on some records, after the others
-    header_mode: NotRequired[str]  # the credential header a non-anthropic Anthropic-protocol lane got
+    header_mode: NotRequired[
+        str
+    ]  # the credential header a non-anthropic Anthropic-protocol lane got
     control: NotRequired[dict]  # what a control record (op `control`) changed
 
 
@@ -141,7 +148,7 @@ def utc_timestamp(epoch: float | None = None) -> str:
         us += 1_000_000
     second, prefix = _second
     if whole != second:
-        prefix = datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        prefix = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _second[:] = whole, prefix
     return f"{prefix}{us // 1000:03d}Z"
 
@@ -174,9 +181,6 @@ def set_tokens(record: UsageRecord | dict, tokens: dict) -> None:
         value = tokens.get(key)
         if isinstance(value, int):
             record[key] = value
-
-
-
 
 
 def record_line(record: dict) -> bytes:

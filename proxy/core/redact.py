@@ -5,12 +5,24 @@ with a marker that keeps only the last four characters (enough to tell keys apar
 attacker). Credential-bearing keys (`authorization`, `x-api-key`, `api_key`, …) are masked whatever
 their value.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-SECRET_KEYS = frozenset({"authorization", "x-api-key", "api_key", "apikey", "proxy-authorization",
-                         "session_token", "access_token", "refresh_token"})
+SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "x-api-key",
+        "api_key",
+        "apikey",
+        "proxy-authorization",
+        "session_token",
+        "access_token",
+        "refresh_token",
+    }
+)
 MIN_SECRET_LEN = 8  # shorter strings are too likely to appear by chance in ordinary text
 
 
@@ -19,7 +31,9 @@ def mask(secret: str) -> str:
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True):
+    for secret in sorted(
+        {s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True
+    ):
         if secret in text:
             text = text.replace(secret, mask(secret))
     return text
@@ -37,7 +51,12 @@ def _walk(obj: Any, secrets: list[str]) -> Any:
     if isinstance(obj, dict):
         out = {}
         for key, value in obj.items():
-            if isinstance(key, str) and key.lower() in SECRET_KEYS and isinstance(value, str) and value:
+            if (
+                isinstance(key, str)
+                and key.lower() in SECRET_KEYS
+                and isinstance(value, str)
+                and value
+            ):
                 out[key] = mask(value)
             else:
                 out[key] = _walk(value, secrets)

@@ -15,6 +15,7 @@ Rows of the DESIGN table implemented here (first match wins):
   5. anything else                         -> anthropic,               ``to_anth``
 A route's lane is its provider's name; its upstream model is the route's ``model``, else the name asked.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,7 +57,9 @@ class RoutingPolicy(NamedTuple):
     offload_paused: bool = False
     force_haiku_to_zai: bool = True
     licence_enforced: bool = False  # CCP_LICENSE_ENFORCE
-    licence_allows_offload: bool = True  # a valid licence grants zai_offload (see proxy.licence.verify)
+    licence_allows_offload: bool = (
+        True  # a valid licence grants zai_offload (see proxy.licence.verify)
+    )
 
 
 class Decision(NamedTuple):
@@ -67,14 +70,23 @@ class Decision(NamedTuple):
     protocol: str = "anthropic"  # the provider's protocol (openai needs a conversion)
 
 
-def _via(route: "Route", model: str, reason: str, catalog: "Catalog") -> Decision:
+def _via(route: Route, model: str, reason: str, catalog: Catalog) -> Decision:
     provider = catalog.provider(route.provider)
-    return Decision(route.provider, route.provider, route.upstream_model or model, reason,
-                    provider.protocol if provider is not None else "anthropic")
+    return Decision(
+        route.provider,
+        route.provider,
+        route.upstream_model or model,
+        reason,
+        provider.protocol if provider is not None else "anthropic",
+    )
 
 
-def decide(meta: RequestMeta, policy: RoutingPolicy, catalog: "Catalog | None" = None,
-           override: str | None = None) -> Decision:
+def decide(
+    meta: RequestMeta,
+    policy: RoutingPolicy,
+    catalog: Catalog | None = None,
+    override: str | None = None,
+) -> Decision:
     """Pick the lane for one request; first matching row of the routing table wins.
 
     `override` is a route name (served like that route) or a plain model id (sent to the anthropic

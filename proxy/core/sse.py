@@ -12,6 +12,7 @@ events that carry accounting (`message_start`, `message_delta`, `message_stop`, 
 are counted, never decoded, so the meter's cost stays flat however long the answer is. An OpenAI
 stream (passed through to an OpenAI client) is complete at `data: [DONE]`; its usage chunk counts.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 try:  # the anthropic SDK's JSON parser: an event's data in a third of json's time, the same value
     import jiter
+
     jiter.from_json(b"{}", cache_mode="none")  # (a jiter too old for the options used here: none)
 except (ImportError, TypeError, AttributeError):  # pragma: no cover - json reads them alone
     jiter = None
@@ -35,7 +37,9 @@ class EventSplitter:
 
     def __init__(self) -> None:
         self._tail = b""  # what follows the last blank line: the start of the next event
-        self._cr = False  # the last chunk ended in CR: a LF starting the next one is the same line end
+        self._cr = (
+            False  # the last chunk ended in CR: a LF starting the next one is the same line end
+        )
 
     def feed(self, chunk: bytes) -> list[bytes]:
         events = self.split(chunk)
@@ -69,6 +73,7 @@ class EventSplitter:
 
 class Event(NamedTuple):
     """One event's fields (bytes, as on the wire)."""
+
     name: bytes  # the `event` field; b"" when there is none (a browser would say "message")
     data: bytes | None  # the `data` lines joined by LF; None when the event has no data line
     id: bytes | None = None
@@ -111,7 +116,7 @@ def events_of(body: bytes | Iterable[bytes]) -> list[Event]:
     """Every event of a whole SSE body (or of its chunks), the last one also without its blank line."""
     reader = SseEvents()
     out: list[Event] = []
-    for chunk in ((body,) if isinstance(body, (bytes, bytearray)) else body):
+    for chunk in (body,) if isinstance(body, (bytes, bytearray)) else body:
         out += reader.feed(bytes(chunk))
     return out + reader.end()
 
@@ -122,16 +127,21 @@ _FAST_SKIP = frozenset((b"content_block_start", b"content_block_stop", b"ping"))
 
 
 # the Messages API's usage field -> the meter's attribute (the record's token field)
-_USAGE_FIELDS = (("input_tokens", "in_tokens"), ("output_tokens", "out_tokens"),
-                 ("cache_read_input_tokens", "cache_read_tokens"),
-                 ("cache_creation_input_tokens", "cache_creation_tokens"))
+_USAGE_FIELDS = (
+    ("input_tokens", "in_tokens"),
+    ("output_tokens", "out_tokens"),
+    ("cache_read_input_tokens", "cache_read_tokens"),
+    ("cache_creation_input_tokens", "cache_creation_tokens"),
+)
 
 
 def _mentions_accounting(head: bytes) -> bool:
     """Whether an event's first 40 bytes name an accounting event: a named event that carries none
     but mentions one learns no signature (the same rule on the fast path and the full walk)."""
-    return b"error" in head or (b"message_" in head and (
-        b"message_start" in head or b"message_delta" in head or b"message_stop" in head))
+    return b"error" in head or (
+        b"message_" in head
+        and (b"message_start" in head or b"message_delta" in head or b"message_stop" in head)
+    )
 
 
 class SseMeter:
@@ -143,8 +153,18 @@ class SseMeter:
     by `parse_event`. (tests/proxy/core/test_sse.py feeds random streams to both and compares.)
     """
 
-    __slots__ = ("events", "bytes", "complete", "in_tokens", "out_tokens", "cache_read_tokens",
-                 "cache_creation_tokens", "error_type", "signatures", "_split")
+    __slots__ = (
+        "events",
+        "bytes",
+        "complete",
+        "in_tokens",
+        "out_tokens",
+        "cache_read_tokens",
+        "cache_creation_tokens",
+        "error_type",
+        "signatures",
+        "_split",
+    )
 
     def __init__(self) -> None:
         self.events = 0
@@ -185,20 +205,24 @@ class SseMeter:
         # The usual shape, `event: NAME\ndata: JSON`, read without walking its lines: an event that
         # carries no accounting is done with at its name, the others are parsed at once.
         nl = event.find(b"\n")
-        if (event.startswith(b"event: ") and event.startswith(b"data: ", nl + 1)
-                and event.find(b"\n", nl + 1) < 0):
+        if (
+            event.startswith(b"event: ")
+            and event.startswith(b"data: ", nl + 1)
+            and event.find(b"\n", nl + 1) < 0
+        ):
             name = event[7:nl].strip()
             if name == b"content_block_delta":
                 if b"signature_delta" in event:
-                    self._signature(event[nl + 7:])
+                    self._signature(event[nl + 7 :])
                 return
             if name in _FAST_SKIP:
                 if not _mentions_accounting(event[:40]) and (
-                        b"signature_delta" in event or b"redacted_thinking" in event):
-                    self._signature(event[nl + 7:])
+                    b"signature_delta" in event or b"redacted_thinking" in event
+                ):
+                    self._signature(event[nl + 7 :])
                 return
             if name in _ACCOUNTED:
-                payload = event[nl + 7:].strip()
+                payload = event[nl + 7 :].strip()
                 if payload:
                     self._account(payload)
                 return
@@ -216,7 +240,8 @@ class SseMeter:
             return
         if name and name not in _ACCOUNTED:
             if not _mentions_accounting(event[:40]) and (
-                    b"signature_delta" in payload or b"redacted_thinking" in payload):
+                b"signature_delta" in payload or b"redacted_thinking" in payload
+            ):
                 self._signature(payload)
             return
         if payload == b"[DONE]":
@@ -235,8 +260,12 @@ class SseMeter:
         kind = obj.get("type")
         if kind is None and isinstance(obj.get("usage"), dict):  # OpenAI's usage chunk
             usage = obj["usage"]
-            self._usage({"input_tokens": usage.get("prompt_tokens"),
-                         "output_tokens": usage.get("completion_tokens")})
+            self._usage(
+                {
+                    "input_tokens": usage.get("prompt_tokens"),
+                    "output_tokens": usage.get("completion_tokens"),
+                }
+            )
             return
         if kind == "message_start":
             self._usage((obj.get("message") or {}).get("usage"))
@@ -276,15 +305,19 @@ class SseMeter:
                 setattr(self, attr, value)
 
     def summary(self, duration_ms: float) -> dict:
-        return {"events": self.events, "bytes": self.bytes,
-                "duration_ms": round(duration_ms, 3), "complete": self.complete}
+        return {
+            "events": self.events,
+            "bytes": self.bytes,
+            "duration_ms": round(duration_ms, 3),
+            "complete": self.complete,
+        }
 
 
 def _data_of(event: bytes) -> bytes:
     """An event's data: sliced in the usual two-line shape, else as the spec reads it."""
     nl = event.find(b"\n")
     if nl > 0 and event.startswith(b"data: ", nl + 1) and event.find(b"\n", nl + 1) < 0:
-        return event[nl + 7:]
+        return event[nl + 7 :]
     return parse_event(event).data or b""
 
 
@@ -313,15 +346,19 @@ def tokens_of_message(obj: object) -> dict:
     usage = obj.get("usage") if isinstance(obj, dict) else None
     if not isinstance(usage, dict):
         return {}
-    return {"in_tokens": usage.get("input_tokens"), "out_tokens": usage.get("output_tokens"),
-            "cache_read_tokens": usage.get("cache_read_input_tokens"),
-            "cache_creation_tokens": usage.get("cache_creation_input_tokens")}
+    return {
+        "in_tokens": usage.get("input_tokens"),
+        "out_tokens": usage.get("output_tokens"),
+        "cache_read_tokens": usage.get("cache_read_input_tokens"),
+        "cache_creation_tokens": usage.get("cache_creation_input_tokens"),
+    }
 
 
 def error_event(error_type: str, message: str) -> bytes:
     """An Anthropic SSE `error` event, for telling a client its stream was cut."""
-    payload = json.dumps({"type": "error", "error": {"type": error_type, "message": message}},
-                         separators=(",", ":"))
+    payload = json.dumps(
+        {"type": "error", "error": {"type": error_type, "message": message}}, separators=(",", ":")
+    )
     return f"event: error\ndata: {payload}\n\n".encode()
 
 
@@ -359,7 +396,9 @@ def assemble_message(raw: bytes) -> dict | None:
             elif dtype == "signature_delta":
                 block["signature"] = delta.get("signature", "")
             elif dtype == "input_json_delta":
-                partial_json.setdefault(obj.get("index", 0), []).append(delta.get("partial_json", ""))
+                partial_json.setdefault(obj.get("index", 0), []).append(
+                    delta.get("partial_json", "")
+                )
         elif kind == "message_delta" and message is not None:
             message.update(obj.get("delta") or {})
             if isinstance(obj.get("usage"), dict):

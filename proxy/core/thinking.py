@@ -8,12 +8,13 @@ relays (`SignatureBook.learn`), and before sending a request to a lane it drops 
 (signed before the shim started, or on a direct connection) are kept: the shim only removes what it
 knows to be foreign. This is the one case where a same-protocol request body is rewritten.
 """
+
 from __future__ import annotations
 
 import hashlib
 import threading
 from collections import OrderedDict
-from typing import Iterable
+from collections.abc import Iterable
 
 BOOK_SIZE = 50_000  # signatures remembered (LRU); ~100 bytes each
 
@@ -63,8 +64,9 @@ def signatures_in_message(message: object) -> list[str]:
     """Signatures of the thinking blocks in a Messages response body (parsed)."""
     if not isinstance(message, dict):
         return []
-    return [s for b in message.get("content") or [] if isinstance(b, dict)
-            if (s := block_signature(b))]
+    return [
+        s for b in message.get("content") or [] if isinstance(b, dict) if (s := block_signature(b))
+    ]
 
 
 def might_carry_thinking(body: bytes) -> bool:

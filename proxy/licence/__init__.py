@@ -1,2 +1,1 @@
-"""Signed licences and policy packs: verification, the issuer, the policy loader.
-"""
+"""Signed licences and policy packs: verification, the issuer, the policy loader."""

@@ -22,6 +22,7 @@ Endpoints (JSON in, JSON out; errors are ``{"error": CODE, "message": ...}``):
                                                    | 400 expired_token / invalid_grant
 The seed never leaves the process; invite codes and emails are not logged.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import yaml
@@ -103,7 +105,9 @@ def parse_invites(doc: object) -> dict[str, Invite]:
         code = e["code"].strip()
         if code in invites:
             raise ValueError(f"{where}: duplicate code")
-        invites[code] = Invite(code, str(e.get("plan", "trial")), tuple(features), duration, max_uses)
+        invites[code] = Invite(
+            code, str(e.get("plan", "trial")), tuple(features), duration, max_uses
+        )
     return invites
 
 
@@ -118,17 +122,22 @@ class InviteBook:
             self.uses = {}
 
     @classmethod
-    def load(cls, path: Path, state_path: Path | None = None) -> "InviteBook":
-        return cls(parse_invites(yaml.safe_load(path.read_text(encoding="utf-8"))),
-                   state_path or path.with_name(path.name + ".state.json"))
+    def load(cls, path: Path, state_path: Path | None = None) -> InviteBook:
+        return cls(
+            parse_invites(yaml.safe_load(path.read_text(encoding="utf-8"))),
+            state_path or path.with_name(path.name + ".state.json"),
+        )
 
     def check(self, code: str) -> Invite:
         invite = self.invites.get(code.strip())
         if invite is None:
             raise IssueError(404, "unknown_invite", "no such invite code")
         if self.uses.get(invite.code, 0) >= invite.max_uses:
-            raise IssueError(409, "invite_used_up",
-                             f"this invite code was already used {invite.max_uses} time(s)")
+            raise IssueError(
+                409,
+                "invite_used_up",
+                f"this invite code was already used {invite.max_uses} time(s)",
+            )
         return invite
 
     def redeem(self, code: str) -> Invite:
@@ -150,8 +159,14 @@ class DeviceGrant(NamedTuple):
 class Issuer:
     """Signs licences for invites; holds the device-flow grants in memory."""
 
-    def __init__(self, key: Ed25519PrivateKey, kid: str, book: InviteBook,
-                 clock: Callable[[], float] = time.time, interval: int = DEFAULT_INTERVAL) -> None:
+    def __init__(
+        self,
+        key: Ed25519PrivateKey,
+        kid: str,
+        book: InviteBook,
+        clock: Callable[[], float] = time.time,
+        interval: int = DEFAULT_INTERVAL,
+    ) -> None:
         self.key, self.kid, self.book, self.clock, self.interval = key, kid, book, clock, interval
         self.grants: dict[str, DeviceGrant] = {}
 
@@ -162,27 +177,40 @@ class Issuer:
             raise IssueError(400, "bad_request", "a valid email is required")
         invite = self.book.redeem(invite_code)
         now = int(self.clock())
-        licence = {"id": f"lic-{secrets.token_hex(8)}", "plan": invite.plan,
-                   "features": list(invite.features), "issued_at": now,
-                   "expires_at": now + invite.duration, "kid": self.kid, "subject": email.strip()}
+        licence = {
+            "id": f"lic-{secrets.token_hex(8)}",
+            "plan": invite.plan,
+            "features": list(invite.features),
+            "issued_at": now,
+            "expires_at": now + invite.duration,
+            "kid": self.kid,
+            "subject": email.strip(),
+        }
         log.info("[issuer] issued %s plan=%s", licence["id"], invite.plan)
         return make_pack(licence, self.key)
 
     def start_device(self, redirect_uri: str | None) -> tuple[str, DeviceGrant]:
-        if redirect_uri is not None and urlsplit(redirect_uri).hostname not in ("127.0.0.1",
-                                                                                   "localhost"):
+        if redirect_uri is not None and urlsplit(redirect_uri).hostname not in (
+            "127.0.0.1",
+            "localhost",
+        ):
             raise IssueError(400, "bad_request", "redirect_uri must be a 127.0.0.1 loopback URL")
-        user_code = "-".join("".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(4))
-                             for _ in range(2))
+        user_code = "-".join(
+            "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(4)) for _ in range(2)
+        )
         grant = DeviceGrant(user_code, self.clock() + DEVICE_TTL, redirect_uri)
         device_code = secrets.token_urlsafe(32)
         self.grants[device_code] = grant
         return device_code, grant
 
     def approve(self, user_code: str, invite_code: str, email: str) -> DeviceGrant:
-        found = [(d, g) for d, g in self.grants.items()
-                 if g.user_code == str(user_code).strip().upper() and g.pack is None
-                 and g.expires > self.clock()]
+        found = [
+            (d, g)
+            for d, g in self.grants.items()
+            if g.user_code == str(user_code).strip().upper()
+            and g.pack is None
+            and g.expires > self.clock()
+        ]
         if not found:
             raise IssueError(404, "unknown_user_code", "no pending login with this code")
         device_code, grant = found[0]
@@ -236,35 +264,51 @@ async def handle_device_code(request: web.Request) -> web.Response:
     issuer = request.app[ISSUER]
     device_code, grant = issuer.start_device(body.get("redirect_uri"))
     page = str(request.url.with_path("/device").with_query(None))
-    return web.json_response({
-        "device_code": device_code, "user_code": grant.user_code, "verification_uri": page,
-        "verification_uri_complete": f"{page}?{urlencode({'user_code': grant.user_code})}",
-        "interval": issuer.interval, "expires_in": int(DEVICE_TTL)})
+    return web.json_response(
+        {
+            "device_code": device_code,
+            "user_code": grant.user_code,
+            "verification_uri": page,
+            "verification_uri_complete": f"{page}?{urlencode({'user_code': grant.user_code})}",
+            "interval": issuer.interval,
+            "expires_in": int(DEVICE_TTL),
+        }
+    )
 
 
 async def handle_device_page(request: web.Request) -> web.Response:
     code = html.escape(request.query.get("user_code", ""))
-    return web.Response(content_type="text/html", text=(
-        "<!doctype html><title>ccp licence login</title><h1>Activate ccp</h1>"
-        '<form method="post" action="/v1/device/approve">'
-        f'<label>Code <input name="user_code" value="{code}"></label><br>'
-        '<label>Invite code <input name="invite_code"></label><br>'
-        '<label>Email <input name="email" type="email"></label><br>'
-        '<button type="submit">Approve</button></form>'))
+    return web.Response(
+        content_type="text/html",
+        text=(
+            "<!doctype html><title>ccp licence login</title><h1>Activate ccp</h1>"
+            '<form method="post" action="/v1/device/approve">'
+            f'<label>Code <input name="user_code" value="{code}"></label><br>'
+            '<label>Invite code <input name="invite_code"></label><br>'
+            '<label>Email <input name="email" type="email"></label><br>'
+            '<button type="submit">Approve</button></form>'
+        ),
+    )
 
 
 async def handle_approve(request: web.Request) -> web.Response:
     form = request.content_type == "application/x-www-form-urlencoded"
     body = await _body(request)
-    grant = request.app[ISSUER].approve(body.get("user_code", ""), body.get("invite_code", ""),
-                                        body.get("email", ""))
-    redirect = (f"{grant.redirect_uri}?{urlencode({'user_code': grant.user_code})}"
-                if grant.redirect_uri else None)
+    grant = request.app[ISSUER].approve(
+        body.get("user_code", ""), body.get("invite_code", ""), body.get("email", "")
+    )
+    redirect = (
+        f"{grant.redirect_uri}?{urlencode({'user_code': grant.user_code})}"
+        if grant.redirect_uri
+        else None
+    )
     if form:
         if redirect:
             raise web.HTTPSeeOther(redirect)
-        return web.Response(content_type="text/html",
-                            text="<!doctype html><p>Approved. You can close this window.</p>")
+        return web.Response(
+            content_type="text/html",
+            text="<!doctype html><p>Approved. You can close this window.</p>",
+        )
     return web.json_response({"status": "approved", "redirect_to": redirect})
 
 
@@ -294,9 +338,20 @@ async def _serve(issuer: Issuer, host: str, port: int) -> None:
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = runner.addresses[0][1]
-    print(json.dumps({"event": "listening", "host": host, "port": bound, "pid": os.getpid(),
-                      "url": f"http://{host}:{bound}", "kid": issuer.kid,
-                      "public_key": public_key_b64(issuer.key)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "event": "listening",
+                "host": host,
+                "port": bound,
+                "pid": os.getpid(),
+                "url": f"http://{host}:{bound}",
+                "kid": issuer.kid,
+                "public_key": public_key_b64(issuer.key),
+            }
+        ),
+        flush=True,
+    )
     try:
         await stop.wait()
     finally:
@@ -304,18 +359,29 @@ async def _serve(issuer: Issuer, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ccp license issuer",
-                                     description="Serve licence packs for invite codes.")
+    parser = argparse.ArgumentParser(
+        prog="ccp license issuer", description="Serve licence packs for invite codes."
+    )
     seed = parser.add_mutually_exclusive_group(required=True)
-    seed.add_argument("--seed", help="base64 Ed25519 private seed (prefer --seed-file: argv is visible)")
+    seed.add_argument(
+        "--seed", help="base64 Ed25519 private seed (prefer --seed-file: argv is visible)"
+    )
     seed.add_argument("--seed-file", help="file holding the base64 private seed")
     parser.add_argument("--invites", required=True, help="invites file (YAML or JSON)")
     parser.add_argument("--state", help="use-count file (default: <invites>.state.json)")
-    parser.add_argument("--kid", default=DEFAULT_KID, help=f"key id put in licences ({DEFAULT_KID})")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    parser.add_argument(
+        "--kid", default=DEFAULT_KID, help=f"key id put in licences ({DEFAULT_KID})"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
     parser.add_argument("--port", type=int, default=8790, help="0 lets the OS choose (announced)")
-    parser.add_argument("--interval", type=int, default=DEFAULT_INTERVAL,
-                        help="seconds a device login waits between polls")
+    parser.add_argument(
+        "--interval",
+        type=int,
+        default=DEFAULT_INTERVAL,
+        help="seconds a device login waits between polls",
+    )
     args = parser.parse_args(argv)
     try:
         raw_seed = args.seed or Path(args.seed_file).read_text(encoding="ascii").strip()
@@ -324,8 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(_serve(Issuer(key, args.kid, book, interval=max(args.interval, 0)), args.host,
-                       args.port))
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    asyncio.run(
+        _serve(Issuer(key, args.kid, book, interval=max(args.interval, 0)), args.host, args.port)
+    )
     return 0

@@ -24,14 +24,16 @@ question: `allows(state, "zai_offload")`; `offload_reason()` names `no_zai_offlo
 in the documented order (pack file, ``<config home>/license.pack``, ``CC_LICENSE_JSON`` +
 ``CC_LICENSE_SIG``), for Settings to verify once at start.
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
 import datetime as _dt
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # cryptography (~7 MB resident) is loaded by the functions that sign or verify:
     # a shim with no licence key configured never needs it
@@ -45,8 +47,15 @@ PACK_FILE = "license.pack"  # <config home>/license.pack
 # Issuer keys shipped with ccp (kid -> base64 raw public key). None yet: a release that runs a real
 # issuer adds its key here; until then trust comes only from CCP_LICENSE_PUBKEY_B64.
 BUILTIN_KEYS: Mapping[str, str] = {}
-_REQUIRED = {"id": str, "plan": str, "features": list, "issued_at": int, "expires_at": int,
-             "kid": str, "subject": str}
+_REQUIRED = {
+    "id": str,
+    "plan": str,
+    "features": list,
+    "issued_at": int,
+    "expires_at": int,
+    "kid": str,
+    "subject": str,
+}
 
 
 class LicenceState(NamedTuple):
@@ -64,7 +73,7 @@ class LicenceState(NamedTuple):
     detail: str = ""  # a human hint for malformed/missing (never secret material)
 
     @classmethod
-    def missing(cls, detail: str = "") -> "LicenceState":
+    def missing(cls, detail: str = "") -> LicenceState:
         return cls(ok=False, reason="missing", detail=detail)
 
 
@@ -83,11 +92,13 @@ def offload_reason(state: LicenceState) -> str | None:
 
 # --- bytes and keys ----------------------------------------------------------------------------
 
+
 def canonical_bytes(license: Mapping[str, Any]) -> bytes:
     """The bytes a licence signature covers (see the module docstring)."""
     _refuse_floats(license)
-    return json.dumps(license, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    return json.dumps(license, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
 
 
 def _refuse_floats(value: Any) -> None:
@@ -118,12 +129,19 @@ def generate_seed() -> str:
     """A new private key as a base64 32-byte seed (for issuers and tests)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    return b64encode(Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()))
+
+    return b64encode(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 def private_key_from_seed(seed_b64: str) -> Ed25519PrivateKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     raw = b64decode(seed_b64)
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 seed is 32 bytes, got {len(raw)}")
@@ -134,20 +152,23 @@ def public_key_b64(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """The base64 raw public key of a private or public key."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     pub = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     return b64encode(pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 def public_key_from_b64(text: str) -> Ed25519PublicKey:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     raw = b64decode(text)
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def parse_trusted_keys(spec: str, builtin: Mapping[str, str] = BUILTIN_KEYS
-                       ) -> dict[str, Ed25519PublicKey]:
+def parse_trusted_keys(
+    spec: str, builtin: Mapping[str, str] = BUILTIN_KEYS
+) -> dict[str, Ed25519PublicKey]:
     """``KID=BASE64[,KID=BASE64...]`` merged over `builtin`; ValueError names the bad entry's kid."""
     keys = {kid: public_key_from_b64(b64) for kid, b64 in builtin.items()}
     for entry in spec.replace(";", ",").replace("\n", ",").replace(" ", ",").split(","):
@@ -167,6 +188,7 @@ def parse_trusted_keys(spec: str, builtin: Mapping[str, str] = BUILTIN_KEYS
 def verify_detached(message: bytes, signature_b64: str, key: Ed25519PublicKey) -> bool:
     """True when `signature_b64` is `key`'s Ed25519 signature of `message` (policy packs use it)."""
     from cryptography.exceptions import InvalidSignature
+
     try:
         key.verify(b64decode(signature_b64), message)
         return True
@@ -179,6 +201,7 @@ def sign_bytes(message: bytes, private_key: Ed25519PrivateKey) -> str:
 
 
 # --- licences ----------------------------------------------------------------------------------
+
 
 def sign(license: Mapping[str, Any], private_key: Ed25519PrivateKey) -> str:
     """The detached base64 signature of a licence's canonical bytes."""
@@ -195,8 +218,11 @@ def parse_pack(text: str) -> dict:
         pack = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(pack, dict) or not isinstance(pack.get("license"), dict) \
-            or not isinstance(pack.get("signature"), str):
+    if (
+        not isinstance(pack, dict)
+        or not isinstance(pack.get("license"), dict)
+        or not isinstance(pack.get("signature"), str)
+    ):
         raise ValueError('expected {"license": {...}, "signature": "BASE64"}')
     return pack
 
@@ -211,20 +237,35 @@ def _shape_error(lic: Mapping[str, Any]) -> str | None:
     return None
 
 
-def verify(pack: Mapping[str, Any] | None, trusted_keys: Mapping[str, Ed25519PublicKey],
-           now: float, source: str | None = None) -> LicenceState:
+def verify(
+    pack: Mapping[str, Any] | None,
+    trusted_keys: Mapping[str, Ed25519PublicKey],
+    now: float,
+    source: str | None = None,
+) -> LicenceState:
     """The verdict on `pack` at time `now` (Unix seconds); pure."""
     if pack is None:
         return LicenceState.missing()
     lic, sig = pack.get("license"), pack.get("signature")
     if not isinstance(lic, Mapping) or not isinstance(sig, str):
-        return LicenceState(ok=False, reason="malformed", source=source,
-                            detail="expected license object and signature string")
+        return LicenceState(
+            ok=False,
+            reason="malformed",
+            source=source,
+            detail="expected license object and signature string",
+        )
     shape = _shape_error(lic)
     if shape is not None:
         return LicenceState(ok=False, reason="malformed", source=source, detail=shape)
-    seen = dict(plan=lic["plan"], kid=lic["kid"], features=tuple(lic["features"]),
-                expires_at=lic["expires_at"], id=lic["id"], subject=lic["subject"], source=source)
+    seen = dict(
+        plan=lic["plan"],
+        kid=lic["kid"],
+        features=tuple(lic["features"]),
+        expires_at=lic["expires_at"],
+        id=lic["id"],
+        subject=lic["subject"],
+        source=source,
+    )
     key = trusted_keys.get(lic["kid"])
     if key is None:
         return LicenceState(ok=False, reason="unknown_kid", **seen)
@@ -239,8 +280,9 @@ def verify(pack: Mapping[str, Any] | None, trusted_keys: Mapping[str, Ed25519Pub
     return LicenceState(ok=True, reason=None, **seen)
 
 
-def find_pack(pack_file: str | None, config_home: str, license_json: str | None,
-              license_sig: str | None) -> tuple[dict | None, str | None, str]:
+def find_pack(
+    pack_file: str | None, config_home: str, license_json: str | None, license_sig: str | None
+) -> tuple[dict | None, str | None, str]:
     """(pack, source, problem) from the first source present, in the documented order.
 
     `pack_file` (``--license-pack`` / ``CC_LICENSE_PACK``) may be a path or inline pack JSON. A
@@ -263,8 +305,11 @@ def find_pack(pack_file: str | None, config_home: str, license_json: str | None,
             try:
                 license_json = Path(license_json).expanduser().read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                return None, source, f"CC_LICENSE_JSON: neither JSON nor a readable file " \
-                                     f"({type(exc).__name__})"
+                return (
+                    None,
+                    source,
+                    f"CC_LICENSE_JSON: neither JSON nor a readable file ({type(exc).__name__})",
+                )
         if Path(license_sig.strip()).expanduser().is_file():  # the .sig file instead of its text
             license_sig = Path(license_sig.strip()).expanduser().read_text(encoding="utf-8")
         try:
@@ -290,9 +335,14 @@ def _parse(text: str, source: str) -> tuple[dict | None, str | None, str]:
         return None, source, str(exc)
 
 
-def load_state(pack_file: str | None, config_home: str, license_json: str | None,
-               license_sig: str | None, trusted_keys: Mapping[str, Ed25519PublicKey],
-               now: float) -> LicenceState:
+def load_state(
+    pack_file: str | None,
+    config_home: str,
+    license_json: str | None,
+    license_sig: str | None,
+    trusted_keys: Mapping[str, Ed25519PublicKey],
+    now: float,
+) -> LicenceState:
     """find_pack() + verify(): the licence a starting shim runs with."""
     pack, source, problem = find_pack(pack_file, config_home, license_json, license_sig)
     if pack is None and source is not None:
@@ -305,15 +355,17 @@ def iso(ts: int | None) -> str | None:
     """Unix seconds as ISO-8601 UTC (``2026-01-31T00:00:00Z``)."""
     if ts is None:
         return None
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def log_line(state: LicenceState, enforced: bool) -> str:
     """The startup line: ``[license] plan=trial features=[zai_offload] ...`` or why it was rejected."""
     mode = "enforce=on" if enforced else "enforce=off"
     if state.ok:
-        line = (f"[license] plan={state.plan} features=[{','.join(state.features)}] kid={state.kid} "
-                f"expires_at={iso(state.expires_at)} {mode}")
+        line = (
+            f"[license] plan={state.plan} features=[{','.join(state.features)}] kid={state.kid} "
+            f"expires_at={iso(state.expires_at)} {mode}"
+        )
         if offload_reason(state):
             line += " (no zai_offload: haiku stays on anthropic)" if enforced else ""
         return line
@@ -326,6 +378,14 @@ def log_line(state: LicenceState, enforced: bool) -> str:
 def readiness_view(state: LicenceState, enforced: bool) -> dict:
     """The `/readyz` ``license`` object. `ok`: licensing blocks nothing (always so when not enforced)."""
     blocked = offload_reason(state)
-    return {"ok": not enforced or blocked is None, "enforced": enforced, "valid": state.ok,
-            "plan": state.plan, "kid": state.kid, "features": list(state.features),
-            "expires_at": iso(state.expires_at), "reason": blocked, "source": state.source}
+    return {
+        "ok": not enforced or blocked is None,
+        "enforced": enforced,
+        "valid": state.ok,
+        "plan": state.plan,
+        "kid": state.kid,
+        "features": list(state.features),
+        "expires_at": iso(state.expires_at),
+        "reason": blocked,
+        "source": state.source,
+    }

@@ -1,2 +1,1 @@
-"""`ccp mitm`: mitmproxy (HTTPS_PROXY mode) in front of the same pipeline.
-"""
+"""`ccp mitm`: mitmproxy (HTTPS_PROXY mode) in front of the same pipeline."""

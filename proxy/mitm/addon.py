@@ -14,6 +14,7 @@ everything untouched), or a mitmproxy filter expression. Inside the chosen flows
 paths (`/v1/messages`, `/v1/message`, `/v1/messages/count_tokens`, also under a prefix) go to the
 pipeline; anything else on those hosts goes to the anthropic lane's upstream as it came.
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,8 +76,9 @@ class CcpRouter:
     @staticmethod
     def _is_model_request(flow: http.HTTPFlow) -> bool:
         # by suffix: a host chosen by MITM_FILTER_CHAIN may serve the API under a prefix
-        return flow.request.method == "POST" and \
-            flow.request.path.split("?", 1)[0].endswith(MODEL_PATHS)
+        return flow.request.method == "POST" and flow.request.path.split("?", 1)[0].endswith(
+            MODEL_PATHS
+        )
 
     def request(self, flow: http.HTTPFlow) -> None:
         chosen = self._chosen(flow)
@@ -85,17 +87,23 @@ class CcpRouter:
             # the path keeps any prefix's end and the query; the pipeline serves it as the shim does
             path = flow.request.path
             prefix_end = path.split("?", 1)[0]
-            model_path = next(p for p in sorted(MODEL_PATHS, key=len, reverse=True)
-                              if prefix_end.endswith(p))
-            query = path[len(prefix_end):]
+            model_path = next(
+                p for p in sorted(MODEL_PATHS, key=len, reverse=True) if prefix_end.endswith(p)
+            )
+            query = path[len(prefix_end) :]
             flow.request.scheme, flow.request.host, flow.request.port = scheme, host, port
             flow.request.path = model_path + query
             flow.metadata[_ROUTED] = True
             self.routed += 1
             return
         self.passed += 1
-        log.info("[pass%s] %s %s%s", " to the anthropic lane" if chosen else "",
-                 flow.request.method, flow.request.pretty_host, flow.request.path.split("?", 1)[0])
+        log.info(
+            "[pass%s] %s %s%s",
+            " to the anthropic lane" if chosen else "",
+            flow.request.method,
+            flow.request.pretty_host,
+            flow.request.path.split("?", 1)[0],
+        )
         if chosen:  # the Anthropic API, not a model call: the anthropic lane, as it came
             self._to_anthropic_lane(flow)
 
@@ -107,8 +115,11 @@ class CcpRouter:
         """Send a chosen flow that is not a model call (Claude Code's settings calls, …) to the
         anthropic lane's upstream, path and headers unchanged (a no-op with the default lane)."""
         base = urlsplit(self.settings.anthropic_base_url)
-        if (base.scheme, base.hostname, base.port or 443) == \
-                (flow.request.scheme, flow.request.host, flow.request.port):
+        if (base.scheme, base.hostname, base.port or 443) == (
+            flow.request.scheme,
+            flow.request.host,
+            flow.request.port,
+        ):
             return
         flow.request.url = self.settings.anthropic_base_url + flow.request.path
         flow.request.host_header = base.netloc

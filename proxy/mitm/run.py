@@ -7,11 +7,13 @@ The proxy listens on `--port` (0: the OS chooses) and announces itself as one JS
 like `ccp serve`: `{"event": "listening", "port": …, "admin_port": …, "ca_cert": …}`. The admin
 port serves the shim's own front door — the pipeline the addon sends every model flow to, and
 `/healthz`, `/readyz`, `/metrics`, the usage, quota and control endpoints — so both front doors
-route, convert, retry, fall back and record alike (proxy.mitm.addon). Upstream TLS is verified against certifi's roots plus `CCP_CA_BUNDLE` / `SSL_CERT_FILE`; HTTP/2 is offered
+route, convert, retry, fall back and record alike (proxy.mitm.addon). Upstream TLS is verified
+against certifi's roots plus `CCP_CA_BUNDLE` / `SSL_CERT_FILE`; HTTP/2 is offered
 unless `MITM_FORCE_H1` (or `CCP_FORCE_H1`). mitmproxy keeps its CA in `--confdir` (`CCP_MITM_CONFDIR`,
 default `~/.mitmproxy`); `ccp mitm env` makes that CA when it is missing, so the path it prints for
 `NODE_EXTRA_CA_CERTS` always exists.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,6 +47,7 @@ def ca_cert_path(confdir: str | os.PathLike) -> Path:
 def ensure_ca(confdir: str | os.PathLike) -> Path:
     """mitmproxy's CA in `confdir` (made now if missing); returns the certificate's path."""
     from mitmproxy.certs import CertStore
+
     Path(confdir).mkdir(parents=True, exist_ok=True)
     CertStore.from_store(str(confdir), CA_NAME, 2048)
     return ca_cert_path(confdir)
@@ -54,9 +57,11 @@ def env_lines(host: str, port: int, ca_cert: str | os.PathLike, unset: bool = Fa
     """The shell lines that send Claude Code through `ccp mitm` (or, with `unset`, back)."""
     if unset:
         return ["unset HTTPS_PROXY NODE_EXTRA_CA_CERTS"]
-    return [f"export HTTPS_PROXY={shlex.quote(f'http://{host}:{port}')}",
-            f"export NODE_EXTRA_CA_CERTS={shlex.quote(str(ca_cert))}",
-            f"unset {' '.join(UNSET)}"]
+    return [
+        f"export HTTPS_PROXY={shlex.quote(f'http://{host}:{port}')}",
+        f"export NODE_EXTRA_CA_CERTS={shlex.quote(str(ca_cert))}",
+        f"unset {' '.join(UNSET)}",
+    ]
 
 
 def upstream_trust(settings: Settings, confdir: str | os.PathLike) -> str | None:
@@ -65,6 +70,7 @@ def upstream_trust(settings: Settings, confdir: str | os.PathLike) -> str | None
     if not settings.ca_bundle:
         return None
     from proxy.upstream.tls import ca_files  # the shim's own trust, as one file for mitmproxy
+
     out = Path(confdir) / UPSTREAM_CAS
     out.write_bytes(b"\n".join(Path(f).read_bytes() for f in ca_files(settings)))
     return str(out)
@@ -81,16 +87,24 @@ def default_port() -> int:
 
 
 def _env_main(argv: list[str], settings: Settings) -> int:
-    p = argparse.ArgumentParser(prog="ccp mitm env",
-                                description="Shell lines for HTTPS_PROXY mode (eval them).")
+    p = argparse.ArgumentParser(
+        prog="ccp mitm env", description="Shell lines for HTTPS_PROXY mode (eval them)."
+    )
     p.add_argument("--host", default="127.0.0.1", help="the proxy's address (default %(default)s)")
-    p.add_argument("--port", type=int, default=default_port(),
-                   help="the proxy's port (default: MITM_PORT, else %d)" % DEFAULT_PORT)
+    p.add_argument(
+        "--port",
+        type=int,
+        default=default_port(),
+        help=f"the proxy's port (default: MITM_PORT, else {DEFAULT_PORT})",
+    )
     p.add_argument("--confdir", default=None, help="mitmproxy's CA folder (CCP_MITM_CONFDIR)")
     p.add_argument("--unset", action="store_true", help="the lines that undo it")
     args = p.parse_args(argv)
-    ca = ca_cert_path(args.confdir or settings.mitm_confdir) if args.unset else \
-        ensure_ca(args.confdir or settings.mitm_confdir)
+    ca = (
+        ca_cert_path(args.confdir or settings.mitm_confdir)
+        if args.unset
+        else ensure_ca(args.confdir or settings.mitm_confdir)
+    )
     print("\n".join(env_lines(args.host, args.port, ca, args.unset)))
     return 0
 
@@ -100,45 +114,80 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["env"]:
         return _env_main(argv[1:], settings)
     p = argparse.ArgumentParser(
-        prog="ccp mitm", description="HTTPS_PROXY mode: mitmproxy with the ccp routing addon. "
-                                     "`ccp mitm env` prints the shell side.")
+        prog="ccp mitm",
+        description="HTTPS_PROXY mode: mitmproxy with the ccp routing addon. "
+        "`ccp mitm env` prints the shell side.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=int, default=default_port(),
-                   help="port to listen on (default: MITM_PORT, else %d; 0: the OS chooses, "
-                        "announced)" % DEFAULT_PORT)
+    p.add_argument(
+        "--port",
+        type=int,
+        default=default_port(),
+        help=f"port to listen on (default: MITM_PORT, else {DEFAULT_PORT}; 0: the OS chooses, "
+        "announced)",
+    )
     p.add_argument("--port-file", help="also write the bound port to this file")
-    p.add_argument("--admin-port", type=int, default=0,
-                   help="the pipeline and the shim's endpoints: /v1/messages, /healthz, /metrics, the usage and control APIs (default 0: the OS chooses, announced)")
+    p.add_argument(
+        "--admin-port",
+        type=int,
+        default=0,
+        help="the pipeline and the shim's endpoints: /v1/messages, /healthz, /metrics, the "
+        "usage and control APIs (default 0: the OS chooses, announced)",
+    )
     p.add_argument("--confdir", default=None, help="mitmproxy's CA folder (CCP_MITM_CONFDIR)")
     args = p.parse_args(argv)
     from proxy.config.profiles import bind_problem
-    problem = bind_problem(args.host, args.port, "another ccp mitm or shim? pick another with "
-                           "--port or MITM_PORT, or stop what holds it")
+
+    problem = bind_problem(
+        args.host,
+        args.port,
+        "another ccp mitm or shim? pick another with --port or MITM_PORT, or stop what holds it",
+    )
     if problem:
         print(problem, file=sys.stderr)
         return 1
     try:
         import mitmproxy  # noqa: F401 - installed by `make venv` from requirements-mitm.txt
     except ImportError:
-        print("ConfigError: mitmproxy is not installed: run `make venv` (or `pip install --no-deps "
-              "-r requirements-mitm.txt`)", file=sys.stderr)
+        print(
+            "ConfigError: mitmproxy is not installed: run `make venv` (or `pip install --no-deps "
+            "-r requirements-mitm.txt`)",
+            file=sys.stderr,
+        )
         return 2
     from proxy.mitm.addon import parse_filter_chain
+
     try:
         parse_filter_chain(settings.mitm_filter_chain)
     except ValueError as exc:
         raise ConfigError(f"MITM_FILTER_CHAIN: {exc}") from None
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
     from proxy.server.serve import prepare, run_loop
+
     settings = prepare(settings, time.time())
-    run_loop(serve(settings, args.host, args.port, args.admin_port,
-                   args.confdir or settings.mitm_confdir, args.port_file))
+    run_loop(
+        serve(
+            settings,
+            args.host,
+            args.port,
+            args.admin_port,
+            args.confdir or settings.mitm_confdir,
+            args.port_file,
+        )
+    )
     return 0
 
 
-async def serve(settings: Settings, host: str, port: int, admin_port: int, confdir: str,
-                port_file: str | None = None) -> None:
+async def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    admin_port: int,
+    confdir: str,
+    port_file: str | None = None,
+) -> None:
     from aiohttp import web
     from mitmproxy import options
     from mitmproxy.tools.dump import DumpMaster
@@ -149,8 +198,9 @@ async def serve(settings: Settings, host: str, port: int, admin_port: int, confd
     ca = ensure_ca(confdir)
     # the pipeline: the shim's own front door, on the admin port (also /healthz, /readyz,
     # /metrics, the usage and control endpoints); mitmproxy sends it the model flows
-    runner = web.AppRunner(create_app(settings, mode="mitm"), handler_cancellation=True,
-                           access_log=None)
+    runner = web.AppRunner(
+        create_app(settings, mode="mitm"), handler_cancellation=True, access_log=None
+    )
     await runner.setup()
     await web.TCPSite(runner, host, admin_port).start()
     bound_admin = runner.addresses[0][1]
@@ -159,8 +209,11 @@ async def serve(settings: Settings, host: str, port: int, admin_port: int, confd
     master = DumpMaster(opts, with_termlog=False, with_dumper=False)
     # lazy: a CONNECT to api.anthropic.com opens no connection there; the routed request decides.
     # The upstream trust is for the flows mitmproxy itself sends on (not model calls).
-    master.options.update(connection_strategy="lazy", http2=not settings.force_h1,
-                          ssl_verify_upstream_trusted_ca=upstream_trust(settings, confdir))
+    master.options.update(
+        connection_strategy="lazy",
+        http2=not settings.force_h1,
+        ssl_verify_upstream_trusted_ca=upstream_trust(settings, confdir),
+    )
     announced = asyncio.get_running_loop().create_future()
     master.addons.add(router, _Announce(announced))
     loop = asyncio.get_running_loop()
@@ -172,11 +225,29 @@ async def serve(settings: Settings, host: str, port: int, admin_port: int, confd
         bound = announced.result()
         if port_file:
             Path(port_file).write_text(f"{bound}\n")
-        print(json.dumps({"event": "listening", "mode": "mitm", "host": host, "port": bound,
-                          "pid": os.getpid(), "url": f"http://{host}:{bound}",
-                          "admin_port": bound_admin, "ca_cert": str(ca)}), flush=True)
-        log.info("[ccp mitm] listening on %s:%d, CA %s, filter chain %r, pipeline on :%d", host,
-                 bound, ca, settings.mitm_filter_chain, bound_admin)
+        print(
+            json.dumps(
+                {
+                    "event": "listening",
+                    "mode": "mitm",
+                    "host": host,
+                    "port": bound,
+                    "pid": os.getpid(),
+                    "url": f"http://{host}:{bound}",
+                    "admin_port": bound_admin,
+                    "ca_cert": str(ca),
+                }
+            ),
+            flush=True,
+        )
+        log.info(
+            "[ccp mitm] listening on %s:%d, CA %s, filter chain %r, pipeline on :%d",
+            host,
+            bound,
+            ca,
+            settings.mitm_filter_chain,
+            bound_admin,
+        )
     try:
         await running
     finally:
@@ -191,6 +262,7 @@ class _Announce:
 
     def running(self) -> None:
         from mitmproxy import ctx
+
         servers = ctx.master.addons.get("proxyserver").servers
         ports = [addr[1] for server in servers for addr in server.listen_addrs]
         if not self._future.done():

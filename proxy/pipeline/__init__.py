@@ -1,2 +1,1 @@
-"""One model request, transport-independent: prepare, send, relay, finish; the shared state.
-"""
+"""One model request, transport-independent: prepare, send, relay, finish; the shared state."""

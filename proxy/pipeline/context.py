@@ -6,10 +6,12 @@ and its reading, what trajectories, the body tee and partials need, and what the
 `Inbound` is the request as the pipeline reads it; `Downstream` is where the answer goes. The
 aiohttp front door (proxy.server.app) implements both; `ccp mitm` reaches the same front door.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.core.record import UsageRecord
 
@@ -36,11 +38,21 @@ class Inbound(Protocol):
 class Downstream(Protocol):
     """Where the answer goes: a whole body, or a stream written as it arrives."""
 
-    def whole(self, status: int, body: bytes, headers: Iterable[tuple[str, str]],
-              content_type: str | None = None) -> None: ...
+    def whole(
+        self,
+        status: int,
+        body: bytes,
+        headers: Iterable[tuple[str, str]],
+        content_type: str | None = None,
+    ) -> None: ...
 
-    async def open_stream(self, status: int, headers: Iterable[tuple[str, str]],
-                          first_chunk_ready: bool, content_type: str | None = None) -> None: ...
+    async def open_stream(
+        self,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        first_chunk_ready: bool,
+        content_type: str | None = None,
+    ) -> None: ...
 
     async def write(self, chunk: bytes) -> None: ...
 

@@ -13,13 +13,15 @@ build the next snapshot and the `Change`s it makes, `servable()` says which mode
 may name (the same rule as `proxy.core.routing.decide` row 2), `public()` is what
 `GET /v1/admin/controls` answers.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from proxy.config.catalog import BUILT_IN, Catalog, user_providers_file
 from proxy.config.settings import Settings
@@ -31,8 +33,11 @@ CONTROL_DECISION = "control_change"
 CONTROLS = ("paused", "zai_header_mode", "model", "providers")
 SETTABLE = ("paused", "zai_header_mode", "model")  # what POST /v1/admin/controls takes
 # `bearer` is the catalog's own alias of `authorization` (proxy.config.catalog.HEADER_MODES)
-HEADER_MODE_CHOICES = {"x-api-key": "x-api-key", "authorization": "authorization",
-                       "bearer": "authorization"}
+HEADER_MODE_CHOICES = {
+    "x-api-key": "x-api-key",
+    "authorization": "authorization",
+    "bearer": "authorization",
+}
 FAMILIES = ("haiku", "sonnet", "opus")
 _MODEL_RE = re.compile(r"^\S{1,200}$")
 
@@ -45,8 +50,11 @@ class Origin(NamedTuple):
     changed_at: float | None = None  # epoch seconds of a runtime change (None: since start)
 
     def public(self) -> dict:
-        return {"origin": self.kind, "detail": self.detail,
-                "changed_at": utc_timestamp(self.changed_at) if self.changed_at else None}
+        return {
+            "origin": self.kind,
+            "detail": self.detail,
+            "changed_at": utc_timestamp(self.changed_at) if self.changed_at else None,
+        }
 
 
 class Change(NamedTuple):
@@ -72,8 +80,11 @@ class Controls:
 def catalog_files(settings: Settings) -> tuple[str, ...]:
     """The config files a catalog built from `settings` reads (as proxy.config.catalog.load_catalog)."""
     user = user_providers_file(settings)
-    named = [settings.config_file, settings.providers_file,
-             str(user) if user is not None and Path(user).is_file() else None]
+    named = [
+        settings.config_file,
+        settings.providers_file,
+        str(user) if user is not None and Path(user).is_file() else None,
+    ]
     return tuple(f for f in named if f)
 
 
@@ -106,10 +117,20 @@ def initial(settings: Settings, now: float) -> Controls:
     mode, mode_origin = _header_mode(settings)
     files = catalog_files(settings)
     providers = Origin("file", ", ".join(files)) if files else Origin("default", BUILT_IN)
-    return Controls(paused=settings.offload_paused, zai_header_mode=mode,
-                    model=settings.model_override, catalog=settings.catalog, files=files,
-                    loaded_at=now, origins={"paused": paused, "zai_header_mode": mode_origin,
-                                            "model": model, "providers": providers})
+    return Controls(
+        paused=settings.offload_paused,
+        zai_header_mode=mode,
+        model=settings.model_override,
+        catalog=settings.catalog,
+        files=files,
+        loaded_at=now,
+        origins={
+            "paused": paused,
+            "zai_header_mode": mode_origin,
+            "model": model,
+            "providers": providers,
+        },
+    )
 
 
 # ---------------------------------------------------------------- which names an override may name
@@ -122,8 +143,10 @@ def servable(name: str, catalog: Catalog) -> bool:
 
 def servable_names(catalog: Catalog) -> list[str]:
     """One line per kind of name an override may name, with where it goes."""
-    lines = [f"{', '.join(FAMILIES)} (aliases) and any model id of those families, e.g. "
-             f"claude-sonnet-4-5 -> the anthropic lane"]
+    lines = [
+        f"{', '.join(FAMILIES)} (aliases) and any model id of those families, e.g. "
+        f"claude-sonnet-4-5 -> the anthropic lane"
+    ]
     for route in catalog.routes:
         kind = "route (glob)" if route.is_glob else "route"
         model = f", model {route.upstream_model}" if route.upstream_model else ""
@@ -143,8 +166,10 @@ def parse_header_mode(raw: Any) -> str:
     """`x-api-key`, `authorization` or its alias `bearer` (case-insensitive) -> the mode."""
     value = raw.strip().lower() if isinstance(raw, str) else None
     if value not in HEADER_MODE_CHOICES:
-        raise ValueError(f"zai_header_mode={raw!r}: expected one of "
-                         f"{', '.join(HEADER_MODE_CHOICES)} (bearer = authorization)")
+        raise ValueError(
+            f"zai_header_mode={raw!r}: expected one of "
+            f"{', '.join(HEADER_MODE_CHOICES)} (bearer = authorization)"
+        )
     return HEADER_MODE_CHOICES[value]
 
 
@@ -154,8 +179,10 @@ def parse_model(raw: Any, catalog: Catalog) -> str | None:
         return None
     name = raw.strip() if isinstance(raw, str) else None
     if not name or not _MODEL_RE.match(name):
-        raise ValueError(f"model={raw!r}: expected a route name or a model id (no spaces), "
-                         "or null to clear the override")
+        raise ValueError(
+            f"model={raw!r}: expected a route name or a model id (no spaces), "
+            "or null to clear the override"
+        )
     if not servable(name, catalog):
         raise ValueError(unservable_message(name, catalog))
     return name
@@ -164,12 +191,16 @@ def parse_model(raw: Any, catalog: Catalog) -> str | None:
 def parse_updates(data: Any, catalog: Catalog) -> dict[str, Any]:
     """A POST /v1/admin/controls body -> {control: value}; ValueError names the valid choices."""
     if not isinstance(data, Mapping) or not data:
-        raise ValueError(f"expected a JSON object with one or more of {', '.join(SETTABLE)}, "
-                         'e.g. {"paused": true}')
+        raise ValueError(
+            f"expected a JSON object with one or more of {', '.join(SETTABLE)}, "
+            'e.g. {"paused": true}'
+        )
     unknown = [k for k in data if k not in SETTABLE]
     if unknown:
-        raise ValueError(f"unknown control {unknown[0]!r}: expected {', '.join(SETTABLE)} "
-                         "(providers: POST /v1/admin/providers/reload)")
+        raise ValueError(
+            f"unknown control {unknown[0]!r}: expected {', '.join(SETTABLE)} "
+            "(providers: POST /v1/admin/providers/reload)"
+        )
     updates: dict[str, Any] = {}
     if "paused" in data:
         if not isinstance(data["paused"], bool):
@@ -182,8 +213,9 @@ def parse_updates(data: Any, catalog: Catalog) -> dict[str, Any]:
     return updates
 
 
-def changed(controls: Controls, updates: Mapping[str, Any], by: str, now: float
-            ) -> tuple[Controls, list[Change]]:
+def changed(
+    controls: Controls, updates: Mapping[str, Any], by: str, now: float
+) -> tuple[Controls, list[Change]]:
     """The next snapshot with `updates` (parse_updates) made by `by`; only real changes count."""
     fields: dict[str, Any] = {}
     origins = dict(controls.origins)
@@ -202,28 +234,41 @@ def changed(controls: Controls, updates: Mapping[str, Any], by: str, now: float
 
 def catalog_summary(catalog: Catalog, files: tuple[str, ...]) -> dict:
     """What a reload record says about a catalog: its files, providers and routes (no secrets)."""
-    return {"files": list(files), "providers": list(catalog.providers),
-            "routes": [r.name for r in catalog.routes]}
+    return {
+        "files": list(files),
+        "providers": list(catalog.providers),
+        "routes": [r.name for r in catalog.routes],
+    }
 
 
-def reloaded(controls: Controls, fresh: Settings, by: str, now: float
-             ) -> tuple[Controls, Change]:
+def reloaded(controls: Controls, fresh: Settings, by: str, now: float) -> tuple[Controls, Change]:
     """The next snapshot with the catalog of `fresh` (settings read again from the environment and
     files). A header mode set at runtime stays; otherwise the new catalog's own applies. Raises
     ValueError when the override in force names something the new catalog cannot serve."""
     if controls.model and not servable(controls.model, fresh.catalog):
-        raise ValueError(f"the model override {controls.model!r} in force would have nothing to "
-                         "serve it in the new catalog; clear or change it first (ccp model)")
+        raise ValueError(
+            f"the model override {controls.model!r} in force would have nothing to "
+            "serve it in the new catalog; clear or change it first (ccp model)"
+        )
     files = catalog_files(fresh)
     origins = dict(controls.origins)
     origins["providers"] = Origin("runtime", by, now)
     mode = controls.zai_header_mode
     if controls.origins["zai_header_mode"].kind != "runtime":
         mode, origins["zai_header_mode"] = _header_mode(fresh)
-    new = dataclasses.replace(controls, catalog=fresh.catalog, files=files, loaded_at=now,
-                              zai_header_mode=mode, origins=origins)
-    return new, Change("providers", catalog_summary(controls.catalog, controls.files),
-                       catalog_summary(fresh.catalog, files))
+    new = dataclasses.replace(
+        controls,
+        catalog=fresh.catalog,
+        files=files,
+        loaded_at=now,
+        zai_header_mode=mode,
+        origins=origins,
+    )
+    return new, Change(
+        "providers",
+        catalog_summary(controls.catalog, controls.files),
+        catalog_summary(fresh.catalog, files),
+    )
 
 
 # ---------------------------------------------------------------- what requests read
@@ -233,25 +278,39 @@ def effective_settings(base: Settings, controls: Controls) -> Settings:
     catalog = controls.catalog
     zai = catalog.provider(LANE_ZAI)
     if zai is not None and zai.header_mode != controls.zai_header_mode:
-        providers = {**catalog.providers,
-                     LANE_ZAI: dataclasses.replace(zai, header_mode=controls.zai_header_mode)}
+        providers = {
+            **catalog.providers,
+            LANE_ZAI: dataclasses.replace(zai, header_mode=controls.zai_header_mode),
+        }
         catalog = Catalog(providers, catalog.routes)
     origin = controls.origins["model"]
-    source = {"env": "CCP_MODEL", "file": origin.detail}.get(origin.kind,
-                                                              f"runtime: {origin.detail}")
-    return dataclasses.replace(base, offload_paused=controls.paused,
-                               zai_header_mode=controls.zai_header_mode,
-                               model_override=controls.model,
-                               model_override_source=source if controls.model else None,
-                               catalog=catalog)
+    source = {"env": "CCP_MODEL", "file": origin.detail}.get(
+        origin.kind, f"runtime: {origin.detail}"
+    )
+    return dataclasses.replace(
+        base,
+        offload_paused=controls.paused,
+        zai_header_mode=controls.zai_header_mode,
+        model_override=controls.model,
+        model_override_source=source if controls.model else None,
+        catalog=catalog,
+    )
 
 
 def public(controls: Controls) -> dict:
     """The body of GET /v1/admin/controls."""
-    return {"paused": controls.paused, "zai_header_mode": controls.zai_header_mode,
-            "model": controls.model,
-            "providers": {**catalog_summary(controls.catalog, controls.files),
-                          "loaded_at": utc_timestamp(controls.loaded_at)},
-            "sources": {name: controls.origins[name].public() for name in CONTROLS},
-            "choices": {"paused": [True, False], "zai_header_mode": list(HEADER_MODE_CHOICES),
-                        "model": servable_names(controls.catalog)}}
+    return {
+        "paused": controls.paused,
+        "zai_header_mode": controls.zai_header_mode,
+        "model": controls.model,
+        "providers": {
+            **catalog_summary(controls.catalog, controls.files),
+            "loaded_at": utc_timestamp(controls.loaded_at),
+        },
+        "sources": {name: controls.origins[name].public() for name in CONTROLS},
+        "choices": {
+            "paused": [True, False],
+            "zai_header_mode": list(HEADER_MODE_CHOICES),
+            "model": servable_names(controls.catalog),
+        },
+    }

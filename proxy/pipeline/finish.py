@@ -6,6 +6,7 @@ protocol's shape, an upstream failure or a client that left, so every request th
 shim has exactly one record. The overhead is the shim's own time: arrival to the upstream request
 leaving, plus the upstream's last byte to the end.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,10 +48,19 @@ def write_query(ex: Exchange, payload: dict) -> None:
     assert session is not None
     ex.trace_ts = state.trajectories.new_ts()
     ex.trace_secrets = state.redaction_secrets(ex.credentials)
-    meta = {"rid": rec["rid"], "session": session.id, "sandbox_id": session.sandbox_id,
-            "task_name": session.task_name, "route": rec["lane"], "provider": rec["provider"],
-            "model": rec["model"], "upstream_model": rec["upstream_model"], "path": rec["path"],
-            "protocol_in": rec["protocol_in"], "protocol_out": rec["protocol_out"]}
+    meta = {
+        "rid": rec["rid"],
+        "session": session.id,
+        "sandbox_id": session.sandbox_id,
+        "task_name": session.task_name,
+        "route": rec["lane"],
+        "provider": rec["provider"],
+        "model": rec["model"],
+        "upstream_model": rec["upstream_model"],
+        "path": rec["path"],
+        "protocol_in": rec["protocol_in"],
+        "protocol_out": rec["protocol_out"],
+    }
     try:
         state.trajectories.write_query(session.id, ex.trace_ts, payload, meta, ex.trace_secrets)
     except OSError:
@@ -68,24 +78,36 @@ def write_answer(ex: Exchange) -> None:
         upstream = parse_json_or_text(ex.upstream_body)
     else:
         upstream = None
-    meta = {"rid": rec["rid"], "session": rec["session"], "status": rec["status"],
-            "upstream_status": rec["upstream_status"], "err_type": rec["err_type"],
-            "reason": rec["reason"]}
+    meta = {
+        "rid": rec["rid"],
+        "session": rec["session"],
+        "status": rec["status"],
+        "upstream_status": rec["upstream_status"],
+        "err_type": rec["err_type"],
+        "reason": rec["reason"],
+    }
     # passthrough: what went down is what came up; a conversion says what it sent down
     downstream = upstream if ex.downstream is SAME else ex.downstream
     try:
-        ex.state.trajectories.write_answer(rec["session"], ex.trace_ts, meta, upstream, downstream,
-                                           ex.trace_secrets)
+        ex.state.trajectories.write_answer(
+            rec["session"], ex.trace_ts, meta, upstream, downstream, ex.trace_secrets
+        )
     except OSError:
         log.exception("[%s] could not write the trajectory answer", rec["rid"])
 
 
 def _tee(ex: Exchange) -> None:
     from proxy.sinks.tee import write_tee
+
     state, rec = ex.state, ex.rec
     head = ex.upstream_body or b"".join(ex.events or [])[:TEE_HEAD_BYTES]
     try:
-        write_tee(state.settings.logs_dir, rec["rid"], ex.tee_payload, head,
-                  state.redaction_secrets(ex.credentials))
+        write_tee(
+            state.settings.logs_dir,
+            rec["rid"],
+            ex.tee_payload,
+            head,
+            state.redaction_secrets(ex.credentials),
+        )
     except OSError:
         log.exception("[%s] could not write the body tee", rec["rid"])

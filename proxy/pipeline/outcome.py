@@ -6,6 +6,7 @@ raised while it was relayed (the upstream went quiet, the upstream broke, the cl
 what every stream records last: its tokens, an in-band `error` event, the partial of a stream that
 broke, and `reason` `streaming` when nothing else was said.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,9 +57,15 @@ def ended(rec: UsageRecord, complete: bool) -> None:
 def settle(ex: Exchange, meter: SseMeter, relayed: list[bytes], complete: bool) -> None:
     """What every relayed stream records at its end: tokens, an in-band error, a partial."""
     rec = ex.rec
-    set_tokens(rec, {"in_tokens": meter.in_tokens, "out_tokens": meter.out_tokens,
-                     "cache_read_tokens": meter.cache_read_tokens,
-                     "cache_creation_tokens": meter.cache_creation_tokens})
+    set_tokens(
+        rec,
+        {
+            "in_tokens": meter.in_tokens,
+            "out_tokens": meter.out_tokens,
+            "cache_read_tokens": meter.cache_read_tokens,
+            "cache_creation_tokens": meter.cache_creation_tokens,
+        },
+    )
     if meter.error_type and not rec["err_type"]:
         rec["err_type"] = err_type_of_sse_error(meter.error_type)
         rec["reason"] = sse_error_reason(meter.error_type)

@@ -7,6 +7,7 @@ headers and body through the protocols' adapters: the client's own bytes with th
 when the protocols match (renaming the model for a route, dropping thinking another lane signed),
 a conversion through the adapters when they differ.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,8 +67,9 @@ def session_for(tokens: list[str], state: ShimState) -> Session | None:
     return None
 
 
-def route(state: ShimState, model: str, protocol_in: str, rec: UsageRecord,
-          settings=None) -> tuple[Decision, Provider]:
+def route(
+    state: ShimState, model: str, protocol_in: str, rec: UsageRecord, settings=None
+) -> tuple[Decision, Provider]:
     """Rows 1–5 (`decide()`) and 4b (the quota book) for one request, written into its record.
 
     `settings` are the ones the request read (`state.settings`, which carries the runtime
@@ -76,13 +78,19 @@ def route(state: ShimState, model: str, protocol_in: str, rec: UsageRecord,
     settings = state.settings if settings is None else settings
     decision = _decided(state, settings, model, protocol_in)
     # row 4b: an exhausted zai budget reroutes (pure; the book is fed by finished records)
-    decision = apply_quota(decision, state.quotas.state(model, time.time()), settings.reroute_mode,
-                           settings.catalog)
+    decision = apply_quota(
+        decision, state.quotas.state(model, time.time()), settings.reroute_mode, settings.catalog
+    )
     provider = settings.catalog.provider(decision.provider)
     if provider is None:  # the catalog was validated at start; this is a bug, not bad input
         raise RuntimeError(f"decision names an unknown provider {decision.provider!r}")
-    rec.update(lane=decision.lane, provider=decision.provider, decision=decision.reason,
-               upstream_model=decision.upstream_model, protocol_out=provider.protocol)
+    rec.update(
+        lane=decision.lane,
+        provider=decision.provider,
+        decision=decision.reason,
+        upstream_model=decision.upstream_model,
+        protocol_out=provider.protocol,
+    )
     if decision.lane != LANE_ANTHROPIC and provider.protocol == ANTHROPIC:
         rec["header_mode"] = provider.header_mode
     return decision, provider
@@ -101,8 +109,12 @@ def _decided(state: ShimState, settings, model: str, protocol_in: str) -> Decisi
         state.decisions = kept
     decision = kept[1].get((model, protocol_in))
     if decision is None:
-        decision = decide(RequestMeta(model=model, protocol=protocol_in), settings.routing,
-                          settings.catalog, settings.model_override)
+        decision = decide(
+            RequestMeta(model=model, protocol=protocol_in),
+            settings.routing,
+            settings.catalog,
+            settings.model_override,
+        )
         if len(kept[1]) < _DECISIONS_KEPT:
             kept[1][(model, protocol_in)] = decision
     return decision
@@ -112,33 +124,56 @@ def upstream_url(provider: Provider, op: str, query: str) -> str:
     return protocols.get(provider.protocol).upstream_url(provider.base_url, op, query)
 
 
-def provider_headers(client_headers, state: ShimState, provider: Provider,
-                     lane: str) -> dict[str, str]:
+def provider_headers(
+    client_headers, state: ShimState, provider: Provider, lane: str
+) -> dict[str, str]:
     """The lane's header hygiene over the client's (name, value) pairs."""
     sessions = state.sessions.tokens()
     never = sessions | state.foreign_keys if sessions else state.foreign_keys
     return protocols.get(provider.protocol).request_headers(
-        client_headers, lane=lane, api_key=provider.api_key.reveal(),
-        header_mode=provider.header_mode, credentials=state.creds, never=never,
-        profile=provider.profile)
+        client_headers,
+        lane=lane,
+        api_key=provider.api_key.reveal(),
+        header_mode=provider.header_mode,
+        credentials=state.creds,
+        never=never,
+        profile=provider.profile,
+    )
 
 
-def rewrites_body(payload: dict, body: bytes, protocol_in: str, provider: Provider,
-                  upstream_model: str, state: ShimState) -> bool:
+def rewrites_body(
+    payload: dict,
+    body: bytes,
+    protocol_in: str,
+    provider: Provider,
+    upstream_model: str,
+    state: ShimState,
+) -> bool:
     """Whether `upstream_body()` may build new bytes from the payload (else it forwards `body`)."""
-    return (protocol_in != provider.protocol or upstream_model != payload["model"]
-            or (protocol_in == ANTHROPIC and bool(len(state.signatures))
-                and might_carry_thinking(body)))
+    return (
+        protocol_in != provider.protocol
+        or upstream_model != payload["model"]
+        or (protocol_in == ANTHROPIC and bool(len(state.signatures)) and might_carry_thinking(body))
+    )
 
 
-def upstream_body(payload: dict, body: bytes, protocol_in: str, provider: Provider, lane: str,
-                  upstream_model: str, state: ShimState, rec: UsageRecord,
-                  tool_names: dict[str, str] | None = None) -> tuple[dict, bytes]:
+def upstream_body(
+    payload: dict,
+    body: bytes,
+    protocol_in: str,
+    provider: Provider,
+    lane: str,
+    upstream_model: str,
+    state: ShimState,
+    rec: UsageRecord,
+    tool_names: dict[str, str] | None = None,
+) -> tuple[dict, bytes]:
     """The body the provider gets: converted, or the client's own with the fewest changes."""
     conversion = protocols.conversion(protocol_in, provider.protocol)
     if conversion is not None:
-        return conversion.request(payload, body, upstream_model,
-                                  {} if tool_names is None else tool_names)
+        return conversion.request(
+            payload, body, upstream_model, {} if tool_names is None else tool_names
+        )
     rewrites = []
     # an empty signature book cannot name a foreign signer: no need to scan a 100 KB body for one
     if protocol_in == ANTHROPIC and len(state.signatures) and might_carry_thinking(body):
@@ -154,8 +189,9 @@ def upstream_body(payload: dict, body: bytes, protocol_in: str, provider: Provid
     return payload, body
 
 
-def upstream_request(ex: Exchange, inbound: Inbound, provider: Provider, lane: str,
-                     upstream_model: str) -> tuple[dict, UpstreamRequest]:
+def upstream_request(
+    ex: Exchange, inbound: Inbound, provider: Provider, lane: str, upstream_model: str
+) -> tuple[dict, UpstreamRequest]:
     """The provider's request for this exchange (also for a fallback to another provider)."""
     rec, state, protocol_in = ex.rec, ex.state, ex.protocol_in.name
     body, payload = ex.body, ex.payload
@@ -169,14 +205,15 @@ def upstream_request(ex: Exchange, inbound: Inbound, provider: Provider, lane: s
             # the payload stays as it was, for a fallback to another protocol
             up_payload, up_body = conversion.request(None, body, upstream_model, names)
         else:
-            if not ex.exact and (rewrites_body(payload, body, protocol_in, provider,
-                                               upstream_model, state)
-                                 or (provider.profile is not None
-                                     and provider.profile.touches_body)):
+            if not ex.exact and (
+                rewrites_body(payload, body, protocol_in, provider, upstream_model, state)
+                or (provider.profile is not None and provider.profile.touches_body)
+            ):
                 payload = ex.payload = exact_loads(body)  # read again: only the model was kept
                 ex.exact = True
-            up_payload, up_body = upstream_body(payload, body, protocol_in, provider, lane,
-                                                upstream_model, state, rec, names)
+            up_payload, up_body = upstream_body(
+                payload, body, protocol_in, provider, lane, upstream_model, state, rec, names
+            )
         if provider.profile is not None:  # the provider's own quirks (proxy.core.provider_profiles)
             up_payload, changes = apply_to_request(provider.profile, provider.protocol, up_payload)
             if changes:

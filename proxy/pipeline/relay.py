@@ -11,6 +11,7 @@ carry the same SSE counts and tokens. Every relay releases or closes the upstrea
 upstream connection outlives its request; how a stream ended is classified by
 proxy.pipeline.outcome.
 """
+
 from __future__ import annotations
 
 import time
@@ -65,8 +66,9 @@ async def read_whole(ex: Exchange, resp: UpstreamResponse) -> bytes:
 
 
 # ---------------------------------------------------------------- passthrough
-async def relay_body(ex: Exchange, resp: UpstreamResponse, headers: list[tuple[str, str]],
-                     down: Downstream) -> None:
+async def relay_body(
+    ex: Exchange, resp: UpstreamResponse, headers: list[tuple[str, str]], down: Downstream
+) -> None:
     """Read the whole upstream body and answer with it as it is."""
     data = await read_whole(ex, resp)
     if 200 <= resp.status < 300 and ex.rec["op"] is not None and _identity(headers):
@@ -76,12 +78,12 @@ async def relay_body(ex: Exchange, resp: UpstreamResponse, headers: list[tuple[s
 
 
 def _identity(headers: list[tuple[str, str]]) -> bool:
-    return all(name.lower() != "content-encoding" or value == "identity"
-               for name, value in headers)
+    return all(name.lower() != "content-encoding" or value == "identity" for name, value in headers)
 
 
-async def relay_stream(ex: Exchange, resp: UpstreamResponse, headers: list[tuple[str, str]],
-                       down: Downstream) -> None:
+async def relay_stream(
+    ex: Exchange, resp: UpstreamResponse, headers: list[tuple[str, str]], down: Downstream
+) -> None:
     """Relay an SSE body chunk by chunk; account for how it ended."""
     rec = ex.rec
     meter = SseMeter()
@@ -137,9 +139,14 @@ async def _tell_client(down: Downstream, event: bytes) -> None:
 
 
 # ---------------------------------------------------------------- converted
-async def relay_converted_body(ex: Exchange, resp: UpstreamResponse, conv: Conversion,
-                               headers: list[tuple[str, str]], down: Downstream,
-                               model: str) -> None:
+async def relay_converted_body(
+    ex: Exchange,
+    resp: UpstreamResponse,
+    conv: Conversion,
+    headers: list[tuple[str, str]],
+    down: Downstream,
+    model: str,
+) -> None:
     """Read the whole upstream body, convert it (or its error), answer in the client's protocol.
 
     An upstream error may be an answer on the client's side (`Conversion.recover`: a 400 that
@@ -180,9 +187,14 @@ async def relay_converted_body(ex: Exchange, resp: UpstreamResponse, conv: Conve
     rec["bytes_out"] = len(body)
 
 
-async def relay_converted_stream(ex: Exchange, resp: UpstreamResponse, conv: Conversion,
-                                 headers: list[tuple[str, str]], down: Downstream,
-                                 model: str) -> None:
+async def relay_converted_stream(
+    ex: Exchange,
+    resp: UpstreamResponse,
+    conv: Conversion,
+    headers: list[tuple[str, str]],
+    down: Downstream,
+    model: str,
+) -> None:
     """Convert an SSE stream as it arrives; the Anthropic side (up or down) is metered."""
     rec = ex.rec
     converter = conv.stream(model, ex.stop_sequences, ex.tool_names)
@@ -238,14 +250,22 @@ async def relay_converted_stream(ex: Exchange, resp: UpstreamResponse, conv: Con
         ex.upstream_done = ex.upstream_done or end
         rec["bytes_out"] = sum(len(c) for c in sent)
         rec["sse"] = meter.summary(ms(t_start, end))
-        ex.downstream = {"message": getattr(converter, "message", None),
-                         "events": b"".join(sent).decode("utf-8", "replace")}
+        ex.downstream = {
+            "message": getattr(converter, "message", None),
+            "events": b"".join(sent).decode("utf-8", "replace"),
+        }
         settle(ex, meter, sent, converter.complete)
 
 
 # ---------------------------------------------------------------- which one
-async def relay(ex: Exchange, resp: UpstreamResponse, conv: Conversion | None,
-                ours: list[tuple[str, str]], down: Downstream, model: str) -> None:
+async def relay(
+    ex: Exchange,
+    resp: UpstreamResponse,
+    conv: Conversion | None,
+    ours: list[tuple[str, str]],
+    down: Downstream,
+    model: str,
+) -> None:
     """Passthrough or converted, stream or whole body."""
     rec = ex.rec
     rec["upstream_status"] = rec["status"] = resp.status
@@ -264,11 +284,13 @@ async def relay(ex: Exchange, resp: UpstreamResponse, conv: Conversion | None,
             else:
                 await relay_body(ex, resp, headers, down)
         elif streaming:
-            await relay_converted_stream(ex, resp, conv, kept_headers(resp.headers) + ours, down,
-                                         model)
+            await relay_converted_stream(
+                ex, resp, conv, kept_headers(resp.headers) + ours, down, model
+            )
         else:
-            await relay_converted_body(ex, resp, conv, kept_headers(resp.headers) + ours, down,
-                                       model)
+            await relay_converted_body(
+                ex, resp, conv, kept_headers(resp.headers) + ours, down, model
+            )
     finally:
         if streaming:
             metrics.inflight_streams.dec()

@@ -8,6 +8,7 @@ the protocol's error answer (its status and err_type are already in the record).
 written in `run()`'s `finally`, so an error, an upstream failure or a client that left are all
 recorded, exactly once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -96,8 +97,9 @@ async def _exchange(ex: Exchange, inbound: Inbound, down: Downstream) -> None:
     def for_provider(p, lane: str, upstream_model: str):
         return prepare.upstream_request(ex, inbound, p, lane, upstream_model)[1]
 
-    up_payload, up_req = prepare.upstream_request(ex, inbound, provider, decision.lane,
-                                                  decision.upstream_model)
+    up_payload, up_req = prepare.upstream_request(
+        ex, inbound, provider, decision.lane, decision.upstream_model
+    )
     rec["upstream"] = up_req.host
     if ex.session is not None:
         write_query(ex, up_payload)

@@ -1,9 +1,10 @@
 """Step 2 of the pipeline: the request goes to the provider, with backoff (CCP_ENABLE_BACKOFF) and,
 when the lane fails, once to the fallback lane (CCP_FALLBACK_LANE)."""
+
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from proxy.config.catalog import Provider
 from proxy.core.errors import UpstreamError
@@ -19,8 +20,9 @@ log = logging.getLogger("ccp.shim")
 Prepare = Callable[[Provider, str, str], UpstreamRequest]
 
 
-async def send(ex: Exchange, up_req: UpstreamRequest, decision: Decision, provider: Provider,
-               prepare: Prepare) -> tuple[UpstreamResponse, Decision, Provider]:
+async def send(
+    ex: Exchange, up_req: UpstreamRequest, decision: Decision, provider: Provider, prepare: Prepare
+) -> tuple[UpstreamResponse, Decision, Provider]:
     settings, rec, upstream = ex.settings, ex.rec, ex.state.upstream
     assert upstream is not None
     if not (settings.enable_backoff or settings.fallback_lane):  # the one attempt
@@ -32,8 +34,9 @@ async def send(ex: Exchange, up_req: UpstreamRequest, decision: Decision, provid
 
     try:
         if settings.enable_backoff:
-            resp, rec["retries"] = await send_with_backoff(upstream, up_req, settings,
-                                                           on_retry=count)
+            resp, rec["retries"] = await send_with_backoff(
+                upstream, up_req, settings, on_retry=count
+            )
         else:
             resp = await upstream.send(up_req)
             rec["retries"] = 0
@@ -51,11 +54,19 @@ async def send(ex: Exchange, up_req: UpstreamRequest, decision: Decision, provid
     fallback = settings.catalog.provider(settings.fallback_lane)
     assert fallback is not None  # (the catalog was checked against CCP_FALLBACK_LANE at start)
     model = rec["model"] or decision.upstream_model
-    log.warning("[%s] %s failed (%s): falling back to %s", rec["rid"], decision.lane, why,
-                fallback.name)
+    log.warning(
+        "[%s] %s failed (%s): falling back to %s", rec["rid"], decision.lane, why, fallback.name
+    )
     decision = Decision(fallback.name, fallback.name, model, "fallback", fallback.protocol)
-    rec.update(lane=fallback.name, provider=fallback.name, decision="fallback", reason=why,
-               upstream_model=model, protocol_out=fallback.protocol, err_type=None)
+    rec.update(
+        lane=fallback.name,
+        provider=fallback.name,
+        decision="fallback",
+        reason=why,
+        upstream_model=model,
+        protocol_out=fallback.protocol,
+        err_type=None,
+    )
     rec.pop("header_mode", None)
     if fallback.name != LANE_ANTHROPIC and fallback.protocol == ANTHROPIC:
         rec["header_mode"] = fallback.header_mode

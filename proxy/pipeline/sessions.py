@@ -5,14 +5,15 @@ request whose `authorization: Bearer` or `x-api-key` equals that token belongs t
 token is the sandbox's only credential: it is accepted from the client, mapped here, and never
 forwarded upstream. A session's id is safe as a folder name (`logs/trajectory/<id>/`).
 """
+
 from __future__ import annotations
 
 import os
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
@@ -31,8 +32,12 @@ class Session:
 
     def public(self) -> dict:
         """What the API shows: never the token."""
-        return {"session": self.id, "sandbox_id": self.sandbox_id, "task_name": self.task_name,
-                "created_at": self.created_at}
+        return {
+            "session": self.id,
+            "sandbox_id": self.sandbox_id,
+            "task_name": self.task_name,
+            "created_at": self.created_at,
+        }
 
 
 class SessionError(ValueError):
@@ -49,8 +54,11 @@ class SessionRegistry:
         self._tokens: frozenset[str] = frozenset()  # asked by every request: made on change
 
     def register(self, token: str, sandbox_id: str, task_name: str) -> Session:
-        for name, value in (("session_token", token), ("sandbox_id", sandbox_id),
-                            ("task_name", task_name)):
+        for name, value in (
+            ("session_token", token),
+            ("sandbox_id", sandbox_id),
+            ("task_name", task_name),
+        ):
             if not isinstance(value, str) or not value.strip():
                 raise SessionError(f"{name}: a non-empty string is required")
         if len(token) < 8:

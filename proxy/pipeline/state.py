@@ -5,12 +5,14 @@ The runtime controls (proxy.pipeline.controls: paused, the zai header mode, the 
 catalog) live here as one snapshot, `controls`, and `settings` is always the start-time settings
 with them applied. A change replaces both (`change_controls`, `reload_providers`): a request reads
 `state.settings` once and keeps what it read, the next request sees the change."""
+
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -38,8 +40,11 @@ log = logging.getLogger("ccp.control")
 
 def _foreign_keys(catalog: Catalog, zai_api_key: str) -> frozenset[str]:
     """Keys of every non-anthropic provider: never to be forwarded on the anthropic lane."""
-    return frozenset(p.api_key.reveal() for name, p in catalog.providers.items()
-                     if name != "anthropic" and p.api_key) | ({zai_api_key} - {""})
+    return frozenset(
+        p.api_key.reveal()
+        for name, p in catalog.providers.items()
+        if name != "anthropic" and p.api_key
+    ) | ({zai_api_key} - {""})
 
 
 class ShimState:
@@ -58,13 +63,16 @@ class ShimState:
         self.signatures = SignatureBook()
         self.metrics = Metrics()
         self.quotas = QuotaBook(settings.quotas)  # proxy.sinks.quotas: accounting + row 4b
-        self.store: UsageStore | None = None  # proxy.sinks.store: opened by open_store() (CCP_PERSIST)
+        self.store: UsageStore | None = (
+            None  # proxy.sinks.store: opened by open_store() (CCP_PERSIST)
+        )
         self.secret_values = [*settings.secrets()]
         self.creds = LaneCredentials(
             zai_api_key=settings.zai_api_key.reveal(),
             anthropic_auth_token=settings.anthropic_auth_token.reveal(),
             anthropic_api_key=settings.anthropic_api_key.reveal(),
-            zai_header_mode=settings.zai_header_mode)
+            zai_header_mode=settings.zai_header_mode,
+        )
         self.foreign_keys = _foreign_keys(settings.catalog, self.creds.zai_api_key)
         # decide() per (model, protocol), for the settings object it was made with (prepare._decided)
         self.decisions: tuple[Settings, dict] | None = None
@@ -89,8 +97,9 @@ class ShimState:
         # a new provider's key is a secret to mask and never goes out on the anthropic lane (nor
         # does a key the old catalog had: what was foreign stays so)
         self.secret_values = list(dict.fromkeys([*self.secret_values, *self.settings.secrets()]))
-        self.foreign_keys = self.foreign_keys | _foreign_keys(self.settings.catalog,
-                                                              self.creds.zai_api_key)
+        self.foreign_keys = self.foreign_keys | _foreign_keys(
+            self.settings.catalog, self.creds.zai_api_key
+        )
         self.record_control(change, by, path)
         return change
 
@@ -102,36 +111,52 @@ class ShimState:
         """One usage line marking a decision change (op `control`); not a model request, so it
         feeds neither the metrics, the quota book nor the store."""
         rec = new_record(self.new_rid(), path)
-        rec.update(op=rc.CONTROL_OP, decision=rc.CONTROL_DECISION, status=200,
-                   reason=f"{change.control} changed")
+        rec.update(
+            op=rc.CONTROL_OP,
+            decision=rc.CONTROL_DECISION,
+            status=200,
+            reason=f"{change.control} changed",
+        )
         rec["control"] = {"name": change.control, "from": change.old, "to": change.new, "by": by}
         level = logging.WARNING if change.control == "paused" else logging.INFO  # the kill switch
-        log.log(level, "[%s] control %s: %s -> %s (by %s)", rec["rid"], change.control,
-                _shown(change.old), _shown(change.new), by)
+        log.log(
+            level,
+            "[%s] control %s: %s -> %s (by %s)",
+            rec["rid"],
+            change.control,
+            _shown(change.old),
+            _shown(change.new),
+            by,
+        )
         if self.writer is not None:
             self.writer.write(rec)
         return rec
 
-    def redaction_secrets(self, extra: "list[str] | tuple[str, ...]" = ()) -> list[str]:
+    def redaction_secrets(self, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
         """Every value to mask in what the shim writes: configured keys, session tokens, and the
         request's own credentials (`extra`)."""
         return [*self.secret_values, *self.sessions.tokens(), *extra]
 
-    def save_partial(self, rid: str, chunks: list[bytes], extra: "list[str] | tuple[str, ...]" = ()):
+    def save_partial(self, rid: str, chunks: list[bytes], extra: list[str] | tuple[str, ...] = ()):
         """Write what a broken stream relayed to logs/partials/<rid>.partial (secrets masked)."""
         return write_partial(self.settings.logs_dir, rid, chunks, self.redaction_secrets(extra))
 
     def open_writer(self) -> UsageWriter:
         s = self.settings
-        self.writer = UsageWriter(s.logs_dir, max_bytes=s.max_log_bytes, max_age=s.log_max_age,
-                                  on_rotate=self.metrics.rotations.inc)
+        self.writer = UsageWriter(
+            s.logs_dir,
+            max_bytes=s.max_log_bytes,
+            max_age=s.log_max_age,
+            on_rotate=self.metrics.rotations.inc,
+        )
         return self.writer
 
     def open_store(self) -> UsageStore | None:
         """The SQLite usage store when CCP_PERSIST is on (a store that cannot open degrades)."""
         if self.settings.persist:
-            self.store = UsageStore(self.settings.db_file, self.settings.sample_ttl_days,
-                                    self.metrics)
+            self.store = UsageStore(
+                self.settings.db_file, self.settings.sample_ttl_days, self.metrics
+            )
             self.store.start()
         return self.store
 
@@ -151,8 +176,10 @@ class ShimState:
 def _shown(value: Any) -> str:
     """A control's value for the log line (a catalog as its files and counts)."""
     if isinstance(value, dict):
-        return (f"{', '.join(value['files']) or 'built-in'} ({len(value['providers'])} providers, "
-                f"{len(value['routes'])} routes)")
+        return (
+            f"{', '.join(value['files']) or 'built-in'} ({len(value['providers'])} providers, "
+            f"{len(value['routes'])} routes)"
+        )
     return "none" if value is None else str(value)
 
 

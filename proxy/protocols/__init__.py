@@ -7,6 +7,7 @@ the pivot every conversion goes through. The catalog takes its list of valid `pr
 from here. Adding a protocol is one adapter module registered below, one mock upstream and its
 scenarios (docs/protocols.md walks through it).
 """
+
 from __future__ import annotations
 
 from proxy.protocols.anthropic import ANTHROPIC, AnthropicProtocol
@@ -19,7 +20,9 @@ REGISTRY: dict[str, ProtocolAdapter] = {
 }
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 # the protocols other than the pivot claim their paths first (`/v1/messages` is Anthropic's)
-_CLAIMS = tuple((adapter.paths, adapter) for adapter in REGISTRY.values() if adapter.name != ANTHROPIC)
+_CLAIMS = tuple(
+    (adapter.paths, adapter) for adapter in REGISTRY.values() if adapter.name != ANTHROPIC
+)
 
 
 def get(name: str) -> ProtocolAdapter:
@@ -51,5 +54,15 @@ def conversion(client: str, provider: str) -> Conversion | None:
     return Conversion(get(client), get(provider))
 
 
-__all__ = ["ANTHROPIC", "NAMES", "OPENAI", "REGISTRY", "Conversion", "ProtocolAdapter",
-           "conversion", "for_path", "get", "inbound_paths"]
+__all__ = [
+    "ANTHROPIC",
+    "NAMES",
+    "OPENAI",
+    "REGISTRY",
+    "Conversion",
+    "ProtocolAdapter",
+    "conversion",
+    "for_path",
+    "get",
+    "inbound_paths",
+]

@@ -1,8 +1,10 @@
 """Anthropic Messages: the protocol Claude Code speaks, and the pivot of every conversion."""
+
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from proxy.core.headers import LaneCredentials, upstream_request_headers
 from proxy.core.routing import LANE_ANTHROPIC
@@ -22,9 +24,17 @@ class AnthropicProtocol(ProtocolAdapter):
         url = base_url + ("/v1/messages/count_tokens" if op == COUNT_TOKENS else "/v1/messages")
         return url + "?" + query if query else url
 
-    def request_headers(self, client_headers: Iterable[tuple[str, str]], *, lane: str,
-                        api_key: str, header_mode: str, credentials: Any, never: frozenset,
-                        profile: Any) -> dict[str, str]:
+    def request_headers(
+        self,
+        client_headers: Iterable[tuple[str, str]],
+        *,
+        lane: str,
+        api_key: str,
+        header_mode: str,
+        credentials: Any,
+        never: frozenset,
+        profile: Any,
+    ) -> dict[str, str]:
         """The lane's header hygiene over the client's headers: the anthropic lane keeps the
         client's own login (or the shim's keys), another lane gets its provider's key."""
         if lane != LANE_ANTHROPIC:

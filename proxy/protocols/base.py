@@ -6,10 +6,12 @@ it. Two protocols of which neither is Anthropic's are not joined (`Conversion` r
 only `anthropic` and `openai` every pair has the pivot on one side; a third protocol would chain
 through it (docs/protocols.md).
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from proxy.core import convert
 from proxy.core.convert.requests import json_bytes
@@ -30,9 +32,17 @@ class ProtocolAdapter:
     def upstream_url(self, base_url: str, op: str, query: str) -> str:
         raise NotImplementedError
 
-    def request_headers(self, client_headers: Iterable[tuple[str, str]], *, lane: str,
-                        api_key: str, header_mode: str, credentials: Any, never: frozenset,
-                        profile: Any) -> dict[str, str]:
+    def request_headers(
+        self,
+        client_headers: Iterable[tuple[str, str]],
+        *,
+        lane: str,
+        api_key: str,
+        header_mode: str,
+        credentials: Any,
+        never: frozenset,
+        profile: Any,
+    ) -> dict[str, str]:
         raise NotImplementedError
 
     # --- as the client's protocol
@@ -40,8 +50,9 @@ class ProtocolAdapter:
         raise NotImplementedError
 
     # --- conversion to and from the pivot (not needed by the pivot itself)
-    def request_from_anthropic(self, payload: dict | None, body: bytes | None, model: str,
-                               tool_names: dict[str, str]) -> tuple[dict, bytes]:
+    def request_from_anthropic(
+        self, payload: dict | None, body: bytes | None, model: str, tool_names: dict[str, str]
+    ) -> tuple[dict, bytes]:
         """(the request, its bytes); `payload` None: read from `body`, which routing found to be
         JSON as json.loads reads it."""
         raise NotImplementedError
@@ -49,15 +60,17 @@ class ProtocolAdapter:
     def request_to_anthropic(self, payload: dict, model: str) -> dict:
         raise NotImplementedError
 
-    def answer_to_anthropic(self, answer: dict, model: str, stop_sequences: Any,
-                            tool_names: dict[str, str] | None) -> dict:
+    def answer_to_anthropic(
+        self, answer: dict, model: str, stop_sequences: Any, tool_names: dict[str, str] | None
+    ) -> dict:
         raise NotImplementedError
 
     def answer_from_anthropic(self, message: dict, model: str, created: int) -> dict:
         raise NotImplementedError
 
-    def stream_to_anthropic(self, model: str, stop_sequences: Any,
-                            tool_names: dict[str, str] | None):
+    def stream_to_anthropic(
+        self, model: str, stop_sequences: Any, tool_names: dict[str, str] | None
+    ):
         raise NotImplementedError
 
     def stream_from_anthropic(self, model: str, created: int):
@@ -85,8 +98,9 @@ class Conversion:
     def __init__(self, client: ProtocolAdapter, provider: ProtocolAdapter) -> None:
         if PIVOT not in (client.name, provider.name):
             raise convert.ConversionError(
-                "protocol", f"no conversion from {client.name} to {provider.name}: one side must "
-                            f"be {PIVOT}")
+                "protocol",
+                f"no conversion from {client.name} to {provider.name}: one side must be {PIVOT}",
+            )
         self.client, self.provider = client, provider
         self.to_provider = client.name == PIVOT  # Anthropic client, other provider
 
@@ -95,16 +109,18 @@ class Conversion:
         """Which side of the stream is Anthropic's, and so what the SSE meter reads."""
         return self.to_provider
 
-    def request(self, payload: dict | None, body: bytes | None, model: str,
-                tool_names: dict[str, str]) -> tuple[dict, bytes]:
+    def request(
+        self, payload: dict | None, body: bytes | None, model: str, tool_names: dict[str, str]
+    ) -> tuple[dict, bytes]:
         """The provider's request body: from the payload, or (payload None) from the bytes."""
         if self.to_provider:
             return self.provider.request_from_anthropic(payload, body, model, tool_names)
         out = self.client.request_to_anthropic(payload, model)
         return out, json_bytes(out)
 
-    def answer(self, upstream: dict, model: str, stop_sequences: Any,
-               tool_names: dict[str, str] | None) -> dict:
+    def answer(
+        self, upstream: dict, model: str, stop_sequences: Any, tool_names: dict[str, str] | None
+    ) -> dict:
         if self.to_provider:
             return self.provider.answer_to_anthropic(upstream, model, stop_sequences, tool_names)
         return self.client.answer_from_anthropic(upstream, model, int(time.time()))

@@ -1,9 +1,11 @@
 """OpenAI Chat Completions (GLM, DeepSeek, Kimi, vLLM, OpenRouter, Ollama, …), converted to and
 from Anthropic Messages by proxy.core.convert."""
+
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from proxy.core import convert
 from proxy.core.convert.ids import new_message_id
@@ -22,11 +24,21 @@ class OpenAIProtocol(ProtocolAdapter):
     counts_tokens = False  # no count_tokens endpoint: the shim answers with a local estimate
 
     def upstream_url(self, base_url: str, op: str, query: str) -> str:
-        return base_url + "/chat/completions"  # the client's query is Anthropic's, not the provider's
+        return (
+            base_url + "/chat/completions"
+        )  # the client's query is Anthropic's, not the provider's
 
-    def request_headers(self, client_headers: Iterable[tuple[str, str]], *, lane: str,
-                        api_key: str, header_mode: str, credentials: Any, never: frozenset,
-                        profile: Any) -> dict[str, str]:
+    def request_headers(
+        self,
+        client_headers: Iterable[tuple[str, str]],
+        *,
+        lane: str,
+        api_key: str,
+        header_mode: str,
+        credentials: Any,
+        never: frozenset,
+        profile: Any,
+    ) -> dict[str, str]:
         """Nothing of the client's: JSON, and the provider's own key."""
         return openai_request_headers(api_key, header_mode)
 
@@ -34,8 +46,9 @@ class OpenAIProtocol(ProtocolAdapter):
         obj = {"error": {"message": message, "type": error_type, "param": None, "code": None}}
         return json.dumps(obj, separators=(",", ":")).encode()
 
-    def request_from_anthropic(self, payload: dict | None, body: bytes | None, model: str,
-                               tool_names: dict[str, str]) -> tuple[dict, bytes]:
+    def request_from_anthropic(
+        self, payload: dict | None, body: bytes | None, model: str, tool_names: dict[str, str]
+    ) -> tuple[dict, bytes]:
         if payload is None:  # converted from the bytes, without building the whole payload
             converted = convert.anthropic_body_to_openai(body, model, tool_names)
             if converted is not None:
@@ -47,15 +60,17 @@ class OpenAIProtocol(ProtocolAdapter):
     def request_to_anthropic(self, payload: dict, model: str) -> dict:
         return convert.openai_to_anthropic_request(payload, model)
 
-    def answer_to_anthropic(self, answer: dict, model: str, stop_sequences: Any,
-                            tool_names: dict[str, str] | None) -> dict:
+    def answer_to_anthropic(
+        self, answer: dict, model: str, stop_sequences: Any, tool_names: dict[str, str] | None
+    ) -> dict:
         return convert.openai_to_anthropic_response(answer, model, stop_sequences, tool_names)
 
     def answer_from_anthropic(self, message: dict, model: str, created: int) -> dict:
         return convert.anthropic_to_openai_response(message, model, created)
 
-    def stream_to_anthropic(self, model: str, stop_sequences: Any,
-                            tool_names: dict[str, str] | None):
+    def stream_to_anthropic(
+        self, model: str, stop_sequences: Any, tool_names: dict[str, str] | None
+    ):
         return convert.OpenAIToAnthropicStream(model, stop_sequences, tool_names)
 
     def stream_from_anthropic(self, model: str, created: int):

@@ -1,2 +1,1 @@
-"""The aiohttp front door: the app, its endpoints and the process that serves it.
-"""
+"""The aiohttp front door: the app, its endpoints and the process that serves it."""

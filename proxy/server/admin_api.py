@@ -17,6 +17,7 @@ logged and written as one usage record (`op: control`, `decision: control_change
 choices; with `CCP_ADMIN_TOKEN` set every endpoint here wants it (proxy.server.session_api).
 `x-ccp-actor` (the `ccp` verb that called) is added to the record's `by`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,8 +62,10 @@ async def _body(request: web.Request) -> object:
 
 
 def _answer(state: ShimState, changes: list[rc.Change]) -> dict:
-    return {"changed": [{"control": c.control, "from": c.old, "to": c.new} for c in changes],
-            "controls": rc.public(state.controls)}
+    return {
+        "changed": [{"control": c.control, "from": c.old, "to": c.new} for c in changes],
+        "controls": rc.public(state.controls),
+    }
 
 
 async def get_controls(request: web.Request) -> web.Response:
@@ -99,7 +102,9 @@ def add_admin_routes(app: web.Application, state: ShimState) -> None:
     """Mount the runtime-control endpoints (before the catch-all 404 route)."""
     use_error_mapper(app)
     app[ADMIN_STATE] = state
-    if SETTINGS not in app:  # the admin-token check reads it (proxy.server.session_api mounts it too)
+    if (
+        SETTINGS not in app
+    ):  # the admin-token check reads it (proxy.server.session_api mounts it too)
         app[SETTINGS] = state.base_settings
     app.router.add_get(CONTROLS_PATH, get_controls)
     app.router.add_post(CONTROLS_PATH, post_controls)

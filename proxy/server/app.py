@@ -5,10 +5,11 @@ becomes an `Exchange` and runs through the pipeline (proxy.pipeline.run: prepare
 finish) with this module's `Inbound` and `Downstream` over aiohttp's request and response. Every
 error answer, of any endpoint, is made by proxy.server.errors; the shim never answers a traceback.
 """
+
 from __future__ import annotations
 
 import time
-from typing import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -72,10 +73,13 @@ class AiohttpInbound:
                 size += len(chunk)
                 if size > max_bytes:
                     raise PayloadTooLarge(
-                        f"request body is larger than {max_bytes} bytes (CCP_MAX_BODY_BYTES)")
+                        f"request body is larger than {max_bytes} bytes (CCP_MAX_BODY_BYTES)"
+                    )
                 chunks.append(chunk)
         except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a body that is not gzip
-            raise BadRequest(f"request body could not be read: {exc}", close_connection=True) from exc
+            raise BadRequest(
+                f"request body could not be read: {exc}", close_connection=True
+            ) from exc
         return b"".join(chunks)  # one bytes piece is returned as it is
 
 
@@ -88,8 +92,13 @@ class AiohttpDownstream:
         self._request = request
         self.response: web.StreamResponse | None = None
 
-    def whole(self, status: int, body: bytes, headers: Iterable[tuple[str, str]],
-              content_type: str | None = None) -> None:
+    def whole(
+        self,
+        status: int,
+        body: bytes,
+        headers: Iterable[tuple[str, str]],
+        content_type: str | None = None,
+    ) -> None:
         out = web.Response(status=status, body=body)
         if content_type is not None:
             out.content_type = content_type
@@ -97,8 +106,13 @@ class AiohttpDownstream:
             out.headers.add(name, value)
         self.response = out
 
-    async def open_stream(self, status: int, headers: Iterable[tuple[str, str]],
-                          first_chunk_ready: bool, content_type: str | None = None) -> None:
+    async def open_stream(
+        self,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        first_chunk_ready: bool,
+        content_type: str | None = None,
+    ) -> None:
         out = _RelayedStream(status=status)
         if content_type is not None:
             out.content_type = content_type
@@ -147,7 +161,9 @@ async def handle_unknown(request: web.Request) -> web.Response:  # (raises: answ
     except Exception:  # noqa: BLE001 - whatever it was, the answer is the same 404/405
         close = True
     if request.path in MODEL_PATHS:
-        exc: ShimError = MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use POST")
+        exc: ShimError = MethodNotAllowed(
+            f"{request.method} is not allowed on {request.path}; use POST"
+        )
     else:
         exc = NotFound(f"no such endpoint: {request.method} {request.path}")
     exc.close_connection = close
@@ -184,8 +200,9 @@ async def handle_rotate(request: web.Request) -> web.Response:
 async def handle_readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     report = await readiness(state.settings)
-    return web.json_response(report, status=200 if report["ok"] else 503,
-                             headers={RID_HEADER: state.new_rid()})
+    return web.json_response(
+        report, status=200 if report["ok"] else 503, headers={RID_HEADER: state.new_rid()}
+    )
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -205,12 +222,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     state.writer.close()
 
 
-def create_app(settings: Settings, upstream: Upstream | None = None,
-               mode: str = "shim") -> web.Application:
+def create_app(
+    settings: Settings, upstream: Upstream | None = None, mode: str = "shim"
+) -> web.Application:
     """The shim as an aiohttp application; `upstream` replaces the real client in tests; `mode`
     "mitm" when `ccp mitm` sends its model flows here (proxy.mitm)."""
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[error_middleware])  # (the one mapper: proxy.server.errors)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[error_middleware]
+    )  # (the one mapper: proxy.server.errors)
     app[STATE] = ShimState(settings, upstream)
     app[MODE] = mode
     app.cleanup_ctx.append(_resources)

@@ -1,6 +1,7 @@
 """The one admin guard: every admin endpoint (controls, sessions, quotas, logs-rotate) calls
 `require_admin()`, which wants CCP_ADMIN_TOKEN (when set) as `authorization: Bearer …` or
 `x-ccp-admin-token`, compared in constant time."""
+
 from __future__ import annotations
 
 import hmac
@@ -23,5 +24,7 @@ def require_admin(request: web.Request) -> None:
     if auth[:7].lower() == "bearer ":
         given = given or auth[7:].strip()
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("admin token required (CCP_ADMIN_TOKEN): send it as "
-                           "`authorization: Bearer …` or `x-ccp-admin-token`")
+        raise Unauthorized(
+            "admin token required (CCP_ADMIN_TOKEN): send it as "
+            "`authorization: Bearer …` or `x-ccp-admin-token`"
+        )

@@ -12,6 +12,7 @@ does not): a zai lane without ZAI_API_KEY is reachable and still answers every h
 `destinations()` says where haiku and sonnet really go with these settings (licence, override,
 pause and credentials included): `ccp up`'s banner and the shim's start-up warning are built on it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,15 @@ from proxy.licence.verify import readiness_view
 from proxy.upstream.tls import trust
 
 PROBE_TIMEOUT = 2.0
-_REASONS = {200: "ok", 204: "ok", 400: "bad_request", 401: "unauthorized", 403: "forbidden",
-            404: "not_found", 405: "method_not_allowed"}
+_REASONS = {
+    200: "ok",
+    204: "ok",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+}
 
 
 def classify(status: int) -> tuple[bool, str]:
@@ -39,12 +47,23 @@ async def _probe(session: aiohttp.ClientSession, lane: str, url: str) -> dict:
     try:
         async with session.head(url, allow_redirects=False) as resp:
             ok, reason = classify(resp.status)
-            return {"lane": lane, "url": url, "reachable": ok, "status": resp.status, "reason": reason}
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            return {
+                "lane": lane,
+                "url": url,
+                "reachable": ok,
+                "status": resp.status,
+                "reason": reason,
+            }
+    except (TimeoutError, aiohttp.ServerTimeoutError):
         return {"lane": lane, "url": url, "reachable": False, "status": None, "reason": "timeout"}
     except (aiohttp.ClientError, OSError) as exc:
-        return {"lane": lane, "url": url, "reachable": False, "status": None,
-                "reason": f"unreachable: {type(exc).__name__}"}
+        return {
+            "lane": lane,
+            "url": url,
+            "reachable": False,
+            "status": None,
+            "reason": f"unreachable: {type(exc).__name__}",
+        }
 
 
 REQUIRED = (LANE_ANTHROPIC, LANE_ZAI)  # a shim without these cannot do its main job: 503
@@ -101,6 +120,8 @@ async def readiness(settings: Settings) -> dict:
         r["credential"] = problem is None
         if problem:
             r["problem"] = problem
-    return {"ok": all(r["reachable"] for r in results if r["required"]),
-            "providers": {r["lane"]: r for r in results},
-            "license": readiness_view(settings.licence, settings.licence_enforce)}
+    return {
+        "ok": all(r["reachable"] for r in results if r["required"]),
+        "providers": {r["lane"]: r for r in results},
+        "license": readiness_view(settings.licence, settings.licence_enforce),
+    }

@@ -4,6 +4,7 @@
 `--port-file` when given), so harnesses never guess a port. SIGTERM and SIGINT stop it cleanly: the
 listener closes, in-flight requests are cancelled (and recorded as such), the log is closed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,14 +31,22 @@ log = logging.getLogger("ccp.shim")
 
 def describe(settings: Settings) -> str:
     """One startup line: where each lane goes and the toggles (never a secret)."""
-    creds = [name for name, s in (("ZAI_API_KEY", settings.zai_api_key),
-                                  ("ANTHROPIC_AUTH_TOKEN", settings.anthropic_auth_token),
-                                  ("ANTHROPIC_API_KEY", settings.anthropic_api_key)) if s]
-    return (f"lanes anthropic={settings.anthropic_base_url} zai={settings.zai_base_url} "
-            f"force_haiku_to_zai={int(settings.force_haiku_to_zai)} "
-            f"offload_paused={int(settings.offload_paused)} zai_header_mode={settings.zai_header_mode} "
-            f"credentials=[{','.join(creds)}] logs={settings.logs_dir} "
-            f"max_body={settings.max_body_bytes}")
+    creds = [
+        name
+        for name, s in (
+            ("ZAI_API_KEY", settings.zai_api_key),
+            ("ANTHROPIC_AUTH_TOKEN", settings.anthropic_auth_token),
+            ("ANTHROPIC_API_KEY", settings.anthropic_api_key),
+        )
+        if s
+    ]
+    return (
+        f"lanes anthropic={settings.anthropic_base_url} zai={settings.zai_base_url} "
+        f"force_haiku_to_zai={int(settings.force_haiku_to_zai)} "
+        f"offload_paused={int(settings.offload_paused)} zai_header_mode={settings.zai_header_mode} "
+        f"credentials=[{','.join(creds)}] logs={settings.logs_dir} "
+        f"max_body={settings.max_body_bytes}"
+    )
 
 
 # Every request allocates and drops a few hundred small containers (frames, futures, dicts, the
@@ -68,8 +77,13 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
     await site.start()
     tune_gc()
     bound = runner.addresses[0][1] if runner.addresses else port
-    announce = {"event": "listening", "host": host, "port": bound, "pid": os.getpid(),
-                "url": f"http://{host}:{bound}"}
+    announce = {
+        "event": "listening",
+        "host": host,
+        "port": bound,
+        "pid": os.getpid(),
+        "url": f"http://{host}:{bound}",
+    }
     if port_file:  # written before the announcement, so whoever reads the line finds the file
         Path(port_file).write_text(f"{bound}\n")
     print(json.dumps(announce), flush=True)
@@ -86,7 +100,9 @@ class _OneLineBadRequests(logging.Filter):
     client could flood the log with them. Keep one line each."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], (BadHttpMessage, RequestPayloadError)):
+        if record.exc_info and isinstance(
+            record.exc_info[1], (BadHttpMessage, RequestPayloadError)
+        ):
             record.msg = f"rejected a malformed request: {record.exc_info[1]!s}"[:300]
             record.args = ()
             record.exc_info = None
@@ -107,17 +123,23 @@ def prepare(settings: Settings, now: float) -> Settings:
         log.log(logging.INFO if outcome.source == "remote" else logging.WARNING, outcome.message)
     log.info(log_line(settings.licence, settings.licence_enforce))
     from proxy.server.readiness import destinations
+
     for alias, decision, problem in destinations(settings):
         if problem:
-            log.warning("[ccp] %s turns go to the %s lane, which has %s: each will be refused "
-                        "(401); set it, or FORCE_HAIKU_TO_ZAI=0 to keep haiku on anthropic",
-                        alias, decision.lane, problem)
+            log.warning(
+                "[ccp] %s turns go to the %s lane, which has %s: each will be refused "
+                "(401); set it, or FORCE_HAIKU_TO_ZAI=0 to keep haiku on anthropic",
+                alias,
+                decision.lane,
+                problem,
+            )
     return settings
 
 
 def run(settings: Settings, host: str, port: int, port_file: str | None = None) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     settings = prepare(settings, time.time())
     run_loop(serve(settings, host, port, port_file))

@@ -4,6 +4,7 @@
 (the name of its trajectory folder). When `CCP_ADMIN_TOKEN` is set, these endpoints want it as
 `authorization: Bearer <token>` or `x-ccp-admin-token`. A session token is never shown back.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,14 @@ from aiohttp import web
 from proxy.config.settings import Settings
 from proxy.core.errors import BadRequest, NotFound
 from proxy.pipeline.sessions import SessionError, SessionRegistry
+from proxy.server.auth import (  # noqa: F401 - ADMIN_HEADER: the sessions' header too
+    ADMIN_HEADER,
+    SETTINGS,
+    require_admin,
+)
+from proxy.server.errors import use_error_mapper
 
 SESSIONS = web.AppKey("sessions", SessionRegistry)
-from proxy.server.auth import ADMIN_HEADER, SETTINGS, require_admin  # noqa: F401 - ADMIN_HEADER: the sessions' header too
-from proxy.server.errors import use_error_mapper
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -29,11 +34,13 @@ async def create_session(request: web.Request) -> web.Response:
         raise BadRequest("body must be a JSON object")
     try:
         session = request.app[SESSIONS].register(
-            data.get("session_token"), data.get("sandbox_id"), data.get("task_name"))
+            data.get("session_token"), data.get("sandbox_id"), data.get("task_name")
+        )
     except SessionError as exc:
         raise BadRequest(str(exc)) from exc
-    return web.json_response({**session.public(), "trajectory_dir": f"trajectory/{session.id}"},
-                             status=201)
+    return web.json_response(
+        {**session.public(), "trajectory_dir": f"trajectory/{session.id}"}, status=201
+    )
 
 
 async def list_sessions(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@
                               usage to the book and the store (never to the JSONL log); only with
                               `CCP_DEV_ENABLE=1`, otherwise the route does not exist (404)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,7 +44,7 @@ USAGE_STATE = web.AppKey("usage_state", ShimState)
 _sim_ids = itertools.count(1)
 FLUSH_SECONDS = 5.0  # a rebuild waits this long for the records already queued to reach the store
 # one rebuild at a time per shim: two reloads in a row end with the later file
-_REBUILD_LOCKS: "weakref.WeakKeyDictionary[ShimState, asyncio.Lock]" = weakref.WeakKeyDictionary()
+_REBUILD_LOCKS: weakref.WeakKeyDictionary[ShimState, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 # ---------------------------------------------------------------- lifecycle (called from _resources)
@@ -53,8 +54,9 @@ async def start_usage(state: ShimState) -> asyncio.Task | None:
     await restore_quotas(state, state.quotas.config)
     if store is None or store.degraded is not None:
         return None
-    return asyncio.create_task(rollup_loop(store, state.settings.rollup_interval),
-                               name="ccp-rollups")
+    return asyncio.create_task(
+        rollup_loop(store, state.settings.rollup_interval), name="ccp-rollups"
+    )
 
 
 async def restore_quotas(state: ShimState, config: QuotaConfig) -> int | None:
@@ -109,8 +111,9 @@ def parse_since(raw: str | None, now: float) -> float | None:
         try:
             return now - parse_duration("since", raw[1:])
         except ConfigError:
-            raise BadRequest(f"since={raw!r}: expected epoch seconds, an ISO time or "
-                             "-1h/-30m/-7d") from None
+            raise BadRequest(
+                f"since={raw!r}: expected epoch seconds, an ISO time or -1h/-30m/-7d"
+            ) from None
     try:
         return float(raw)
     except ValueError:
@@ -118,7 +121,9 @@ def parse_since(raw: str | None, now: float) -> float | None:
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        raise BadRequest(f"since={raw!r}: expected epoch seconds, an ISO time or -1h/-30m/-7d") from None
+        raise BadRequest(
+            f"since={raw!r}: expected epoch seconds, an ISO time or -1h/-30m/-7d"
+        ) from None
 
 
 def _json(state: ShimState, data: object, status: int = 200) -> web.Response:
@@ -147,8 +152,13 @@ def usage_report(state: ShimState, now: float) -> dict:
             if pct is not None:
                 state.metrics.quota_pct.labels(pattern, window).set(pct)
         state.metrics.quota_blocked.labels(pattern).set(1 if st.block else 0)
-    return {"now": now, "ts": utc_timestamp(now), "mode": state.settings.reroute_mode,
-            "source": state.quotas.config.source, "models": models}
+    return {
+        "now": now,
+        "ts": utc_timestamp(now),
+        "mode": state.settings.reroute_mode,
+        "source": state.quotas.config.source,
+        "models": models,
+    }
 
 
 # ---------------------------------------------------------------- handlers
@@ -164,8 +174,13 @@ def _store_status(store) -> dict:
     try:
         return store.status()
     except Exception as exc:  # noqa: BLE001 - a status is never worth a 500
-        return {"path": str(store.path), "degraded": store.degraded, "error": str(exc),
-                "written": store.written, "write_errors": store.errors}
+        return {
+            "path": str(store.path),
+            "degraded": store.degraded,
+            "error": str(exc),
+            "written": store.written,
+            "write_errors": store.errors,
+        }
 
 
 async def get_quotas(request: web.Request) -> web.Response:
@@ -179,7 +194,7 @@ async def reload_quotas(request: web.Request) -> web.Response:
     data = await _body(request)
     path = data.get("file") or state.quotas.config.source or state.settings.quotas_file
     if not path or not isinstance(path, str):
-        raise BadRequest("no quotas file: set CCP_QUOTAS_FILE or send {\"file\": PATH}")
+        raise BadRequest('no quotas file: set CCP_QUOTAS_FILE or send {"file": PATH}')
     try:
         config = await asyncio.to_thread(load_quotas, path, state.settings.catalog.providers)
     except QuotaError as exc:
@@ -271,10 +286,20 @@ def sim_record(data: dict, state: ShimState, now: float) -> dict:
         raise BadRequest(f"status={status!r}: expected an HTTP status")
     lane = data.get("lane") or (quota.lane if quota and quota.lane else "zai")
     rec = new_record(f"sim-{state.new_rid()}-{next(_sim_ids)}", "/v1/dev/sim-usage")
-    rec.update(ts=utc_timestamp(now - ago), model=model, upstream_model=model, lane=lane,
-               provider=lane, decision="sim_usage", op="nonstream", status=status,
-               upstream_status=status, in_tokens=tokens, out_tokens=0,
-               err_type="upstream_4xx" if status >= 400 else None)
+    rec.update(
+        ts=utc_timestamp(now - ago),
+        model=model,
+        upstream_model=model,
+        lane=lane,
+        provider=lane,
+        decision="sim_usage",
+        op="nonstream",
+        status=status,
+        upstream_status=status,
+        in_tokens=tokens,
+        out_tokens=0,
+        err_type="upstream_4xx" if status >= 400 else None,
+    )
     return rec
 
 
@@ -287,9 +312,14 @@ async def sim_usage(request: web.Request) -> web.Response:
     if state.store is not None:
         state.store.write(rec, source="sim")
     st = state.quotas.state(rec["model"], now)
-    return _json(state, {"recorded": {k: rec[k] for k in ("rid", "ts", "model", "lane", "status",
-                                                           "in_tokens")},
-                         "state": st.public() if st else None}, status=201)
+    return _json(
+        state,
+        {
+            "recorded": {k: rec[k] for k in ("rid", "ts", "model", "lane", "status", "in_tokens")},
+            "state": st.public() if st else None,
+        },
+        status=201,
+    )
 
 
 def add_usage_routes(app: web.Application, state: ShimState) -> None:

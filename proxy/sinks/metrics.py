@@ -4,6 +4,7 @@ Each app owns its own `CollectorRegistry`, so several shims (or tests) in one pr
 counters. Most series are fed from the finished usage record (`observe()`), so metrics and logs count
 the same things; the in-flight gauge and the rotation and partial counters are fed where they happen.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,8 +62,14 @@ class _Cells:
     own (its metric families), sample for sample what its Counter and Histogram write.
     """
 
-    def __init__(self, name: str, doc: str, labelnames: tuple[str, ...], registry,
-                 buckets: tuple[float, ...] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labelnames: tuple[str, ...],
+        registry,
+        buckets: tuple[float, ...] | None = None,
+    ) -> None:
         self.name, self.doc, self.labelnames = name, doc, labelnames
         self.bounds = buckets  # None: a counter
         self.cells: dict[tuple[str, ...], list] = {}
@@ -73,8 +80,11 @@ class _Cells:
         created]`. Update it in place: `cell[0] += n`, or `observe(cell, value)`."""
         cell = self.cells.get(labels)
         if cell is None:
-            cell = self.cells[labels] = ([0.0, time.time()] if self.bounds is None else
-                                         [[0] * (len(self.bounds) + 1), 0.0, time.time()])
+            cell = self.cells[labels] = (
+                [0.0, time.time()]
+                if self.bounds is None
+                else [[0] * (len(self.bounds) + 1), 0.0, time.time()]
+            )
         return cell
 
     def observe(self, cell: list, value: float) -> None:
@@ -98,12 +108,17 @@ class _Cells:
                 continue
             counts, total = list(cell[0]), cell[1]
             running, buckets = 0, []
-            for bound, n in zip((*self.bounds, float("inf")), counts):
+            for bound, n in zip((*self.bounds, float("inf")), counts, strict=False):
                 running += n
                 buckets.append((floatToGoString(bound), float(running)))
             family.add_metric(labels, buckets, total)
-            created.append(Sample(self.name + "_created", dict(zip(self.labelnames, labels)),
-                                  cell[2]))
+            created.append(
+                Sample(
+                    self.name + "_created",
+                    dict(zip(self.labelnames, labels, strict=False)),
+                    cell[2],
+                )
+            )
         family.samples.extend(created)
         return [family]
 
@@ -112,36 +127,64 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = _Cells("ccp_requests", "Requests that reached the shim",
-                               ("lane", "decision", "op", "status"), r)
-        self.latency = _Cells("ccp_request_latency_seconds", "Time from request to last byte",
-                              ("lane", "op"), r, _BUCKETS)
-        self.ttfb = _Cells("ccp_first_byte_seconds", "Time from request to first relayed byte",
-                           ("lane", "op"), r, _BUCKETS)
-        self.upstream_errors = _Cells("ccp_upstream_errors", "Requests that ended with an error",
-                                      ("err_type",), r)
+        self.requests = _Cells(
+            "ccp_requests",
+            "Requests that reached the shim",
+            ("lane", "decision", "op", "status"),
+            r,
+        )
+        self.latency = _Cells(
+            "ccp_request_latency_seconds",
+            "Time from request to last byte",
+            ("lane", "op"),
+            r,
+            _BUCKETS,
+        )
+        self.ttfb = _Cells(
+            "ccp_first_byte_seconds",
+            "Time from request to first relayed byte",
+            ("lane", "op"),
+            r,
+            _BUCKETS,
+        )
+        self.upstream_errors = _Cells(
+            "ccp_upstream_errors", "Requests that ended with an error", ("err_type",), r
+        )
         self.inflight_streams = _Level("ccp_inflight_streams", "Streams being relayed now", r)
-        self.partials = Counter("ccp_partial_writes", "Broken streams saved under logs/partials",
-                                registry=r)
+        self.partials = Counter(
+            "ccp_partial_writes", "Broken streams saved under logs/partials", registry=r
+        )
         self.rotations = Counter("ccp_log_rotations", "Usage log rotations", registry=r)
         self.bytes = _Cells("ccp_relayed_bytes", "Bytes relayed", ("direction",), r)
         self.retries = Counter("ccp_upstream_retries", "Upstream retries (backoff)", registry=r)
         self.tasks = Gauge("ccp_tasks", "asyncio tasks alive in the shim's loop", registry=r)
         # the SQLite usage store (proxy.sinks.store): fed from its writer thread and rollup task
-        self.store_writes = Counter("ccp_store_writes", "Usage records written to the store",
-                                    registry=r)
-        self.store_write_errors = Counter("ccp_store_write_errors",
-                                          "Usage records the store could not write (JSONL has them)",
-                                          registry=r)
-        self.store_rollup = Histogram("ccp_store_rollup_duration_seconds",
-                                      "Time one hour/day rollup refresh (and pruning) took",
-                                      buckets=_BUCKETS, registry=r)
-        self.store_bytes = Gauge("ccp_store_size_bytes", "Size of the store on disk (with its WAL)",
-                                 registry=r)
-        self.quota_pct = Gauge("ccp_quota_used_pct", "Budget used, per quota and window",
-                               ("quota", "window"), registry=r)
-        self.quota_blocked = Gauge("ccp_quota_blocked", "1 while a quota blocks", ("quota",),
-                                   registry=r)
+        self.store_writes = Counter(
+            "ccp_store_writes", "Usage records written to the store", registry=r
+        )
+        self.store_write_errors = Counter(
+            "ccp_store_write_errors",
+            "Usage records the store could not write (JSONL has them)",
+            registry=r,
+        )
+        self.store_rollup = Histogram(
+            "ccp_store_rollup_duration_seconds",
+            "Time one hour/day rollup refresh (and pruning) took",
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.store_bytes = Gauge(
+            "ccp_store_size_bytes", "Size of the store on disk (with its WAL)", registry=r
+        )
+        self.quota_pct = Gauge(
+            "ccp_quota_used_pct",
+            "Budget used, per quota and window",
+            ("quota", "window"),
+            registry=r,
+        )
+        self.quota_blocked = Gauge(
+            "ccp_quota_blocked", "1 while a quota blocks", ("quota",), registry=r
+        )
 
         # observe() runs for every request: the cells it feeds, looked up once each
         self._bytes_in = self._bytes_out = None  # made by the first observe(), as before

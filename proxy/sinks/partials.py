@@ -5,14 +5,15 @@ leaves `logs/partials/<rid>.partial`: the bytes the client was sent, in order, w
 secret masked. The record's `partial` field names the file. `ccp partials` lists them and
 `ccp partials clean [--older-than 7d]` prunes them.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from proxy.config.load import load_settings
 from proxy.core.redact import MIN_SECRET_LEN, mask
@@ -26,13 +27,16 @@ def partials_dir(logs_dir: str | os.PathLike) -> Path:
 
 
 def redact_bytes(data: bytes, secrets: Iterable[str]) -> bytes:
-    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True):
+    for secret in sorted(
+        {s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True
+    ):
         data = data.replace(secret.encode(), mask(secret).encode())
     return data
 
 
-def write_partial(logs_dir: str | os.PathLike, rid: str, chunks: Iterable[bytes],
-                  secrets: Iterable[str]) -> Path:
+def write_partial(
+    logs_dir: str | os.PathLike, rid: str, chunks: Iterable[bytes], secrets: Iterable[str]
+) -> Path:
     folder = partials_dir(logs_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{rid}.partial"
@@ -49,8 +53,9 @@ def list_partials(logs_dir: str | os.PathLike) -> list[dict]:
     return out
 
 
-def clean_partials(logs_dir: str | os.PathLike, older_than: float | None = None,
-                   now: float | None = None) -> int:
+def clean_partials(
+    logs_dir: str | os.PathLike, older_than: float | None = None, now: float | None = None
+) -> int:
     """Remove partials (only those older than `older_than` seconds, when given); returns how many."""
     now = time.time() if now is None else now
     removed = 0
@@ -63,10 +68,18 @@ def clean_partials(logs_dir: str | os.PathLike, older_than: float | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     from proxy.core.parse import parse_duration
-    parser = argparse.ArgumentParser(prog="ccp partials", description="Broken streams kept under "
-                                     "logs/partials: list them, or `clean` them.")
-    parser.add_argument("action", nargs="?", choices=("list", "clean"), default="list",
-                        help="list the kept partial streams (default) or clean (delete) them")
+
+    parser = argparse.ArgumentParser(
+        prog="ccp partials",
+        description="Broken streams kept under logs/partials: list them, or `clean` them.",
+    )
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("list", "clean"),
+        default="list",
+        help="list the kept partial streams (default) or clean (delete) them",
+    )
     parser.add_argument("--older-than", help="clean: only partials older than this (e.g. 7d, 12h)")
     parser.add_argument("--json", action="store_true", help="one JSON object per partial")
     args = parser.parse_args(argv)
@@ -75,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         older = None
         if args.older_than:
             raw = args.older_than.strip()
-            older = float(raw[:-1]) * 86400 if raw.endswith("d") else parse_duration("--older-than", raw)
+            older = (
+                float(raw[:-1]) * 86400
+                if raw.endswith("d")
+                else parse_duration("--older-than", raw)
+            )
         n = clean_partials(logs_dir, older)
         print(f"removed {n} partial(s) from {partials_dir(logs_dir)}")
         return 0

@@ -26,19 +26,22 @@ with the number of hits and shrinks with their spread; with no hit it is None / 
 
 Reroute modes: see proxy.config.quotas.
 """
+
 from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from proxy.config.quotas import DEFAULT_WARN_PCT, RATE_WINDOW, Quota, QuotaConfig
 from proxy.core.routing import LANE_ANTHROPIC, Decision
 
 if TYPE_CHECKING:
     from proxy.config.catalog import Catalog
+
 
 # ---------------------------------------------------------------- accounting
 def record_time(rec: dict) -> float | None:
@@ -66,8 +69,11 @@ _SECOND: list[tuple[str, int]] = [("", 0)]  # ("YYYY-MM-DDTHH:MM:SS", its epoch 
 
 
 def record_tokens(rec: dict) -> int:
-    return sum(v for v in (rec.get("in_tokens"), rec.get("out_tokens"))
-               if isinstance(v, int) and not isinstance(v, bool))
+    return sum(
+        v
+        for v in (rec.get("in_tokens"), rec.get("out_tokens"))
+        if isinstance(v, int) and not isinstance(v, bool)
+    )
 
 
 def is_limit_hit(rec: dict) -> bool:
@@ -90,7 +96,7 @@ class _Series:
             return
         i = bisect.bisect_right(self.ts, t)  # out of order (rare): insert and rebuild the sums
         self.ts.insert(i, t)
-        amounts = [b - a for a, b in zip(self.cum, self.cum[1:])]
+        amounts = [b - a for a, b in zip(self.cum, self.cum[1:], strict=False)]
         amounts.insert(i, n)
         self.cum = [0]
         for a in amounts:
@@ -168,6 +174,7 @@ def calibrate(hits: list[float], warn_pct: float) -> tuple[float | None, float]:
     if not hits:
         return None, 0.0
     import statistics  # (with decimal and fractions, ~0.6 MB a shim without 429s never needs)
+
     mean = statistics.fmean(hits)
     spread = statistics.pstdev(hits) if len(hits) > 1 else 0.0
     low = max(1.0, mean - spread)
@@ -190,8 +197,9 @@ class QuotaBook:
         left when there is no store to rebuild from)."""
         self._journal = None
         self.config = config
-        self._accounts = {k: v for k, v in self._accounts.items()
-                          if any(q.pattern == k for q in config.quotas)}
+        self._accounts = {
+            k: v for k, v in self._accounts.items() if any(q.pattern == k for q in config.quotas)
+        }
 
     def begin_rebuild(self) -> None:
         """Keep every record accounted from now on, for the `rebuild()` that follows a store read."""
@@ -234,8 +242,11 @@ class QuotaBook:
         acct = self._account(quota)
         if is_limit_hit(rec):
             before = self._pcts(quota, acct, t)
-            acct.hits.append(max(p for p in before if p is not None) if any(
-                p is not None for p in before) else 100.0)
+            acct.hits.append(
+                max(p for p in before if p is not None)
+                if any(p is not None for p in before)
+                else 100.0
+            )
             acct.limited_until = max(acct.limited_until, t + quota.cooldown)
             acct.block_until = max(acct.block_until, t + quota.cooldown)
         n = record_tokens(rec)
@@ -244,7 +255,9 @@ class QuotaBook:
             rolling, weekly = self._pcts(quota, acct, t)
             if quota.cooldown and max(rolling or 0.0, weekly or 0.0) >= 100.0:
                 acct.block_until = max(acct.block_until, t + quota.cooldown)
-            acct.series.prune(t - max(quota.weekly_window, quota.rolling_window or 0.0, RATE_WINDOW))
+            acct.series.prune(
+                t - max(quota.weekly_window, quota.rolling_window or 0.0, RATE_WINDOW)
+            )
         return quota
 
     def restore(self, records: Iterable[dict]) -> int:
@@ -275,11 +288,17 @@ class QuotaBook:
         warn = block or top >= quota.warn_pct
         releases = []
         if quota.rolling_tokens:
-            releases.append(s.release_time(now - quota.rolling_window, now, quota.rolling_tokens,
-                                           quota.rolling_window))
+            releases.append(
+                s.release_time(
+                    now - quota.rolling_window, now, quota.rolling_tokens, quota.rolling_window
+                )
+            )
         if quota.weekly_tokens:
-            releases.append(s.release_time(now - quota.weekly_window, now, quota.weekly_tokens,
-                                           quota.weekly_window))
+            releases.append(
+                s.release_time(
+                    now - quota.weekly_window, now, quota.weekly_tokens, quota.weekly_window
+                )
+            )
         if cooling:
             releases.append(acct.block_until)
         if block:
@@ -290,14 +309,23 @@ class QuotaBook:
             eta = None if first is None else first + span - now
         auto, confidence = calibrate(acct.hits, quota.warn_pct)
         return QuotaState(
-            pattern=quota.pattern, rolling_pct=rolling, weekly_pct=weekly, warn=warn, block=block,
-            tokens_per_s=s.total(now - RATE_WINDOW, now) / RATE_WINDOW, eta_reset=eta,
+            pattern=quota.pattern,
+            rolling_pct=rolling,
+            weekly_pct=weekly,
+            warn=warn,
+            block=block,
+            tokens_per_s=s.total(now - RATE_WINDOW, now) / RATE_WINDOW,
+            eta_reset=eta,
             rolling_tokens=s.total(now - quota.rolling_window, now) if quota.rolling_window else 0,
             weekly_tokens=s.total(now - quota.weekly_window, now),
             cooldown_until=acct.block_until if cooling else None,
-            limited=acct.limited_until > now, fallback_lane=quota.fallback_lane,
-            warn_pct=quota.warn_pct, warn_pct_auto=auto, warn_pct_auto_confidence=confidence,
-            limit_hits=len(acct.hits))
+            limited=acct.limited_until > now,
+            fallback_lane=quota.fallback_lane,
+            warn_pct=quota.warn_pct,
+            warn_pct_auto=auto,
+            warn_pct_auto_confidence=confidence,
+            limit_hits=len(acct.hits),
+        )
 
     def states(self, now: float) -> dict[str, QuotaState]:
         """Every configured quota's state, by pattern (file order)."""
@@ -305,8 +333,9 @@ class QuotaBook:
 
 
 # ---------------------------------------------------------------- reroute (row 4b)
-def apply_quota(decision: Decision, state: QuotaState | None, mode: str,
-                catalog: "Catalog | None" = None) -> Decision:
+def apply_quota(
+    decision: Decision, state: QuotaState | None, mode: str, catalog: Catalog | None = None
+) -> Decision:
     """Row 4b: a `to_zai` decision whose quota blocks goes to the fallback lane (see the modes above).
 
     Pure. Anything that is not `to_zai`, or has no quota state, comes back unchanged.

@@ -1,9 +1,10 @@
 """The usage store: every usage record also kept in SQLite (`CCP_DB_PATH`, WAL), with hour/day rollups.
 
-Writes never block the event loop: `UsageStore.write(rec)` only appends a row to a deque; one writer
-thread owns the write connection and commits in batches. Rollups are refreshed on an interval by an asyncio task that
-runs the SQL in a thread (`rollup_loop`), which also prunes samples older than `CCP_SAMPLE_TTL_DAYS`
-(only samples already rolled up, so the rollups keep what the samples lose).
+Writes never block the event loop: `UsageStore.write(rec)` only appends a row to a deque; one
+writer thread owns the write connection and commits in batches. Rollups are refreshed on an
+interval by an asyncio task that runs the SQL in a thread (`rollup_loop`), which also prunes
+samples older than `CCP_SAMPLE_TTL_DAYS` (only samples already rolled up, so the rollups keep what
+the samples lose).
 
 A rollup refresh recomputes only the buckets that received samples since the last one (tracked by
 rowid, so a long stream recorded late still lands in its bucket). Readers see fresh rollups without
@@ -17,6 +18,7 @@ When the store cannot be opened or written (a read-only path, a full disk, a new
 one line, counts `ccp_store_write_errors_total` for every record it could not keep, and carries on:
 the JSONL log is written first and never depends on it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +30,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 try:
     import orjson
@@ -49,12 +52,38 @@ GRANULARITIES = {"hour": 3600, "day": 86400}
 BATCH = 500
 GATHER_SECONDS = 0.05  # records wait at most this long for the commit that carries them
 WRITER_CACHE_KB = 256  # the writer connection's page cache
-SAMPLE_COLUMNS = ("rid", "ts", "model", "upstream_model", "lane", "provider", "decision", "op",
-                  "status", "upstream_status", "err_type", "retries", "in_tokens", "out_tokens",
-                  "cache_read_tokens", "cache_creation_tokens", "latency_ms", "ttfb_ms", "session",
-                  "source", "record")
-ROLLUP_SUMS = ("requests", "errors", "in_tokens", "out_tokens", "cache_read_tokens",
-               "cache_creation_tokens", "latency_ms_sum")
+SAMPLE_COLUMNS = (
+    "rid",
+    "ts",
+    "model",
+    "upstream_model",
+    "lane",
+    "provider",
+    "decision",
+    "op",
+    "status",
+    "upstream_status",
+    "err_type",
+    "retries",
+    "in_tokens",
+    "out_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "latency_ms",
+    "ttfb_ms",
+    "session",
+    "source",
+    "record",
+)
+ROLLUP_SUMS = (
+    "requests",
+    "errors",
+    "in_tokens",
+    "out_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "latency_ms_sum",
+)
 
 
 # ---------------------------------------------------------------- the schema and its versions
@@ -64,25 +93,31 @@ ROLLUP_SUMS = ("requests", "errors", "in_tokens", "out_tokens", "cache_read_toke
 # there is one way a schema comes to be. Append a step to change the schema; never edit one.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: samples, hour/day rollups, the rollup watermark
-    ("""CREATE TABLE IF NOT EXISTS samples (
+    (
+        """CREATE TABLE IF NOT EXISTS samples (
   rid TEXT UNIQUE, ts REAL NOT NULL, model TEXT, lane TEXT, provider TEXT, decision TEXT, op TEXT,
   status INTEGER, upstream_status INTEGER, err_type TEXT, in_tokens INTEGER, out_tokens INTEGER,
   cache_read_tokens INTEGER, cache_creation_tokens INTEGER, latency_ms REAL, ttfb_ms REAL,
   session TEXT, source TEXT, record TEXT)""",
-     "CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts)",
-     """CREATE TABLE IF NOT EXISTS rollups (
+        "CREATE INDEX IF NOT EXISTS samples_ts ON samples(ts)",
+        """CREATE TABLE IF NOT EXISTS rollups (
   granularity TEXT NOT NULL, bucket INTEGER NOT NULL, model TEXT NOT NULL, lane TEXT NOT NULL,
   requests INTEGER, errors INTEGER, in_tokens INTEGER, out_tokens INTEGER, cache_read_tokens INTEGER,
   cache_creation_tokens INTEGER, latency_ms_sum REAL, latency_ms_max REAL,
   PRIMARY KEY (granularity, bucket, model, lane))""",
-     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)"),
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
+    ),
     # 2: the model the upstream was asked for (what it bills by, when a route maps the model) and
     # the retries a request took, as columns for reports and `ccp db export`; the rows already
     # kept get them from their JSON line (the `record` column)
-    ("ALTER TABLE samples ADD COLUMN upstream_model TEXT",
-     "ALTER TABLE samples ADD COLUMN retries INTEGER",
-     ("UPDATE samples SET upstream_model = json_extract(record, '$.upstream_model'), "
-      "retries = json_extract(record, '$.retries') WHERE json_valid(record)")),
+    (
+        "ALTER TABLE samples ADD COLUMN upstream_model TEXT",
+        "ALTER TABLE samples ADD COLUMN retries INTEGER",
+        (
+            "UPDATE samples SET upstream_model = json_extract(record, '$.upstream_model'), "
+            "retries = json_extract(record, '$.retries') WHERE json_valid(record)"
+        ),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -107,13 +142,16 @@ def _db_file(conn: sqlite3.Connection) -> str:
 
 
 def _newer(conn: sqlite3.Connection, found: int, known: int) -> SchemaError:
-    return SchemaError(f"{_db_file(conn)} has store schema version {found}, newer than this ccp's "
-                       f"{known}: a newer ccp wrote it (run that one, or point CCP_DB_PATH at "
-                       f"another file)", found, known)
+    return SchemaError(
+        f"{_db_file(conn)} has store schema version {found}, newer than this ccp's "
+        f"{known}: a newer ccp wrote it (run that one, or point CCP_DB_PATH at "
+        f"another file)",
+        found,
+        known,
+    )
 
 
-def migrate(conn: sqlite3.Connection,
-            migrations: tuple[tuple[str, ...], ...] = MIGRATIONS) -> int:
+def migrate(conn: sqlite3.Connection, migrations: tuple[tuple[str, ...], ...] = MIGRATIONS) -> int:
     """Bring the file to the latest version in one transaction (all the steps it lacks, or none:
     a step that fails leaves the file as it was); returns the version the file had.
 
@@ -173,9 +211,12 @@ def connect(path: str | os.PathLike, readonly: bool = False) -> sqlite3.Connecti
         except SchemaError:
             raise
         except sqlite3.Error as exc:
-            raise SchemaError(f"{path} has store schema version {found}, older than this ccp's "
-                              f"{SCHEMA_VERSION}, and could not be upgraded: {exc}",
-                              found, SCHEMA_VERSION) from exc
+            raise SchemaError(
+                f"{path} has store schema version {found}, older than this ccp's "
+                f"{SCHEMA_VERSION}, and could not be upgraded: {exc}",
+                found,
+                SCHEMA_VERSION,
+            ) from exc
         return _open_readonly(path)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=10.0)
@@ -194,7 +235,7 @@ def connect(path: str | os.PathLike, readonly: bool = False) -> sqlite3.Connecti
 
 
 def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _record_json(rec: dict) -> str:
@@ -214,12 +255,29 @@ def sample_row(rec: dict, source: str = "shim", line: bytes | None = None) -> tu
     t = record_time(rec)
     get = rec.get
     text = line[:-1].decode() if line is not None else _record_json(rec)
-    return (get("rid") or f"gen-{uuid.uuid4().hex}", t if t is not None else 0.0, get("model"),
-            get("upstream_model"), get("lane"), get("provider"), get("decision"), get("op"),
-            get("status"), get("upstream_status"), get("err_type"), get("retries"),
-            get("in_tokens"), get("out_tokens"),
-            get("cache_read_tokens"), get("cache_creation_tokens"), get("latency_ms"),
-            get("ttfb_ms"), get("session"), source, text)
+    return (
+        get("rid") or f"gen-{uuid.uuid4().hex}",
+        t if t is not None else 0.0,
+        get("model"),
+        get("upstream_model"),
+        get("lane"),
+        get("provider"),
+        get("decision"),
+        get("op"),
+        get("status"),
+        get("upstream_status"),
+        get("err_type"),
+        get("retries"),
+        get("in_tokens"),
+        get("out_tokens"),
+        get("cache_read_tokens"),
+        get("cache_creation_tokens"),
+        get("latency_ms"),
+        get("ttfb_ms"),
+        get("session"),
+        source,
+        text,
+    )
 
 
 # Rows per INSERT statement. SQLite runs one statement in one step, and Python's sqlite3 lets go of
@@ -230,8 +288,10 @@ def sample_row(rec: dict, source: str = "shim", line: bytes | None = None) -> tu
 ROWS_PER_INSERT = 64
 _INSERT = f"INSERT OR IGNORE INTO samples ({', '.join(SAMPLE_COLUMNS)}) VALUES "
 _ROW_MARKS = f"({', '.join('?' * len(SAMPLE_COLUMNS))})"
-_INSERTS = {n: _INSERT + ", ".join([_ROW_MARKS] * n)
-            for n in (1 << k for k in range(ROWS_PER_INSERT.bit_length()))}
+_INSERTS = {
+    n: _INSERT + ", ".join([_ROW_MARKS] * n)
+    for n in (1 << k for k in range(ROWS_PER_INSERT.bit_length()))
+}
 
 
 def insert_records(conn: sqlite3.Connection, recs: Iterable[dict], source: str = "shim") -> int:
@@ -245,7 +305,7 @@ def insert_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
     i = 0
     while i < len(rows):
         n = min(ROWS_PER_INSERT, 1 << ((len(rows) - i).bit_length() - 1))
-        added += conn.execute(_INSERTS[n], list(chain.from_iterable(rows[i:i + n]))).rowcount
+        added += conn.execute(_INSERTS[n], list(chain.from_iterable(rows[i : i + n]))).rowcount
         i += n
     return added
 
@@ -271,8 +331,12 @@ _AGG = """SELECT CAST(ts / {g} AS INTEGER) * {g} AS bucket, COALESCE(model, '') 
 
 def _dirty(conn: sqlite3.Connection, g: int) -> list[int]:
     wm = int(_meta(conn, "rolled_rowid", "0") or 0)
-    return [r[0] for r in conn.execute(
-        f"SELECT DISTINCT CAST(ts / {g} AS INTEGER) * {g} FROM samples WHERE rowid > ?", (wm,))]
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT DISTINCT CAST(ts / {g} AS INTEGER) * {g} FROM samples WHERE rowid > ?", (wm,)
+        )
+    ]
 
 
 def _recompute(conn: sqlite3.Connection, g: int, buckets: list[int]) -> list[dict]:
@@ -292,9 +356,17 @@ def refresh_rollups(conn: sqlite3.Connection) -> int:
             for b in buckets:
                 conn.execute("DELETE FROM rollups WHERE granularity = ? AND bucket = ?", (name, b))
             for row in _recompute(conn, g, buckets):
-                conn.execute("INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (name, row["bucket"], row["model"], row["lane"],
-                              *(row[k] for k in ROLLUP_SUMS), row["latency_ms_max"]))
+                conn.execute(
+                    "INSERT INTO rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        row["bucket"],
+                        row["model"],
+                        row["lane"],
+                        *(row[k] for k in ROLLUP_SUMS),
+                        row["latency_ms_max"],
+                    ),
+                )
                 written += 1
         _set_meta(conn, "rolled_rowid", top)
     return written
@@ -304,36 +376,54 @@ def prune(conn: sqlite3.Connection, before: float) -> int:
     """Delete samples older than `before` that are already rolled up."""
     wm = int(_meta(conn, "rolled_rowid", "0") or 0)
     with conn:
-        return conn.execute("DELETE FROM samples WHERE ts < ? AND rowid <= ?", (before, wm)).rowcount
+        return conn.execute(
+            "DELETE FROM samples WHERE ts < ? AND rowid <= ?", (before, wm)
+        ).rowcount
 
 
 def _shape(row: dict, granularity: str) -> dict:
     n = row["requests"] or 0
-    return {"granularity": granularity, "bucket": iso(row["bucket"]), "bucket_ts": row["bucket"],
-            "model": row["model"] or None, "lane": row["lane"] or None,
-            **{k: row[k] for k in ROLLUP_SUMS if k != "latency_ms_sum"},
-            "tokens": (row["in_tokens"] or 0) + (row["out_tokens"] or 0),
-            "latency_ms_avg": round(row["latency_ms_sum"] / n, 3) if n else None,
-            "latency_ms_max": row["latency_ms_max"]}
+    return {
+        "granularity": granularity,
+        "bucket": iso(row["bucket"]),
+        "bucket_ts": row["bucket"],
+        "model": row["model"] or None,
+        "lane": row["lane"] or None,
+        **{k: row[k] for k in ROLLUP_SUMS if k != "latency_ms_sum"},
+        "tokens": (row["in_tokens"] or 0) + (row["out_tokens"] or 0),
+        "latency_ms_avg": round(row["latency_ms_sum"] / n, 3) if n else None,
+        "latency_ms_max": row["latency_ms_max"],
+    }
 
 
-def rollup_rows(conn: sqlite3.Connection, granularity: str, since: float | None = None,
-                model: str | None = None) -> list[dict]:
+def rollup_rows(
+    conn: sqlite3.Connection, granularity: str, since: float | None = None, model: str | None = None
+) -> list[dict]:
     """The API's rollup rows: stored buckets, with those that got samples since recomputed now."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity={granularity!r}: expected hour or day")
     g = GRANULARITIES[granularity]
     dirty = _dirty(conn, g)
-    rows = {(r["bucket"], r["model"], r["lane"]): dict(r) for r in conn.execute(
-        "SELECT * FROM rollups WHERE granularity = ?", (granularity,)) if r["bucket"] not in dirty}
+    rows = {
+        (r["bucket"], r["model"], r["lane"]): dict(r)
+        for r in conn.execute("SELECT * FROM rollups WHERE granularity = ?", (granularity,))
+        if r["bucket"] not in dirty
+    }
     rows.update({(r["bucket"], r["model"], r["lane"]): r for r in _recompute(conn, g, dirty)})
-    out = [_shape(r, granularity) for _, r in sorted(rows.items())
-           if (since is None or r["bucket"] + g > since) and (model is None or r["model"] == model)]
+    out = [
+        _shape(r, granularity)
+        for _, r in sorted(rows.items())
+        if (since is None or r["bucket"] + g > since) and (model is None or r["model"] == model)
+    ]
     return out
 
 
-def sample_rows(conn: sqlite3.Connection, since: float | None = None, model: str | None = None,
-                limit: int = 1000) -> list[dict]:
+def sample_rows(
+    conn: sqlite3.Connection,
+    since: float | None = None,
+    model: str | None = None,
+    limit: int = 1000,
+) -> list[dict]:
     sql, args = "SELECT * FROM samples WHERE ts >= ?", [since or 0.0]
     if model:
         sql += " AND model = ?"
@@ -350,9 +440,14 @@ def sample_rows(conn: sqlite3.Connection, since: float | None = None, model: str
 def quota_records(conn: sqlite3.Connection, since: float) -> list[dict]:
     """What the quota book needs to be rebuilt (at a start or a reload), oldest first; the rid lets
     a rebuild tell the records it read from those it saw come in meanwhile."""
-    return [dict(r) for r in conn.execute(
-        "SELECT rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens FROM samples "
-        "WHERE ts > ? ORDER BY ts, rowid", (since,))]
+    return [
+        dict(r)
+        for r in conn.execute(
+            "SELECT rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens FROM samples "
+            "WHERE ts > ? ORDER BY ts, rowid",
+            (since,),
+        )
+    ]
 
 
 def file_size(path: str | os.PathLike) -> int:
@@ -366,18 +461,31 @@ def status(path: str | os.PathLike) -> dict:
     try:
         version = schema_version(conn)
         if version > SCHEMA_VERSION:
-            return {"path": str(path), "bytes": file_size(path), "schema_version": version,
-                    "error": str(_newer(conn, version, SCHEMA_VERSION))}
+            return {
+                "path": str(path),
+                "bytes": file_size(path),
+                "schema_version": version,
+                "error": str(_newer(conn, version, SCHEMA_VERSION)),
+            }
         n, lo, hi = conn.execute("SELECT COUNT(*), MIN(ts), MAX(ts) FROM samples").fetchone()
-        rollups = dict(conn.execute("SELECT granularity, COUNT(*) FROM rollups GROUP BY 1").fetchall())
+        rollups = dict(
+            conn.execute("SELECT granularity, COUNT(*) FROM rollups GROUP BY 1").fetchall()
+        )
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         rolled = int(_meta(conn, "rolled_rowid", "0") or 0)
     finally:
         conn.close()
-    return {"path": str(path), "bytes": file_size(path), "schema_version": version,
-            "journal_mode": mode, "samples": n,
-            "oldest": iso(lo) if lo else None, "newest": iso(hi) if hi else None,
-            "rollups": rollups, "rolled_rowid": rolled}
+    return {
+        "path": str(path),
+        "bytes": file_size(path),
+        "schema_version": version,
+        "journal_mode": mode,
+        "samples": n,
+        "oldest": iso(lo) if lo else None,
+        "newest": iso(hi) if hi else None,
+        "rollups": rollups,
+        "rolled_rowid": rolled,
+    }
 
 
 # ---------------------------------------------------------------- the shim's store
@@ -390,8 +498,9 @@ class UsageStore:
     the thread holds the GIL only to bind parameters, and the loop never waits on a lock for it (the
     thread's own CPU under load went from ~15 to ~10 µs per request)."""
 
-    def __init__(self, path: str | os.PathLike, ttl_days: int = 7,
-                 metrics: "Metrics | None" = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, ttl_days: int = 7, metrics: Metrics | None = None
+    ) -> None:
         self.path = Path(path)
         self.ttl_days = ttl_days
         self.metrics = metrics
@@ -454,8 +563,9 @@ class UsageStore:
     def _fail(self, what: str, exc: BaseException) -> None:
         if self.degraded is None:
             self.degraded = f"{what}: {type(exc).__name__}: {exc}"
-            log.error("usage store %s unusable (%s); usage goes to JSONL only", self.path,
-                      self.degraded)
+            log.error(
+                "usage store %s unusable (%s); usage goes to JSONL only", self.path, self.degraded
+            )
 
     def _done(self, n: int) -> None:
         with self._cond:
@@ -531,12 +641,14 @@ class UsageStore:
         finally:
             conn.close()
 
-    def samples(self, since: float | None = None, model: str | None = None,
-                limit: int = 1000) -> list[dict]:
+    def samples(
+        self, since: float | None = None, model: str | None = None, limit: int = 1000
+    ) -> list[dict]:
         return self.read(sample_rows, since, model, limit)
 
-    def rollups(self, granularity: str, since: float | None = None,
-                model: str | None = None) -> list[dict]:
+    def rollups(
+        self, granularity: str, since: float | None = None, model: str | None = None
+    ) -> list[dict]:
         return self.read(rollup_rows, granularity, since, model)
 
     def quota_records(self, since: float) -> list[dict]:

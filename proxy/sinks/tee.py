@@ -4,12 +4,14 @@ For diagnosing what clients really send: `logs/tee/<rid>.json` holds the request
 secret masked and long strings cut to `MAX_STRING` characters, and the head of the answer. Off by
 default; never contains a configured secret.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from proxy.core.redact import redact, redact_text
 
@@ -28,13 +30,17 @@ def trim(obj: Any, limit: int = MAX_STRING) -> Any:
     return obj
 
 
-def write_tee(logs_dir: str | os.PathLike, rid: str, request: Any, answer_head: bytes,
-              secrets: Iterable[str]) -> Path:
+def write_tee(
+    logs_dir: str | os.PathLike, rid: str, request: Any, answer_head: bytes, secrets: Iterable[str]
+) -> Path:
     secrets = list(secrets)
     folder = Path(logs_dir) / TEE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{rid}.json"
-    sample = {"rid": rid, "request": trim(redact(request, secrets)),
-              "answer_head": redact_text(answer_head[:MAX_ANSWER].decode("utf-8", "replace"), secrets)}
+    sample = {
+        "rid": rid,
+        "request": trim(redact(request, secrets)),
+        "answer_head": redact_text(answer_head[:MAX_ANSWER].decode("utf-8", "replace"), secrets),
+    }
     path.write_text(json.dumps(sample, ensure_ascii=False, indent=1))
     return path

@@ -6,15 +6,17 @@ body and the downstream response body; for streams the assembled message and the
 same `<ts>`. `<ts>` is unique within the process even for concurrent requests (a UTC time with
 microseconds plus a sequence number). Everything passes through `redact()` before it is written.
 """
+
 from __future__ import annotations
 
 import itertools
 import json
 import os
 import threading
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from proxy.core.redact import redact
 
@@ -31,7 +33,7 @@ class TrajectoryWriter:
         """A file stem unique within this process, sortable by time."""
         with self._lock:
             n = next(self._seq)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return now.strftime("%Y%m%dT%H%M%S.%f") + f"Z-{n:06d}"
 
     def _write(self, session: str, kind: str, ts: str, data: dict, secrets: Iterable[str]) -> Path:
@@ -43,15 +45,27 @@ class TrajectoryWriter:
         os.replace(tmp, path)  # a reader never sees half a file
         return path
 
-    def write_query(self, session: str, ts: str, body: Any, meta: dict,
-                    secrets: Iterable[str]) -> Path:
+    def write_query(
+        self, session: str, ts: str, body: Any, meta: dict, secrets: Iterable[str]
+    ) -> Path:
         return self._write(session, "query", ts, {"ts": ts, **meta, "request": body}, secrets)
 
-    def write_answer(self, session: str, ts: str, meta: dict, upstream: Any, downstream: Any,
-                     secrets: Iterable[str]) -> Path:
-        return self._write(session, "answer", ts,
-                           {"ts": ts, **meta, "upstream_response": upstream,
-                            "downstream_response": downstream}, secrets)
+    def write_answer(
+        self,
+        session: str,
+        ts: str,
+        meta: dict,
+        upstream: Any,
+        downstream: Any,
+        secrets: Iterable[str],
+    ) -> Path:
+        return self._write(
+            session,
+            "answer",
+            ts,
+            {"ts": ts, **meta, "upstream_response": upstream, "downstream_response": downstream},
+            secrets,
+        )
 
 
 def parse_json_or_text(data: bytes) -> Any:

@@ -8,6 +8,7 @@ Reading it back: `usage_files(path)` names the files a file or logs folder stand
 copies oldest first, then the current file), and `usage_records(paths)` reads them with the one
 JSON Lines reader (`proxy.core.jsonl`).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,9 +32,14 @@ class UsageWriter:
     reopens, so a record is never written to a file that was moved away after the check.
     """
 
-    def __init__(self, logs_dir: str | os.PathLike, max_bytes: int | None = None,
-                 max_age: float | None = None, keep: int = KEEP_ROTATED,
-                 on_rotate: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        logs_dir: str | os.PathLike,
+        max_bytes: int | None = None,
+        max_age: float | None = None,
+        keep: int = KEEP_ROTATED,
+        on_rotate: Callable[[], None] | None = None,
+    ) -> None:
         self.path = Path(logs_dir) / USAGE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._spath = str(self.path)
@@ -97,7 +103,7 @@ class UsageWriter:
             if n < len(line):  # a short write (a signal, a full disk): the rest, as it goes
                 view = memoryview(line)[n:]
                 while view:
-                    view = view[os.write(self._fd, view):]
+                    view = view[os.write(self._fd, view) :]
             self._size += len(line)
             self.written += 1
         return line
@@ -154,8 +160,9 @@ def usage_files(path: PathLike, rotated: bool = True) -> list[Path]:
     raise FileNotFoundError(f"no such usage log or logs folder: {p}")
 
 
-def usage_records(paths: PathLike | Iterable[PathLike], rotated: bool = True
-                  ) -> tuple[list[dict], int]:
+def usage_records(
+    paths: PathLike | Iterable[PathLike], rotated: bool = True
+) -> tuple[list[dict], int]:
     """Every record of the usage files these files and/or logs folders stand for (`usage_files`),
     oldest first, and the number of lines that were not a record (control changes are records)."""
     if isinstance(paths, (str, os.PathLike)):

@@ -13,22 +13,29 @@ and the text of the table, the report lines and the banner.
   model request or not. Records without a lane or model have a row of their own (lane None).
 - tokens: in + out (what a quota counts); cache read and creation tokens beside them.
 """
+
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterable
+from collections.abc import Iterable
 
 from proxy.config.quotas import DEFAULT_ROLLING, DEFAULT_WEEK, QuotaConfig
 
 MODEL_OPS = ("stream", "nonstream", "count_tokens")
-COUNTERS = ("requests", "errors", "in_tokens", "out_tokens", "cache_read_tokens",
-            "cache_creation_tokens")
+COUNTERS = (
+    "requests",
+    "errors",
+    "in_tokens",
+    "out_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+)
 WINDOWS = ("rolling", "week")
 # each counter as a SQL value per sample row (a record's own counts)
 _EXPR = {
     "requests": f"CASE WHEN op IN ({', '.join(repr(op) for op in MODEL_OPS)}) THEN 1 ELSE 0 END",
     "errors": "CASE WHEN err_type IS NOT NULL OR status IS NULL OR status < 200 OR status > 299 "
-              "THEN 1 ELSE 0 END",
+    "THEN 1 ELSE 0 END",
     **{k: f"COALESCE({k}, 0)" for k in COUNTERS[2:]},
 }
 
@@ -49,10 +56,15 @@ def span_label(seconds: float) -> str:
 
 # ---------------------------------------------------------------- load
 def _sql(names: Iterable[str]) -> str:
-    cols = [f'SUM(CASE WHEN ts > ? THEN {expr} ELSE 0 END) AS "{w}.{k}"'
-            for w in names for k, expr in _EXPR.items()]
-    return (f"SELECT lane, model, {', '.join(cols)} FROM samples WHERE ts > ? AND ts <= ? "
-            "GROUP BY lane, model")
+    cols = [
+        f'SUM(CASE WHEN ts > ? THEN {expr} ELSE 0 END) AS "{w}.{k}"'
+        for w in names
+        for k, expr in _EXPR.items()
+    ]
+    return (
+        f"SELECT lane, model, {', '.join(cols)} FROM samples WHERE ts > ? AND ts <= ? "
+        "GROUP BY lane, model"
+    )
 
 
 def usage_summary(conn: sqlite3.Connection, now: float, windows: dict[str, float]) -> dict:
@@ -74,8 +86,9 @@ def _add(acc: dict, part: dict) -> None:
         acc[k] += part[k]
 
 
-def shape_summary(rows: list[dict], windows: dict[str, float], now: float,
-                  oldest: float | None) -> dict:
+def shape_summary(
+    rows: list[dict], windows: dict[str, float], now: float, oldest: float | None
+) -> dict:
     """The summary from aggregate rows (`lane`, `model`, `"<window>.<counter>"`): one entry per
     lane × model, per lane, and in total, each with every window's counters."""
     out_rows = []
@@ -86,22 +99,30 @@ def shape_summary(rows: list[dict], windows: dict[str, float], now: float,
             counts["tokens"] = counts["in_tokens"] + counts["out_tokens"]
             entry[w] = counts
         out_rows.append(entry)
-    out_rows.sort(key=lambda e: (e["lane"] is None, e["lane"] or "", e["model"] is None,
-                                 e["model"] or ""))
+    out_rows.sort(
+        key=lambda e: (e["lane"] is None, e["lane"] or "", e["model"] is None, e["model"] or "")
+    )
     lanes: dict = {}
     total = {w: _zero() for w in windows}
     for entry in out_rows:
-        lane = lanes.setdefault(entry["lane"], {"lane": entry["lane"], "models": 0,
-                                                **{w: _zero() for w in windows}})
+        lane = lanes.setdefault(
+            entry["lane"], {"lane": entry["lane"], "models": 0, **{w: _zero() for w in windows}}
+        )
         lane["models"] += 1
         for w in windows:
             _add(lane[w], entry[w])
             _add(total[w], entry[w])
-    return {"now": now,
-            "windows": {w: {"span_s": span, "label": span_label(span), "since": now - span}
-                        for w, span in windows.items()},
-            "oldest_sample": oldest, "rows": out_rows, "lanes": list(lanes.values()),
-            "total": total}
+    return {
+        "now": now,
+        "windows": {
+            w: {"span_s": span, "label": span_label(span), "since": now - span}
+            for w, span in windows.items()
+        },
+        "oldest_sample": oldest,
+        "rows": out_rows,
+        "lanes": list(lanes.values()),
+        "total": total,
+    }
 
 
 def compact(n: int) -> str:
@@ -117,8 +138,11 @@ def _labels(summary: dict) -> tuple[str, str]:
 
 
 def _has_cache(summary: dict) -> bool:
-    return any(summary["total"][w][k] for w in WINDOWS
-               for k in ("cache_read_tokens", "cache_creation_tokens"))
+    return any(
+        summary["total"][w][k]
+        for w in WINDOWS
+        for k in ("cache_read_tokens", "cache_creation_tokens")
+    )
 
 
 def gauge_table(summary: dict) -> tuple[list[str], list[list[str]]]:
@@ -142,8 +166,9 @@ def gauge_table(summary: dict) -> tuple[list[str], list[list[str]]]:
         return row
 
     rows = [cells(e["lane"] or "-", e["model"] or "-", e) for e in summary["rows"]]
-    rows += [cells(lane["lane"] or "-", "(all)", lane) for lane in summary["lanes"]
-             if lane["models"] > 1]
+    rows += [
+        cells(lane["lane"] or "-", "(all)", lane) for lane in summary["lanes"] if lane["models"] > 1
+    ]
     if len(summary["rows"]) > 1:
         rows.append(cells("(all)", "(all)", summary["total"]))
     return header, rows
@@ -167,10 +192,14 @@ def gauge_lines(summary: dict) -> list[str]:
     lines = [f"fuel gauge (rolling {rl}, week {wl}):"]
     if not summary["rows"]:
         return lines + [f"  no usage in the last {wl}"]
-    lines += [line(f"  {e['lane'] or 'no lane'} {e['model'] or 'no model'}", e)
-              for e in summary["rows"]]
-    lines += [line(f"  lane {lane['lane'] or 'none'}", lane) for lane in summary["lanes"]
-              if lane["models"] > 1]
+    lines += [
+        line(f"  {e['lane'] or 'no lane'} {e['model'] or 'no model'}", e) for e in summary["rows"]
+    ]
+    lines += [
+        line(f"  lane {lane['lane'] or 'none'}", lane)
+        for lane in summary["lanes"]
+        if lane["models"] > 1
+    ]
     if len(summary["rows"]) > 1:
         lines.append(line("  total", summary["total"]))
     return lines
@@ -184,6 +213,8 @@ def gauge_banner(summary: dict) -> str:
     for lane in summary["lanes"]:
         r, w = lane["rolling"], lane["week"]
         err = f" {r['errors']} err" if r["errors"] else ""
-        parts.append(f"{lane['lane'] or 'other'} {rl} {compact(r['tokens'])} tok "
-                     f"{r['requests']} req{err} {wl} {compact(w['tokens'])} tok")
+        parts.append(
+            f"{lane['lane'] or 'other'} {rl} {compact(r['tokens'])} tok "
+            f"{r['requests']} req{err} {wl} {compact(w['tokens'])} tok"
+        )
     return " | ".join(parts) if parts else f"no usage in the last {wl}"

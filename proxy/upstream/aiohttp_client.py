@@ -1,8 +1,9 @@
 """The aiohttp client as an upstream (CCP_UPSTREAM_CLIENT=aiohttp): the A/B baseline of the others."""
+
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 
@@ -33,7 +34,7 @@ class _AiohttpResponse:
     async def read(self) -> bytes:
         try:
             return await self._resp.read()
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("upstream did not answer in time") from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamError(f"upstream body broke: {describe(exc)}") from exc
@@ -55,7 +56,7 @@ class _Chunks:
     def __init__(self, content: aiohttp.StreamReader) -> None:
         self._content = content
 
-    def __aiter__(self) -> "_Chunks":
+    def __aiter__(self) -> _Chunks:
         return self
 
     async def __anext__(self) -> bytes:
@@ -86,15 +87,18 @@ class AiohttpUpstream:
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
         self._json_timeout = aiohttp.ClientTimeout(
-            total=settings.json_timeout, sock_connect=settings.dial_timeout)
+            total=settings.json_timeout, sock_connect=settings.dial_timeout
+        )
         self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.dial_timeout, sock_read=settings.sse_idle_timeout)
+            total=None, sock_connect=settings.dial_timeout, sock_read=settings.sse_idle_timeout
+        )
         self._json_first = settings.json_timeout <= settings.header_timeout
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=trust(self._settings))
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, request_class=_OwnHeadersOnly)
+            connector=connector, auto_decompress=False, request_class=_OwnHeadersOnly
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -106,20 +110,25 @@ class AiohttpUpstream:
         timeout = self._stream_timeout if request.stream else self._json_timeout
         # A JSON request's total timeout already ends the wait for headers when it is the shorter
         # (the defaults: 30 s against 60 s), with the same error: no second timer for it then.
-        header_timeout = (None if not request.stream and self._json_first
-                          else self._settings.header_timeout)
-        pending = self._session.request(request.method, request.url, headers=request.headers,
-                                        data=request.body, timeout=timeout, allow_redirects=False)
+        header_timeout = (
+            None if not request.stream and self._json_first else self._settings.header_timeout
+        )
+        pending = self._session.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            data=request.body,
+            timeout=timeout,
+            allow_redirects=False,
+        )
         try:
             if header_timeout is None:
                 resp = await pending
             else:
                 async with asyncio.timeout(header_timeout):
                     resp = await pending
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
             raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
         return _AiohttpResponse(resp)
-
-

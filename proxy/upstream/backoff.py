@@ -10,13 +10,14 @@ it around `Upstream.send()` and counts the retries for the record's `retries`.
 `fallback_decision()` is the pure rule for `CCP_FALLBACK_LANE`: a request that failed before any byte
 reached the client is tried once more on the fallback provider, and the record says why.
 """
+
 from __future__ import annotations
 
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from email.utils import parsedate_to_datetime
-from typing import Awaitable, Callable, Iterable
 
 from proxy.config.settings import Settings
 from proxy.core.errors import UpstreamError
@@ -30,7 +31,9 @@ JITTER = 0.25  # up to this fraction is added, so that many clients do not retry
 
 def retry_after(headers: Iterable[tuple[str, str]], now: float | None = None) -> float | None:
     """Seconds the upstream asked for (`retry-after-ms`, then `Retry-After`), or None."""
-    found = {k.lower(): v.strip() for k, v in headers if k.lower() in ("retry-after", "retry-after-ms")}
+    found = {
+        k.lower(): v.strip() for k, v in headers if k.lower() in ("retry-after", "retry-after-ms")
+    }
     try:
         if "retry-after-ms" in found:
             return max(0.0, float(found["retry-after-ms"]) / 1000.0)
@@ -52,22 +55,32 @@ def retry_after(headers: Iterable[tuple[str, str]], now: float | None = None) ->
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def retry_delay(status: int, headers: Iterable[tuple[str, str]], attempt: int, settings: Settings,
-                *, rand: Callable[[], float] = random.random, now: float | None = None) -> float | None:
+def retry_delay(
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    attempt: int,
+    settings: Settings,
+    *,
+    rand: Callable[[], float] = random.random,
+    now: float | None = None,
+) -> float | None:
     """Seconds to wait before retry number `attempt + 1`, or None to give up and pass the answer on."""
     if status not in RETRY_STATUSES or attempt >= settings.backoff_max_retries:
         return None
     asked = retry_after(headers, now)
     if asked is not None:
         return asked if asked <= settings.backoff_max_seconds else None
-    base = BASE_DELAY * 2 ** attempt
+    base = BASE_DELAY * 2**attempt
     return min(base * (1.0 + JITTER * rand()), settings.backoff_max_seconds)
 
 
-async def send_with_backoff(upstream: Upstream, request: UpstreamRequest, settings: Settings,
-                            sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                            on_retry: Callable[[int, float, int], None] | None = None,
-                            ) -> tuple[UpstreamResponse, int]:
+async def send_with_backoff(
+    upstream: Upstream,
+    request: UpstreamRequest,
+    settings: Settings,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    on_retry: Callable[[int, float, int], None] | None = None,
+) -> tuple[UpstreamResponse, int]:
     """`upstream.send(request)`, again after a 429/503 while the policy allows; (answer, retries).
 
     Each refused answer is closed before the wait. `on_retry(retries, delay, status)` is called before
@@ -76,8 +89,11 @@ async def send_with_backoff(upstream: Upstream, request: UpstreamRequest, settin
     retries = 0
     while True:
         resp = await upstream.send(request)
-        delay = retry_delay(resp.status, resp.headers, retries, settings) \
-            if settings.enable_backoff else None
+        delay = (
+            retry_delay(resp.status, resp.headers, retries, settings)
+            if settings.enable_backoff
+            else None
+        )
         if delay is None:
             return resp, retries
         resp.close()
@@ -87,9 +103,15 @@ async def send_with_backoff(upstream: Upstream, request: UpstreamRequest, settin
         await sleep(delay)
 
 
-def fallback_decision(settings: Settings, provider: str, lane: str, *,
-                      error: BaseException | None = None, status: int | None = None,
-                      started: bool = False) -> str | None:
+def fallback_decision(
+    settings: Settings,
+    provider: str,
+    lane: str,
+    *,
+    error: BaseException | None = None,
+    status: int | None = None,
+    started: bool = False,
+) -> str | None:
     """`fallback:<reason>` when this failure should be tried once on `CCP_FALLBACK_LANE`, else None.
 
     Falls back on an `UpstreamError` / `UpstreamTimeout` raised before the client got anything (an idle

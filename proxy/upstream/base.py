@@ -12,10 +12,12 @@ also tell whether its next bytes are already here (`ready`) and whether all were
 Errors leave the seam as the shim's own tree (proxy.core.errors): `UpstreamError` (the upstream could not
 be reached or broke the connection) and `UpstreamTimeout`. Idle streams raise `StreamIdle`.
 """
+
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from functools import lru_cache
-from typing import AsyncIterator, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from proxy.core.errors import UpstreamTimeout
@@ -29,6 +31,7 @@ class StreamIdle(UpstreamTimeout):
 
 class UpstreamRequest(NamedTuple):
     """One request for a provider (a tuple: made for every request, never changed)."""
+
     method: str
     url: str
     headers: dict[str, str]

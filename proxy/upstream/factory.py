@@ -1,7 +1,9 @@
 """Which client sends a request: the one CCP_UPSTREAM_CLIENT names, or by scheme (`auto`)."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 from proxy.config.settings import Settings
 from proxy.upstream.aiohttp_client import AiohttpUpstream
@@ -23,13 +25,14 @@ class SchemeUpstream:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._tls: "HttpxUpstream | None" = self._make_tls() if uses_tls(settings) else None
+        self._tls: HttpxUpstream | None = self._make_tls() if uses_tls(settings) else None
         self._plain = H1Upstream(settings)
 
-    def _make_tls(self) -> "HttpxUpstream":
+    def _make_tls(self) -> HttpxUpstream:
         from proxy.upstream import (
             pooled as upstream_httpx,  # (httpx and h2 load only when needed)
         )
+
         return upstream_httpx.HttpxUpstream(self._settings)
 
     async def start(self) -> None:
@@ -60,13 +63,17 @@ class SchemeUpstream:
 def uses_tls(settings: Settings) -> bool:
     """Whether any provider the shim may send to is an https URL."""
     catalog = settings.catalog
-    urls = ([p.base_url for p in catalog.providers.values()] if catalog is not None
-            else [settings.anthropic_base_url, settings.zai_base_url])
+    urls = (
+        [p.base_url for p in catalog.providers.values()]
+        if catalog is not None
+        else [settings.anthropic_base_url, settings.zai_base_url]
+    )
     return any(url.startswith("https://") for url in urls)
 
 
-def make_upstream(settings: Settings
-                  ) -> "HttpxUpstream | AiohttpUpstream | H1Upstream | SchemeUpstream":
+def make_upstream(
+    settings: Settings,
+) -> HttpxUpstream | AiohttpUpstream | H1Upstream | SchemeUpstream:
     """The real client `CCP_UPSTREAM_CLIENT` names (auto by default); call start()/close()."""
     if settings.upstream_client == "aiohttp":
         return AiohttpUpstream(settings)
@@ -77,4 +84,5 @@ def make_upstream(settings: Settings
     from proxy.upstream import (
         pooled as upstream_httpx,  # (httpx and h2 load only when needed)
     )
+
     return upstream_httpx.HttpxUpstream(settings)

@@ -18,6 +18,7 @@ the handler reads.
   handler and resumes below `LOW_WATER`.
 - Errors leave as the seam's own (proxy.core.errors), worded as the other clients word them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -92,13 +93,43 @@ class _Connection(asyncio.Protocol):
 class _Response:
     """One answer: its status and headers, then its body as the parser hands it over."""
 
-    __slots__ = ("status", "headers", "h2", "is_sse", "_conn", "_client", "_parser", "_raw",
-                 "_head", "_buf", "_size", "_done", "_error", "_waiter", "_paused", "_timer",
-                 "_loop", "_stream", "_deadline", "_head_deadline", "_host", "_keep",
-                 "_until_close", "_what", "__weakref__")
+    __slots__ = (
+        "status",
+        "headers",
+        "h2",
+        "is_sse",
+        "_conn",
+        "_client",
+        "_parser",
+        "_raw",
+        "_head",
+        "_buf",
+        "_size",
+        "_done",
+        "_error",
+        "_waiter",
+        "_paused",
+        "_timer",
+        "_loop",
+        "_stream",
+        "_deadline",
+        "_head_deadline",
+        "_host",
+        "_keep",
+        "_until_close",
+        "_what",
+        "__weakref__",
+    )
 
-    def __init__(self, client: "H1Upstream", conn: _Connection, host: str, stream: bool,
-                 deadline: float, head_deadline: float) -> None:
+    def __init__(
+        self,
+        client: H1Upstream,
+        conn: _Connection,
+        host: str,
+        stream: bool,
+        deadline: float,
+        head_deadline: float,
+    ) -> None:
         loop = client._loop
         self._client = client
         self._conn = conn
@@ -154,8 +185,9 @@ class _Response:
         self._until_close = not framed and status not in (204, 304)
         if self._stream:  # from now on the limit is the idle time, judged at the timer
             self._timer.cancel()
-            self._timer = self._loop.call_at(self._conn.last_data + self._client._idle,
-                                             self._on_timer)
+            self._timer = self._loop.call_at(
+                self._conn.last_data + self._client._idle, self._on_timer
+            )
         elif self._head_deadline < self._deadline:  # headers had the shorter limit
             self._timer.cancel()
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
@@ -203,8 +235,10 @@ class _Response:
             self._timer.cancel()
             self._wake()
             return
-        self._fail(UpstreamError, describe(exc) if exc is not None
-                   else "the upstream closed the connection")
+        self._fail(
+            UpstreamError,
+            describe(exc) if exc is not None else "the upstream closed the connection",
+        )
 
     def _on_timer(self) -> None:
         if self._done or self._error is not None:
@@ -240,10 +274,10 @@ class _Response:
         """Whether the answer is complete and all of it has been handed over."""
         return self._done and not self._buf
 
-    def chunks(self) -> "_Response":
+    def chunks(self) -> _Response:
         return self
 
-    def __aiter__(self) -> "_Response":
+    def __aiter__(self) -> _Response:
         return self
 
     async def __anext__(self) -> bytes:
@@ -365,7 +399,9 @@ class H1Upstream:
         loop = self._loop
         try:
             async with asyncio.timeout(self._dial):
-                _, conn = await loop.create_connection(lambda: _Connection(loop, key), key[0], key[1])
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop, key), key[0], key[1]
+                )
         except TimeoutError as exc:
             raise UpstreamTimeout(f"cannot connect to {host} in time") from exc
         except OSError as exc:
@@ -412,4 +448,9 @@ def _head(method: str, target: bytes, host: str, headers: dict[str, str], length
     if lines.count("\n") != len(headers) or lines.count("\r") != len(headers):
         raise UpstreamError("a header for the upstream holds a line break; not sent")
     return b"%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n%s\r\n" % (
-        method.encode("ascii"), target, host.encode("ascii"), length, lines.encode("utf-8"))
+        method.encode("ascii"),
+        target,
+        host.encode("ascii"),
+        length,
+        lines.encode("utf-8"),
+    )

@@ -18,13 +18,14 @@ multiplexed beside it; cancelling one reader ends only its own stream.
 Bodies are relayed as raw bytes (`aiter_raw`): never decoded, `content-encoding` passes unchanged. No
 default headers, cookies, redirects or environment proxies are added.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import AsyncIterator
 
 import h2.errors
 import httpcore
@@ -39,14 +40,36 @@ log = logging.getLogger("ccp.upstream")
 
 KEEPALIVE_EXPIRY = 30.0  # seconds an idle pooled connection is kept
 # Connection-specific headers (HTTP/2 forbids them) and framing the client computes itself.
-_NOT_FORWARDED = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                            "upgrade", "te", "host", "content-length"})
+_NOT_FORWARDED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "host",
+        "content-length",
+    }
+)
 _TIMEOUTS = (TimeoutError, httpx.TimeoutException, httpcore.TimeoutException)
 # what a request meets on a pooled connection the server has already closed: no answer at all
-_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError,
-          httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
-_BROKEN = (httpx.TransportError, httpcore.NetworkError, httpcore.ProtocolError,
-           httpcore.UnsupportedProtocol, httpcore.ProxyError, OSError)
+_STALE = (
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpcore.RemoteProtocolError,
+    httpcore.ReadError,
+    httpcore.WriteError,
+)
+_BROKEN = (
+    httpx.TransportError,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+    OSError,
+)
 
 
 class _PhasedStream(httpcore.AsyncNetworkStream):
@@ -65,13 +88,18 @@ class _PhasedStream(httpcore.AsyncNetworkStream):
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         try:
             return await self._inner.start_tls(ssl_context, server_hostname, self._tls_timeout)
         except httpcore.ConnectTimeout as exc:
             raise httpcore.ConnectTimeout(
-                f"TLS handshake not done within {self._tls_timeout:g}s (CCP_TLS_TIMEOUT)") from exc
+                f"TLS handshake not done within {self._tls_timeout:g}s (CCP_TLS_TIMEOUT)"
+            ) from exc
 
     def get_extra_info(self, info: str):
         return self._inner.get_extra_info(info)
@@ -86,10 +114,13 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         try:
-            stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            stream = await self._inner.connect_tcp(
+                host, port, timeout, local_address, socket_options
+            )
         except httpcore.ConnectTimeout as exc:
             raise httpcore.ConnectTimeout(
-                f"TCP connect not done within {timeout:g}s (CCP_DIAL_TIMEOUT)") from exc
+                f"TCP connect not done within {timeout:g}s (CCP_DIAL_TIMEOUT)"
+            ) from exc
         return _PhasedStream(stream, self._tls_timeout)
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
@@ -144,13 +175,20 @@ class _Transport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        resp = await self._pool.handle_async_request(httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
-                             target=url.raw_path),
-            headers=request.headers.raw, content=request.stream, extensions=request.extensions))
-        return httpx.Response(resp.status, headers=resp.headers, stream=_Body(resp.stream),
-                              extensions=resp.extensions)
+        resp = await self._pool.handle_async_request(
+            httpcore.Request(
+                method=request.method,
+                url=httpcore.URL(
+                    scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+                ),
+                headers=request.headers.raw,
+                content=request.stream,
+                extensions=request.extensions,
+            )
+        )
+        return httpx.Response(
+            resp.status, headers=resp.headers, stream=_Body(resp.stream), extensions=resp.extensions
+        )
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -159,8 +197,13 @@ class _Transport(httpx.AsyncBaseTransport):
 class _HttpxResponse:
     __slots__ = ("_resp", "_owner", "_idle", "_deadline", "status", "headers", "h2")
 
-    def __init__(self, resp: httpx.Response, owner: "HttpxUpstream", idle: float | None,
-                 deadline: float | None) -> None:
+    def __init__(
+        self,
+        resp: httpx.Response,
+        owner: HttpxUpstream,
+        idle: float | None,
+        deadline: float | None,
+    ) -> None:
         self._resp = resp
         self._owner = owner
         self._idle = idle
@@ -235,12 +278,20 @@ class HttpxUpstream:
     async def start(self) -> None:
         s = self._settings
         pool = httpcore.AsyncConnectionPool(
-            ssl_context=trust(s, http2=not s.force_h1), max_connections=None,
-            max_keepalive_connections=None, keepalive_expiry=KEEPALIVE_EXPIRY,
-            http1=True, http2=not s.force_h1, network_backend=_PhasedBackend(s.tls_timeout))
+            ssl_context=trust(s, http2=not s.force_h1),
+            max_connections=None,
+            max_keepalive_connections=None,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+            http1=True,
+            http2=not s.force_h1,
+            network_backend=_PhasedBackend(s.tls_timeout),
+        )
         self._client = httpx.AsyncClient(
-            transport=_Transport(pool), trust_env=False, follow_redirects=False,
-            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))  # keeps no cookies
+            transport=_Transport(pool),
+            trust_env=False,
+            follow_redirects=False,
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+        )  # keeps no cookies
 
     async def close(self) -> None:
         if self._closing:
@@ -254,12 +305,16 @@ class HttpxUpstream:
         s = self._settings
         now = asyncio.get_running_loop().time()
         deadline = None if request.stream else now + s.json_timeout
-        headers_by = now + s.header_timeout if deadline is None else min(now + s.header_timeout,
-                                                                        deadline)
+        headers_by = (
+            now + s.header_timeout if deadline is None else min(now + s.header_timeout, deadline)
+        )
         out = httpx.Request(
-            request.method, request.url, content=request.body,
+            request.method,
+            request.url,
+            content=request.body,
             headers=[(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED],
-            extensions={"timeout": self._timeouts})
+            extensions={"timeout": self._timeouts},
+        )
         try:
             async with asyncio.timeout_at(headers_by):
                 try:
@@ -269,8 +324,11 @@ class HttpxUpstream:
                     # timeout ran out before ours) fails the next request before any answer;
                     # httpcore has dropped it, so one more try goes out on a fresh connection.
                     # Only once, and only for this error: a client would retry the 502 anyway.
-                    log.info("upstream %s closed a pooled connection (%s): retrying once on a new "
-                             "one", request.host, describe(exc))
+                    log.info(
+                        "upstream %s closed a pooled connection (%s): retrying once on a new one",
+                        request.host,
+                        describe(exc),
+                    )
                     resp = await self._client.send(out, stream=True)
         except httpcore.ConnectTimeout as exc:
             raise UpstreamTimeout(f"cannot connect to {request.host}: {describe(exc)}") from exc

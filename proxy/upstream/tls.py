@@ -11,6 +11,7 @@ httpcore sets that same offer on the context it is given); a context is never sh
 two offers, so an HTTP/1.1-only client is never offered h2. A bundle that is missing or holds no
 certificate raises (OSError, ssl.SSLError) when the first client starts.
 """
+
 from __future__ import annotations
 
 import ssl

@@ -9,27 +9,28 @@ ids        fresh message and tool-use ids, and provider tool-call ids carried re
 errors     ConversionError and upstream error bodies, both directions
 tokens     a local estimate for count_tokens
 """
+
 from proxy.core.convert.errors import (
-                                  ConversionError,
-                                  anthropic_error_to_openai,
-                                  inband_error_type,
-                                  is_max_tokens_error,
-                                  max_tokens_message,
-                                  openai_error_to_anthropic,
+    ConversionError,
+    anthropic_error_to_openai,
+    inband_error_type,
+    is_max_tokens_error,
+    max_tokens_message,
+    openai_error_to_anthropic,
 )
 from proxy.core.convert.from_bytes import anthropic_body_to_openai
 from proxy.core.convert.requests import (
-                                  anthropic_to_openai_request,
-                                  openai_to_anthropic_request,
+    anthropic_to_openai_request,
+    openai_to_anthropic_request,
 )
 from proxy.core.convert.responses import (
-                                  anthropic_to_openai_response,
-                                  openai_to_anthropic_response,
+    anthropic_to_openai_response,
+    openai_to_anthropic_response,
 )
 from proxy.core.convert.streams import (
-                                  AnthropicToOpenAIStream,
-                                  OpenAIToAnthropicStream,
-                                  message_events,
+    AnthropicToOpenAIStream,
+    OpenAIToAnthropicStream,
+    message_events,
 )
 from proxy.core.convert.tokens import estimate_tokens
 

@@ -15,6 +15,7 @@ Two provider errors are not errors on Anthropic's side:
 - `inband_error()`: an error object inside a 200 stream; when it carries an HTTP status (`code` or
   `status`, e.g. OpenRouter's `{"error": {"code": 429, …}}`), it is typed by that status.
 """
+
 from __future__ import annotations
 
 import json
@@ -95,7 +96,8 @@ def _message_in(obj: object) -> str | None:
 
 
 _MAX_TOKENS_ERROR = re.compile(
-    r"could not finish the message because max_tokens|max_tokens or model output limit", re.I)
+    r"could not finish the message because max_tokens|max_tokens or model output limit", re.I
+)
 
 
 def is_max_tokens_error(status: int, body: bytes) -> bool:
@@ -108,10 +110,21 @@ def is_max_tokens_error(status: int, body: bytes) -> bool:
 
 def max_tokens_message(message_id: str, model: str) -> dict:
     """What Anthropic answers a request that hit `max_tokens` before any content: an empty message."""
-    return {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": "max_tokens", "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 0}}
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": "max_tokens",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
 
 
 def _status_in(error: dict) -> int | None:
@@ -142,11 +155,20 @@ def inband_error_type(error: object) -> str:
 def openai_error_to_anthropic(status: int, body: bytes) -> tuple[int, dict]:
     """An OpenAI-style error response as Anthropic error JSON, with the same status."""
     message = _message_in(_parse(body)) or _fallback_message(status, body)
-    return status, {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
+    return status, {
+        "type": "error",
+        "error": {"type": anthropic_error_type(status), "message": message},
+    }
 
 
 def anthropic_error_to_openai(status: int, body: bytes) -> tuple[int, dict]:
     """An Anthropic error response as OpenAI error JSON, with the same status."""
     message = _message_in(_parse(body)) or _fallback_message(status, body)
-    return status, {"error": {"message": message, "type": openai_error_type(status),
-                              "param": None, "code": None}}
+    return status, {
+        "error": {
+            "message": message,
+            "type": openai_error_type(status),
+            "param": None,
+            "code": None,
+        }
+    }

@@ -5,6 +5,7 @@ Upstream bytes in any chunking are read by the shim's one SSE reader (`proxy.cor
 closes the stream with its protocol's normal ending or, when the answer was not finished, with an
 error event. Pure: no I/O.
 """
+
 from __future__ import annotations
 
 import json

@@ -12,6 +12,7 @@ differently (NaN, infinities, lone surrogates), and so does the schema it keeps 
 refusal this returns None and the caller takes the exact path. The caller has checked the body is
 UTF-8 (msgspec does not check bytes it skips) and nests no deeper than json.loads allows.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,6 +36,7 @@ if msgspec is not None:
 
     class _Body(msgspec.Struct):
         """The fields anthropic_to_openai_request reads; any others are skipped unread."""
+
         model: Any = _UNSET
         messages: Any = _UNSET
         system: Any = _UNSET
@@ -52,8 +54,9 @@ if msgspec is not None:
     _FIELDS = tuple(f for f in _Body.__struct_fields__ if f != "tools")
 
 
-def anthropic_body_to_openai(body: bytes, upstream_model: str,
-                             tool_names: dict[str, str] | None = None) -> tuple[dict, bytes] | None:
+def anthropic_body_to_openai(
+    body: bytes, upstream_model: str, tool_names: dict[str, str] | None = None
+) -> tuple[dict, bytes] | None:
     """(the OpenAI request, its bytes), or None when the exact path must decide.
 
     Raises ConversionError as anthropic_to_openai_request does. The dict holds each tool schema as
@@ -70,9 +73,15 @@ def anthropic_body_to_openai(body: bytes, upstream_model: str,
         if value is not _UNSET:
             payload[field] = value
     if parsed.tools is not None:  # (a tool without input_schema is not sent: the converter's rule)
-        payload["tools"] = [{"name": t.name, "description": t.description,
-                             "input_schema": orjson.Fragment(bytes(t.input_schema))}
-                            for t in parsed.tools if len(t.input_schema)]
+        payload["tools"] = [
+            {
+                "name": t.name,
+                "description": t.description,
+                "input_schema": orjson.Fragment(bytes(t.input_schema)),
+            }
+            for t in parsed.tools
+            if len(t.input_schema)
+        ]
     out = anthropic_to_openai_request(payload, upstream_model, tool_names)
     try:
         return out, orjson.dumps(out)

@@ -15,6 +15,7 @@ send constant completion ids (or none), tool calls without ids, and ids such as 
 
 Pure: no I/O, only the `secrets` module's randomness.
 """
+
 from __future__ import annotations
 
 import base64

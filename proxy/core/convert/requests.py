@@ -16,6 +16,7 @@ OpenAI → Anthropic: `max_tokens` defaults to 4096 (Anthropic requires it); tem
 at 1.0 (Anthropic's range); `reasoning_content` in history is dropped (Anthropic rejects thinking
 blocks without a signature); consecutive turns of one role are merged, as Anthropic requires.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -88,6 +89,7 @@ def json_text(value: object) -> str:
 
 # --- Anthropic → OpenAI -------------------------------------------------------------------------
 
+
 def _image_part(block: dict) -> dict | None:
     source = block.get("source") or {}
     if source.get("type") == "base64":
@@ -142,13 +144,15 @@ def _simplify(parts: list[dict]) -> str | list[dict]:
 # The two below run for every turn of every converted request: the field named in an error is
 # spelled out only when there is an error, and a string content takes no detour through blocks.
 
+
 def _user_to_openai(content: object, i: int) -> list[dict]:
     if isinstance(content, str):  # one text block, simplified: the string itself
         return [{"role": "user", "content": content}]
     tool_messages, parts, images = [], [], []
     n = 0  # the index among the turn's blocks (those that are objects), as errors name it
-    for block in _blocks(content, f"messages[{i}].content") if not isinstance(content, list) \
-            else content:
+    for block in (
+        _blocks(content, f"messages[{i}].content") if not isinstance(content, list) else content
+    ):
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
@@ -159,8 +163,10 @@ def _user_to_openai(content: object, i: int) -> list[dict]:
             call_id = provider_tool_id(block.get("tool_use_id", ""))
             tool_messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
             if shown:  # a tool message carries text only: its images follow in the user turn
-                images += [{"type": "text", "text": f"Image(s) returned by tool call {call_id}:"},
-                           *shown]
+                images += [
+                    {"type": "text", "text": f"Image(s) returned by tool call {call_id}:"},
+                    *shown,
+                ]
         elif kind == "image":
             part = _image_part(block)
             if part is not None:
@@ -176,20 +182,31 @@ def _assistant_to_openai(content: object, i: int) -> dict:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts, thoughts, calls = [], [], []
-    for block in _blocks(content, f"messages[{i}].content") if not isinstance(content, list) \
-            else content:
+    for block in (
+        _blocks(content, f"messages[{i}].content") if not isinstance(content, list) else content
+    ):
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text", ""))
         elif kind == "tool_use":
-            calls.append({"id": provider_tool_id(block.get("id", "")), "type": "function",
-                          "function": {"name": provider_tool_name(block.get("name")),
-                                       "arguments": json_text(block.get("input") or {})}})
+            calls.append(
+                {
+                    "id": provider_tool_id(block.get("id", "")),
+                    "type": "function",
+                    "function": {
+                        "name": provider_tool_name(block.get("name")),
+                        "arguments": json_text(block.get("input") or {}),
+                    },
+                }
+            )
         elif kind == "thinking":
             thoughts.append(block.get("thinking", ""))
-    message: dict = {"role": "assistant", "content": _JOIN.join(texts) if texts or not calls else None}
+    message: dict = {
+        "role": "assistant",
+        "content": _JOIN.join(texts) if texts or not calls else None,
+    }
     if thoughts:
         message["reasoning_content"] = _JOIN.join(thoughts)
     if calls:
@@ -224,7 +241,7 @@ def _with_system_text(turn_messages: list[dict], held: list[str]) -> list[dict]:
     """A user turn's messages with system text from between the turns put into its user message
     (after its `tool` messages, which must follow their assistant message directly)."""
     text = _JOIN.join(held)
-    for n, message in enumerate(turn_messages):
+    for _n, message in enumerate(turn_messages):
         if message["role"] == "user":
             content = message["content"]
             if isinstance(content, str):
@@ -243,8 +260,9 @@ def _append_text(message: dict, text: str) -> None:
         message["content"] = [*content, {"type": "text", "text": text}]
 
 
-def anthropic_to_openai_request(body: dict, upstream_model: str,
-                                tool_names: dict[str, str] | None = None) -> dict:
+def anthropic_to_openai_request(
+    body: dict, upstream_model: str, tool_names: dict[str, str] | None = None
+) -> dict:
     """An Anthropic Messages request as an OpenAI Chat Completions request for `upstream_model`.
 
     Tool names OpenAI's rule refuses are shortened (`provider_tool_name`); when `tool_names` is
@@ -286,8 +304,16 @@ def anthropic_to_openai_request(body: dict, upstream_model: str,
             raise ConversionError(f"messages[{i}].role", f"unknown role {role!r}")
     if held:
         turns.append({"role": "user", "content": _JOIN.join(held)})
-    _copy(body, out, (("max_tokens", "max_tokens"), ("temperature", "temperature"),
-                      ("top_p", "top_p"), ("stop_sequences", "stop")))
+    _copy(
+        body,
+        out,
+        (
+            ("max_tokens", "max_tokens"),
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("stop_sequences", "stop"),
+        ),
+    )
     user = (body.get("metadata") or {}).get("user_id")
     if user:
         out["user"] = user
@@ -304,8 +330,16 @@ def anthropic_to_openai_request(body: dict, upstream_model: str,
         sent = provider_tool_name(name)
         if sent != name and tool_names is not None:
             tool_names[sent] = name
-        tools.append({"type": "function", "function": {
-            "name": sent, "description": t.get("description", ""), "parameters": t["input_schema"]}})
+        tools.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": sent,
+                    "description": t.get("description", ""),
+                    "parameters": t["input_schema"],
+                },
+            }
+        )
     if tools:
         out["tools"] = tools
     choice = body.get("tool_choice")
@@ -321,6 +355,7 @@ def anthropic_to_openai_request(body: dict, upstream_model: str,
 
 
 # --- OpenAI → Anthropic -------------------------------------------------------------------------
+
 
 def image_source(url: str) -> dict:
     """An Anthropic image `source` for an OpenAI image URL (a `data:` URL becomes base64)."""
@@ -359,9 +394,14 @@ def _assistant_to_anthropic(message: dict, field: str) -> list[dict]:
     blocks = _parts_to_anthropic(message.get("content"), field)
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        blocks.append({"type": "tool_use", "id": anthropic_safe_id(call.get("id")),
-                       "name": function.get("name", ""),
-                       "input": parse_arguments(function.get("arguments"))})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": anthropic_safe_id(call.get("id")),
+                "name": function.get("name", ""),
+                "input": parse_arguments(function.get("arguments")),
+            }
+        )
     return blocks
 
 
@@ -369,8 +409,9 @@ def _tool_choice_to_anthropic(choice: object) -> dict | None:
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         return {"type": "tool", "name": name} if name else None
-    return {"auto": {"type": "auto"}, "required": {"type": "any"},
-            "none": {"type": "none"}}.get(choice)
+    return {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}.get(
+        choice
+    )
 
 
 def _append(turns: list[dict], role: str, blocks: list[dict]) -> None:
@@ -398,14 +439,26 @@ def openai_to_anthropic_request(body: dict, upstream_model: str) -> dict:
         elif role == "assistant":
             _append(turns, "assistant", _assistant_to_anthropic(message, field))
         elif role == "tool":
-            _append(turns, "user", [{"type": "tool_result",
-                                     "tool_use_id": anthropic_safe_id(message.get("tool_call_id")),
-                                     "content": _texts(message.get("content"), field)}])
+            _append(
+                turns,
+                "user",
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": anthropic_safe_id(message.get("tool_call_id")),
+                        "content": _texts(message.get("content"), field),
+                    }
+                ],
+            )
         else:
             raise ConversionError(f"messages[{i}].role", f"unknown role {role!r}")
-    out: dict = {"model": upstream_model, "messages": turns,
-                 "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens")
-                 or DEFAULT_MAX_TOKENS}
+    out: dict = {
+        "model": upstream_model,
+        "messages": turns,
+        "max_tokens": body.get("max_tokens")
+        or body.get("max_completion_tokens")
+        or DEFAULT_MAX_TOKENS,
+    }
     if any(system):
         out["system"] = _JOIN.join(s for s in system if s)
     if body.get("temperature") is not None:
@@ -422,8 +475,10 @@ def openai_to_anthropic_request(body: dict, upstream_model: str) -> dict:
     for tool in body.get("tools") or []:
         function = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(function, dict) and function.get("name"):
-            converted = {"name": function["name"], "input_schema": function.get("parameters")
-                         or {"type": "object", "properties": {}}}
+            converted = {
+                "name": function["name"],
+                "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+            }
             if function.get("description"):
                 converted["description"] = function["description"]
             tools.append(converted)

@@ -19,22 +19,42 @@ usage counters and message ids.
   (Moonshot). Anthropic → OpenAI: `prompt_tokens` counts all input (plain + cache read + cache
   creation), and `prompt_tokens_details.cached_tokens` the cache reads.
 """
+
 from __future__ import annotations
 
 from proxy.core.convert.errors import ConversionError
 from proxy.core.convert.ids import ToolIds, new_message_id
 from proxy.core.convert.requests import json_text, parse_arguments
 
-_STOP_REASONS = {"stop": "end_turn", "eos": "end_turn", "end_turn": "end_turn",
-                 "length": "max_tokens", "max_tokens": "max_tokens",
-                 "tool_calls": "tool_use", "function_call": "tool_use", "tool_use": "tool_use",
-                 "content_filter": "refusal", "sensitive": "refusal", "refusal": "refusal"}
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "eos": "end_turn",
+    "end_turn": "end_turn",
+    "length": "max_tokens",
+    "max_tokens": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "tool_use": "tool_use",
+    "content_filter": "refusal",
+    "sensitive": "refusal",
+    "refusal": "refusal",
+}
 _KEEPS_ITS_REASON = frozenset({"length", "max_tokens", "content_filter", "sensitive", "refusal"})
-USAGE_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
-              "cache_read_input_tokens")
-_FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
-                   "max_tokens": "length", "model_context_window_exceeded": "length",
-                   "tool_use": "tool_calls", "refusal": "content_filter"}
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
 
 
 def stop_reason(finish_reason: str | None, called_tools: bool = False) -> str:
@@ -71,8 +91,12 @@ def anthropic_usage(usage: object) -> dict:
     else:
         cached = _count(usage.get("prompt_cache_hit_tokens")) or _count(usage.get("cached_tokens"))
     cached = min(cached, prompt)
-    return {"input_tokens": prompt - cached, "output_tokens": completion,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+    return {
+        "input_tokens": prompt - cached,
+        "output_tokens": completion,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+    }
 
 
 def usage_of(obj: dict) -> dict | None:
@@ -100,10 +124,16 @@ def openai_usage(usage: object) -> dict:
     """OpenAI `usage` from an Anthropic `usage` object (input includes cache reads and writes)."""
     usage = usage if isinstance(usage, dict) else {}
     cached = usage.get("cache_read_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + cached + (usage.get("cache_creation_input_tokens") or 0)
+    prompt = (
+        (usage.get("input_tokens") or 0) + cached + (usage.get("cache_creation_input_tokens") or 0)
+    )
     completion = usage.get("output_tokens") or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
 
 
 def completion_id(anthropic_id: object) -> str:
@@ -121,13 +151,17 @@ def reasoning_text(message: dict) -> str:
 def content_text(content: object) -> str:
     """The text of a message's or delta's `content`: a string, or its text parts joined."""
     if isinstance(content, list):
-        return "".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"
-                       and isinstance(p.get("text"), str))
+        return "".join(
+            p["text"]
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        )
     return content if isinstance(content, str) else ""
 
 
-def openai_to_anthropic_response(body: dict, model: str, stop_sequences: object = None,
-                                 tool_names: dict[str, str] | None = None) -> dict:
+def openai_to_anthropic_response(
+    body: dict, model: str, stop_sequences: object = None, tool_names: dict[str, str] | None = None
+) -> dict:
     """A Chat Completions response as an Anthropic Message answered by `model` (see the module doc)."""
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -143,16 +177,25 @@ def openai_to_anthropic_response(body: dict, model: str, stop_sequences: object 
     text = content_text(message.get("content")) + refusal
     if text.strip():
         content.append({"type": "text", "text": text})
-    calls = [c for c in message.get("tool_calls") or [] if isinstance(c, dict)] \
-        if isinstance(message.get("tool_calls"), list) else []
+    calls = (
+        [c for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+        if isinstance(message.get("tool_calls"), list)
+        else []
+    )
     if isinstance(message.get("function_call"), dict):
         calls.append({"id": "", "function": message["function_call"]})
     ids, names = ToolIds(), tool_names or {}
     for call in calls:
         function = call.get("function") if isinstance(call.get("function"), dict) else {}
         name = function.get("name") if isinstance(function.get("name"), str) else ""
-        content.append({"type": "tool_use", "id": ids.anthropic_id(call.get("id")),
-                        "name": names.get(name, name), "input": parse_arguments(function.get("arguments"))})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": ids.anthropic_id(call.get("id")),
+                "name": names.get(name, name),
+                "input": parse_arguments(function.get("arguments")),
+            }
+        )
     stop_sequence = None if calls else matched_stop(choices[0], stop_sequences)
     if stop_sequence:
         stop = "stop_sequence"
@@ -160,9 +203,16 @@ def openai_to_anthropic_response(body: dict, model: str, stop_sequences: object 
         stop = "refusal"
     else:
         stop = stop_reason(choices[0].get("finish_reason"), called_tools=bool(calls))
-    return {"id": new_message_id(), "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_reason": stop, "stop_sequence": stop_sequence,
-            "usage": anthropic_usage(usage_of(body))}
+    return {
+        "id": new_message_id(),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": stop_sequence,
+        "usage": anthropic_usage(usage_of(body)),
+    }
 
 
 def anthropic_to_openai_response(body: dict, model: str, created: int = 0) -> dict:
@@ -179,16 +229,33 @@ def anthropic_to_openai_response(body: dict, model: str, created: int = 0) -> di
         elif block.get("type") == "thinking":
             thoughts.append(block.get("thinking", ""))
         elif block.get("type") == "tool_use":
-            calls.append({"id": block.get("id", ""), "type": "function",
-                          "function": {"name": block.get("name", ""),
-                                       "arguments": json_text(block.get("input") or {})}})
+            calls.append(
+                {
+                    "id": block.get("id", ""),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name", ""),
+                        "arguments": json_text(block.get("input") or {}),
+                    },
+                }
+            )
     message: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if thoughts:
         message["reasoning_content"] = "".join(thoughts)
     if calls:
         message["tool_calls"] = calls
-    return {"id": completion_id(body.get("id")), "object": "chat.completion", "created": created,
-            "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": finish_reason(body.get("stop_reason"))}],
-            "usage": openai_usage(body.get("usage"))}
+    return {
+        "id": completion_id(body.get("id")),
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(body.get("stop_reason")),
+            }
+        ],
+        "usage": openai_usage(body.get("usage")),
+    }

@@ -26,6 +26,7 @@ OpenAI → Anthropic, what real providers send and what the client gets:
 - An in-band error (an `error` object, or `finish_reason: "error"`) ends the stream with an
   Anthropic `error` event, typed by the HTTP status it carries (`errors.inband_error`).
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,9 @@ class OpenAIToAnthropicStream(Converter):
     `tool_names` maps the names the provider was given back to the client's (see
     `requests.provider_tool_name`)."""
 
-    def __init__(self, model: str, stop_sequences: object = None,
-                 tool_names: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, model: str, stop_sequences: object = None, tool_names: dict[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.stop_reason: str | None = None
@@ -115,12 +117,23 @@ class OpenAIToAnthropicStream(Converter):
         for block in self._blocks:
             if block["type"] == "tool_use":
                 tool = self._tools[block["key"]]
-                block = {"type": "tool_use", "id": block["id"], "name": block["name"],
-                         "input": parse_arguments(tool.args + tool.late)}
+                block = {
+                    "type": "tool_use",
+                    "id": block["id"],
+                    "name": block["name"],
+                    "input": parse_arguments(tool.args + tool.late),
+                }
             content.append(dict(block))
-        return {"id": self._id, "type": "message", "role": "assistant", "model": self.model,
-                "content": content, "stop_reason": self.stop_reason,
-                "stop_sequence": self.stop_sequence, "usage": dict(self.usage)}
+        return {
+            "id": self._id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": self.stop_reason,
+            "stop_sequence": self.stop_sequence,
+            "usage": dict(self.usage),
+        }
 
     # -- upstream chunks ------------------------------------------------------------------------
     def _data(self, data: str) -> None:
@@ -146,7 +159,9 @@ class OpenAIToAnthropicStream(Converter):
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict) or choice.get("index", 0) not in (0, None):
                 continue
-            if isinstance(choice.get("usage"), dict) and choice["usage"]:  # Moonshot streams it here
+            if (
+                isinstance(choice.get("usage"), dict) and choice["usage"]
+            ):  # Moonshot streams it here
                 self.usage = anthropic_usage(choice["usage"])
             delta = choice.get("delta")
             if not isinstance(delta, dict):
@@ -196,8 +211,12 @@ class OpenAIToAnthropicStream(Converter):
             tool = self._by_id.get(pid)
         else:
             tool = self._last if self._last is not None else self._at_index.get(position)
-        by_name = tool is not None and not (pid and tool.pid and pid != tool.pid) \
-            and bool(name and tool.name) and tool.complete()
+        by_name = (
+            tool is not None
+            and not (pid and tool.pid and pid != tool.pid)
+            and bool(name and tool.name)
+            and tool.complete()
+        )
         if tool is None or by_name or (pid and tool.pid and pid != tool.pid):
             tool = _Tool(f"tool:{len(self._tools)}", pid, name, by_name)
             self._tools[tool.key] = tool
@@ -243,10 +262,16 @@ class OpenAIToAnthropicStream(Converter):
         else:
             tool = self._tools[key]
             tool.started = True
-            block = {"type": "tool_use", "id": self._ids.anthropic_id(tool.pid),
-                     "name": self._names.get(tool.name, tool.name), "input": {}}
-        self._emit("content_block_start", {"type": "content_block_start", "index": index,
-                                           "content_block": block})
+            block = {
+                "type": "tool_use",
+                "id": self._ids.anthropic_id(tool.pid),
+                "name": self._names.get(tool.name, tool.name),
+                "input": {},
+            }
+        self._emit(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": block},
+        )
         self._blocks.append({**block, "key": key} if key.startswith("tool:") else block)
         self._open = key
         self._delta(key, piece)
@@ -255,7 +280,7 @@ class OpenAIToAnthropicStream(Converter):
         block, index = self._blocks[-1], len(self._blocks) - 1
         if key.startswith("tool:"):
             tool = self._tools[key]
-            piece, tool.sent = tool.args[tool.sent:], len(tool.args)
+            piece, tool.sent = tool.args[tool.sent :], len(tool.args)
             delta = {"type": "input_json_delta", "partial_json": piece}
         elif key == _THINKING:
             block["thinking"] += piece
@@ -264,14 +289,19 @@ class OpenAIToAnthropicStream(Converter):
             block["text"] += piece
             delta = {"type": "text_delta", "text": piece}
         if piece:
-            self._emit("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            self._emit(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
 
     def _close_block(self) -> None:
         if self._open is None:
             return
         if self._open.startswith("tool:"):
             self._tools[self._open].closed = True
-        self._emit("content_block_stop", {"type": "content_block_stop", "index": len(self._blocks) - 1})
+        self._emit(
+            "content_block_stop", {"type": "content_block_stop", "index": len(self._blocks) - 1}
+        )
         self._open = None
 
     # -- message framing ------------------------------------------------------------------------
@@ -281,9 +311,22 @@ class OpenAIToAnthropicStream(Converter):
         self._started = True
         usage = {key: self.usage[key] for key in USAGE_KEYS}
         usage["output_tokens"] = 0
-        self._emit("message_start", {"type": "message_start", "message": {
-            "id": self._id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": usage}})
+        self._emit(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": self._id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": usage,
+                },
+            },
+        )
         self._emit("ping", {"type": "ping"})
 
     def _end(self) -> None:
@@ -306,10 +349,14 @@ class OpenAIToAnthropicStream(Converter):
             self.stop_reason = "refusal"
         else:
             self.stop_reason = stop_reason(self._finish, called_tools=called)
-        self._emit("message_delta", {"type": "message_delta",
-                                     "usage": {key: self.usage[key] for key in USAGE_KEYS},
-                                     "delta": {"stop_reason": self.stop_reason,
-                                               "stop_sequence": self.stop_sequence}})
+        self._emit(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "usage": {key: self.usage[key] for key in USAGE_KEYS},
+                "delta": {"stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence},
+            },
+        )
         self._emit("message_stop", {"type": "message_stop"})
         self.complete = self._ended = True
 
@@ -330,15 +377,29 @@ def message_events(message: dict) -> bytes:
     usage = message.get("usage") or {}
     start_usage = {key: usage.get(key) or 0 for key in USAGE_KEYS}
     start_usage["output_tokens"] = 0
-    out = [sse("message_start", {"type": "message_start", "message": {
-        **{k: v for k, v in message.items() if k not in ("content", "usage")}, "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": start_usage}}),
-        sse("ping", {"type": "ping"})]
+    out = [
+        sse(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    **{k: v for k, v in message.items() if k not in ("content", "usage")},
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": start_usage,
+                },
+            },
+        ),
+        sse("ping", {"type": "ping"}),
+    ]
     for index, block in enumerate(message.get("content") or []):
         kind = block.get("type")
         if kind == "tool_use":
             start = {**block, "input": {}}
-            deltas = [{"type": "input_json_delta", "partial_json": json_text(block.get("input") or {})}]
+            deltas = [
+                {"type": "input_json_delta", "partial_json": json_text(block.get("input") or {})}
+            ]
         elif kind == "thinking":
             start = {"type": "thinking", "thinking": "", "signature": ""}
             deltas = [{"type": "thinking_delta", "thinking": block.get("thinking", "")}]
@@ -349,14 +410,29 @@ def message_events(message: dict) -> bytes:
             deltas = [{"type": "text_delta", "text": block.get("text", "")}]
         else:  # a block with no delta form: sent whole in its start
             start, deltas = block, []
-        out.append(sse("content_block_start", {"type": "content_block_start", "index": index,
-                                               "content_block": start}))
-        out += [sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
-                for d in deltas]
+        out.append(
+            sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": start},
+            )
+        )
+        out += [
+            sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+            for d in deltas
+        ]
         out.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
-    out.append(sse("message_delta", {"type": "message_delta",
-                                     "delta": {"stop_reason": message.get("stop_reason"),
-                                               "stop_sequence": message.get("stop_sequence")},
-                                     "usage": {key: usage.get(key) or 0 for key in USAGE_KEYS}}))
+    out.append(
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": message.get("stop_reason"),
+                    "stop_sequence": message.get("stop_sequence"),
+                },
+                "usage": {key: usage.get(key) or 0 for key in USAGE_KEYS},
+            },
+        )
+    )
     out.append(sse("message_stop", {"type": "message_stop"}))
     return b"".join(out)

@@ -1,4 +1,5 @@
 """Anthropic Messages SSE in, OpenAI `chat.completion.chunk` SSE out, chunk by chunk (pure, no I/O)."""
+
 from __future__ import annotations
 
 from proxy.core.convert.framing import Converter, loads_object, sse
@@ -15,8 +16,12 @@ class AnthropicToOpenAIStream(Converter):
         super().__init__()
         self.model = model
         self.created = created
-        self.usage = {"input_tokens": 0, "output_tokens": 0,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        self.usage = {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
         self._id = completion_id(None)
         self._started = False
         self._stop: str | None = None
@@ -41,8 +46,18 @@ class AnthropicToOpenAIStream(Converter):
             block = obj.get("content_block") or {}
             if block.get("type") == "tool_use":
                 position = self._tool_index.setdefault(obj.get("index", 0), len(self._tool_index))
-                self._chunk({"tool_calls": [{"index": position, "id": block.get("id", ""), "type": "function",
-                                             "function": {"name": block.get("name", ""), "arguments": ""}}]})
+                self._chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": position,
+                                "id": block.get("id", ""),
+                                "type": "function",
+                                "function": {"name": block.get("name", ""), "arguments": ""},
+                            }
+                        ]
+                    }
+                )
         elif kind == "content_block_delta":
             self._block_delta(obj.get("index", 0), obj.get("delta") or {})
         elif kind == "message_delta":
@@ -61,8 +76,16 @@ class AnthropicToOpenAIStream(Converter):
         elif kind == "thinking_delta" and delta.get("thinking"):
             self._chunk({"reasoning_content": delta["thinking"]})
         elif kind == "input_json_delta" and delta.get("partial_json") and index in self._tool_index:
-            self._chunk({"tool_calls": [{"index": self._tool_index[index],
-                                         "function": {"arguments": delta["partial_json"]}}]})
+            self._chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": self._tool_index[index],
+                            "function": {"arguments": delta["partial_json"]},
+                        }
+                    ]
+                }
+            )
 
     def _usage(self, usage: object) -> None:
         for key, value in (usage or {}).items() if isinstance(usage, dict) else ():
@@ -70,10 +93,15 @@ class AnthropicToOpenAIStream(Converter):
                 self.usage[key] = value
 
     def _chunk(self, delta: dict, finish: str | None = None, usage: dict | None = None) -> None:
-        obj: dict = {"id": self._id, "object": "chat.completion.chunk", "created": self.created,
-                     "model": self.model,
-                     "choices": [] if usage else [{"index": 0, "delta": delta, "logprobs": None,
-                                                   "finish_reason": finish}]}
+        obj: dict = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": []
+            if usage
+            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         if usage:
             obj["usage"] = usage
         self._out.append(sse(None, obj))
@@ -87,7 +115,11 @@ class AnthropicToOpenAIStream(Converter):
 
     def _fail(self, message: str, error_type: str = "api_error") -> None:
         self.error = message
-        self._out.append(sse(None, {"error": {"message": message, "type": error_type,
-                                               "param": None, "code": None}}))
+        self._out.append(
+            sse(
+                None,
+                {"error": {"message": message, "type": error_type, "param": None, "code": None}},
+            )
+        )
         self._out.append(sse(None, "[DONE]"))
         self._ended = True

@@ -4,6 +4,7 @@ It is an estimate, not a tokenizer: about four characters per token over the sys
 text of every message block (text, thinking, tool inputs and results) and the tool definitions as
 JSON, plus a flat `IMAGE_TOKENS` per image. The answer is never below 1.
 """
+
 from __future__ import annotations
 
 import json
