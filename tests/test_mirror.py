@@ -20,9 +20,6 @@ COVERED_ELSEWHERE = {
     "harness/mock_wire.py": "tests/harness/test_mock_upstream.py",
     "harness/mock_faults.py": "tests/harness/test_mock_upstream.py",
 }
-# Modules the recursive check found without a mirror when it became recursive; each gets its own
-# test file (and leaves this list) in the commits that follow.
-NOT_YET_MIRRORED: set[str] = set()
 # Test files that test a behaviour across modules rather than one module.
 NOT_A_MIRROR = {
     "tests/proxy/core/convert/test_provider_shapes.py": "the converters on recorded provider shapes",
@@ -41,7 +38,7 @@ def mirror_of(module: Path) -> Path:
 
 
 def test_every_module_has_a_mirror_test():
-    excused = {*COVERED_ELSEWHERE, *NOT_YET_MIRRORED}
+    excused = set(COVERED_ELSEWHERE)
     missing = [str(m.relative_to(ROOT)) for package in PACKAGES for m in modules(package)
                if str(m.relative_to(ROOT)) not in excused and not mirror_of(m).exists()]
     assert not missing, f"modules without tests/<path>/test_<module>.py: {missing}"
@@ -62,9 +59,6 @@ def test_allowlists_point_at_real_files():
     for rel, where in COVERED_ELSEWHERE.items():
         assert (ROOT / rel).exists(), rel
         assert (ROOT / where.split()[0]).exists(), where
-        assert not mirror_of(ROOT / rel).exists(), f"{rel} has a mirror test now: drop it here"
-    for rel in NOT_YET_MIRRORED:
-        assert (ROOT / rel).exists(), rel
         assert not mirror_of(ROOT / rel).exists(), f"{rel} has a mirror test now: drop it here"
     for rel in NOT_A_MIRROR:
         assert (ROOT / rel).exists(), rel

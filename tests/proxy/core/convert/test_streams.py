@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from proxy.core.convert import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from tests.proxy.core.convert.frames import sse_events
 from tests.proxy.core.convert.fresh_ids import FRESH_BYTES, settle_fresh_ids
 
 pytestmark = pytest.mark.quick
@@ -37,15 +38,6 @@ def _convert(case, size: int | None = None, raw: bytes | None = None):
     return converter, FRESH_BYTES.sub(b"<fresh>", out)  # ids made anew each time, written as fixtures do
 
 
-def _sse_events(out: bytes) -> list[tuple[str | None, str]]:
-    events = []
-    for frame in out.decode().split("\n\n"):
-        if not frame:
-            continue
-        fields = dict(line.split(": ", 1) for line in frame.split("\n"))
-        assert set(fields) <= {"event", "data"}, frame
-        events.append((fields.get("event"), fields["data"]))
-    return events
 
 
 def _describe(name, obj) -> str:
@@ -90,7 +82,7 @@ def _sdk_client(sdk, body: bytes):
 @pytest.mark.parametrize("case", _cases("o2a_stream"))
 def test_openai_to_anthropic_case(case):
     converter, out = _convert(case)
-    events = [(name, json.loads(data)) for name, data in _sse_events(out)]
+    events = [(name, json.loads(data)) for name, data in sse_events(out)]
     expected = case["expected"]
     assert [_describe(name, obj) for name, obj in events] == expected["events"]
     _assert_block_discipline(events)
@@ -146,6 +138,6 @@ def test_crlf_line_endings_give_the_same_bytes(case):
 
 def test_done_alone_still_gives_a_well_formed_message():
     converter = OpenAIToAnthropicStream("m")
-    events = [json.loads(data) for _, data in _sse_events(converter.feed(b"data: [DONE]\n\n"))]
+    events = [json.loads(data) for _, data in sse_events(converter.feed(b"data: [DONE]\n\n"))]
     assert [e["type"] for e in events] == ["message_start", "ping", "message_delta", "message_stop"]
     assert converter.complete and converter.stop_reason == "end_turn"

@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from proxy.core.convert.streams_openai import AnthropicToOpenAIStream
+from tests.proxy.core.convert.frames import sse_events
 
 pytestmark = pytest.mark.quick
 
@@ -29,15 +30,6 @@ def _convert(case):
     return converter, out
 
 
-def _sse_events(out: bytes) -> list[tuple[str | None, str]]:
-    events = []
-    for frame in out.decode().split("\n\n"):
-        if not frame:
-            continue
-        fields = dict(line.split(": ", 1) for line in frame.split("\n"))
-        assert set(fields) <= {"event", "data"}, frame
-        events.append((fields.get("event"), fields["data"]))
-    return events
 
 
 def _sdk_client(body: bytes):
@@ -77,7 +69,7 @@ def _assemble_openai(client) -> dict:
 def test_openai_sdk_parses_converted_stream(case):
     converter, out = _convert(case)
     assert out.endswith(b"data: [DONE]\n\n")
-    assert all(name is None for name, _ in _sse_events(out))
+    assert all(name is None for name, _ in sse_events(out))
     expected = case["expected"]
     assert converter.complete is expected["complete"]
     with _sdk_client(out) as client:
@@ -98,7 +90,7 @@ def _event(obj: dict) -> bytes:
 
 
 def _chunks(out: bytes) -> list:
-    return [data if data == "[DONE]" else json.loads(data) for _, data in _sse_events(out)]
+    return [data if data == "[DONE]" else json.loads(data) for _, data in sse_events(out)]
 
 
 START = {"type": "message_start", "message": {"id": "msg_abc", "usage": {"input_tokens": 5}}}
