@@ -10,12 +10,11 @@
     └── UpstreamError              502   api_error              net
         └── UpstreamTimeout        504   timeout_error          timeout
 
-`error_body()` is the one place that turns an error into the protocol's error JSON.
+Each protocol's adapter (proxy.protocols) writes the error JSON in its own shape, and
+proxy.server.errors is the one place that answers an error with it.
 """
 
 from __future__ import annotations
-
-import json
 
 
 class ShimError(Exception):
@@ -85,12 +84,3 @@ class UpstreamTimeout(UpstreamError):
     status = 504
     error_type = "timeout_error"
     err_type = "timeout"
-
-
-def error_body(error_type: str, message: str, protocol: str = "anthropic") -> bytes:
-    """The error JSON in the inbound protocol's own shape."""
-    if protocol == "openai":
-        obj: dict = {"error": {"message": message, "type": error_type, "param": None, "code": None}}
-    else:
-        obj = {"type": "error", "error": {"type": error_type, "message": message}}
-    return json.dumps(obj, separators=(",", ":")).encode()

@@ -15,11 +15,15 @@ import json
 from proxy.core.errors import BadRequest, UnsupportedMediaType
 from proxy.core.sse import exact_loads
 
-try:  # parses a 64 KB Claude Code body ~4x faster than json; same result, json decides the odd cases
+from types import ModuleType
+jiter: ModuleType | None
+msgspec: ModuleType | None
+orjson: ModuleType | None
+try:  # a large Claude Code body is read often: orjson gives json's result faster; json decides the odd cases
     import orjson
 except ImportError:  # pragma: no cover - a dependency; the stdlib path stays correct without it
     orjson = None
-try:  # the anthropic SDK's JSON parser (a dependency of it): a 64 KB body in ~60% of orjson's time,
+try:  # the anthropic SDK's JSON parser (a dependency of it): faster still than orjson,
     # read exactly as json.loads reads it (integers of any size, NaN, the last of duplicate keys);
     # what it refuses (nesting past 200 levels, lone surrogates, a BOM) goes on to orjson and json
     import jiter
@@ -29,7 +33,7 @@ except (ImportError, TypeError, AttributeError):  # pragma: no cover - orjson/js
     jiter = None
 
 try:  # reads what routing needs (model, stream) while checking the whole body is JSON, skipping the
-    # rest without building it: a real claude CLI request (38 KB, 12 tools) in 12 µs, jiter's 43
+    # rest without building it, which costs a fraction of building it (docs/performance.md)
     import msgspec
 
     class _Route(msgspec.Struct):
@@ -94,8 +98,8 @@ def route_fields(body: bytes) -> dict | None:
     return {"model": route.model, "stream": route.stream}
 
 
-# is_utf8() looks at a body this many bytes at a time (a micro-benchmark on the bench body: 4 KB
-# pieces check it in 17 µs against decoding it whole in 34, without a string twice its size)
+# is_utf8() looks at a body this many bytes at a time: an ASCII piece needs no decoding, and no
+# string twice the body's size is built
 UTF8_PIECE = 4096
 
 
@@ -133,8 +137,9 @@ def _deeper(fn, arg, frames: int):
 ORJSON_MAX_DEPTH = 899
 ORJSON_MAX_BRACKETS = ORJSON_MAX_DEPTH + 1  # (its former name: fewer brackets cannot nest deeper)
 _ORJSON_DEPTH_LIMIT = 1024
-# Counting brackets costs ~0.55 ns a byte, the padded read below a flat ~11 µs: the padded read
-# pays from about 20 KB (a Claude Code body is 50–125 KB, often with thousands of brackets).
+# Counting brackets costs time in proportion to the body, the padded read below a flat amount: the
+# padded read pays for large bodies (a Claude Code body is 50–125 KB, often with thousands of
+# brackets); the crossover is measured in docs/performance.md.
 _PAD_FROM_BYTES = 16 * 1024
 _PAD = _ORJSON_DEPTH_LIMIT - ORJSON_MAX_DEPTH
 _OPEN, _CLOSE = b"[" * _PAD, b"]" * _PAD

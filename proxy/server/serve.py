@@ -51,7 +51,7 @@ def describe(settings: Settings) -> str:
 
 # Every request allocates and drops a few hundred small containers (frames, futures, dicts, the
 # parsed body); with CPython's default young-generation threshold (700) the cyclic collector ran every
-# few dozen requests and re-walked everything in flight: ~5% of the shim's CPU in the bench, more
+# few dozen requests and re-walked everything in flight (a measurable share of the CPU, more
 # while 1,000 streams are held. Most of that garbage is freed by reference counting anyway.
 GC_YOUNG_THRESHOLD = 10_000
 
@@ -147,7 +147,7 @@ def run(settings: Settings, host: str, port: int, port_file: str | None = None) 
 
 
 def run_loop(coro) -> None:
-    """asyncio.run on uvloop when it is installed (the bench: ~10% less CPU per request), else on
+    """asyncio.run on uvloop when it is installed (less CPU per request; docs/performance.md), else on
     asyncio's own loop."""
     try:
         import uvloop

@@ -57,7 +57,7 @@ class _Cells:
     """A labelled counter or histogram that every request feeds: plain lists, no lock.
 
     prometheus_client's own metrics take a lock and walk their buckets in Python on every update
-    (observe() took 3.5 µs, now 1.0); these cells are only ever updated by the event
+    (the client's own locking cost more than the update); these cells are only ever updated by the event
     loop's thread, and read whole when /metrics is rendered. The exposition is prometheus_client's
     own (its metric families), sample for sample what its Counter and Histogram write.
     """

@@ -19,8 +19,8 @@ class SchemeUpstream:
     own HTTP/1.1 client.
 
     HTTP/2 is negotiated by ALPN during the TLS handshake, so a cleartext upstream speaks HTTP/1.1
-    whichever client is used; there the cheapest client wins (see the bench in the README). When no
-    provider's URL is https the HTTP/2 client (httpx, h2, its TLS context: ~9 MB) is not loaded
+    whichever client is used; there the cheapest client wins (docs/performance.md). When no
+    provider's URL is https the HTTP/2 client (httpx, h2 and a TLS context: megabytes) is not loaded
     at all; an https URL that still turns up gets it made then."""
 
     def __init__(self, settings: Settings) -> None:

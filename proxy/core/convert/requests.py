@@ -26,7 +26,9 @@ import re
 from proxy.core.convert.errors import ConversionError
 from proxy.core.convert.ids import anthropic_safe_id, provider_tool_id
 
-try:  # tool-call arguments in a tenth of json's time
+from types import ModuleType
+orjson: ModuleType | None
+try:  # tool-call arguments are written per call: the fast encoder, the same JSON
     import orjson
 except ImportError:  # pragma: no cover - a dependency; json writes the same text without it
     orjson = None

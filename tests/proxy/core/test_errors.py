@@ -8,19 +8,19 @@ from proxy.core.errors import (
     PayloadTooLarge,
     UpstreamError,
     UpstreamTimeout,
-    error_body,
 )
+from proxy.protocols import get as protocol
 
 pytestmark = pytest.mark.quick
 
 
 def test_anthropic_error_shape():
-    assert json.loads(error_body("invalid_request_error", "bad")) == {
+    assert json.loads(protocol("anthropic").error_body("invalid_request_error", "bad")) == {
         "type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}
 
 
 def test_openai_error_shape():
-    assert json.loads(error_body("invalid_request_error", "bad", "openai"))["error"]["message"] == "bad"
+    assert json.loads(protocol("openai").error_body("invalid_request_error", "bad"))["error"]["message"] == "bad"
 
 
 @pytest.mark.parametrize("cls, status, err_type", [
