@@ -15,6 +15,7 @@ proxy.pipeline.outcome.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 
 from proxy.core.convert.requests import json_bytes
 from proxy.core.errors import UpstreamError
@@ -92,6 +93,8 @@ async def relay_stream(
     kept = 0
     t_start = time.perf_counter()
     released = False
+    inflight = ex.state.metrics.inflight_streams
+    inflight.inc()
     try:
         await down.open_stream(resp.status, headers, resp_ready(resp))
         async for chunk in resp.chunks():
@@ -119,6 +122,7 @@ async def relay_stream(
         elif not isinstance(exc, ConnectionError):
             raise
     finally:
+        inflight.dec()
         if not released:
             resp.close()
         end = time.perf_counter()
@@ -211,6 +215,8 @@ async def relay_converted_stream(
         sent.append(data)
         await down.write(data)
 
+    inflight = ex.state.metrics.inflight_streams
+    inflight.inc()
     try:
         await down.open_stream(200, [("cache-control", "no-cache"), *headers], False, EVENT_STREAM)
         async for chunk in resp.chunks():
@@ -244,6 +250,7 @@ async def relay_converted_stream(
         elif not isinstance(exc, ConnectionError):
             raise
     finally:
+        inflight.dec()
         if not released:
             resp.close()
         end = time.perf_counter()
@@ -258,39 +265,30 @@ async def relay_converted_stream(
 
 
 # ---------------------------------------------------------------- which one
-async def relay(
+def relay(
     ex: Exchange,
     resp: UpstreamResponse,
     conv: Conversion | None,
     ours: list[tuple[str, str]],
     down: Downstream,
     model: str,
-) -> None:
-    """Passthrough or converted, stream or whole body."""
+) -> Awaitable[None]:
+    """Passthrough or converted, stream or whole body: the relay to await. (A plain function
+    handing back the chosen coroutine: every chunk of a stream resumes the whole chain of
+    coroutines it runs in, and this one would be a link of it.)"""
     rec = ex.rec
     rec["upstream_status"] = rec["status"] = resp.status
     rec["h2"] = resp.h2
     if resp.status >= 400:
         rec["err_type"] = ErrType.UPSTREAM_5XX if resp.status >= 500 else ErrType.UPSTREAM_4XX
     streaming = resp.is_sse and resp.status < 300
-    metrics = ex.state.metrics
-    if streaming:
-        metrics.inflight_streams.inc()
-    try:
-        if conv is None:
-            headers = client_response_headers(resp.headers) + ours
-            if streaming:
-                await relay_stream(ex, resp, headers, down)
-            else:
-                await relay_body(ex, resp, headers, down)
-        elif streaming:
-            await relay_converted_stream(
-                ex, resp, conv, kept_headers(resp.headers) + ours, down, model
-            )
-        else:
-            await relay_converted_body(
-                ex, resp, conv, kept_headers(resp.headers) + ours, down, model
-            )
-    finally:
+    if conv is None:
+        headers = client_response_headers(resp.headers) + ours
         if streaming:
-            metrics.inflight_streams.dec()
+            return relay_stream(ex, resp, headers, down)
+        return relay_body(ex, resp, headers, down)
+    if streaming:
+        return relay_converted_stream(
+            ex, resp, conv, kept_headers(resp.headers) + ours, down, model
+        )
+    return relay_converted_body(ex, resp, conv, kept_headers(resp.headers) + ours, down, model)

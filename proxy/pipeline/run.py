@@ -51,7 +51,13 @@ async def run(ex: Exchange, inbound: Inbound, down: Downstream) -> None:
     (the record already says so)."""
     rec = ex.rec
     try:
-        await _exchange(ex, inbound, down)
+        sent = await _to_upstream(ex, inbound, down)
+        if sent is not None:  # (None: answered without the upstream)
+            resp, decision, conv, ours = sent
+            # awaited here, not inside a step: each chunk of a stream resumes every coroutine
+            # between the front door and the relay, so that chain is kept short
+            await relay(ex, resp, conv, ours, down, rec["model"] or "")
+            _learn_signatures(ex, decision, resp.status)
     except ShimError as exc:
         rec["status"] = exc.status
         rec["err_type"] = rec["err_type"] or exc.err_type
@@ -70,7 +76,9 @@ async def run(ex: Exchange, inbound: Inbound, down: Downstream) -> None:
         finish(ex)
 
 
-async def _exchange(ex: Exchange, inbound: Inbound, down: Downstream) -> None:
+async def _to_upstream(ex: Exchange, inbound: Inbound, down: Downstream):
+    """Prepare and send: the upstream's answer with what the relay needs, or None when the request
+    was answered here (a local token estimate)."""
     state, settings, rec = ex.state, ex.settings, ex.rec
     protocol_in = ex.protocol_in.name
     await prepare.read(ex, inbound)
@@ -87,7 +95,7 @@ async def _exchange(ex: Exchange, inbound: Inbound, down: Downstream) -> None:
             rec.update(status=200, in_tokens=n, reason=Reason.LOCAL_ESTIMATE)
             body = json_bytes({"input_tokens": n})
             down.whole(200, body, [*ours, ("x-ccp-estimate", "true")], "application/json")
-            return
+            return None
     if not ex.exact:
         # Routing read `model` and `stream`; the parsed body (as large again as the body) is not
         # kept for the exchange's lifetime. A body forwarded as it is needs only its model; one
@@ -115,9 +123,7 @@ async def _exchange(ex: Exchange, inbound: Inbound, down: Downstream) -> None:
     ex.body = ex.payload = up_payload = up_req = None
     ex.upstream_protocol = provider.protocol
     ours[1] = (LANE_HEADER, decision.lane)
-    conv = protocols.conversion(protocol_in, provider.protocol)
-    await relay(ex, resp, conv, ours, down, model)
-    _learn_signatures(ex, decision, resp.status)
+    return resp, decision, protocols.conversion(protocol_in, provider.protocol), ours
 
 
 def _learn_signatures(ex: Exchange, decision: Decision, status: int) -> None:

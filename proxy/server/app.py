@@ -84,9 +84,13 @@ class AiohttpInbound:
 
 
 class AiohttpDownstream:
-    """The pipeline's client: an aiohttp response, whole or streamed."""
+    """The pipeline's client: an aiohttp response, whole or streamed.
 
-    __slots__ = ("_request", "response")
+    Once a stream is open, `write`, `write_last` and `end` are the response's own bound methods:
+    a stream's every chunk goes through `write`, and a method of ours around aiohttp's would be
+    one more coroutine made and run per chunk."""
+
+    __slots__ = ("_request", "response", "write", "write_last", "end")
 
     def __init__(self, request: web.Request) -> None:
         self._request = request
@@ -119,18 +123,10 @@ class AiohttpDownstream:
         for name, value in headers:
             out.headers.add(name, value)
         self.response = out
+        self.write, self.write_last, self.end = out.write, out.write_eof, out.write_eof
         await out.prepare(self._request)
         if not first_chunk_ready:  # the first chunk is not here yet: the client has the headers now
             await out.write(b"")
-
-    async def write(self, chunk: bytes) -> None:
-        await self.response.write(chunk)
-
-    async def write_last(self, chunk: bytes) -> None:
-        await self.response.write_eof(chunk)
-
-    async def end(self) -> None:
-        await self.response.write_eof()
 
 
 async def handle_model_request(request: web.Request) -> web.StreamResponse:
