@@ -15,14 +15,10 @@ import json
 from proxy.core.errors import BadRequest, UnsupportedMediaType
 from proxy.core.sse import exact_loads
 
-from types import ModuleType
-jiter: ModuleType | None
-msgspec: ModuleType | None
-orjson: ModuleType | None
 try:  # a large Claude Code body is read often: orjson gives json's result faster; json decides the odd cases
     import orjson
 except ImportError:  # pragma: no cover - a dependency; the stdlib path stays correct without it
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # (an optional module: None when missing)
 try:  # the anthropic SDK's JSON parser (a dependency of it): faster still than orjson,
     # read exactly as json.loads reads it (integers of any size, NaN, the last of duplicate keys);
     # what it refuses (nesting past 200 levels, lone surrogates, a BOM) goes on to orjson and json
@@ -30,7 +26,7 @@ try:  # the anthropic SDK's JSON parser (a dependency of it): faster still than 
 
     jiter.from_json(b"{}", cache_mode="none")  # (a jiter too old for the options used here: none)
 except (ImportError, TypeError, AttributeError):  # pragma: no cover - orjson/json: the same payload
-    jiter = None
+    jiter = None  # type: ignore[assignment]  # (an optional module: None when missing)
 
 try:  # reads what routing needs (model, stream) while checking the whole body is JSON, skipping the
     # rest without building it, which costs a fraction of building it (docs/performance.md)
@@ -42,7 +38,7 @@ try:  # reads what routing needs (model, stream) while checking the whole body i
 
     _ROUTE = msgspec.json.Decoder(_Route)
 except ImportError:  # pragma: no cover - a dependency; the full reading below routes without it
-    msgspec = _ROUTE = None
+    msgspec = _ROUTE = None  # type: ignore[assignment]  # (optional: None when missing)
 
 _utf8_decode = codecs.utf_8_decode
 

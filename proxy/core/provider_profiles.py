@@ -53,7 +53,7 @@ from typing import Any
 try:  # tool schemas of a request converted from the body's bytes are orjson Fragments
     import orjson
 except ImportError:  # pragma: no cover - a dependency; without it no Fragment is ever built
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # (an optional module: None when missing)
 
 _FRAGMENT = getattr(orjson, "Fragment", None)
 KNOBS = ("max_tokens_cap", "drop_fields", "beta_allow", "beta_drop", "schema_strip")

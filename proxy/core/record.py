@@ -14,12 +14,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NotRequired, TypedDict
 
-from types import ModuleType
-orjson: ModuleType | None
 try:  # a record line without the stdlib encoder's cost; the same bytes for the types a record holds
     import orjson
 except ImportError:  # pragma: no cover - a dependency; json writes the same line without it
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # (an optional module: None when missing)
 
 USAGE_FILE = "usage.jsonl"
 

@@ -19,14 +19,12 @@ import json
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from types import ModuleType
-jiter: ModuleType | None
 try:  # the anthropic SDK's JSON parser: an event's data faster than json, the same value
     import jiter
 
     jiter.from_json(b"{}", cache_mode="none")  # (a jiter too old for the options used here: none)
 except (ImportError, TypeError, AttributeError):  # pragma: no cover - json reads them alone
-    jiter = None
+    jiter = None  # type: ignore[assignment]  # (an optional module: None when missing)
 
 
 class EventSplitter:

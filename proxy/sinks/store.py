@@ -36,12 +36,10 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from types import ModuleType
-orjson: ModuleType | None
 try:
     import orjson
 except ImportError:  # optional: the stdlib encoder does the same, slower
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # (an optional module: None when missing)
 
 from proxy.sinks.quotas import record_time
 

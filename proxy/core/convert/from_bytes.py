@@ -19,14 +19,11 @@ from typing import Any
 
 from proxy.core.convert.requests import anthropic_to_openai_request
 
-from types import ModuleType
-msgspec: ModuleType | None
-orjson: ModuleType | None
 try:
     import msgspec
     import orjson
 except ImportError:  # pragma: no cover - dependencies; the exact path converts without them
-    msgspec = orjson = None
+    msgspec = orjson = None  # type: ignore[assignment]  # (optional: None when missing)
 
 if msgspec is not None:
     _UNSET = msgspec.UNSET

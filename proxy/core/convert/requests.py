@@ -26,12 +26,10 @@ import re
 from proxy.core.convert.errors import ConversionError
 from proxy.core.convert.ids import anthropic_safe_id, provider_tool_id
 
-from types import ModuleType
-orjson: ModuleType | None
 try:  # tool-call arguments are written per call: the fast encoder, the same JSON
     import orjson
 except ImportError:  # pragma: no cover - a dependency; json writes the same text without it
-    orjson = None
+    orjson = None  # type: ignore[assignment]  # (an optional module: None when missing)
 
 DEFAULT_MAX_TOKENS = 4096
 # OpenAI's rule for function names; longer names (MCP tools) and other characters are shortened
