@@ -13,6 +13,7 @@ import codecs
 import json
 
 from proxy.core.errors import BadRequest, UnsupportedMediaType
+from proxy.core.record import UsageRecord
 from proxy.core.sse import exact_loads
 
 try:  # a large Claude Code body is read often: orjson gives json's result faster; json decides the odd cases
@@ -43,7 +44,7 @@ except ImportError:  # pragma: no cover - a dependency; the full reading below r
 _utf8_decode = codecs.utf_8_decode
 
 
-def check_payload(body: bytes, content_type: str, rec: dict) -> tuple[dict, bool]:
+def check_payload(body: bytes, content_type: str, rec: UsageRecord) -> tuple[dict, bool]:
     """The checks every model request's body passes, in the shim and in `ccp mitm`: a JSON object
     with a non-empty `model`. Returns the payload and whether it is json.loads' own whole reading
     (what a rewrite needs; when not, the payload may hold only `model` and `stream`: read it again
@@ -53,6 +54,7 @@ def check_payload(body: bytes, content_type: str, rec: dict) -> tuple[dict, bool
             f"content-type must be application/json, got {content_type or 'none'}"
         )
     rec["bytes_in"] = len(body)
+    payload: object  # a dict once checked
     payload, exact = (
         route_fields(body),
         False,

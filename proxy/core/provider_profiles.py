@@ -110,10 +110,10 @@ class ProviderProfile:
 
 
 def _p(name: str, **knobs: Any) -> ProviderProfile:
-    return ProviderProfile(
-        name,
-        **{k: frozenset(v) if isinstance(v, (set, list, tuple)) else v for k, v in knobs.items()},
-    )
+    fields: dict[str, Any] = {
+        k: frozenset(v) if isinstance(v, (set, list, tuple)) else v for k, v in knobs.items()
+    }
+    return ProviderProfile(name, **fields)
 
 
 # --- built-in profiles --------------------------------------------------------------------------
@@ -491,4 +491,5 @@ def apply_to_request(
             changes.append(f"schema_stripped:{n}")
     if not changes:
         return payload, []
+    assert out is not None  # every change above was made on `out`
     return out, changes

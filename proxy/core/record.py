@@ -12,7 +12,7 @@ import math
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 try:  # a record line without the stdlib encoder's cost; the same bytes for the types a record holds
     import orjson
@@ -125,7 +125,13 @@ class UsageRecord(TypedDict):
 
 ONLY_SOME = ("header_mode", "control")
 FIELDS: tuple[str, ...] = tuple(k for k in UsageRecord.__annotations__ if k not in ONLY_SOME)
-TOKEN_FIELDS = ("in_tokens", "out_tokens", "cache_read_tokens", "cache_creation_tokens")
+TokenField = Literal["in_tokens", "out_tokens", "cache_read_tokens", "cache_creation_tokens"]
+TOKEN_FIELDS: tuple[TokenField, ...] = (
+    "in_tokens",
+    "out_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+)
 
 
 _second: list = [None, ""]  # the last whole second formatted, and its "YYYY-MM-DDTHH:MM:SS."

@@ -95,12 +95,10 @@ def decide(
     if policy.offload_paused:
         return Decision(LANE_ANTHROPIC, LANE_ANTHROPIC, meta.model, "offload_paused")
     if override:
-        route = catalog.match(override) if catalog is not None else None
-        if route is not None:
+        if catalog is not None and (route := catalog.match(override)) is not None:
             return _via(route, override, "manual_override", catalog)
         return Decision(LANE_ANTHROPIC, LANE_ANTHROPIC, override, "manual_override")
-    route = catalog.match(meta.model) if catalog is not None else None
-    if route is not None:
+    if catalog is not None and (route := catalog.match(meta.model)) is not None:
         return _via(route, meta.model, "route", catalog)
     if policy.force_haiku_to_zai and is_haiku(meta.model):
         if policy.licence_enforced and not policy.licence_allows_offload:

@@ -51,7 +51,7 @@ class ProtocolAdapter:
 
     # --- conversion to and from the pivot (not needed by the pivot itself)
     def request_from_anthropic(
-        self, payload: dict | None, body: bytes | None, model: str, tool_names: dict[str, str]
+        self, payload: dict | None, body: bytes, model: str, tool_names: dict[str, str]
     ) -> tuple[dict, bytes]:
         """(the request, its bytes); `payload` None: read from `body`, which routing found to be
         JSON as json.loads reads it."""
@@ -110,11 +110,12 @@ class Conversion:
         return self.to_provider
 
     def request(
-        self, payload: dict | None, body: bytes | None, model: str, tool_names: dict[str, str]
+        self, payload: dict | None, body: bytes, model: str, tool_names: dict[str, str]
     ) -> tuple[dict, bytes]:
         """The provider's request body: from the payload, or (payload None) from the bytes."""
         if self.to_provider:
             return self.provider.request_from_anthropic(payload, body, model, tool_names)
+        assert payload is not None  # (read from the bytes only towards a provider: prepare.py)
         out = self.client.request_to_anthropic(payload, model)
         return out, json_bytes(out)
 

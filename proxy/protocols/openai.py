@@ -47,7 +47,7 @@ class OpenAIProtocol(ProtocolAdapter):
         return json.dumps(obj, separators=(",", ":")).encode()
 
     def request_from_anthropic(
-        self, payload: dict | None, body: bytes | None, model: str, tool_names: dict[str, str]
+        self, payload: dict | None, body: bytes, model: str, tool_names: dict[str, str]
     ) -> tuple[dict, bytes]:
         if payload is None:  # converted from the bytes, without building the whole payload
             converted = convert.anthropic_body_to_openai(body, model, tool_names)

@@ -71,3 +71,19 @@ class Converter:
     def _take(self) -> bytes:
         out, self._out = b"".join(self._out), []
         return out
+
+    # -- what a subclass provides ------------------------------------------------------------------
+    def _data(self, data: str) -> None:
+        """One event's data, decoded."""
+        raise NotImplementedError
+
+    def _answer_finished(self) -> bool:
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        """Queue the protocol's normal ending."""
+        raise NotImplementedError
+
+    def _fail(self, message: str, error_type: str = "api_error") -> None:
+        """Queue an error event (the stream ends with it)."""
+        raise NotImplementedError

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import Any
 
 from proxy.core.convert.errors import ConversionError
 from proxy.core.convert.ids import anthropic_safe_id, provider_tool_id
@@ -214,8 +215,8 @@ def _assistant_to_openai(content: object, i: int) -> dict:
     return message
 
 
-def _tool_choice_to_openai(choice: object) -> str | dict | None:
-    kind = choice.get("type") if isinstance(choice, dict) else None
+def _tool_choice_to_openai(choice: Any) -> str | dict | None:  # (a JSON value)
+    kind: Any = choice.get("type") if isinstance(choice, dict) else None
     if kind == "tool" and isinstance(choice.get("name"), str) and choice["name"]:
         return {"type": "function", "function": {"name": provider_tool_name(choice["name"])}}
     if kind == "tool":
@@ -377,7 +378,7 @@ def _parts_to_anthropic(content: object, field: str) -> list[dict]:
     return blocks
 
 
-def parse_arguments(arguments: object) -> dict:
+def parse_arguments(arguments: Any) -> dict:
     """Tool-call arguments (a JSON string) as an object; unparsable text is kept under `_raw`."""
     if isinstance(arguments, dict):
         return arguments
@@ -405,7 +406,7 @@ def _assistant_to_anthropic(message: dict, field: str) -> list[dict]:
     return blocks
 
 
-def _tool_choice_to_anthropic(choice: object) -> dict | None:
+def _tool_choice_to_anthropic(choice: Any) -> dict | None:  # (a JSON value)
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         return {"type": "tool", "name": name} if name else None

@@ -173,7 +173,9 @@ def openai_to_anthropic_response(
     thinking = reasoning_text(message)
     if thinking.strip():
         content.append({"type": "thinking", "thinking": thinking, "signature": ""})
-    refusal = message.get("refusal") if isinstance(message.get("refusal"), str) else ""
+    refusal = message.get("refusal")
+    if not isinstance(refusal, str):
+        refusal = ""
     text = content_text(message.get("content")) + refusal
     if text.strip():
         content.append({"type": "text", "text": text})
@@ -186,8 +188,12 @@ def openai_to_anthropic_response(
         calls.append({"id": "", "function": message["function_call"]})
     ids, names = ToolIds(), tool_names or {}
     for call in calls:
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
-        name = function.get("name") if isinstance(function.get("name"), str) else ""
+        function = call.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        name = function.get("name")
+        if not isinstance(name, str):
+            name = ""
         content.append(
             {
                 "type": "tool_use",

@@ -165,7 +165,8 @@ class OpenAIToAnthropicStream(Converter):
                 self.usage = anthropic_usage(choice["usage"])
             delta = choice.get("delta")
             if not isinstance(delta, dict):
-                delta = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+                message = choice.get("message")
+                delta = message if isinstance(message, dict) else {}
             if reasoning := reasoning_text(delta):
                 self._piece(_THINKING, reasoning)
             if text := content_text(delta.get("content")):
@@ -201,7 +202,9 @@ class OpenAIToAnthropicStream(Converter):
         if not isinstance(index, int) or isinstance(index, bool):
             index = None
         pid = _str(call.get("id"))
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = call.get("function")
+        if not isinstance(function, dict):
+            function = {}
         name = _str(function.get("name"))
         args = function.get("arguments")
         args = args if isinstance(args, str) else json_text(args) if isinstance(args, dict) else ""
@@ -255,6 +258,7 @@ class OpenAIToAnthropicStream(Converter):
     def _switch(self, key: str, piece: str) -> None:
         self._close_block()
         index = len(self._blocks)
+        block: dict
         if key == _THINKING:
             block = {"type": "thinking", "thinking": "", "signature": ""}
         elif key == _TEXT:
