@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -106,6 +106,9 @@ class Route:
 class Catalog:
     providers: dict[str, Provider]
     routes: tuple[Route, ...] = ()
+    if TYPE_CHECKING:  # set by __post_init__, not fields (see there)
+        _exact: dict[str, Route] = field(init=False)
+        _globs: tuple[tuple[str, Route], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         # match() runs for every request: the routes indexed once (a frozen dataclass, so set

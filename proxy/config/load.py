@@ -16,7 +16,7 @@ from pathlib import Path
 
 from proxy.config.catalog import load_catalog
 from proxy.config.home import resolve_home, under
-from proxy.config.quotas import QuotaError, load_quotas
+from proxy.config.quotas import QuotaConfig, QuotaError, load_quotas
 from proxy.config.settings import (
     DEFAULT_CONFIG_FILE,
     DEFAULT_PROVIDERS_FILE,
@@ -55,7 +55,7 @@ def load_settings(env: Mapping[str, str] | None = None, now: float | None = None
             f"(known: {', '.join(sorted(catalog.providers))})"
         )
     quotas_file = _quotas_file(env, settings.config_home, home)
-    quotas = None
+    quotas = QuotaConfig()  # (no file: what Settings itself starts with)
     if quotas_file:
         try:
             quotas = load_quotas(quotas_file, catalog.providers)

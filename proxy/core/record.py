@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 try:  # a record line without the stdlib encoder's cost; the same bytes for the types a record holds
     import orjson
@@ -189,7 +190,7 @@ def set_tokens(record: UsageRecord | dict, tokens: dict) -> None:
             record[key] = value
 
 
-def record_line(record: dict) -> bytes:
+def record_line(record: Mapping[str, Any]) -> bytes:
     """One record as one compact UTF-8 JSON line (orjson, or json for what orjson refuses)."""
     if orjson is not None:
         try:

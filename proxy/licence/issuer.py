@@ -170,7 +170,7 @@ class Issuer:
         self.key, self.kid, self.book, self.clock, self.interval = key, kid, book, clock, interval
         self.grants: dict[str, DeviceGrant] = {}
 
-    def issue(self, invite_code: str, email: str) -> dict:
+    def issue(self, invite_code: object, email: object) -> dict:  # (JSON values: checked here)
         if not isinstance(invite_code, str) or not invite_code.strip():
             raise IssueError(400, "bad_request", "invite_code is required")
         if not isinstance(email, str) or not re.match(r"^[^@\s]+@[^@\s]+$", email.strip()):

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
@@ -53,7 +54,7 @@ class SessionRegistry:
         self._by_id: dict[str, Session] = {}
         self._tokens: frozenset[str] = frozenset()  # asked by every request: made on change
 
-    def register(self, token: str, sandbox_id: str, task_name: str) -> Session:
+    def register(self, token: Any, sandbox_id: Any, task_name: Any) -> Session:  # (JSON values)
         for name, value in (
             ("session_token", token),
             ("sandbox_id", sandbox_id),

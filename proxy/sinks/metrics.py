@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 from bisect import bisect_left
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -72,6 +74,7 @@ class _Cells:
     ) -> None:
         self.name, self.doc, self.labelnames = name, doc, labelnames
         self.bounds = buckets  # None: a counter
+        self._bounds = buckets or ()  # what observe() reads (only a histogram's cells are observed)
         self.cells: dict[tuple[str, ...], list] = {}
         registry.register(self)
 
@@ -88,7 +91,7 @@ class _Cells:
         return cell
 
     def observe(self, cell: list, value: float) -> None:
-        cell[0][bisect_left(self.bounds, value)] += 1  # the first bucket whose bound is >= value
+        cell[0][bisect_left(self._bounds, value)] += 1  # the first bucket whose bound is >= value
         cell[1] += value
 
     def describe(self):
@@ -187,11 +190,11 @@ class Metrics:
         )
 
         # observe() runs for every request: the cells it feeds, looked up once each
-        self._bytes_in = self._bytes_out = None  # made by the first observe(), as before
+        self._bytes_cells: tuple[list, list] | None = None  # (in, out): made by the first observe()
         self._by_request: dict[tuple, list] = {}
         self._by_error: dict[str, list] = {}
 
-    def observe(self, rec: dict) -> None:
+    def observe(self, rec: Mapping[str, Any]) -> None:
         """Count one finished request from its usage record."""
         get = rec.get
         lane = get("lane") or "none"
@@ -217,10 +220,11 @@ class Metrics:
             if cell is None:
                 cell = self._by_error[err_type] = self.upstream_errors.cell(err_type)
             cell[0] += 1.0
-        if self._bytes_in is None:
-            self._bytes_in, self._bytes_out = self.bytes.cell("in"), self.bytes.cell("out")
-        self._bytes_in[0] += get("bytes_in") or 0
-        self._bytes_out[0] += get("bytes_out") or 0
+        cells = self._bytes_cells
+        if cells is None:
+            cells = self._bytes_cells = (self.bytes.cell("in"), self.bytes.cell("out"))
+        cells[0][0] += get("bytes_in") or 0
+        cells[1][0] += get("bytes_out") or 0
         if get("retries"):
             self.retries.inc(rec["retries"])
         if get("partial"):

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from proxy.config.quotas import DEFAULT_WARN_PCT, RATE_WINDOW, Quota, QuotaConfig
 from proxy.core.routing import LANE_ANTHROPIC, Decision
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 
 # ---------------------------------------------------------------- accounting
-def record_time(rec: dict) -> float | None:
+def record_time(rec: Mapping[str, Any]) -> float | None:
     """The epoch seconds of a usage record's `ts` (ISO-8601 UTC), or None."""
     ts = rec.get("ts")
     if isinstance(ts, (int, float)):
@@ -68,7 +68,7 @@ def record_time(rec: dict) -> float | None:
 _SECOND: list[tuple[str, int]] = [("", 0)]  # ("YYYY-MM-DDTHH:MM:SS", its epoch second)
 
 
-def record_tokens(rec: dict) -> int:
+def record_tokens(rec: Mapping[str, Any]) -> int:
     return sum(
         v
         for v in (rec.get("in_tokens"), rec.get("out_tokens"))
@@ -76,7 +76,7 @@ def record_tokens(rec: dict) -> int:
     )
 
 
-def is_limit_hit(rec: dict) -> bool:
+def is_limit_hit(rec: Mapping[str, Any]) -> bool:
     return rec.get("status") == 429 or rec.get("upstream_status") == 429
 
 
@@ -190,7 +190,9 @@ class QuotaBook:
     def __init__(self, config: QuotaConfig | None = None) -> None:
         self.config = config or QuotaConfig()
         self._accounts: dict[str, _Account] = {}
-        self._journal: list[dict] | None = None  # records accounted since begin_rebuild()
+        self._journal: list[Mapping[str, Any]] | None = (
+            None  # records accounted since begin_rebuild()
+        )
 
     def reload(self, config: QuotaConfig) -> None:
         """Swap the config; accounts of patterns that stay keep their in-memory history (what is
@@ -214,7 +216,7 @@ class QuotaBook:
         plus the records accounted since `begin_rebuild()` that `stored` lacks (by rid); returns
         how many records counted."""
         journal, self._journal = self._journal or [], None
-        records = list(stored)
+        records: list[Mapping[str, Any]] = list(stored)
         rids = {r.get("rid") for r in records}
         late = [r for r in journal if r.get("rid") is None or r.get("rid") not in rids]
         if late:  # stable: stored rows keep their (ts, rowid) order, late ones follow at equal ts
@@ -227,7 +229,7 @@ class QuotaBook:
     def _account(self, quota: Quota) -> _Account:
         return self._accounts.setdefault(quota.pattern, _Account())
 
-    def account(self, rec: dict) -> Quota | None:
+    def account(self, rec: Mapping[str, Any]) -> Quota | None:
         """Count one finished usage record; returns the quota it counted towards (or None)."""
         if self._journal is not None:
             self._journal.append(rec)
@@ -260,7 +262,7 @@ class QuotaBook:
             )
         return quota
 
-    def restore(self, records: Iterable[dict]) -> int:
+    def restore(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Replay stored records (oldest first) into the book; returns how many counted."""
         return sum(1 for rec in records if self.account(rec) is not None)
 
@@ -268,6 +270,7 @@ class QuotaBook:
         s = acct.series
         rolling = weekly = None
         if quota.rolling_tokens:
+            assert quota.rolling_window is not None  # a rolling budget has its window (parse_quota)
             rolling = 100.0 * s.total(now - quota.rolling_window, now) / quota.rolling_tokens
         if quota.weekly_tokens:
             weekly = 100.0 * s.total(now - quota.weekly_window, now) / quota.weekly_tokens
@@ -287,7 +290,9 @@ class QuotaBook:
         block = top >= 100.0 or cooling
         warn = block or top >= quota.warn_pct
         releases = []
+        eta: float | None
         if quota.rolling_tokens:
+            assert quota.rolling_window is not None  # a rolling budget has its window (parse_quota)
             releases.append(
                 s.release_time(
                     now - quota.rolling_window, now, quota.rolling_tokens, quota.rolling_window

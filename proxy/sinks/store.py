@@ -30,11 +30,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 try:
     import orjson
@@ -238,7 +238,7 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _record_json(rec: dict) -> str:
+def _record_json(rec: Mapping[str, Any]) -> str:
     """The record as compact JSON text: orjson (the stdlib encoder would be most of the writer
     thread's time), the stdlib for what orjson refuses."""
     if orjson is not None:
@@ -249,7 +249,7 @@ def _record_json(rec: dict) -> str:
     return json.dumps(rec, separators=(",", ":"), default=str)
 
 
-def sample_row(rec: dict, source: str = "shim", line: bytes | None = None) -> tuple:
+def sample_row(rec: Mapping[str, Any], source: str = "shim", line: bytes | None = None) -> tuple:
     """The samples row of one usage record (in SAMPLE_COLUMNS order); `line` is the record's JSONL
     line when it was written already (the `record` column is that text, not a second encoding)."""
     t = record_time(rec)
@@ -424,7 +424,8 @@ def sample_rows(
     model: str | None = None,
     limit: int = 1000,
 ) -> list[dict]:
-    sql, args = "SELECT * FROM samples WHERE ts >= ?", [since or 0.0]
+    sql = "SELECT * FROM samples WHERE ts >= ?"
+    args: list[float | str] = [since or 0.0]
     if model:
         sql += " AND model = ?"
         args.append(model)
@@ -523,7 +524,9 @@ class UsageStore:
         self._opened.wait(timeout)
         return self.degraded is None
 
-    def write(self, rec: dict, source: str = "shim", line: bytes | None = None) -> None:
+    def write(
+        self, rec: Mapping[str, Any], source: str = "shim", line: bytes | None = None
+    ) -> None:
         """Queue one record (never blocks); counted as an error when the store is degraded.
         `line` is the record's JSONL line, when the caller has it."""
         if self.degraded is not None or self._thread is None:

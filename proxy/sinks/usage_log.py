@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from proxy.core.jsonl import Records
 from proxy.core.record import USAGE_FILE, record_line
@@ -90,7 +91,7 @@ class UsageWriter:
                 self.on_rotate()
         return rotated
 
-    def write(self, record: dict) -> bytes:
+    def write(self, record: Mapping[str, Any]) -> bytes:
         """Append the record's line; returns the line (the store keeps the same text)."""
         line = record_line(record)
         with self._lock:
