@@ -190,9 +190,8 @@ class QuotaBook:
     def __init__(self, config: QuotaConfig | None = None) -> None:
         self.config = config or QuotaConfig()
         self._accounts: dict[str, _Account] = {}
-        self._journal: list[Mapping[str, Any]] | None = (
-            None  # records accounted since begin_rebuild()
-        )
+        # the records accounted since begin_rebuild()
+        self._journal: list[Mapping[str, Any]] | None = None
 
     def reload(self, config: QuotaConfig) -> None:
         """Swap the config; accounts of patterns that stay keep their in-memory history (what is

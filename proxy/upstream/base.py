@@ -15,7 +15,7 @@ be reached or broke the connection) and `UpstreamTimeout`. Idle streams raise `S
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from functools import lru_cache
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -67,7 +67,8 @@ class UpstreamResponse(Protocol):
 
 
 class Upstream(Protocol):
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+    # (an awaitable, not only a coroutine: SchemeUpstream hands back the chosen client's own)
+    def send(self, request: UpstreamRequest) -> Awaitable[UpstreamResponse]: ...
 
 
 def describe(exc: BaseException) -> str:

@@ -131,14 +131,15 @@ class _Response:
         head_deadline: float,
     ) -> None:
         loop = client._loop
+        assert loop is not None  # (send() checked it: start() was awaited)
         self._client = client
-        self._conn = conn
+        self._conn: _Connection | None = conn  # None once let go (_detach)
         self._loop = loop
         self._host = host
         self._stream = stream
         self._deadline = deadline  # a JSON answer's whole-exchange limit (a stream has none)
         self._head_deadline = head_deadline
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser = httptools.HttpResponseParser(self)
         self._raw: list[tuple[bytes, bytes]] = []
         self._head = loop.create_future()
         self._buf: deque[bytes] = deque()
@@ -184,10 +185,10 @@ class _Response:
                 framed = True
         self._until_close = not framed and status not in (204, 304)
         if self._stream:  # from now on the limit is the idle time, judged at the timer
+            conn = self._conn
+            assert conn is not None  # (the parser is fed only through its connection)
             self._timer.cancel()
-            self._timer = self._loop.call_at(
-                self._conn.last_data + self._client._idle, self._on_timer
-            )
+            self._timer = self._loop.call_at(conn.last_data + self._client._idle, self._on_timer)
         elif self._head_deadline < self._deadline:  # headers had the shorter limit
             self._timer.cancel()
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
@@ -201,7 +202,9 @@ class _Response:
         self._size += len(body)
         if self._size > HIGH_WATER and not self._paused:
             self._paused = True
-            self._conn.transport.pause_reading()
+            conn = self._conn
+            assert conn is not None and conn.transport is not None  # (bytes came through it)
+            conn.transport.pause_reading()
         self._wake()
 
     def on_message_complete(self) -> None:
@@ -243,20 +246,23 @@ class _Response:
     def _on_timer(self) -> None:
         if self._done or self._error is not None:
             return
+        conn = self._conn
+        assert conn is not None  # (_detach cancels the timer)
         now = self._loop.time()
         if not self.status:
             self._fail(UpstreamTimeout, f"no response headers from {self._host} in time")
         elif not self._stream:
             self._fail(UpstreamTimeout, "upstream did not answer in time")
         else:
-            idle_until = self._conn.last_data + self._client._idle
+            idle_until = conn.last_data + self._client._idle
             if self._paused or now < idle_until:  # bytes came, or the handler is what waits
                 self._timer = self._loop.call_at(max(idle_until, now + 0.05), self._on_timer)
                 return
             self._fail(StreamIdle, "no data from upstream within the idle timeout")
-        self._conn.close()
+        conn.close()
 
     def _raise(self) -> None:
+        assert self._error is not None  # (called on an error only)
         kind, reason = self._error
         if kind is UpstreamError:
             raise UpstreamError(f"upstream {self._what} broke: {reason}")
@@ -292,7 +298,9 @@ class _Response:
                 self._size -= len(chunk)
                 if self._paused and self._size <= LOW_WATER:
                     self._paused = False
-                    self._conn.transport.resume_reading()
+                    conn = self._conn
+                    assert conn is not None and conn.transport is not None  # (still this one's)
+                    conn.transport.resume_reading()
                 return chunk
             if self._error is not None:
                 self._raise()
@@ -331,7 +339,9 @@ class _Response:
             self._conn = None
             conn.response = None
             self._timer.cancel()
-            self._parser = None  # (it holds this answer's callbacks: a cycle only the GC would end)
+            # (it holds this answer's callbacks: a cycle only the GC would end; nothing feeds it now,
+            # as conn.response is None)
+            self._parser = None  # type: ignore[assignment]  # let go with its connection
         return conn
 
 
@@ -366,6 +376,7 @@ class H1Upstream:
         pool = self._pools.get(key)
         if not pool:
             return None
+        assert self._loop is not None  # (from send(), which checked it)
         oldest_ok = self._loop.time() - KEEPALIVE_S
         while pool:
             conn = pool.pop()
@@ -375,6 +386,7 @@ class H1Upstream:
         return None
 
     def _put(self, conn: _Connection) -> None:
+        assert self._loop is not None  # (a connection is only made after start())
         conn.last_used = self._loop.time()
         self._pools.setdefault(conn.key, []).append(conn)
         if self._sweeper is None:
@@ -383,6 +395,7 @@ class H1Upstream:
     def _sweep(self) -> None:
         """Close the connections idle for longer than KEEPALIVE_S; look again while any remain."""
         self._sweeper = None
+        assert self._loop is not None  # (armed by _put())
         oldest_ok = self._loop.time() - KEEPALIVE_S
         remaining = False
         for key, pool in self._pools.items():
@@ -397,6 +410,7 @@ class H1Upstream:
 
     async def _connect(self, key: tuple[str, int], host: str) -> _Connection:
         loop = self._loop
+        assert loop is not None  # (from send(), which checked it)
         try:
             async with asyncio.timeout(self._dial):
                 _, conn = await loop.create_connection(
@@ -427,6 +441,7 @@ class H1Upstream:
         conn.last_data = now
         resp = _Response(self, conn, host, stream, deadline, head_deadline)
         conn.response = resp
+        assert conn.transport is not None  # (connected: create_connection() set it)
         conn.transport.writelines((head, request.body))
         try:
             await resp._head

@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, cast
 
 import h2.errors
 import httpcore
@@ -154,8 +155,8 @@ class _Body(httpx.AsyncByteStream):
 
 async def _reset_h2_stream(pool_stream) -> None:
     """Best effort, through httpcore's internals (1.0.x); HTTP/1.1 streams have no stream id."""
-    inner = getattr(pool_stream, "_stream", None)
-    conn = getattr(inner, "_connection", None)
+    inner: Any = getattr(pool_stream, "_stream", None)
+    conn: Any = getattr(inner, "_connection", None)  # (not None when it has an _h2_state)
     stream_id = getattr(inner, "_stream_id", None)
     state = getattr(conn, "_h2_state", None)
     if state is None or stream_id is None:
@@ -227,7 +228,7 @@ class _HttpxResponse:
             return await anext(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        parts = self._resp.aiter_raw()
+        parts = cast("AsyncGenerator[bytes, None]", self._resp.aiter_raw())  # (httpx: AsyncIterator)
         try:
             while True:
                 try:
@@ -243,7 +244,7 @@ class _HttpxResponse:
             await parts.aclose()
 
     async def read(self) -> bytes:
-        parts = self._resp.aiter_raw()
+        parts = cast("AsyncGenerator[bytes, None]", self._resp.aiter_raw())  # (httpx: AsyncIterator)
         data = bytearray()
         try:
             while True:
