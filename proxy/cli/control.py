@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import httpx
 
@@ -58,7 +58,10 @@ def healthy(port: int, host: str = LOCALHOST) -> bool:
         return False
 
 
-def wait_for(predicate: Callable[[], object], timeout: float) -> object:
+_T = TypeVar("_T")
+
+
+def wait_for(predicate: Callable[[], _T], timeout: float) -> _T:
     """Poll `predicate` until it is truthy (returns it) or `timeout` passes (returns None)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -274,7 +277,8 @@ def ps_main(argv: list[str]) -> int:
     port = read_int(files.port) if pid else settings.default_port
     if not args.quiet:
         state = f"running pid {pid}" if pid else "not running"
-        if not pid and healthy(port):  # a shim whose run files are elsewhere (another home)
+        # a shim whose run files are elsewhere (another home); `port` is then the default one
+        if not pid and healthy(settings.default_port):
             state = (
                 f"not running from this home, but a shim answers on port {port} (started "
                 f"with another CCP_HOME, or its pid file was removed; `ccp down` cannot stop it)"

@@ -82,7 +82,8 @@ class _Printer:
         elif self.console is not None:
             from rich.text import Text
 
-            self.console.print(Text.assemble(*format_line(line)))
+            # (a None style is plain text: Text.append's own default; the stub wants str | Style)
+            self.console.print(Text.assemble(*format_line(line)))  # type: ignore[arg-type]
         else:
             self.out.write("".join(text for text, _ in format_line(line)) + "\n")
         self.out.flush()
@@ -97,11 +98,15 @@ def last_lines(path: Path, n: int) -> list[str]:
 
 def follow(path: Path, start: int, stop_at: float | None) -> Iterator[str]:
     """Whole lines appended to `path` after offset `start`; survives rotation and recreation."""
-    fh, ino, pos, partial = None, None, start, ""
+    fh: TextIO | None = None
+    ino: int | None = None
+    pos, partial = start, ""
 
     def drain() -> Iterator[str]:
         nonlocal pos, partial
-        chunk = fh.read() if fh is not None else ""
+        if fh is None:
+            return
+        chunk = fh.read()
         if chunk:
             pos = fh.tell()
             lines = (partial + chunk).split("\n")

@@ -65,7 +65,8 @@ def offline_usage(settings: Settings, now: float) -> dict:
     book = QuotaBook()
     span = book_span(settings.quotas)
     db = Path(settings.db_file)
-    summary, note = None, f"no store at {db}"
+    summary: dict | None = None
+    note: str | None = f"no store at {db}"
     conn = connect(db, readonly=True) if db.exists() else None
     try:
         book.rebuild(settings.quotas, quota_records(conn, now - span) if conn and span else [])

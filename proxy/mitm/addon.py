@@ -66,12 +66,14 @@ class CcpRouter:
         self.enabled = chain.enabled
         self._filter = flowfilter.parse(chain.expression) if chain.enabled else None
         pipeline = urlsplit(pipeline_url)
+        assert pipeline.hostname is not None and pipeline.port is not None, pipeline_url
         self._pipeline = (pipeline.scheme, pipeline.hostname, pipeline.port)
         self.passed = 0  # flows left to mitmproxy (other hosts, other paths)
         self.routed = 0
 
     def _chosen(self, flow: http.HTTPFlow) -> bool:
-        return self.enabled and bool(flowfilter.match(self._filter, flow))
+        f = self._filter  # (None exactly when not enabled)
+        return self.enabled and f is not None and bool(flowfilter.match(f, flow))
 
     @staticmethod
     def _is_model_request(flow: http.HTTPFlow) -> bool:
