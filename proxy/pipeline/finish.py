@@ -88,10 +88,10 @@ def write_answer(ex: Exchange) -> None:
     }
     # passthrough: what went down is what came up; a conversion says what it sent down
     downstream = upstream if ex.downstream is SAME else ex.downstream
+    session, ts, secrets = rec["session"], ex.trace_ts, ex.trace_secrets
+    assert session is not None and ts is not None and secrets is not None  # (write_query's)
     try:
-        ex.state.trajectories.write_answer(
-            rec["session"], ex.trace_ts, meta, upstream, downstream, ex.trace_secrets
-        )
+        ex.state.trajectories.write_answer(session, ts, meta, upstream, downstream, secrets)
     except OSError:
         log.exception("[%s] could not write the trajectory answer", rec["rid"])
 

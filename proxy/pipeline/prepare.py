@@ -84,13 +84,11 @@ def route(
     provider = settings.catalog.provider(decision.provider)
     if provider is None:  # the catalog was validated at start; this is a bug, not bad input
         raise RuntimeError(f"decision names an unknown provider {decision.provider!r}")
-    rec.update(
-        lane=decision.lane,
-        provider=decision.provider,
-        decision=decision.reason,
-        upstream_model=decision.upstream_model,
-        protocol_out=provider.protocol,
-    )
+    rec["lane"] = decision.lane
+    rec["provider"] = decision.provider
+    rec["decision"] = decision.reason
+    rec["upstream_model"] = decision.upstream_model
+    rec["protocol_out"] = provider.protocol
     if decision.lane != LANE_ANTHROPIC and provider.protocol == ANTHROPIC:
         rec["header_mode"] = provider.header_mode
     return decision, provider

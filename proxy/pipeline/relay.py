@@ -168,7 +168,9 @@ async def relay_converted_body(
         down.whole(status, body, headers, JSON)
         return
     if converted is not None:  # the provider's error is an answer on the client's side
-        rec.update(status=200, err_type=None, reason=Reason.MAX_TOKENS_REACHED)
+        rec["status"] = 200
+        rec["err_type"] = None
+        rec["reason"] = Reason.MAX_TOKENS_REACHED
     else:
         try:
             upstream = exact_loads(data)

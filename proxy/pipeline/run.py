@@ -30,6 +30,7 @@ from proxy.pipeline.relay import relay
 from proxy.pipeline.send import send
 from proxy.pipeline.state import LANE_HEADER, RID_HEADER, ShimState
 from proxy.sinks.trajectory import parse_json_or_text
+from proxy.upstream.base import UpstreamRequest
 
 log = logging.getLogger("ccp.shim")
 
@@ -90,9 +91,12 @@ async def _to_upstream(ex: Exchange, inbound: Inbound, down: Downstream):
         rec["op"] = Op.COUNT_TOKENS
         ex.stream = False
         if not protocols.get(provider.protocol).counts_tokens:  # a local estimate, and it says so
+            assert ex.body is not None  # (prepare.read() set it)
             payload = ex.payload if ex.exact else exact_loads(ex.body)
             n = convert.estimate_tokens(payload)
-            rec.update(status=200, in_tokens=n, reason=Reason.LOCAL_ESTIMATE)
+            rec["status"] = 200
+            rec["in_tokens"] = n
+            rec["reason"] = Reason.LOCAL_ESTIMATE
             body = json_bytes({"input_tokens": n})
             down.whole(200, body, [*ours, ("x-ccp-estimate", "true")], "application/json")
             return None
@@ -105,6 +109,8 @@ async def _to_upstream(ex: Exchange, inbound: Inbound, down: Downstream):
     def for_provider(p, lane: str, upstream_model: str):
         return prepare.upstream_request(ex, inbound, p, lane, upstream_model)[1]
 
+    up_payload: dict | None  # (both let go below, as soon as they are not needed)
+    up_req: UpstreamRequest | None
     up_payload, up_req = prepare.upstream_request(
         ex, inbound, provider, decision.lane, decision.upstream_model
     )

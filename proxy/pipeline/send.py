@@ -58,15 +58,13 @@ async def send(
         "[%s] %s failed (%s): falling back to %s", rec["rid"], decision.lane, why, fallback.name
     )
     decision = Decision(fallback.name, fallback.name, model, "fallback", fallback.protocol)
-    rec.update(
-        lane=fallback.name,
-        provider=fallback.name,
-        decision="fallback",
-        reason=why,
-        upstream_model=model,
-        protocol_out=fallback.protocol,
-        err_type=None,
-    )
+    rec["lane"] = fallback.name
+    rec["provider"] = fallback.name
+    rec["decision"] = "fallback"
+    rec["reason"] = why
+    rec["upstream_model"] = model
+    rec["protocol_out"] = fallback.protocol
+    rec["err_type"] = None
     rec.pop("header_mode", None)
     if fallback.name != LANE_ANTHROPIC and fallback.protocol == ANTHROPIC:
         rec["header_mode"] = fallback.header_mode

@@ -20,7 +20,7 @@ from proxy.config.catalog import Catalog
 from proxy.config.load import load_settings
 from proxy.config.settings import Settings
 from proxy.core.headers import LaneCredentials
-from proxy.core.record import new_record
+from proxy.core.record import UsageRecord, new_record
 from proxy.core.thinking import SignatureBook
 from proxy.pipeline import controls as rc
 from proxy.pipeline.sessions import SessionRegistry
@@ -107,16 +107,14 @@ class ShimState:
         self.settings = rc.effective_settings(self.base_settings, controls)
         self.controls = controls
 
-    def record_control(self, change: rc.Change, by: str, path: str) -> dict:
+    def record_control(self, change: rc.Change, by: str, path: str) -> UsageRecord:
         """One usage line marking a decision change (op `control`); not a model request, so it
         feeds neither the metrics, the quota book nor the store."""
         rec = new_record(self.new_rid(), path)
-        rec.update(
-            op=rc.CONTROL_OP,
-            decision=rc.CONTROL_DECISION,
-            status=200,
-            reason=f"{change.control} changed",
-        )
+        rec["op"] = rc.CONTROL_OP
+        rec["decision"] = rc.CONTROL_DECISION
+        rec["status"] = 200
+        rec["reason"] = f"{change.control} changed"
         rec["control"] = {"name": change.control, "from": change.old, "to": change.new, "by": by}
         level = logging.WARNING if change.control == "paused" else logging.INFO  # the kill switch
         log.log(
@@ -160,7 +158,7 @@ class ShimState:
             self.store.start()
         return self.store
 
-    def record(self, rec: dict) -> None:
+    def record(self, rec: UsageRecord) -> None:
         """The end of every request: one usage line, the metrics, the quota book and the store."""
         line = self.writer.write(rec) if self.writer is not None else None
         self.metrics.observe(rec)

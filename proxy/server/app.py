@@ -137,7 +137,9 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
     try:
         await run(ex, AiohttpInbound(request), down)
     except ShimError:
-        request[LANE] = ex.rec["lane"]
+        lane = ex.rec["lane"]
+        if lane is not None:  # (None: it failed before routing, and the mapper then sends none)
+            request[LANE] = lane
         raise
     assert down.response is not None
     return down.response
@@ -163,7 +165,8 @@ async def handle_unknown(request: web.Request) -> web.Response:  # (raises: answ
     else:
         exc = NotFound(f"no such endpoint: {request.method} {request.path}")
     exc.close_connection = close
-    rec.update(status=exc.status, err_type=exc.err_type)
+    rec["status"] = exc.status
+    rec["err_type"] = exc.err_type
     rec["latency_ms"] = rec["overhead_ms"] = rec["ttfb_ms"] = ms(t0, time.perf_counter())
     state.record(rec)
     raise exc
@@ -203,7 +206,7 @@ async def handle_readyz(request: web.Request) -> web.Response:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    state.open_writer()
+    writer = state.open_writer()
     usage_task = await start_usage(state)  # the store, the quota book restored from it, rollups
     own_upstream = state.upstream is None
     if own_upstream:
@@ -215,7 +218,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await client.close()
         state.upstream = None
     await stop_usage(state, usage_task)
-    state.writer.close()
+    writer.close()
 
 
 def create_app(

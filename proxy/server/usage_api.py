@@ -32,7 +32,7 @@ from aiohttp import web
 from proxy.config.quotas import QuotaConfig, QuotaError, book_span, load_quotas
 from proxy.core.errors import BadRequest, NotFound, ShimError
 from proxy.core.parse import ConfigError, parse_duration
-from proxy.core.record import new_record, utc_timestamp
+from proxy.core.record import UsageRecord, new_record, utc_timestamp
 from proxy.pipeline.state import RID_HEADER, ShimState
 from proxy.server.auth import require_admin
 from proxy.server.errors import use_error_mapper
@@ -261,7 +261,7 @@ async def get_summary(request: web.Request) -> web.Response:
     return _json(state, summary)
 
 
-def sim_record(data: dict, state: ShimState, now: float) -> dict:
+def sim_record(data: dict, state: ShimState, now: float) -> UsageRecord:
     """A synthetic usage record from a sim-usage body (BadRequest names the bad field)."""
     model = data.get("model")
     if not isinstance(model, str) or not model:
@@ -270,11 +270,11 @@ def sim_record(data: dict, state: ShimState, now: float) -> dict:
     tokens = data.get("tokens")
     if "pct" in data:
         pct = data["pct"]
-        if quota is None or not (quota.rolling_tokens or quota.weekly_tokens):
+        limit = (quota.rolling_tokens or quota.weekly_tokens) if quota is not None else None
+        if not limit:
             raise BadRequest(f"pct: no quota covers {model!r}; send tokens instead")
         if isinstance(pct, bool) or not isinstance(pct, (int, float)) or pct < 0:
             raise BadRequest(f"pct={pct!r}: expected a number ≥ 0")
-        limit = quota.rolling_tokens or quota.weekly_tokens
         tokens = int(round(limit * pct / 100.0))
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
         raise BadRequest(f"tokens={tokens!r}: expected a whole number ≥ 0 (or send pct)")
@@ -286,20 +286,18 @@ def sim_record(data: dict, state: ShimState, now: float) -> dict:
         raise BadRequest(f"status={status!r}: expected an HTTP status")
     lane = data.get("lane") or (quota.lane if quota and quota.lane else "zai")
     rec = new_record(f"sim-{state.new_rid()}-{next(_sim_ids)}", "/v1/dev/sim-usage")
-    rec.update(
-        ts=utc_timestamp(now - ago),
-        model=model,
-        upstream_model=model,
-        lane=lane,
-        provider=lane,
-        decision="sim_usage",
-        op="nonstream",
-        status=status,
-        upstream_status=status,
-        in_tokens=tokens,
-        out_tokens=0,
-        err_type="upstream_4xx" if status >= 400 else None,
-    )
+    rec["ts"] = utc_timestamp(now - ago)
+    rec["model"] = model
+    rec["upstream_model"] = model
+    rec["lane"] = lane
+    rec["provider"] = lane
+    rec["decision"] = "sim_usage"
+    rec["op"] = "nonstream"
+    rec["status"] = status
+    rec["upstream_status"] = status
+    rec["in_tokens"] = tokens
+    rec["out_tokens"] = 0
+    rec["err_type"] = "upstream_4xx" if status >= 400 else None
     return rec
 
 

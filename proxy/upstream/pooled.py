@@ -228,7 +228,8 @@ class _HttpxResponse:
             return await anext(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        parts = cast("AsyncGenerator[bytes, None]", self._resp.aiter_raw())  # (httpx: AsyncIterator)
+        # (an async generator, which httpx annotates as an AsyncIterator)
+        parts = cast("AsyncGenerator[bytes, None]", self._resp.aiter_raw())
         try:
             while True:
                 try:
@@ -244,7 +245,8 @@ class _HttpxResponse:
             await parts.aclose()
 
     async def read(self) -> bytes:
-        parts = cast("AsyncGenerator[bytes, None]", self._resp.aiter_raw())  # (httpx: AsyncIterator)
+        # (an async generator, which httpx annotates as an AsyncIterator)
+        parts = cast("AsyncGenerator[bytes, None]", self._resp.aiter_raw())
         data = bytearray()
         try:
             while True:
