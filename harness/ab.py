@@ -27,10 +27,11 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 from harness.bench.stats import percentile
 from harness.cli_probe import find_claude

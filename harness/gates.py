@@ -8,8 +8,9 @@ looks at a file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import NamedTuple
 
 from proxy.core.routing import LANE_ANTHROPIC, is_haiku
 

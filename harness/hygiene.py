@@ -6,7 +6,7 @@ shim believed it sent.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from harness.gates import GateResult
 

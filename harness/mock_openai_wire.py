@@ -19,8 +19,9 @@ do. Ids and `created` derive from the inputs, so a test can rebuild the bytes a 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from itertools import zip_longest
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from harness.mock_wire import compact_json, default_deltas, split_text
 

@@ -18,7 +18,8 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from harness.mock_wire import compact_json
 

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from itertools import zip_longest
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from harness.mock_openai_wire import CREATED, DONE
 from harness.mock_wire import compact_json

@@ -14,8 +14,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from harness.shim import PROJECT_ROOT, clean_env
 from proxy.config.profiles import pid_alive, read_int

@@ -12,9 +12,9 @@ import json
 import ssl
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import anthropic
 import httpx

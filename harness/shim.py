@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 import httpx
 
@@ -101,7 +102,7 @@ class ShimProcess:
     def usage_path(self) -> Path:
         return self.logs_dir / "usage.jsonl"
 
-    def start(self) -> "ShimProcess":
+    def start(self) -> ShimProcess:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         # CCP_CONFIG_HOME: a folder of its own, so no ~/.config/ccp of the machine changes routing
         config_home = self.logs_dir / "config-home"
@@ -204,7 +205,7 @@ class ShimProcess:
         self._stderr.close()
         return self.proc.returncode
 
-    def __enter__(self) -> "ShimProcess":
+    def __enter__(self) -> ShimProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -16,8 +16,9 @@ import json
 import socket
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import trustme
 from hypercorn.asyncio import serve
@@ -67,7 +68,7 @@ class TlsMock:
         """Distinct client connections seen so far."""
         return len({call.client for call in self.calls})
 
-    def start(self) -> "TlsMock":
+    def start(self) -> TlsMock:
         ca = trustme.CA()
         ca.cert_pem.write_to_path(self.ca_path)
         leaf = ca.issue_cert("127.0.0.1", "localhost")
@@ -128,7 +129,7 @@ class TlsMock:
             self._sock = None
         self._dir.cleanup()
 
-    def __enter__(self) -> "TlsMock":
+    def __enter__(self) -> TlsMock:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -8,8 +8,9 @@ request: a stream whose `sse.complete` is not true, or a record that left a `par
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 SLOWEST = 20  # rows in the slowest-requests table
 BUCKETS = 24  # time buckets aimed for
@@ -35,11 +36,11 @@ def parse_ts(value) -> datetime | None:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def lane_of(record: dict) -> str:
@@ -80,7 +81,7 @@ def time_buckets(records: list[dict], target: int = BUCKETS) -> Buckets:
     span = (last - first).total_seconds()
     width = next((w for w in NICE_WIDTHS if w * target >= span), NICE_WIDTHS[-1])
     epoch = first.timestamp()
-    origin = datetime.fromtimestamp(math.floor(epoch / width) * width, tz=timezone.utc)
+    origin = datetime.fromtimestamp(math.floor(epoch / width) * width, tz=UTC)
     n = int((last - origin).total_seconds() // width) + 1
     fmt = "%H:%M:%S" if width < 60 else "%H:%M"
     if last.date() != first.date() or width >= 86400:

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 TESTS_FILE = "TESTS.md"
 HEADER = "# Test runs\n\nOne entry per run, newest last (written by reports/results_log.py).\n"

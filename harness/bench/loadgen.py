@@ -75,7 +75,7 @@ async def _one(session: aiohttp.ClientSession, spec: LoadSpec, out: LoadResult) 
     except asyncio.CancelledError:
         out.errors["cap"] += 1
         raise
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         out.errors[type(exc).__name__] += 1
         return
     end = time.perf_counter()

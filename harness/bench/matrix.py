@@ -153,7 +153,7 @@ HEADERS = {"content-type": "application/json", "x-api-key": "bench-client-key",
            "anthropic-version": "2023-06-01"}
 
 
-def spec_for(target: "Target", sc: Scenario, body_kb: int) -> LoadSpec:
+def spec_for(target: Target, sc: Scenario, body_kb: int) -> LoadSpec:
     """The load one scenario puts on one target."""
     body = request_body(target.model(sc.convert), sc.stream, body_kb)
     return LoadSpec(url=target.url + "/v1/messages", body=body, headers=HEADERS,

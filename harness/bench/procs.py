@@ -11,7 +11,7 @@ import os
 import selectors
 import subprocess
 import time
-from typing import Coroutine
+from collections.abc import Coroutine
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -18,7 +18,7 @@ import signal
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.bench import matrix, report, stats
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         for target in live:
             target.stop()
         mock.stop()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if args.results_dir is None:
         args.results_dir = load_settings().results_dir
     md, js = report.write(result, Path(args.results_dir), stamp)
@@ -223,7 +223,7 @@ def assemble(args, live: list[Target], scenarios, rounds: dict, skipped: dict) -
             versions[mod] = __import__(mod).__version__
         except ImportError:
             versions[mod] = "not installed"
-    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "python": platform.python_version(), "mode": "quick" if args.quick else "full",
             "rounds": args.rounds, "body_kb": args.body_kb, "versions": versions}
     return {"meta": meta, "targets": [t.name for t in live], "skipped": skipped,

@@ -6,8 +6,8 @@ and the added latency is the median of those per-round differences.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from statistics import median
-from typing import Iterable, Mapping, Sequence
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -98,7 +98,7 @@ class FastMock(Proc):
     def __init__(self) -> None:
         super().__init__("mock")
 
-    def start(self, workdir: Path) -> "FastMock":
+    def start(self, workdir: Path) -> FastMock:
         self.proc = subprocess.Popen([sys.executable, "-m", "harness.bench.fast_mock", "--port", "0"],
                                      cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE,
                                      stderr=self._stderr(workdir / "mock.stderr.log"))

@@ -21,7 +21,8 @@ import socket
 import tarfile
 import time
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import docker
 from docker.errors import DockerException, NotFound

@@ -15,11 +15,11 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import httpx
 
@@ -210,7 +210,7 @@ def _check_trajectory(shim: ShimProcess, task: Task, result: RunResult) -> None:
 def _write_result(result: RunResult, results_dir: Path) -> Path:
     folder = Path(results_dir) / "sandbox"
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / f"{result.task}-{stamp}.json"
     path.write_text(json.dumps(result.to_json(), indent=2))
     return path

@@ -12,8 +12,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from harness.sandbox.runtime import ArtifactReadError, CommandResult, SandboxCreateError
 from harness.shim import PROJECT_ROOT

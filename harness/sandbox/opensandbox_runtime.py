@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Mapping
 
 from opensandbox import SandboxSync
 from opensandbox.config import ConnectionConfigSync

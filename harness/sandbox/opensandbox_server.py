@@ -31,9 +31,10 @@ import shutil
 import tempfile
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 from aiohttp import web
 
@@ -148,7 +149,7 @@ class OpenSandboxServer(ThreadedServer):
             return _error(500, "DOCKER::SANDBOX_IMAGE_PULL_FAILED",
                           f"Failed to pull image {image}: 404 Client Error: Not Found (\"pull access "
                           f"denied for {repo}, repository does not exist or may require 'docker login'\")")
-        created = datetime.now(timezone.utc)
+        created = datetime.now(UTC)
         expires = created + timedelta(seconds=int(ttl)) if ttl else None
         root = Path(tempfile.mkdtemp(prefix="ccp-osb-", dir=self._workdir))
         for sub in ("tmp", "home"):

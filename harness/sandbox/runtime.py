@@ -10,7 +10,8 @@ A runtime decides where the sandbox's processes run; the task code never knows w
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Protocol
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol
 
 
 class SandboxError(Exception):
