@@ -27,7 +27,7 @@ help:
 	@echo "make verify-sse     the streaming scenarios"
 	@echo "make claude         install the pinned claude CLI into $(CLAUDE_DIR)"
 	@echo "make quick          unit tests only"
-	@echo "make lint           ruff check + ruff format --check (proxy) + mypy proxy (not in make test yet)"
+	@echo "make lint           ruff check + ruff format --check + mypy, on proxy (CI runs it first)"
 	@echo "make smoke-license  licence enforcement end to end (USE_LICENSE_LOGIN=1: via the issuer)"
 	@echo "make serve          run the shim on 127.0.0.1:18080"
 	@echo "make mock-upstream  run a mock Anthropic-compatible upstream"
@@ -52,11 +52,11 @@ $(STAMP): pyproject.toml requirements-mitm.txt
 venv: $(STAMP)
 
 # ruff and mypy as configured in pyproject.toml ([tool.ruff], [tool.mypy]); all three run, and it
-# fails if any did. Not part of `make test` or .ci/run yet: the code does not pass it yet.
+# fails if any did. .ci/run runs it before `make test`. Only proxy/ for now: harness, reports, tests
+# and scenarios still have ruff findings (mostly E501 and B905) to be fixed before they join.
 lint: $(STAMP)
 	@rc=0; \
-	echo "$(BIN)/ruff check proxy harness reports tests scenarios"; \
-	$(BIN)/ruff check proxy harness reports tests scenarios || rc=1; \
+	echo "$(BIN)/ruff check proxy"; $(BIN)/ruff check proxy || rc=1; \
 	echo "$(BIN)/ruff format --check proxy"; $(BIN)/ruff format --check proxy || rc=1; \
 	echo "$(BIN)/mypy proxy"; $(BIN)/mypy proxy || rc=1; \
 	exit $$rc
