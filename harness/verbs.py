@@ -13,11 +13,6 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from proxy.cli import control
-from proxy.cli.control import LOCALHOST
-from proxy.config.load import load_settings
-from proxy.config.profiles import RunFiles
-
 # name -> ("module:function" taking argv, one line of help)
 VERBS = {
     "mock-upstream": ("harness.mock_upstream:main",
@@ -56,6 +51,11 @@ def probe_main(argv: list[str], out: TextIO | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the probe's row as JSON")
     args = parser.parse_args(argv)
     import harness.cli_probe  # the SDK and the probes: imported when the verb runs, not to list it
+    from proxy.cli import control  # here, not at the top: this table is read by every `ccp` command
+    from proxy.cli.control import LOCALHOST
+    from proxy.config.load import load_settings
+    from proxy.config.profiles import RunFiles
+
     settings = load_settings()
     out = sys.stdout if out is None else out
     port = control.current_port(settings, RunFiles(Path(settings.logs_dir)))

@@ -12,7 +12,6 @@ import dataclasses
 import importlib
 import sys
 import time
-from importlib.metadata import entry_points
 from typing import NamedTuple
 
 from proxy.config.load import (
@@ -183,6 +182,8 @@ PLUGIN_GROUP = "ccp.verbs"  # entry points whose object is a {name: (target, hel
 
 def plugin_verbs() -> dict[str, Verb]:
     """The verbs other installed packages bring (harness.verbs, reports.verbs), by entry point."""
+    from importlib.metadata import entry_points  # only when a verb is not our own: `serve` skips it
+
     verbs: dict[str, Verb] = {}
     for point in sorted(entry_points(group=PLUGIN_GROUP), key=lambda p: p.name):
         for name, (target, help_) in point.load().items():
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ccp {version()}")
             return 0
         verb, rest = argv[0], argv[1:]
-        verbs = all_verbs()
+        verbs = VERBS if verb in VERBS else all_verbs()
         if verb not in verbs:
             print(f"UsageError: unknown verb {verb!r}\n{_usage()}", file=sys.stderr)
             return 2

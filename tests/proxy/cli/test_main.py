@@ -84,3 +84,20 @@ def test_a_closed_pipe_is_no_traceback(monkeypatch, capsys):
     monkeypatch.setattr(cli, "run_verb", lambda verb, argv: writes_into_a_closed_pipe(argv))
     monkeypatch.setattr(cli, "_quiet_broken_pipe", lambda: 141)  # keep pytest's own stdout
     assert cli.main(["logs"]) == 141
+
+
+def test_serve_loads_neither_the_plugin_verbs_nor_an_http_client_it_does_not_use():
+    # `ccp serve` is the shim's process: the harness's verb table (and the httpx, click and rich
+    # it would bring) cost it ~7 MB of resident memory for nothing
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from proxy.cli.main import main\n"
+        "try:\n    main(['serve', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted({m.partition('.')[0] for m in sys.modules} & "
+        "{'harness', 'reports', 'httpx', 'rich', 'click'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
