@@ -216,9 +216,9 @@ class SseMeter:
                     self._signature(event[nl + 7 :])
                 return
             if name in _FAST_SKIP:
-                if not _mentions_accounting(event[:40]) and (
+                if (
                     b"signature_delta" in event or b"redacted_thinking" in event
-                ):
+                ) and not _mentions_accounting(event[:40]):
                     self._signature(event[nl + 7 :])
                 return
             if name in _ACCOUNTED:
@@ -239,9 +239,9 @@ class SseMeter:
                 self._signature(payload)
             return
         if name and name not in _ACCOUNTED:
-            if not _mentions_accounting(event[:40]) and (
+            if (
                 b"signature_delta" in payload or b"redacted_thinking" in payload
-            ):
+            ) and not _mentions_accounting(event[:40]):
                 self._signature(payload)
             return
         if payload == b"[DONE]":

@@ -51,7 +51,14 @@ def conversion(client: str, provider: str) -> Conversion | None:
     the two are the same protocol (a passthrough)."""
     if client == provider:
         return None
-    return Conversion(get(client), get(provider))
+    pair = (client, provider)
+    conv = _CONVERSIONS.get(pair)
+    if conv is None:  # (a Conversion holds no state of a request: one per pair serves them all)
+        conv = _CONVERSIONS[pair] = Conversion(get(client), get(provider))
+    return conv
+
+
+_CONVERSIONS: dict[tuple[str, str], Conversion] = {}
 
 
 __all__ = [

@@ -103,11 +103,10 @@ class AiohttpDownstream:
         headers: Iterable[tuple[str, str]],
         content_type: str | None = None,
     ) -> None:
-        out = web.Response(status=status, body=body)
+        # the headers to the constructor: aiohttp builds its multidict once, not an add() each
+        out = web.Response(status=status, body=body, headers=headers)
         if content_type is not None:
             out.content_type = content_type
-        for name, value in headers:
-            out.headers.add(name, value)
         self.response = out
 
     async def open_stream(
@@ -117,11 +116,9 @@ class AiohttpDownstream:
         first_chunk_ready: bool,
         content_type: str | None = None,
     ) -> None:
-        out = _RelayedStream(status=status)
+        out = _RelayedStream(status=status, headers=headers)
         if content_type is not None:
             out.content_type = content_type
-        for name, value in headers:
-            out.headers.add(name, value)
         self.response = out
         self.write, self.write_last, self.end = out.write, out.write_eof, out.write_eof
         await out.prepare(self._request)
