@@ -30,7 +30,7 @@ from proxy.core.errors import BadRequest
 from proxy.pipeline import controls as rc
 from proxy.pipeline.state import RID_HEADER, ShimState
 from proxy.server.auth import SETTINGS, require_admin
-from proxy.server.errors import use_error_mapper
+from proxy.server.errors import mapped
 
 log = logging.getLogger("ccp.control")
 
@@ -100,12 +100,11 @@ async def reload_providers(request: web.Request) -> web.Response:
 
 def add_admin_routes(app: web.Application, state: ShimState) -> None:
     """Mount the runtime-control endpoints (before the catch-all 404 route)."""
-    use_error_mapper(app)
     app[ADMIN_STATE] = state
     if (
         SETTINGS not in app
     ):  # the admin-token check reads it (proxy.server.session_api mounts it too)
         app[SETTINGS] = state.base_settings
-    app.router.add_get(CONTROLS_PATH, get_controls)
-    app.router.add_post(CONTROLS_PATH, post_controls)
-    app.router.add_post(PROVIDERS_RELOAD_PATH, reload_providers)
+    app.router.add_get(CONTROLS_PATH, mapped(get_controls))
+    app.router.add_post(CONTROLS_PATH, mapped(post_controls))
+    app.router.add_post(PROVIDERS_RELOAD_PATH, mapped(reload_providers))

@@ -24,7 +24,7 @@ from proxy.pipeline.run import CLIENT_SESSION_HEADER, run, start  # noqa: F401 -
 from proxy.pipeline.state import RID_HEADER, STATE, ShimState
 from proxy.server.admin_api import add_admin_routes
 from proxy.server.auth import require_admin
-from proxy.server.errors import LANE, RID, error_middleware
+from proxy.server.errors import RID, answer, mapped
 from proxy.server.readiness import readiness
 from proxy.server.session_api import add_routes as add_session_routes
 from proxy.server.usage_api import add_usage_routes, start_usage, stop_usage
@@ -133,11 +133,8 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
     down = AiohttpDownstream(request)
     try:
         await run(ex, AiohttpInbound(request), down)
-    except ShimError:
-        lane = ex.rec["lane"]
-        if lane is not None:  # (None: it failed before routing, and the mapper then sends none)
-            request[LANE] = lane
-        raise
+    except ShimError as exc:  # the mapper, called here: this route is not `mapped`
+        return answer(request, exc, ex.rec["lane"])  # (no lane: it failed before routing)
     assert down.response is not None
     return down.response
 
@@ -223,22 +220,20 @@ def create_app(
 ) -> web.Application:
     """The shim as an aiohttp application; `upstream` replaces the real client in tests; `mode`
     "mitm" when `ccp mitm` sends its model flows here (proxy.mitm)."""
-    app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[error_middleware]
-    )  # (the one mapper: proxy.server.errors)
+    app = web.Application(client_max_size=settings.max_body_bytes)  # (no middleware: errors.mapped)
     app[STATE] = ShimState(settings, upstream)
     app[MODE] = mode
     app.cleanup_ctx.append(_resources)
     for path in MODEL_PATHS:
         app.router.add_post(path, handle_model_request)
-    app.router.add_route("HEAD", "/", handle_root)
-    app.router.add_get("/", handle_root, allow_head=False)
-    app.router.add_get("/healthz", handle_healthz)
-    app.router.add_get("/readyz", handle_readyz)
-    app.router.add_get("/metrics", handle_metrics)
-    app.router.add_post("/v1/admin/logs-rotate", handle_rotate)
+    app.router.add_route("HEAD", "/", mapped(handle_root))
+    app.router.add_get("/", mapped(handle_root), allow_head=False)
+    app.router.add_get("/healthz", mapped(handle_healthz))
+    app.router.add_get("/readyz", mapped(handle_readyz))
+    app.router.add_get("/metrics", mapped(handle_metrics))
+    app.router.add_post("/v1/admin/logs-rotate", mapped(handle_rotate))
     add_session_routes(app, app[STATE].sessions, settings)
     add_usage_routes(app, app[STATE])
     add_admin_routes(app, app[STATE])  # /v1/admin/controls, /v1/admin/providers/reload
-    app.router.add_route("*", "/{tail:.*}", handle_unknown)
+    app.router.add_route("*", "/{tail:.*}", mapped(handle_unknown))
     return app

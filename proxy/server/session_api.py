@@ -19,7 +19,7 @@ from proxy.server.auth import (  # noqa: F401 - ADMIN_HEADER: the sessions' head
     SETTINGS,
     require_admin,
 )
-from proxy.server.errors import use_error_mapper
+from proxy.server.errors import mapped
 
 SESSIONS = web.AppKey("sessions", SessionRegistry)
 
@@ -57,9 +57,8 @@ async def end_session(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, registry: SessionRegistry, settings: Settings) -> None:
-    use_error_mapper(app)
     app[SESSIONS] = registry
     app[SETTINGS] = settings
-    app.router.add_post("/v1/sessions", create_session)
-    app.router.add_get("/v1/sessions", list_sessions)
-    app.router.add_delete("/v1/sessions/{session_id}", end_session)
+    app.router.add_post("/v1/sessions", mapped(create_session))
+    app.router.add_get("/v1/sessions", mapped(list_sessions))
+    app.router.add_delete("/v1/sessions/{session_id}", mapped(end_session))

@@ -35,7 +35,7 @@ from proxy.core.parse import ConfigError, parse_duration
 from proxy.core.record import UsageRecord, new_record, utc_timestamp
 from proxy.pipeline.state import RID_HEADER, ShimState
 from proxy.server.auth import require_admin
-from proxy.server.errors import use_error_mapper
+from proxy.server.errors import mapped
 from proxy.sinks.store import rollup_loop
 from proxy.sinks.usage_summary import usage_summary, windows_for
 
@@ -322,13 +322,12 @@ async def sim_usage(request: web.Request) -> web.Response:
 
 def add_usage_routes(app: web.Application, state: ShimState) -> None:
     """Mount the usage/quota endpoints (before the catch-all 404 route)."""
-    use_error_mapper(app)
     app[USAGE_STATE] = state
-    app.router.add_get("/v1/usage", get_usage)
-    app.router.add_get("/v1/quotas", get_quotas)
-    app.router.add_post("/v1/quotas/reload", reload_quotas)
-    app.router.add_get("/v1/usage/samples", get_samples)
-    app.router.add_get("/v1/usage/rollups", get_rollups)
-    app.router.add_get("/v1/usage/summary", get_summary)
+    app.router.add_get("/v1/usage", mapped(get_usage))
+    app.router.add_get("/v1/quotas", mapped(get_quotas))
+    app.router.add_post("/v1/quotas/reload", mapped(reload_quotas))
+    app.router.add_get("/v1/usage/samples", mapped(get_samples))
+    app.router.add_get("/v1/usage/rollups", mapped(get_rollups))
+    app.router.add_get("/v1/usage/summary", mapped(get_summary))
     if state.settings.dev_enable:
-        app.router.add_post("/v1/dev/sim-usage", sim_usage)
+        app.router.add_post("/v1/dev/sim-usage", mapped(sim_usage))

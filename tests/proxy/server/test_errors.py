@@ -9,7 +9,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from proxy.config.settings import Settings
 from proxy.core.errors import BadRequest, NotFound
 from proxy.pipeline.state import RID_HEADER, STATE, ShimState
-from proxy.server.errors import LANE, RID, error_middleware, error_response
+from proxy.server.app import create_app, handle_model_request
+from proxy.server.errors import LANE, RID, error_response, mapped
 
 pytestmark = pytest.mark.quick
 
@@ -22,7 +23,7 @@ def test_the_shape_follows_the_protocol():
     assert openai.headers["x-ccp-lane"] == "glm"
 
 
-def test_the_middleware_answers_what_a_handler_raised():
+def test_a_mapped_handler_is_answered_by_the_mapper():
     async def model(request):
         request[RID], request[LANE] = "rid-9", "zai"
         raise BadRequest("no model", close_connection=True)
@@ -31,10 +32,10 @@ def test_the_middleware_answers_what_a_handler_raised():
         raise NotFound("nothing here")
 
     async def main():
-        app = web.Application(middlewares=[error_middleware])
+        app = web.Application()
         app[STATE] = ShimState(Settings(persist=False), None)
-        app.router.add_post("/v1/chat/completions", model)
-        app.router.add_get("/x", other)
+        app.router.add_post("/v1/chat/completions", mapped(model))
+        app.router.add_get("/x", mapped(other))
         async with TestClient(TestServer(app)) as client:
             one = await client.post("/v1/chat/completions")
             two = await client.get("/x")
@@ -46,3 +47,16 @@ def test_the_middleware_answers_what_a_handler_raised():
     assert h1.get("Connection", "").lower() == "close"
     assert b1["error"]["type"] == "invalid_request_error" and "param" in b1["error"]  # openai's
     assert s2 == 404 and b2["type"] == "error" and h2[RID_HEADER]
+
+
+def test_every_route_of_the_shim_is_mapped_but_the_model_route_which_maps_its_own():
+    # a route added without `mapped` would answer a ShimError with aiohttp's plain-text 500
+    app = create_app(Settings(persist=False))
+    assert not app.middlewares  # (a middleware runs on every model request too: see mapped())
+    unmapped = [
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.handler is not handle_model_request and not hasattr(route.handler, "__wrapped__")
+    ]
+    assert unmapped == []
+    assert sum(route.handler is handle_model_request for route in app.router.routes()) >= 4
