@@ -10,6 +10,12 @@ A spec is a fault kind followed by optional `;key=value` parameters:
     slow_drip;delay_ms=50       a normal stream with a pause between events
     split_utf8                  one delta is written in two writes split inside a UTF-8 sequence
     malformed_event             one event's data is not valid JSON; the rest is normal
+    gzip                        the answer gzip-encoded (`content-encoding: gzip`) whatever the
+                                request's accept-encoding said, as a CDN in front of a provider may
+    no_stop                     a stream that ends cleanly but without its last event
+                                (message_stop, or OpenAI's [DONE])
+    json_trickle;seconds=30     a 200 `application/json` answer (also to a stream request) whose
+                                body comes a byte at a time and never ends, for up to `seconds`
 
 `parse_fault` raises `ValueError` naming what is wrong; the caller turns that into an HTTP 400 or a
 usage error at its edge. `stream_plan` applies the faults that reshape an SSE stream into the
@@ -29,6 +35,9 @@ _PARAMS: dict[str, dict[str, tuple[type, float, float, float]]] = {
     "slow_drip": {"delay_ms": (int, 50, 0, 60_000)},
     "split_utf8": {},
     "malformed_event": {},
+    "gzip": {},
+    "no_stop": {},
+    "json_trickle": {"seconds": (float, 30.0, 0.0, 3600.0)},
 }
 KINDS = ("status", *_PARAMS)
 
@@ -149,6 +158,8 @@ def stream_plan(events: list[bytes], fault: Fault | None,
     first_delta = next((i for i, e in enumerate(events) if _is_delta(e, protocol)), 2)
     if kind == "malformed_event":  # drop the closing brace of one event's JSON
         events[first_delta] = events[first_delta][:-3] + b"\n\n"
+    if kind == "no_stop":  # the final event goes missing; the connection still ends cleanly
+        events = events[:-1]
     pause = fault.delay_ms / 1000 if kind == "slow_drip" else 0.0
     plan = [(pause if i else 0.0, e) for i, e in enumerate(events)]
     if kind == "split_utf8":

@@ -25,6 +25,7 @@ import socket
 import sys
 import threading
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -366,11 +367,15 @@ class MockUpstream(ThreadedServer):
         return await self._respond(request, call, 404, error_body(404, message))
 
     async def _respond(self, request: web.Request, call: RecordedCall, status: int,
-                       payload: dict[str, Any], headers: dict[str, str] | None = None
-                       ) -> web.StreamResponse:
+                       payload: dict[str, Any], headers: dict[str, str] | None = None,
+                       gzip: bool = False) -> web.StreamResponse:
         body = compact_json(payload).encode()
+        extra = dict(headers or {})
+        if gzip:  # (recorded as sent: the encoded bytes, what the wire carried)
+            body = _gzip(body)
+            extra["content-encoding"] = "gzip"
         resp = web.Response(status=status, body=body, content_type="application/json",
-                            headers={**_request_headers(), **(headers or {})})
+                            headers={**_request_headers(), **extra})
         # Recorded before the bytes leave, so a client that saw the reply never sees a stale record.
         self._update(call, status=status, sent=body, finished=True)
         await resp.prepare(request)
@@ -419,6 +424,8 @@ class MockUpstream(ThreadedServer):
         if (kind == "stall_before_headers" or (kind == "stall" and not stream)) \
                 and not await self._stall(fault.seconds):
             return _abort(request)
+        if kind == "json_trickle":
+            return await self._trickle(request, call, fault.seconds)
         raw = request.headers.get(DELTAS_HEADER)
         if raw is not None and (not raw.isdigit() or int(raw) > 100_000):
             return await self._respond(request, call, 400, error(400, f"bad {DELTAS_HEADER}: {raw!r}"))
@@ -441,7 +448,30 @@ class MockUpstream(ThreadedServer):
             await resp.prepare(request)
             await resp.write(body[:len(body) // 2])
             return _abort(request)
+        if kind == "gzip":
+            return await self._respond(request, call, 200, reply, gzip=True)
         return await self._respond(request, call, 200, reply)
+
+    async def _trickle(self, request: web.Request, call: RecordedCall,
+                       seconds: float) -> web.StreamResponse:
+        """A JSON answer that never ends: a byte every 50 ms, until `seconds`, a reset or the client
+        leaving (the connection is then dropped: the body was never whole)."""
+        resp = web.StreamResponse(headers=_request_headers())
+        resp.content_type = "application/json"
+        self._update(call, status=200)
+        await resp.prepare(request)
+        await resp.write(b"{")
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline and not self._stopping:
+            try:
+                async with asyncio.timeout(0.05):
+                    await self._wake.wait()
+                return _abort(request)  # a reset or stop: end now
+            except TimeoutError:
+                pass
+            await resp.write(b" ")
+            self._update(call, sent=call.sent + b" ", writes=call.writes + 1)
+        return _abort(request)
 
     async def _stream(self, request: web.Request, call: RecordedCall, fault: Fault | None,
                       events: list[bytes], protocol: str = "anthropic") -> web.StreamResponse:
@@ -449,11 +479,15 @@ class MockUpstream(ThreadedServer):
         sock = request.transport.get_extra_info("socket") if request.transport else None
         if sock is not None:  # each event leaves as its own TCP segment
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        resp = web.StreamResponse(headers={**_request_headers(), "cache-control": "no-cache"})
+        extra = {"content-encoding": "gzip"} if kind == "gzip" else {}
+        resp = web.StreamResponse(headers={**_request_headers(), "cache-control": "no-cache", **extra})
         resp.content_type = "text/event-stream"
         self._update(call, status=200)
         await resp.prepare(request)
+        squeeze = zlib.compressobj(wbits=31) if kind == "gzip" else None
         for index, (pause, chunk) in enumerate(stream_plan(events, fault, protocol)):
+            if squeeze is not None:  # each event flushed as it goes, as a compressing server streams
+                chunk = squeeze.compress(chunk) + squeeze.flush(zlib.Z_SYNC_FLUSH)
             if kind == "reset_mid_stream" and index == fault.after:
                 return _abort(request)
             if kind == "stall" and index == 1 and not await self._stall(fault.seconds):
@@ -464,6 +498,10 @@ class MockUpstream(ThreadedServer):
             await resp.write(chunk)
         if kind == "reset_mid_stream":
             return _abort(request)
+        if squeeze is not None:
+            tail = squeeze.flush()
+            self._update(call, sent=call.sent + tail)
+            await resp.write(tail)
         self._update(call, finished=True)
         await resp.write_eof()
         return resp
@@ -487,6 +525,11 @@ class MockUpstream(ThreadedServer):
         return web.json_response(error_body(404, f"no control route {request.method} {request.path}"),
                                  status=404)
 
+
+
+def _gzip(data: bytes) -> bytes:
+    squeeze = zlib.compressobj(wbits=31)
+    return squeeze.compress(data) + squeeze.flush()
 
 
 async def _serve(host: str, port: int, name: str) -> int:

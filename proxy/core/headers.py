@@ -40,6 +40,12 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 # the shim forwards the body as it read it: aiohttp has already decoded any content-encoding
 _RECOMPUTED = frozenset({"host", "content-length", "content-encoding"})
 _REQUEST_DROP = HOP_BY_HOP | _RECOMPUTED
+# What the shim asks every upstream for, whatever the client accepts: the plain bytes. The shim
+# reads every answer (tokens, the SSE meter, partials, trajectories), which a compressed body would
+# hide; between the shim and a client on the same machine compression saves nothing, and decoding
+# it only to meter it, then encoding it again, would cost CPU per byte. (An upstream that
+# compresses anyway is decoded by the relay: proxy.pipeline.relay.)
+ACCEPT_ENCODING = ("accept-encoding", "identity")
 # The response's own framing and identity come from the shim's server, not from the upstream's.
 _RESPONSE_DROP = HOP_BY_HOP | frozenset({"content-length", "date", "server"})
 
@@ -87,6 +93,7 @@ def upstream_request_headers(
         out[key] = value  # a repeated header: its last value, as before
     for key in (_REQUEST_DROP | listed) & out.keys():
         del out[key]
+    out[ACCEPT_ENCODING[0]] = ACCEPT_ENCODING[1]
     if profile is not None and "anthropic-beta" in out:
         betas = filter_betas(profile, out["anthropic-beta"])
         if betas is None:
@@ -119,7 +126,11 @@ def upstream_request_headers(
 
 def openai_request_headers(api_key: str, header_mode: str = "authorization") -> dict[str, str]:
     """Headers for an OpenAI Chat Completions provider: JSON, and the provider's own key."""
-    out = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    out = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        ACCEPT_ENCODING[0]: ACCEPT_ENCODING[1],
+    }
     if api_key:
         if header_mode == "x-api-key":
             out["x-api-key"] = api_key

@@ -14,14 +14,16 @@ proxy.pipeline.outcome.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable
+import zlib
+from collections.abc import AsyncIterator, Awaitable
 
 from proxy.core.convert.requests import json_bytes
-from proxy.core.errors import UpstreamError
+from proxy.core.errors import UpstreamError, UpstreamTimeout
 from proxy.core.headers import client_response_headers
 from proxy.core.record import ErrType, Reason, set_tokens
-from proxy.core.sse import SseMeter, error_event, exact_loads, tokens_from_message
+from proxy.core.sse import SseMeter, exact_loads, tokens_from_message
 from proxy.pipeline.context import Downstream, Exchange
 from proxy.pipeline.outcome import BREAKS, broken, ended, settle
 from proxy.protocols import Conversion
@@ -29,6 +31,7 @@ from proxy.sinks.partials import KEEP_BYTES as PARTIAL_KEEP_BYTES
 from proxy.upstream.base import UpstreamResponse
 
 JSON = "application/json"
+INCOMPLETE_MESSAGE = "the upstream's stream ended before its last event"
 EVENT_STREAM = "text/event-stream"
 # of a foreign protocol's response headers, only those that mean the same on both sides
 _KEPT_ACROSS = ("request-id", "x-request-id", "retry-after")
@@ -54,9 +57,20 @@ def kept_headers(upstream_headers: list[tuple[str, str]]) -> list[tuple[str, str
 
 
 async def read_whole(ex: Exchange, resp: UpstreamResponse) -> bytes:
-    """The whole upstream body; the connection goes back to the pool, or is closed on failure."""
+    """The whole upstream body; the connection goes back to the pool, or is closed on failure.
+
+    A stream request answered with a body that is not a stream (an error JSON, or a broken
+    upstream's page) is held to the JSON answer's total time: the clients only watch a stream
+    request's idle time, and a body that trickles in forever is never idle."""
     try:
-        data = await resp.read()
+        if ex.stream and not resp.is_sse:
+            try:
+                async with asyncio.timeout(ex.settings.json_timeout):
+                    data = await resp.read()
+            except TimeoutError:
+                raise UpstreamTimeout("upstream did not answer in time") from None
+        else:
+            data = await resp.read()
     except BaseException:
         resp.close()
         raise
@@ -109,7 +123,7 @@ async def relay_stream(
             if kept < PARTIAL_KEEP_BYTES:
                 relayed.append(chunk)
                 kept += len(chunk)
-            if resp_finished(resp):  # the upstream's last bytes: they and the end in one write
+            if resp_finished(resp) and meter.complete:  # the last bytes and the end, one write
                 await down.write_last(chunk)
             else:
                 await down.write(chunk)
@@ -117,11 +131,15 @@ async def relay_stream(
         released = True
         ex.upstream_done = time.perf_counter()
         ended(rec, meter.complete)
-        await down.end()
+        if meter.complete:
+            await down.end()
+        else:  # the upstream ended short of its last event: the client is told, as a converted
+            # stream tells it, rather than left with a stream that just stops
+            await _tell_client(down, ex.protocol_in.stream_error("api_error", INCOMPLETE_MESSAGE))
     except BREAKS as exc:
         told = broken(rec, exc)
         if told is not None:
-            await _tell_client(down, error_event(*told))
+            await _tell_client(down, ex.protocol_in.stream_error(*told))
         elif not isinstance(exc, ConnectionError):
             raise
     finally:
@@ -269,6 +287,85 @@ async def relay_converted_stream(
         settle(ex, meter, sent, converter.complete)
 
 
+# ---------------------------------------------------------------- a compressed answer
+def _content_encoding(headers: list[tuple[str, str]]) -> str:
+    for name, value in headers:
+        if name.lower() == "content-encoding":
+            return value.strip().lower()
+    return "identity"
+
+
+class _Decoded:
+    """An upstream answer compressed although the shim asked for `identity` (a CDN in front of a
+    provider may do so), decoded as it is read: the meter, the tokens, partials and trajectories
+    then read the plain bytes, and the client gets them without a `content-encoding`."""
+
+    __slots__ = ("_resp", "_z", "_encoding", "status", "headers", "h2")
+
+    def __init__(self, resp: UpstreamResponse, encoding: str) -> None:
+        self._resp = resp
+        self._z = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib, told by the header
+        self._encoding = encoding
+        self.status, self.h2 = resp.status, resp.h2
+        self.headers = [
+            (k, v)
+            for k, v in resp.headers
+            if k.lower() not in ("content-encoding", "content-length")
+        ]
+
+    @property
+    def is_sse(self) -> bool:
+        return self._resp.is_sse
+
+    @property
+    def ready(self) -> bool:
+        return resp_ready(self._resp)
+
+    @property
+    def finished(self) -> bool:
+        return resp_finished(self._resp)
+
+    def _decode(self, data: bytes, last: bool = False) -> bytes:
+        try:
+            out = self._z.decompress(data)
+            return out + self._z.flush() if last else out
+        except zlib.error as exc:
+            raise UpstreamError(
+                f"the upstream's {self._encoding} body is not valid: {exc}"
+            ) from None
+
+    async def read(self) -> bytes:
+        return self._decode(await self._resp.read(), last=True)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._resp.chunks():
+            out = self._decode(chunk)
+            if out:
+                yield out
+        tail = self._decode(b"", last=True)
+        if tail:
+            yield tail
+
+    def release(self) -> None:
+        self._resp.release()
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+def decoded(resp: UpstreamResponse) -> UpstreamResponse:
+    """`resp`, decoded when it came gzip or deflate; as it is otherwise (another encoding is
+    relayed untouched, with its header, and no tokens are read from it)."""
+    headers = resp.headers
+    for name, _ in headers:  # (the common case, no content-encoding at all, in one pass)
+        if name.lower() == "content-encoding":
+            encoding = _content_encoding(headers)
+            if encoding in ("gzip", "x-gzip", "deflate"):
+                return _Decoded(resp, encoding)
+            break
+    return resp
+
+
 # ---------------------------------------------------------------- which one
 def relay(
     ex: Exchange,
@@ -284,6 +381,7 @@ def relay(
     rec = ex.rec
     rec["upstream_status"] = rec["status"] = resp.status
     rec["h2"] = resp.h2
+    resp = decoded(resp)
     if resp.status >= 400:
         rec["err_type"] = ErrType.UPSTREAM_5XX if resp.status >= 500 else ErrType.UPSTREAM_4XX
     streaming = resp.is_sse and resp.status < 300

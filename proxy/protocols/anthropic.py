@@ -8,6 +8,7 @@ from typing import Any
 
 from proxy.core.headers import LaneCredentials, upstream_request_headers
 from proxy.core.routing import LANE_ANTHROPIC
+from proxy.core.sse import error_event
 from proxy.protocols.base import ProtocolAdapter
 
 ANTHROPIC = "anthropic"
@@ -44,3 +45,6 @@ class AnthropicProtocol(ProtocolAdapter):
     def error_body(self, error_type: str, message: str) -> bytes:
         obj = {"type": "error", "error": {"type": error_type, "message": message}}
         return json.dumps(obj, separators=(",", ":")).encode()
+
+    def stream_error(self, error_type: str, message: str) -> bytes:
+        return error_event(error_type, message)  # `event: error`, as the Messages API sends it

@@ -49,6 +49,10 @@ class ProtocolAdapter:
     def error_body(self, error_type: str, message: str) -> bytes:
         raise NotImplementedError
 
+    def stream_error(self, error_type: str, message: str) -> bytes:
+        """The in-stream event that tells a client its stream was cut (the bytes of one event)."""
+        raise NotImplementedError
+
     # --- conversion to and from the pivot (not needed by the pivot itself)
     def request_from_anthropic(
         self, payload: dict | None, body: bytes, model: str, tool_names: dict[str, str]

@@ -46,6 +46,11 @@ class OpenAIProtocol(ProtocolAdapter):
         obj = {"error": {"message": message, "type": error_type, "param": None, "code": None}}
         return json.dumps(obj, separators=(",", ":")).encode()
 
+    def stream_error(self, error_type: str, message: str) -> bytes:
+        # a `data:` line with the error object, as OpenAI-compatible servers end a failed stream
+        # (the SDKs raise it as an APIError); no [DONE] follows
+        return b"data: " + self.error_body(error_type, message) + b"\n\n"
+
     def request_from_anthropic(
         self, payload: dict | None, body: bytes, model: str, tool_names: dict[str, str]
     ) -> tuple[dict, bytes]:

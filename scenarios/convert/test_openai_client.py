@@ -61,3 +61,22 @@ def test_errors_reach_openai_clients_in_their_shape(glm_shim, mock_anthropic):
                      headers={"content-type": "application/json"})
     assert bad.status_code == 400 and bad.json()["error"]["message"]
     client.close()
+
+
+def test_an_openai_passthrough_stream_short_of_done_ends_with_an_error_chunk(glm_shim, mock_zai):
+    # the OpenAI side's last event is `data: [DONE]`; without it the client is told, in its shape
+    body = {"model": "glm-4.6", "stream": True,
+            "messages": [{"role": "user", "content": "Reply with exactly: PASS_OK and nothing else."}]}
+    mock_zai.script("no_stop", times=2)  # (a provider gets none of the client's headers)
+    r = httpx.post(f"{glm_shim.url}/v1/chat/completions", json=body, trust_env=False, timeout=30,
+                   headers={"authorization": "Bearer client-openai-key-123"})
+    [call] = mock_zai.calls
+    assert call.finished and b"[DONE]" not in call.sent
+    assert r.status_code == 200 and r.content.startswith(call.sent)
+    tail = r.content[len(call.sent):]
+    assert tail.startswith(b"data: {\"error\":") and b"[DONE]" not in tail
+    with pytest.raises(openai.APIError):  # the SDK raises it instead of ending quietly
+        list(_client(glm_shim).chat.completions.create(
+            model="glm-4.6", stream=True, messages=body["messages"]))
+    recs = glm_shim.wait_for_records(2)
+    assert {(r["err_type"], r["reason"]) for r in recs} == {("net", "stream_incomplete")}

@@ -3,6 +3,7 @@ import pytest
 from proxy.core.headers import (
     LaneCredentials,
     client_response_headers,
+    openai_request_headers,
     upstream_request_headers,
 )
 
@@ -40,9 +41,10 @@ def test_anthropic_lane_keeps_client_credential():
 
 def test_anthropic_lane_falls_back_to_shim_token():
     out = upstream_request_headers("anthropic", [("anthropic-version", "2023-06-01")], CREDS)
-    assert out == {"anthropic-version": "2023-06-01", "authorization": "Bearer ant-TOKEN"}
+    assert out == {"anthropic-version": "2023-06-01", "authorization": "Bearer ant-TOKEN",
+                   "accept-encoding": "identity"}
     out = upstream_request_headers("anthropic", [], CREDS._replace(anthropic_auth_token=""))
-    assert out == {"x-api-key": "ant-KEY"}
+    assert out == {"x-api-key": "ant-KEY", "accept-encoding": "identity"}
 
 
 @pytest.mark.parametrize("header", [("x-api-key", "zai-KEY"), ("authorization", "Bearer zai-KEY"),
@@ -61,3 +63,11 @@ def test_response_headers_drop_framing_and_keep_the_rest():
     assert out == [("Content-Type", "text/event-stream"), ("request-id", "req_1"),
                    ("anthropic-ratelimit-requests-remaining", "9"), ("Set-Cookie", "a=1"),
                    ("Set-Cookie", "b=2")]
+
+
+@pytest.mark.parametrize("lane", ["anthropic", "zai"])
+def test_every_upstream_is_asked_for_plain_bytes_whatever_the_client_accepts(lane):
+    # the shim meters every answer: a gzip body would hide its tokens and break the SSE meter
+    out = upstream_request_headers(lane, [("Accept-Encoding", "gzip, deflate, br")], CREDS)
+    assert out["accept-encoding"] == "identity"
+    assert openai_request_headers("k")["accept-encoding"] == "identity"

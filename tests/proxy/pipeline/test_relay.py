@@ -230,3 +230,42 @@ def test_body_and_error_conversion():
 def test_kept_headers():
     assert kept_headers([("Retry-After", "1"), ("content-type", "x"), ("x-request-id", "r")]) == \
         [("Retry-After", "1"), ("x-request-id", "r")]
+
+
+def _gz(data, chunked=False):
+    import zlib
+    z = zlib.compressobj(wbits=31)
+    return [z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH), z.flush()] if chunked else \
+        z.compress(data) + z.flush()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "deflate"])
+def test_a_compressed_answer_is_decoded_whole_and_chunk_by_chunk(encoding):
+    import zlib
+
+    from proxy.pipeline.relay import decoded
+    body = b'{"type":"message","usage":{"input_tokens":3,"output_tokens":2}}'
+    packed = _gz(body) if encoding != "deflate" else zlib.compress(body)
+    whole = Fake(200, [packed])
+    whole.headers = [("Content-Encoding", encoding), ("content-length", "9"), ("request-id", "r")]
+    out = decoded(whole)
+    assert asyncio.run(out.read()) == body and out.headers == [("request-id", "r")]
+    events = b"event: ping\ndata: {}\n\n" * 50
+    stream = Fake(200, _gz(events, chunked=True))
+    stream.headers = [("content-encoding", "gzip")]
+
+    async def take(resp):
+        return [c async for c in resp.chunks()]
+
+    assert b"".join(asyncio.run(take(decoded(stream)))) == events
+
+
+def test_an_identity_or_unknown_encoding_is_left_as_it_is_and_a_broken_one_is_an_upstream_error():
+    from proxy.pipeline.relay import decoded
+    plain, br = Fake(200, [b"x"]), Fake(200, [b"x"])
+    br.headers = [("content-encoding", "br")]
+    assert decoded(plain) is plain and decoded(br) is br
+    bad = Fake(200, [b"not gzip at all"])
+    bad.headers = [("content-encoding", "gzip")]
+    with pytest.raises(UpstreamError, match="gzip body is not valid"):
+        asyncio.run(decoded(bad).read())

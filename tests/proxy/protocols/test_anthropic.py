@@ -33,3 +33,10 @@ def test_a_non_anthropic_lane_gets_its_provider_key_and_not_the_clients():
 def test_the_error_shape_is_anthropics():
     assert json.loads(ANTHROPIC.error_body("invalid_request_error", "no")) == \
         {"type": "error", "error": {"type": "invalid_request_error", "message": "no"}}
+
+
+def test_a_cut_stream_is_told_with_an_error_event():
+    event = ANTHROPIC.stream_error("api_error", "cut")
+    name, data = event.split(b"\n", 1)
+    assert name == b"event: error" and event.endswith(b"\n\n")
+    assert json.loads(data[6:]) == {"type": "error", "error": {"type": "api_error", "message": "cut"}}

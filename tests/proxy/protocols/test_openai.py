@@ -49,3 +49,10 @@ def test_streams_convert_both_ways():
     assert b"event: message_start" in out and b"message_stop" in out and to.complete
     back = OPENAI.stream_from_anthropic("m", 1)
     assert hasattr(back, "feed") and hasattr(back, "finish")
+
+
+def test_a_cut_stream_is_told_with_an_error_data_line_and_no_done():
+    event = OPENAI.stream_error("api_error", "cut")
+    assert event.startswith(b"data: ") and event.endswith(b"\n\n") and b"[DONE]" not in event
+    assert json.loads(event[6:])["error"] == {"message": "cut", "type": "api_error", "param": None,
+                                              "code": None}
