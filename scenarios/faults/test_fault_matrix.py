@@ -18,6 +18,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
@@ -97,6 +98,15 @@ MATRIX: list[Case] = [
     Case("oversized", "stream", deltas=4_000, prompt=BIG_PROMPT, exact=True, reason="streaming",
          complete=True, upstream_status=200),
     Case("oversized", "nonstream", prompt=BIG_PROMPT, exact=True, upstream_status=200),
+    # a CDN that compresses although the shim asked for identity: decoded, metered, whole
+    Case("gzip", "stream", "gzip", reason="streaming", complete=True, upstream_status=200),
+    Case("gzip", "nonstream", "gzip", upstream_status=200),
+    # ends cleanly, but without message_stop: every byte relayed, then an error event
+    Case("no_stop", "stream", "no_stop", error="api_error", err_type="net",
+         reason="stream_incomplete", complete=False, upstream_status=200),
+    # a stream request answered with a JSON body that never ends: cut at CCP_JSON_TIMEOUT
+    Case("json_trickle", "stream", f"json_trickle;{STALL}", status=504, error="timeout_error",
+         err_type="timeout", upstream_status=200),
     Case("client_disconnect", "stream", "slow_drip;delay_ms=200", deltas=200, leave=True,
          err_type="client_abort", reason="client_disconnected", complete=False, upstream_status=200),
     Case("client_disconnect", "nonstream", f"stall_before_headers;{STALL}", status=499, leave=True,
@@ -283,6 +293,8 @@ class Passes(NamedTuple):
     gauges: list[dict[str, float] | None]
     records: int
     cases: int
+    ours_500: int                             # 500s the upstream did not send
+    tracebacks: int                           # in the shims' stderr
 
 
 @pytest.fixture(scope="module")
@@ -302,14 +314,20 @@ def passes(shims, _mock_pair) -> Passes:
         seen_gauges.append(gauges(shims.main))
     anthropic.assert_no_unexpected()
     assert zai.calls == []
-    end = len(shims.main.records()) + len(shims.refused.records())
-    return Passes(fds, seen_gauges, end - start, 2 * len(MATRIX))
+    recs = [*shims.main.records(), *shims.refused.records()]
+    ours_500 = sum(1 for r in recs[start:] if r["status"] == 500 and r["upstream_status"] != 500)
+    tracebacks = sum(Path(p.stderr_path).read_text(errors="replace").count("Traceback")
+                     for p in (shims.main, shims.refused))
+    return Passes(fds, seen_gauges, len(recs) - start, 2 * len(MATRIX), ours_500, tracebacks)
 
 
 def test_matrix_twice_leaks_no_file_descriptors(passes):
     before, first, second = passes.fds
-    print(f"shim fds: before {before}, after pass 1 {first}, after pass 2 {second}")
+    print(f"fault matrix: {passes.cases} cases, {passes.records} records, {passes.ours_500} 500s "
+          f"of the shim's own, {passes.tracebacks} tracebacks, fds before {before}, after pass 1 "
+          f"{first}, after pass 2 {second}")
     assert passes.records == passes.cases  # one record per request, no more
+    assert passes.ours_500 == 0 and passes.tracebacks == 0
     assert first <= before + FD_SLACK, passes.fds
     assert abs(second - first) <= PASS_SLACK, passes.fds
 
