@@ -32,7 +32,7 @@ SINKS = (USAGE_LOG, STORE, TRAJECTORY, PARTIAL, TEE)
 # what the failure line adds about where the records still are
 # the logger each sink's lines go to (the store's lines keep the store's own logger)
 LOGGERS = {STORE: "ccp.store"}
-NOTES = {STORE: ", usage goes to the JSONL log only (the next start imports its recent records)"}
+NOTES = {STORE: ", usage goes to JSONL only (the next start imports its recent records)"}
 
 
 def failure_kind(exc: BaseException) -> str:

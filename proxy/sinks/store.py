@@ -689,7 +689,8 @@ class UsageStore:
             # reconcile() brings back what is recent); the next batch tries again
             self._count_errors(len(batch), exc)
         else:
-            self.health.ok()
+            if self.health.degraded is not None:
+                self.health.ok()
             self.written += len(batch)
             if self.metrics is not None:
                 self.metrics.store_writes.inc(len(batch))

@@ -140,7 +140,8 @@ class UsageWriter:
                 self.health.failed(exc)
                 return None
             self.written += 1
-        self.health.ok()
+        if self.health.degraded is not None:  # (read here: no call into health per request)
+            self.health.ok()
         return line
 
     def _append(self, line: bytes) -> None:

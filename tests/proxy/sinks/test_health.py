@@ -66,7 +66,7 @@ def test_the_store_says_it_on_its_own_logger(caplog):
     with caplog.at_level(logging.ERROR):
         SinkHealth("store").failed(OSError(errno.ENOSPC, "full"))
     [line] = caplog.records
-    assert line.name == "ccp.store" and "JSONL log only" in line.getMessage()
+    assert line.name == "ccp.store" and "JSONL only" in line.getMessage()
 
 
 def test_write_whole_leaves_no_half_file_and_no_tmp(tmp_path, monkeypatch):
