@@ -165,7 +165,9 @@ def main(argv: list[str]) -> int:
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     from proxy.server.serve import prepare, run_loop
+    from proxy.sinks.usage_log import check_writable
 
+    check_writable(settings.logs_dir)  # as `ccp serve`: a read-only logs folder is a ConfigError
     settings = prepare(settings, time.time())
     run_loop(
         serve(

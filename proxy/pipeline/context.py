@@ -91,8 +91,7 @@ class Exchange:
     signatures: list = field(default_factory=list)  # thinking signatures a stream carried
 
     def save_partial(self, chunks: list[bytes]) -> str | None:
-        """Keep what a broken stream relayed (logs/partials/<rid>.partial, secrets masked)."""
-        try:
-            return str(self.state.save_partial(self.rec["rid"], chunks, self.credentials))
-        except OSError:
-            return None
+        """Keep what a broken stream relayed (logs/partials/<rid>.partial, secrets masked); None
+        when the disk refused it (the partial sink counts and says so)."""
+        path = self.state.save_partial(self.rec["rid"], chunks, self.credentials)
+        return None if path is None else str(path)

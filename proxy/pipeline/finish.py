@@ -16,6 +16,7 @@ from proxy.core.sse import assemble_message
 from proxy.pipeline.context import SAME, Exchange
 from proxy.pipeline.relay import ms
 from proxy.protocols import ANTHROPIC
+from proxy.sinks.health import TEE, TRAJECTORY
 from proxy.sinks.trajectory import parse_json_or_text
 
 log = logging.getLogger("ccp.shim")
@@ -61,10 +62,13 @@ def write_query(ex: Exchange, payload: dict) -> None:
         "protocol_in": rec["protocol_in"],
         "protocol_out": rec["protocol_out"],
     }
+    health = state.sinks[TRAJECTORY]
     try:
         state.trajectories.write_query(session.id, ex.trace_ts, payload, meta, ex.trace_secrets)
-    except OSError:
-        log.exception("[%s] could not write the trajectory query", rec["rid"])
+    except OSError as exc:  # counted and said once a kind (proxy.sinks.health), never the client's
+        health.failed(exc)
+    else:
+        health.ok()
 
 
 def write_answer(ex: Exchange) -> None:
@@ -90,10 +94,13 @@ def write_answer(ex: Exchange) -> None:
     downstream = upstream if ex.downstream is SAME else ex.downstream
     session, ts, secrets = rec["session"], ex.trace_ts, ex.trace_secrets
     assert session is not None and ts is not None and secrets is not None  # (write_query's)
+    health = ex.state.sinks[TRAJECTORY]
     try:
         ex.state.trajectories.write_answer(session, ts, meta, upstream, downstream, secrets)
-    except OSError:
-        log.exception("[%s] could not write the trajectory answer", rec["rid"])
+    except OSError as exc:
+        health.failed(exc)
+    else:
+        health.ok()
 
 
 def _tee(ex: Exchange) -> None:
@@ -101,6 +108,7 @@ def _tee(ex: Exchange) -> None:
 
     state, rec = ex.state, ex.rec
     head = ex.upstream_body or b"".join(ex.events or [])[:TEE_HEAD_BYTES]
+    health = state.sinks[TEE]
     try:
         write_tee(
             state.settings.logs_dir,
@@ -109,5 +117,7 @@ def _tee(ex: Exchange) -> None:
             head,
             state.redaction_secrets(ex.credentials),
         )
-    except OSError:
-        log.exception("[%s] could not write the body tee", rec["rid"])
+    except OSError as exc:
+        health.failed(exc)
+    else:
+        health.ok()

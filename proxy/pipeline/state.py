@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,10 +25,11 @@ from proxy.core.record import UsageRecord, new_record
 from proxy.core.thinking import SignatureBook
 from proxy.pipeline import controls as rc
 from proxy.pipeline.sessions import SessionRegistry
+from proxy.sinks.health import PARTIAL, STORE, USAGE_LOG, Sinks
 from proxy.sinks.metrics import Metrics
 from proxy.sinks.partials import write_partial
 from proxy.sinks.quotas import QuotaBook
-from proxy.sinks.store import UsageStore
+from proxy.sinks.store import UsageStore, reconcile
 from proxy.sinks.trajectory import TrajectoryWriter
 from proxy.sinks.usage_log import UsageWriter
 from proxy.upstream.base import Upstream
@@ -62,6 +64,7 @@ class ShimState:
         self.trajectories = TrajectoryWriter(settings.logs_dir)
         self.signatures = SignatureBook()
         self.metrics = Metrics()
+        self.sinks = Sinks(self.metrics)  # each sink's write health: /readyz, one log line a kind
         self.quotas = QuotaBook(settings.quotas)  # proxy.sinks.quotas: accounting + row 4b
         self.store: UsageStore | None = (
             None  # proxy.sinks.store: opened by open_store() (CCP_PERSIST)
@@ -136,8 +139,16 @@ class ShimState:
         return [*self.secret_values, *self.sessions.tokens(), *extra]
 
     def save_partial(self, rid: str, chunks: list[bytes], extra: list[str] | tuple[str, ...] = ()):
-        """Write what a broken stream relayed to logs/partials/<rid>.partial (secrets masked)."""
-        return write_partial(self.settings.logs_dir, rid, chunks, self.redaction_secrets(extra))
+        """Write what a broken stream relayed to logs/partials/<rid>.partial (secrets masked); None
+        when the disk refused it (counted and said by the partial sink's health, never raised)."""
+        health = self.sinks[PARTIAL]
+        try:
+            path = write_partial(self.settings.logs_dir, rid, chunks, self.redaction_secrets(extra))
+        except OSError as exc:
+            health.failed(exc)
+            return None
+        health.ok()
+        return path
 
     def open_writer(self) -> UsageWriter:
         s = self.settings
@@ -146,20 +157,40 @@ class ShimState:
             max_bytes=s.max_log_bytes,
             max_age=s.log_max_age,
             on_rotate=self.metrics.rotations.inc,
+            health=self.sinks[USAGE_LOG],
         )
         return self.writer
 
     def open_store(self) -> UsageStore | None:
-        """The SQLite usage store when CCP_PERSIST is on (a store that cannot open degrades)."""
-        if self.settings.persist:
-            self.store = UsageStore(
-                self.settings.db_file, self.settings.sample_ttl_days, self.metrics
-            )
-            self.store.start()
+        """The SQLite usage store when CCP_PERSIST is on (a store that cannot open degrades), with
+        what the usage log has and it lacks imported first (a crash's last records:
+        proxy.sinks.store.reconcile), so that the quota book rebuilt from it is what the log says.
+        Runs before the shim serves: nothing is written meanwhile."""
+        s = self.settings
+        if s.persist:
+            self.store = UsageStore(s.db_file, s.sample_ttl_days, self.metrics, self.sinks[STORE])
+            if self.store.start():
+                try:
+                    read, added = reconcile(s.db_file, s.logs_dir)
+                except (sqlite3.Error, OSError) as exc:  # the log or the store: it serves anyway
+                    log.warning(
+                        "usage store %s not reconciled with the usage log: %s", s.db_file, exc
+                    )
+                else:
+                    if added:
+                        log.info(
+                            "usage store %s: %d record(s) of the usage log's last %d imported "
+                            "(written to the log, not to the store, before the last stop)",
+                            s.db_file,
+                            added,
+                            read,
+                        )
         return self.store
 
     def record(self, rec: UsageRecord) -> None:
-        """The end of every request: one usage line, the metrics, the quota book and the store."""
+        """The end of every request: one usage line, the metrics, the quota book and the store.
+        Never raises for a disk: a sink that cannot write counts and says so (proxy.sinks.health),
+        and the client keeps the answer it got."""
         line = self.writer.write(rec) if self.writer is not None else None
         self.metrics.observe(rec)
         self.quotas.account(rec)

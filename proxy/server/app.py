@@ -193,6 +193,9 @@ async def handle_rotate(request: web.Request) -> web.Response:
 async def handle_readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     report = await readiness(state.settings)
+    # the sinks' write health (`status`, `degraded`, `sinks`): reported, never a 503 — a shim
+    # whose disk is full still answers every request, and an unready one would be taken out
+    report.update(state.sinks.report())
     return web.json_response(
         report, status=200 if report["ok"] else 503, headers={RID_HEADER: state.new_rid()}
     )

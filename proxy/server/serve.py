@@ -25,6 +25,7 @@ from proxy.config.policy import load_for
 from proxy.config.settings import Settings
 from proxy.licence.verify import log_line
 from proxy.server.app import create_app
+from proxy.sinks.usage_log import check_writable
 
 log = logging.getLogger("ccp.shim")
 
@@ -141,6 +142,7 @@ def run(settings: Settings, host: str, port: int, port_file: str | None = None) 
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
+    check_writable(settings.logs_dir)  # a read-only logs folder: one ConfigError line, exit 2
     settings = prepare(settings, time.time())
     run_loop(serve(settings, host, port, port_file))
     return 0

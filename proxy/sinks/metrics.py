@@ -29,6 +29,8 @@ from prometheus_client.core import (
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from proxy.sinks.health import SINKS
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -170,6 +172,16 @@ class Metrics:
             "Usage records the store could not write (JSONL has them)",
             registry=r,
         )
+        # every sink (proxy.sinks.health): the records it could not write; every sink's series is
+        # there from the start, so a rate() or an alert on it has a zero to start from
+        self.sink_write_errors = Counter(
+            "ccp_sink_write_errors",
+            "Records a sink could not write (a full disk, a read-only folder); the client was answered",
+            ("sink",),
+            registry=r,
+        )
+        for sink in SINKS:
+            self.sink_write_errors.labels(sink=sink)
         self.store_rollup = Histogram(
             "ccp_store_rollup_duration_seconds",
             "Time one hour/day rollup refresh (and pruning) took",

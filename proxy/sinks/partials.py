@@ -17,6 +17,7 @@ from pathlib import Path
 
 from proxy.config.load import load_settings
 from proxy.core.redact import MIN_SECRET_LEN, mask
+from proxy.sinks.health import write_whole
 
 PARTIALS_DIR = "partials"
 KEEP_BYTES = 8 * 1024 * 1024  # a partial keeps at most this much of the stream (the start of it)
@@ -39,9 +40,8 @@ def write_partial(
 ) -> Path:
     folder = partials_dir(logs_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{rid}.partial"
-    path.write_bytes(redact_bytes(b"".join(chunks), secrets))
-    return path
+    # whole or not at all: a full disk never leaves half a partial under its name
+    return write_whole(folder / f"{rid}.partial", redact_bytes(b"".join(chunks), secrets))
 
 
 def list_partials(logs_dir: str | os.PathLike) -> list[dict]:

@@ -15,8 +15,17 @@ file up to SCHEMA_VERSION (MIGRATIONS, all in one transaction) and refuses a new
 naming both versions), since a file a newer ccp wrote may mean something this code would get wrong.
 
 When the store cannot be opened or written (a read-only path, a full disk, a newer schema) it logs
-one line, counts `ccp_store_write_errors_total` for every record it could not keep, and carries on:
-the JSONL log is written first and never depends on it.
+one line per kind of failure, counts every record it could not keep (`ccp_store_write_errors_total`
+and `ccp_sink_write_errors_total{sink="store"}`, proxy.sinks.health), and carries on: the JSONL log
+is written first and never depends on it. A store that opened and then failed to write (a full disk)
+keeps trying with each batch, so it writes again by itself once there is room; one that could not
+be opened stays off until the shim restarts.
+
+The books agree after a crash: `reconcile(path, logs_dir)`, run at start before the quota book is
+rebuilt from the store, imports the records the usage log holds and the store lacks (those a
+SIGKILL caught between the JSONL line and the store's commit), by rid, never twice. It reads the log
+from its end and stops at the first record that ended RECONCILE_MARGIN before the store's newest
+one, so start stays fast however big the log is.
 """
 
 from __future__ import annotations
@@ -41,7 +50,10 @@ try:
 except ImportError:  # optional: the stdlib encoder does the same, slower
     orjson = None  # type: ignore[assignment]  # (an optional module: None when missing)
 
+from proxy.core.record import CONTROL_OP
+from proxy.sinks.health import STORE, SinkHealth
 from proxy.sinks.quotas import record_time
+from proxy.sinks.usage_log import records_backwards
 
 if TYPE_CHECKING:
     from proxy.sinks.metrics import Metrics
@@ -451,6 +463,65 @@ def quota_records(conn: sqlite3.Connection, since: float) -> list[dict]:
     ]
 
 
+# ---------------------------------------------------------------- the books agree after a crash
+# How far before the store's newest record reconcile() still reads the log. The store is a prefix of
+# the log (the JSONL line is written first, the store's row queued right after, committed in order),
+# so what a crash took from the store is the log's last records, each of which ended after every
+# record the store has: the margin covers only the log's small disorder (concurrent requests end in
+# either order; a wall clock set back) and store batches lost to a failure that close before the
+# crash. So a start reads this many seconds of log and no more, whatever the log's size (0.8 s for
+# the 60,000 records of 5 minutes at 200 requests/s at the end of a 146 MB log; a few ms at a
+# workstation's pace); older gaps are for `ccp db import`.
+RECONCILE_MARGIN = 300.0
+
+
+def _ended(rec: Mapping[str, Any]) -> float | None:
+    """When a record's request ended (its start `ts` plus its latency): the log's order."""
+    t = record_time(rec)
+    if t is None:
+        return None
+    latency = rec.get("latency_ms")
+    return t + latency / 1000.0 if isinstance(latency, (int, float)) else t
+
+
+def reconcile(
+    path: str | os.PathLike, logs_dir: str | os.PathLike, margin: float = RECONCILE_MARGIN
+) -> tuple[int, int]:
+    """Import the usage log's recent records the store lacks (by rid: nothing twice); returns
+    (records read, rows added). Only model-request records: control lines are never stored.
+
+    Reads from the log's end back to RECONCILE_MARGIN before the store's newest record (before the
+    log's newest, for an empty store)."""
+    conn = connect(path)
+    try:
+        anchor = conn.execute("SELECT MAX(ts) FROM samples").fetchone()[0]
+        recs = []
+        for rec in records_backwards(logs_dir):
+            ended = _ended(rec)
+            if ended is not None:
+                if anchor is None:
+                    anchor = ended
+                if ended < anchor - margin:
+                    break
+            if rec.get("op") == CONTROL_OP or not rec.get("rid"):
+                continue  # (a record without a rid could not be told from itself next time)
+            recs.append(rec)
+        recs.reverse()  # oldest first, as the writer would have inserted them
+        # most of them the store has: only the others become rows (INSERT OR IGNORE would skip
+        # them too, after encoding each one's row; the store's rids of the span, by the ts index)
+        since = min((t for t in map(record_time, recs) if t is not None), default=None)
+        have = (
+            {r[0] for r in conn.execute("SELECT rid FROM samples WHERE ts >= ?", (since,))}
+            if since is not None
+            else set()
+        )
+        with conn:
+            added = insert_records(conn, [r for r in recs if r["rid"] not in have], source="shim")
+    finally:
+        conn.close()
+    return len(recs), added
+
+
 def file_size(path: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in (Path(path), Path(f"{path}-wal")) if p.exists())
 
@@ -499,12 +570,19 @@ class UsageStore:
     the thread holds the GIL only to bind parameters, and the loop never waits on a lock for it."""
 
     def __init__(
-        self, path: str | os.PathLike, ttl_days: int = 7, metrics: Metrics | None = None
+        self,
+        path: str | os.PathLike,
+        ttl_days: int = 7,
+        metrics: Metrics | None = None,
+        health: SinkHealth | None = None,
     ) -> None:
         self.path = Path(path)
         self.ttl_days = ttl_days
         self.metrics = metrics
-        self.degraded: str | None = None  # why the store is not being written, once it is not
+        self.health = health if health is not None else SinkHealth(STORE, metrics)
+        if not self.health.where:
+            self.health.where = str(self.path)
+        self._unusable: str | None = None  # why the store could not be opened (for good)
         self.written = 0
         self.errors = 0
         self._rows: deque = deque()  # append (the loop) and popleft (the writer) are thread-safe
@@ -515,6 +593,11 @@ class UsageStore:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._opened = threading.Event()
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the store is not being written now (could not open, or the last write failed)."""
+        return self._unusable or self.health.degraded
 
     # -- writing
     def start(self, timeout: float = 10.0) -> bool:
@@ -529,7 +612,7 @@ class UsageStore:
     ) -> None:
         """Queue one record (never blocks); counted as an error when the store is degraded.
         `line` is the record's JSONL line, when the caller has it."""
-        if self.degraded is not None or self._thread is None:
+        if self._unusable is not None or self._thread is None:
             self._count_errors(1)
             return
         self._rows.append(sample_row(rec, source, line))
@@ -557,17 +640,13 @@ class UsageStore:
         self._thread.join(timeout)
         self._thread = None
 
-    def _count_errors(self, n: int) -> None:
+    def _count_errors(self, n: int, exc: BaseException | None = None) -> None:
+        """`n` records the store could not keep; `exc` the reason, when this is where it failed
+        (a record refused because the store never opened was said once, when it did not)."""
         self.errors += n
         if self.metrics is not None:
             self.metrics.store_write_errors.inc(n)
-
-    def _fail(self, what: str, exc: BaseException) -> None:
-        if self.degraded is None:
-            self.degraded = f"{what}: {type(exc).__name__}: {exc}"
-            log.error(
-                "usage store %s unusable (%s); usage goes to JSONL only", self.path, self.degraded
-            )
+        self.health.failed(exc, n)
 
     def _done(self, n: int) -> None:
         with self._cond:
@@ -585,7 +664,8 @@ class UsageStore:
             # are the last few of each b-tree, so a small page cache does (SQLite's default: 2 MB)
             conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KB}")
         except (sqlite3.Error, OSError) as exc:
-            self._fail("cannot open", exc)
+            self._unusable = f"cannot open: {type(exc).__name__}: {exc}"
+            self.health.failed(exc, 0)  # said before start() returns
             self._opened.set()
             self._drain_failed()
             return
@@ -614,12 +694,12 @@ class UsageStore:
             with conn:
                 insert_rows(conn, batch)
         except (sqlite3.Error, OSError) as exc:
-            self._fail("cannot write", exc)
-            self._count_errors(len(batch))
+            # the batch is lost to the store (the JSONL log has it, and the next start's
+            # reconcile() brings back what is recent); the next batch tries again
+            self._count_errors(len(batch), exc)
         else:
-            if self.degraded is not None:
-                log.warning("usage store %s writable again", self.path)
-                self.degraded = None
+            if self.health.degraded is not None:
+                self.health.ok()
             self.written += len(batch)
             if self.metrics is not None:
                 self.metrics.store_writes.inc(len(batch))
@@ -628,7 +708,7 @@ class UsageStore:
 
     def _drain_failed(self) -> None:
         """After a failed open: whatever was queued is counted, never kept (later writes see the
-        store degraded and count themselves)."""
+        store unusable and count themselves)."""
         rows = self._take()
         if rows:
             self._count_errors(len(rows))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.core.redact import redact, redact_text
+from proxy.sinks.health import write_whole
 
 TEE_DIR = "tee"
 MAX_STRING = 2000
@@ -42,5 +43,5 @@ def write_tee(
         "request": trim(redact(request, secrets)),
         "answer_head": redact_text(answer_head[:MAX_ANSWER].decode("utf-8", "replace"), secrets),
     }
-    path.write_text(json.dumps(sample, ensure_ascii=False, indent=1))
-    return path
+    # whole or not at all: a full disk never leaves half a sample under its name
+    return write_whole(path, json.dumps(sample, ensure_ascii=False, indent=1).encode())

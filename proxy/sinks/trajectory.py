@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.core.redact import redact
+from proxy.sinks.health import write_whole
 
 TRAJECTORY_DIR = "trajectory"
 
@@ -39,11 +40,9 @@ class TrajectoryWriter:
     def _write(self, session: str, kind: str, ts: str, data: dict, secrets: Iterable[str]) -> Path:
         folder = self.root / session / kind
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{ts}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(redact(data, secrets), ensure_ascii=False, indent=1))
-        os.replace(tmp, path)  # a reader never sees half a file
-        return path
+        # a reader never sees half a file, and a full disk never leaves one (nor its .tmp)
+        data_bytes = json.dumps(redact(data, secrets), ensure_ascii=False, indent=1).encode()
+        return write_whole(folder / f"{ts}.json", data_bytes)
 
     def write_query(
         self, session: str, ts: str, body: Any, meta: dict, secrets: Iterable[str]

@@ -115,7 +115,7 @@ def test_unwritable_store_degrades_to_jsonl(make_shim, mock_anthropic, mock_zai,
     assert "ccp_store_write_errors_total 3.0" in metrics
     assert "ccp_store_writes_total 0.0" in metrics
     lines = wait_until(lambda: [ln for ln in shim.stderr_tail(200).splitlines()
-                                if "usage store" in ln], 5, "the store's log line")
+                                if "sink store" in ln], 5, "the store's log line")
     assert len(lines) == 1 and "JSONL only" in lines[0]
     # the quota book still counts from the records
     assert usage(shim)["rolling_tokens"] == sum(

@@ -61,3 +61,16 @@ def test_bad_filter_chain_is_a_config_error(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("CCP_MITM_CONFDIR", str(tmp_path))
     assert ccp_main(["mitm", "--port", "0"]) == 2
     assert capsys.readouterr().err.startswith("ConfigError: MITM_FILTER_CHAIN")
+
+
+def test_a_logs_folder_that_cannot_be_written_is_a_config_error(monkeypatch, capsys, tmp_path):
+    pytest.importorskip("mitmproxy")
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a folder under a regular file: refused even to root
+    monkeypatch.setenv("CCP_LOGS_DIR", str(blocker / "logs"))
+    monkeypatch.setenv("CCP_MITM_CONFDIR", str(tmp_path / "confdir"))
+    monkeypatch.setattr(mitm, "serve", lambda *a, **k: pytest.fail("it should not serve"))
+    assert ccp_main(["mitm", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"ConfigError: CCP_LOGS_DIR={blocker / 'logs'} cannot be written")

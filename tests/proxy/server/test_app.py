@@ -203,3 +203,50 @@ def test_requests_leave_no_cyclic_garbage_of_the_shims_own(tmp_path):
         return ours
 
     assert asyncio.run(main()) == []
+
+
+def test_a_full_disk_never_fails_the_client_and_readyz_names_the_sink(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from proxy.pipeline.state import STATE
+    from proxy.server import app as app_mod
+
+    async def reachable(settings):  # the lanes are not what this test is about
+        return {"ok": True, "providers": {}, "license": {}}
+
+    monkeypatch.setattr(app_mod, "readiness", reachable)
+    body = json.dumps({"type": "message", "usage": {"input_tokens": 2, "output_tokens": 3}}).encode()
+    real_write = os.write
+    full = [False]
+
+    async def go(client, upstream):
+        writer = client.server.app[STATE].writer
+
+        def write(fd, data):
+            if full[0] and fd == writer._fd:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(fd, data)
+
+        monkeypatch.setattr(os, "write", write)
+        full[0] = True
+        for model in ("claude-sonnet-4-5", "claude-haiku-4-5"):
+            upstream.responses.append(FakeResponse(200, [("content-type", "application/json")],
+                                                   [body]))
+            resp = await client.post("/v1/messages", json={"model": model})
+            assert resp.status == 200 and await resp.read() == body  # the upstream's answer
+        ready = await client.get("/readyz")
+        report = await ready.json()
+        assert ready.status == 200 and report["status"] == "degraded"
+        assert report["degraded"] == ["usage_log"]
+        assert report["sinks"]["usage_log"]["error"].startswith("ENOSPC")
+        metrics = await (await client.get("/metrics")).text()
+        assert 'ccp_sink_write_errors_total{sink="usage_log"} 2.0' in metrics
+        full[0] = False  # room again
+        upstream.responses.append(FakeResponse(200, [("content-type", "application/json")], [body]))
+        assert (await client.post("/v1/messages", json={"model": "claude-opus-4-1"})).status == 200
+        report = await (await client.get("/readyz")).json()
+        assert report["status"] == "ok" and report["degraded"] == []
+
+    recs = run(go, tmp_path)
+    assert [r["model"] for r in recs] == ["claude-opus-4-1"]  # the two lost, the third whole

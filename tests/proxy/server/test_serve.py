@@ -16,3 +16,17 @@ def test_tune_gc_freezes_what_exists_and_raises_the_young_threshold():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_logs_folder_that_cannot_be_written_is_a_config_error_before_anything_binds(
+        tmp_path, monkeypatch):
+    from proxy.config.load import load_settings
+    from proxy.core.parse import ConfigError
+    from proxy.server import serve
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a folder under a regular file: refused even to root
+    settings = load_settings({"CCP_LOGS_DIR": str(blocker / "logs")})
+    monkeypatch.setattr(serve, "run_loop", lambda coro: pytest.fail("it should not serve"))
+    with pytest.raises(ConfigError, match="cannot be written"):
+        serve.run(settings, "127.0.0.1", 0)

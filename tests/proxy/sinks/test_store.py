@@ -346,3 +346,97 @@ def test_db_status_shows_the_schema_version_and_export_upgrades_an_old_store(tmp
     out = io.StringIO()
     assert db_main(["--db", str(path), "status"], out=out) == 0
     assert json.loads(out.getvalue())["schema_version"] == SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------- a disk that fills, then has room
+def test_a_store_that_cannot_write_counts_says_once_and_writes_again_by_itself(tmp_path,
+                                                                              monkeypatch, caplog):
+    from proxy.sinks import store as store_mod
+    real = store_mod.insert_rows
+    full = [True]
+
+    def insert(conn, rows):
+        if full[0]:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(conn, rows)
+
+    metrics = Metrics()
+    store = UsageStore(tmp_path / "ccp.sqlite3", metrics=metrics)
+    assert store.start()
+    monkeypatch.setattr(store_mod, "insert_rows", insert)
+    with caplog.at_level("INFO", logger="ccp.store"):
+        for i in range(3):  # three batches, each lost
+            store.write(rec(f"lost{i}", T0 + i))
+            assert store.flush(5)
+        assert store.degraded.startswith("OperationalError: database or disk is full")
+        full[0] = False  # room again: the next batch goes in, no restart needed
+        store.write(rec("kept", T0 + 10))
+        assert store.flush(5)
+    assert store.degraded is None
+    assert [r["rid"] for r in store.samples()] == ["kept"]
+    assert sample_value(metrics, "ccp_store_write_errors_total") == 3
+    assert metrics.registry.get_sample_value("ccp_sink_write_errors_total", {"sink": "store"}) == 3
+    lines = [r.getMessage() for r in caplog.records if r.name == "ccp.store"]
+    assert len(lines) == 2 and "cannot write (OperationalError" in lines[0]
+    assert "writes again" in lines[1] and "3 record(s) were lost" in lines[1]
+    store.close()
+
+
+# ---------------------------------------------------------------- reconcile with the usage log
+def write_log(folder, recs, name="usage.jsonl"):
+    from proxy.core.record import record_line
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / name, "ab") as fh:
+        for r in recs:
+            fh.write(record_line(r))
+
+
+def stored_rids(path):
+    conn = connect(path, readonly=True)
+    try:
+        return [r[0] for r in conn.execute("SELECT rid FROM samples ORDER BY rowid")]
+    finally:
+        conn.close()
+
+
+def test_reconcile_imports_what_the_log_has_and_the_store_lacks_never_twice(tmp_path):
+    from proxy.sinks.store import insert_records, reconcile
+    logs, db = tmp_path / "logs", tmp_path / "ccp.sqlite3"
+    recs = [rec(f"r{i}", T0 + i) for i in range(10)]
+    control = {**rec("c1", T0 + 5.5), "op": "control"}  # not a model request: never stored
+    write_log(logs, recs[:6] + [control] + recs[6:], name="usage.jsonl.1")
+    write_log(logs, [rec("r10", T0 + 10)])  # the current file goes on where .1 stopped
+    conn = connect(db)
+    with conn:
+        insert_records(conn, recs[:6])  # the store had committed these when the shim was killed
+    conn.close()
+    assert reconcile(db, logs) == (11, 5)
+    assert sorted(stored_rids(db)) == sorted(f"r{i}" for i in range(11))
+    assert stored_rids(db)[6:] == ["r6", "r7", "r8", "r9", "r10"]  # oldest first, as written
+    assert reconcile(db, logs) == (11, 0)  # nothing twice
+    assert len(stored_rids(db)) == 11
+
+
+def test_reconcile_reads_only_the_end_of_a_big_log(tmp_path):
+    from proxy.sinks.store import RECONCILE_MARGIN, insert_records, reconcile
+    logs, db = tmp_path / "logs", tmp_path / "ccp.sqlite3"
+    old = [rec(f"old{i}", T0 + i * 0.01) for i in range(20_000)]  # long before the store's newest
+    recent = [rec(f"new{i}", T0 + 86400 + i) for i in range(10)]
+    write_log(logs, old + recent)
+    conn = connect(db)
+    with conn:
+        insert_records(conn, recent[:4])
+    conn.close()
+    read, added = reconcile(db, logs)
+    # the store's newest is new3: the log is read back to RECONCILE_MARGIN before it, no further
+    assert (read, added) == (10, 6) and RECONCILE_MARGIN < 86400
+    assert not [r for r in stored_rids(db) if r.startswith("old")]
+
+
+def test_reconcile_of_an_empty_store_takes_the_end_of_the_log(tmp_path):
+    from proxy.sinks.store import RECONCILE_MARGIN, reconcile
+    logs, db = tmp_path / "logs", tmp_path / "ccp.sqlite3"
+    write_log(logs, [rec("a", T0), rec("b", T0 + 2 * RECONCILE_MARGIN), rec("c", T0 + 2 *
+                                                                              RECONCILE_MARGIN + 1)])
+    assert reconcile(db, logs) == (2, 2) and stored_rids(db) == ["b", "c"]
+    assert reconcile(db, tmp_path / "no-logs") == (0, 0)
