@@ -7,12 +7,12 @@ default; never contains a configured secret.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from proxy.core.jsontext import dumps
 from proxy.core.redact import redact, redact_text
 
 TEE_DIR = "tee"
@@ -42,5 +42,5 @@ def write_tee(
         "request": trim(redact(request, secrets)),
         "answer_head": redact_text(answer_head[:MAX_ANSWER].decode("utf-8", "replace"), secrets),
     }
-    path.write_text(json.dumps(sample, ensure_ascii=False, indent=1))
+    path.write_bytes(dumps(sample, indent=1))  # (lone surrogates escaped)
     return path

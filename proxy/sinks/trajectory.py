@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from proxy.core.jsontext import dumps
 from proxy.core.redact import redact
 
 TRAJECTORY_DIR = "trajectory"
@@ -41,7 +42,7 @@ class TrajectoryWriter:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{ts}.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(redact(data, secrets), ensure_ascii=False, indent=1))
+        tmp.write_bytes(dumps(redact(data, secrets), indent=1))  # (lone surrogates escaped)
         os.replace(tmp, path)  # a reader never sees half a file
         return path
 
