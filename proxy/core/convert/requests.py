@@ -433,7 +433,7 @@ def image_source(url: str) -> dict:
 def _parts_to_anthropic(content: object, field: str) -> list[dict]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
-    blocks = []
+    blocks: list[dict] = []
     for n, part in enumerate(_list(content, field)):
         if not isinstance(part, dict):
             continue
