@@ -21,6 +21,7 @@ from proxy.config.load import load_settings
 from proxy.config.settings import Settings
 from proxy.core.headers import LaneCredentials
 from proxy.core.record import UsageRecord, new_record
+from proxy.core.redact import REQUEST_SECRETS, clean_record
 from proxy.core.thinking import SignatureBook
 from proxy.pipeline import controls as rc
 from proxy.pipeline.sessions import SessionRegistry
@@ -126,6 +127,7 @@ class ShimState:
             _shown(change.new),
             by,
         )
+        clean_record(rec, self.redaction_secrets())  # type: ignore[arg-type]
         if self.writer is not None:
             self.writer.write(rec)
         return rec
@@ -159,7 +161,10 @@ class ShimState:
         return self.store
 
     def record(self, rec: UsageRecord) -> None:
-        """The end of every request: one usage line, the metrics, the quota book and the store."""
+        """The end of every request: one usage line, the metrics, the quota book and the store;
+        the record first cleaned of every secret (the request's own credentials too, which the
+        pipeline put in REQUEST_SECRETS) and of what UTF-8 cannot encode (`clean_record`)."""
+        clean_record(rec, self.redaction_secrets(REQUEST_SECRETS.get()))  # type: ignore[arg-type]
         line = self.writer.write(rec) if self.writer is not None else None
         self.metrics.observe(rec)
         self.quotas.account(rec)

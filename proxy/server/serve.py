@@ -23,7 +23,9 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from proxy.config.policy import load_for
 from proxy.config.settings import Settings
+from proxy.core.redact import REQUEST_SECRETS, RedactingFilter
 from proxy.licence.verify import log_line
+from proxy.pipeline.state import STATE, ShimState
 from proxy.server.app import create_app
 
 log = logging.getLogger("ccp.shim")
@@ -71,6 +73,7 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(settings)
+    redact_logs(app[STATE])
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
@@ -93,6 +96,15 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
     finally:
         log.info("[ccp] stopping")
         await runner.cleanup()
+
+
+def redact_logs(state: ShimState) -> RedactingFilter:
+    """Every handler of the root logger (stderr) masks the shim's secrets, the session tokens and
+    the credentials of the request being served in each line it writes."""
+    mask = RedactingFilter(lambda: state.redaction_secrets(REQUEST_SECRETS.get()))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(mask)
+    return mask
 
 
 class _OneLineBadRequests(logging.Filter):
