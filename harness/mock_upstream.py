@@ -413,6 +413,21 @@ class MockUpstream(ThreadedServer):
         payload = call.json
         if not isinstance(payload, dict):
             return await self._respond(request, call, 400, error(400, "body must be a JSON object"))
+        try:
+            return await self._answer(request, call, protocol, payload, fault, scripted_text)
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # a body of the right JSON but the wrong shape (a list where a string belongs, …): what
+            # a real provider answers it, not a crash of the mock
+            message = f"mock {self.name}: malformed request ({type(exc).__name__}: {exc})"
+            return await self._respond(request, call, 400, error(400, message[:300]))
+
+    async def _answer(self, request: web.Request, call: RecordedCall, protocol: str,
+                      payload: dict[str, Any], fault: Fault | None,
+                      scripted_text: str | None) -> web.StreamResponse:
+        def error(status: int, message: str = "mock fault") -> dict[str, Any]:
+            return error_body(status, message, protocol)
+
+        kind = fault.kind if fault else None
         stream = payload.get("stream") is True
         rejected = foreign_thinking(payload, self.name) if protocol == "anthropic" else None
         if rejected:  # what the real services answer to a thinking block someone else signed

@@ -12,12 +12,16 @@ import json
 import re
 from typing import Any
 
+from proxy.core.jsontext import escape_surrogates
+
 FILLER = " x"
 _REPLY_RE = re.compile(r"Reply with exactly: (.*?) and nothing else", re.DOTALL)
 _LINES_RE = re.compile(r"Generate (\d{1,4}) lines of numbered text", re.IGNORECASE)
 
 def compact_json(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON text that UTF-8 can encode: a lone surrogate a request carried (and a reply
+    echoes) is written back as its escape, as a real provider's JSON encoder writes it."""
+    return escape_surrogates(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
 
 
 def sse_event(name: str, data: Any) -> bytes:
@@ -27,7 +31,7 @@ def sse_event(name: str, data: Any) -> bytes:
 
 def mock_message_id(model: str, text: str, input_tokens: int) -> str:
     """A deterministic `msg_mock_…` id, so expected bytes can be rebuilt from the inputs."""
-    digest = hashlib.sha256(f"{model}\0{text}\0{input_tokens}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{model}\0{text}\0{input_tokens}".encode("utf-8", "surrogatepass")).hexdigest()
     return f"msg_mock_{digest[:24]}"
 
 
@@ -152,7 +156,7 @@ def reply_text(payload: dict[str, Any], name: str) -> str:
 
 def thinking_signature(name: str, text: str) -> str:
     """A signature only the mock called `name` issues (as each real provider signs its own)."""
-    return f"sig-{name}-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+    return f"sig-{name}-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 def thinking_enabled(payload: dict[str, Any]) -> bool:

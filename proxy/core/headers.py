@@ -67,8 +67,19 @@ def _connection_listed(headers: Iterable[tuple[str, str]]) -> set[str]:
     return listed
 
 
-def _bearer_value(value: str) -> str:
-    return value[7:].strip() if value[:7].lower() == "bearer " else value.strip()
+def bearer_token(value: str) -> str | None:
+    """What follows `Bearer` and any whitespace after it (spaces, tabs, several), stripped; None
+    when the value is not of the Bearer scheme."""
+    value = value.strip()
+    if value[:6].lower() == "bearer" and value[6:7].isspace():
+        return value[6:].strip()
+    return None
+
+
+def bearer_value(value: str) -> str:
+    """The credential an `authorization` value carries: its Bearer token, else the whole value."""
+    token = bearer_token(value)
+    return value.strip() if token is None else token
 
 
 def upstream_request_headers(
@@ -114,7 +125,7 @@ def upstream_request_headers(
     # Any other lane speaks to Anthropic: keep the client's own credential unless it is a foreign one.
     foreign = {t for t in (creds.zai_api_key, *session_tokens) if t}
     for key in CREDENTIAL_HEADERS:
-        if key in out and _bearer_value(out[key]) in foreign:
+        if key in out and bearer_value(out[key]) in foreign:
             del out[key]
     if not CREDENTIAL_HEADERS & out.keys():
         if creds.anthropic_auth_token:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, NotRequired, TypedDict
 
+from proxy.core.jsontext import utf8
+
 try:  # a record line without the stdlib encoder's cost; the same bytes for the types a record holds
     import orjson
 except ImportError:  # pragma: no cover - a dependency; json writes the same line without it
@@ -197,4 +199,4 @@ def record_line(record: Mapping[str, Any]) -> bytes:
             return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         except TypeError:  # e.g. a subclass of str it will not write, or an int past 64 bits
             pass
-    return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+    return utf8(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")

@@ -8,8 +8,12 @@ their value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Any
+
+from proxy.core.jsontext import safe_str
 
 SECRET_KEYS = frozenset(
     {
@@ -64,6 +68,74 @@ def _walk(obj: Any, secrets: list[str]) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_walk(v, secrets) for v in obj]
     return obj
+
+
+def clean_record(rec: dict, secrets: Iterable[str]) -> None:
+    """A usage record made fit for every sink, in place: each string in it (the model, the path,
+    the client's session header, …: any of them can hold what a client sent) with every secret
+    masked, and with lone surrogates as the text of their escape (`safe_str`: a database column
+    and a log line must be able to encode it)."""
+    secrets = [s for s in secrets if s and len(s) >= MIN_SECRET_LEN]
+    for key, value in rec.items():
+        if isinstance(value, str):
+            if value:
+                cleaned = _clean_str(value, secrets)
+                if cleaned is not value:
+                    rec[key] = cleaned
+        elif isinstance(value, (dict, list)):
+            rec[key] = _clean(value, secrets)
+
+
+def _clean_str(value: str, secrets: list[str]) -> str:
+    if not value.isascii():
+        value = safe_str(value)
+    for secret in secrets:
+        if secret in value:
+            return redact_text(value, secrets)
+    return value
+
+
+def _clean(obj: Any, secrets: list[str]) -> Any:
+    if isinstance(obj, str):
+        return _clean_str(obj, secrets)
+    if isinstance(obj, dict):
+        return {_clean(k, secrets): _clean(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v, secrets) for v in obj]
+    return obj
+
+
+# The credentials of the request being served (set by the pipeline as it reads them; a request runs
+# in its own task, with its own copy): what a log line written meanwhile must not show either.
+REQUEST_SECRETS: ContextVar[list[str] | tuple[str, ...]] = ContextVar(
+    "ccp_request_secrets", default=()
+)
+
+
+class RedactingFilter(logging.Filter):
+    """A log handler's filter that masks every secret in the line it writes: the message, and the
+    traceback of an exception (formatted here, then masked: a traceback names values too).
+    `secrets()` gives the values to mask (the shim's keys, session tokens, the request's own)."""
+
+    def __init__(self, secrets: Callable[[], Iterable[str]]) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [s for s in self._secrets() if s and len(s) >= MIN_SECRET_LEN]
+        if not secrets:
+            return True
+        message = record.getMessage()
+        cleaned = redact_text(message, secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text, secrets)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info, secrets)
+        return True
 
 
 class Secret:

@@ -21,6 +21,7 @@ from proxy.core.errors import BadRequest, Unauthorized
 from proxy.core.payload import check_payload
 from proxy.core.provider_profiles import apply_to_request
 from proxy.core.record import Op, UsageRecord
+from proxy.core.redact import REQUEST_SECRETS
 from proxy.core.routing import LANE_ANTHROPIC, Decision, RequestMeta, decide
 from proxy.core.sse import exact_loads
 from proxy.core.thinking import might_carry_thinking, strip_foreign_thinking
@@ -39,6 +40,8 @@ async def read(ex: Exchange, inbound: Inbound) -> None:
     """The body, checked; the session; what the record knows of the request so far."""
     settings, rec = ex.settings, ex.rec
     ex.credentials = request_tokens(inbound.headers)  # secrets too, for anything written about it
+    if ex.credentials:  # and for any log line written while the request is served
+        REQUEST_SECRETS.set(ex.credentials)
     body = await inbound.read_body(settings.max_body_bytes)
     payload, exact = check_payload(body, inbound.content_type, rec)
     session = session_for(ex.credentials, ex.state)

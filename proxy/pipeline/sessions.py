@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.core.headers import bearer_value
+
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
 
@@ -110,12 +112,13 @@ def request_tokens(headers) -> list[str]:
 
 
 def inbound_tokens(headers: Iterable[tuple[str, str]]) -> list[str]:
-    """The credential values a client sent (`authorization: Bearer X` → X, `x-api-key` → value)."""
+    """The credential values a client sent (`authorization: Bearer X` → X, with any whitespace
+    between, `x-api-key` → value)."""
     found = []
     for name, value in headers:
         key = name.lower()
         if key == "authorization":
-            found.append(value[7:].strip() if value[:7].lower() == "bearer " else value.strip())
+            found.append(bearer_value(value))
         elif key == "x-api-key":
             found.append(value.strip())
     return [t for t in found if t]

@@ -22,6 +22,7 @@ from proxy.config.load import load_settings
 from proxy.config.settings import Settings
 from proxy.core.headers import LaneCredentials
 from proxy.core.record import UsageRecord, new_record
+from proxy.core.redact import REQUEST_SECRETS, clean_record
 from proxy.core.thinking import SignatureBook
 from proxy.pipeline import controls as rc
 from proxy.pipeline.sessions import SessionRegistry
@@ -129,6 +130,7 @@ class ShimState:
             _shown(change.new),
             by,
         )
+        clean_record(rec, self.redaction_secrets())  # type: ignore[arg-type]
         if self.writer is not None:
             self.writer.write(rec)
         return rec
@@ -188,9 +190,12 @@ class ShimState:
         return self.store
 
     def record(self, rec: UsageRecord) -> None:
-        """The end of every request: one usage line, the metrics, the quota book and the store.
+        """The end of every request: one usage line, the metrics, the quota book and the store;
+        the record first cleaned of every secret (the request's own credentials too, which the
+        pipeline put in REQUEST_SECRETS) and of what UTF-8 cannot encode (`clean_record`).
         Never raises for a disk: a sink that cannot write counts and says so (proxy.sinks.health),
         and the client keeps the answer it got."""
+        clean_record(rec, self.redaction_secrets(REQUEST_SECRETS.get()))  # type: ignore[arg-type]
         line = self.writer.write(rec) if self.writer is not None else None
         self.metrics.observe(rec)
         self.quotas.account(rec)

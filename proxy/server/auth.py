@@ -10,6 +10,7 @@ from aiohttp import web
 
 from proxy.config.settings import Settings
 from proxy.core.errors import Unauthorized
+from proxy.core.headers import bearer_token
 
 SETTINGS = web.AppKey("start_settings", Settings)  # the settings the app was made with
 ADMIN_HEADER = "x-ccp-admin-token"
@@ -21,8 +22,9 @@ def require_admin(request: web.Request) -> None:
         return
     given = request.headers.get(ADMIN_HEADER, "")
     auth = request.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        given = given or auth[7:].strip()
+    token = bearer_token(auth) if auth else None
+    if token is not None:
+        given = given or token
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized(
             "admin token required (CCP_ADMIN_TOKEN): send it as "

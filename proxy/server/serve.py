@@ -19,11 +19,17 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_request import BaseRequest
 
+from proxy import protocols
 from proxy.config.policy import load_for
 from proxy.config.settings import Settings
+from proxy.core.record import ErrType, new_record
+from proxy.core.redact import REQUEST_SECRETS, RedactingFilter
 from proxy.licence.verify import log_line
+from proxy.pipeline.state import RID_HEADER, STATE, ShimState
+from proxy.protocols import ANTHROPIC
 from proxy.server.app import create_app
 from proxy.sinks.usage_log import check_writable
 
@@ -72,7 +78,8 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(settings)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    redact_logs(app[STATE])
+    runner = _RecordingRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     await site.start()
@@ -94,6 +101,67 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
     finally:
         log.info("[ccp] stopping")
         await runner.cleanup()
+
+
+class _RecordingHandler(RequestHandler):
+    """aiohttp's connection handler, with one change: a request its HTTP parser rejects (a method
+    it does not know, a request line or header too long, bad framing) is answered 400 with a
+    request id and the Anthropic error JSON (the path it was for is unknown), and recorded."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        resp = super().handle_error(request, status, exc, message)
+        state = getattr(self._manager, "ccp_state", None)
+        if state is None or not isinstance(exc, (BadHttpMessage, RequestPayloadError)):
+            return resp
+        rec = new_record(state.new_rid(), "", ANTHROPIC)
+        rec["status"] = resp.status
+        rec["err_type"] = ErrType.BAD_REQUEST
+        rec["reason"] = "bad_http"
+        rec["latency_ms"] = rec["overhead_ms"] = rec["ttfb_ms"] = 0.0
+        state.record(rec)
+        text = f"malformed HTTP request: {exc}"[:300]
+        body = protocols.get(ANTHROPIC).error_body("invalid_request_error", text)
+        out = web.Response(
+            status=resp.status,
+            body=body,
+            headers={RID_HEADER: rec["rid"]},
+            content_type="application/json",
+        )
+        out.force_close()
+        return out
+
+
+class _RecordingServer(web.Server):
+    ccp_state: ShimState | None = None
+
+    def __call__(self) -> RequestHandler:
+        return _RecordingHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _RecordingRunner(web.AppRunner):
+    """An AppRunner whose connections are `_RecordingHandler`s."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _RecordingServer  # (aiohttp has no option for the handler's class)
+        assert isinstance(server, _RecordingServer)
+        server.ccp_state = self.app[STATE]
+        return server
+
+
+def redact_logs(state: ShimState) -> RedactingFilter:
+    """Every handler of the root logger (stderr) masks the shim's secrets, the session tokens and
+    the credentials of the request being served in each line it writes."""
+    mask = RedactingFilter(lambda: state.redaction_secrets(REQUEST_SECRETS.get()))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(mask)
+    return mask
 
 
 class _OneLineBadRequests(logging.Filter):

@@ -7,12 +7,12 @@ default; never contains a configured secret.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from proxy.core.jsontext import dumps
 from proxy.core.redact import redact, redact_text
 from proxy.sinks.health import write_whole
 
@@ -43,5 +43,6 @@ def write_tee(
         "request": trim(redact(request, secrets)),
         "answer_head": redact_text(answer_head[:MAX_ANSWER].decode("utf-8", "replace"), secrets),
     }
-    # whole or not at all: a full disk never leaves half a sample under its name
-    return write_whole(path, json.dumps(sample, ensure_ascii=False, indent=1).encode())
+    # whole or not at all: a full disk never leaves half a sample under its name (lone surrogates
+    # escaped)
+    return write_whole(path, dumps(sample, indent=1))

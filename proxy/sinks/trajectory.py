@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from proxy.core.jsontext import dumps
 from proxy.core.redact import redact
 from proxy.sinks.health import write_whole
 
@@ -40,9 +41,9 @@ class TrajectoryWriter:
     def _write(self, session: str, kind: str, ts: str, data: dict, secrets: Iterable[str]) -> Path:
         folder = self.root / session / kind
         folder.mkdir(parents=True, exist_ok=True)
-        # a reader never sees half a file, and a full disk never leaves one (nor its .tmp)
-        data_bytes = json.dumps(redact(data, secrets), ensure_ascii=False, indent=1).encode()
-        return write_whole(folder / f"{ts}.json", data_bytes)
+        # a reader never sees half a file, and a full disk never leaves one (nor its .tmp); lone
+        # surrogates escaped
+        return write_whole(folder / f"{ts}.json", dumps(redact(data, secrets), indent=1))
 
     def write_query(
         self, session: str, ts: str, body: Any, meta: dict, secrets: Iterable[str]

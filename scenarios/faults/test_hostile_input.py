@@ -6,8 +6,9 @@ JSON shape (OpenAI's on a `/chat/completions` path, Anthropic's elsewhere), one 
 every request that reached a recording route, and `/healthz` still answering. Requests that look
 like model calls go on to the mocks, which must see nothing but model calls.
 
-aiohttp's HTTP parser rejects some requests before the shim sees them (a method it does not know, a
-request line or header over 8190 bytes): those get aiohttp's own short plain-text 400, no record.
+aiohttp's HTTP parser rejects some requests before the shim's app sees them (a method it does not
+know, a request line or header over 8190 bytes): the shim still answers those 400 with a request id
+and the Anthropic error JSON, and records them.
 Bugs this test found (deep JSON, undecodable and gzip request bodies) are pinned by the named tests at
 the end; the `KNOWN_BUG_*` flags let the property test steer around a bug while it is open.
 """
@@ -269,20 +270,23 @@ def test_gzip_request_body_reaches_the_upstream_intact(make_shim, mock_anthropic
     ("POST", "/v1/messages", {"x-big": "y" * 9_000}),  # a header over 8190 bytes
 ], ids=["unknown-method", "long-request-line", "long-header"])
 def test_requests_the_http_parser_rejects(make_shim, mock_anthropic, mock_zai, method, path, headers):
-    """aiohttp answers these itself: a plain 400, no request id, no record; the shim keeps serving.
-
-    (Not the Anthropic error JSON, and not recorded: the request never reaches the app.)
-    """
+    """aiohttp's parser rejects these before the app sees them; the shim still answers 400 with a
+    request id and the Anthropic error JSON (the path is unknown then), records it (reason
+    `bad_http`), and keeps serving."""
     shim = make_shim()
     with httpx.Client(trust_env=False, timeout=10) as client:
         resp = client.request(method, shim.url + path, headers={**JSON, **headers},
                               content=json.dumps(OK_BODY).encode())
         assert resp.status_code == 400 and "Traceback" not in resp.text
-        assert "x-ccp-request-id" not in resp.headers
+        assert resp.json()["type"] == "error" and resp.json()["error"]["type"] == "invalid_request_error"
+        rejected = resp.headers["x-ccp-request-id"]
         assert client.get(f"{shim.url}/healthz").status_code == 200
         ok = client.post(f"{shim.url}/v1/messages", json=OK_BODY, headers={"x-api-key": "k"})
         assert ok.status_code == 200
-    assert [r["rid"] for r in shim.wait_for_records(1)] == [ok.headers["x-ccp-request-id"]]
+    records = shim.wait_for_records(2)
+    assert [r["rid"] for r in records] == [rejected, ok.headers["x-ccp-request-id"]]
+    assert (records[0]["status"], records[0]["err_type"], records[0]["reason"]) == \
+        (400, "bad_request", "bad_http")
     shim.stop()
     assert "Traceback" not in shim.stderr_path.read_text()  # one line per rejection, no flood
 

@@ -331,3 +331,23 @@ def test_tls_mock_serves_https_and_client_api_calls():
     finally:
         mock.stop()
     assert not Path(ca).exists() and mock.ca_path is None
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions"])
+@pytest.mark.parametrize("body", [
+    b'{"model": "m", "messages": -1}', b'{"model": "m", "messages": {"a": 1}}',
+    b'{"model": "m", "messages": [{"role": "user", "content": 5}], "stream": true}',
+])
+def test_a_malformed_request_is_a_400_not_a_crash(mock, client, path, body):
+    resp = client.post(f"{mock.base_url}{path}", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code in (200, 400), resp.text
+    if resp.status_code == 400:
+        assert "malformed request" in resp.text
+
+
+def test_a_lone_surrogate_is_echoed_as_its_escape(mock, client):
+    body = b'{"model": "m\\ud800", "max_tokens": 5, "messages": [{"role": "user", "content": "\\udfff"}]}'
+    resp = client.post(f"{mock.base_url}/v1/messages", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 200
+    resp.content.decode("utf-8")
+    assert resp.json()["model"] == "m\ud800"

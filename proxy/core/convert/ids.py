@@ -45,7 +45,11 @@ def new_tool_id() -> str:
 
 def wrap_tool_id(provider_id: str) -> str:
     """A valid, unique tool-use id that carries `provider_id` (see `provider_tool_id`)."""
-    encoded = base64.urlsafe_b64encode(provider_id.encode("utf-8")).decode("ascii").rstrip("=")
+    encoded = (
+        base64.urlsafe_b64encode(provider_id.encode("utf-8", "surrogatepass"))
+        .decode("ascii")
+        .rstrip("=")
+    )
     return _WRAPPED_PREFIX + _random(_NONCE) + encoded
 
 
@@ -58,7 +62,9 @@ def provider_tool_id(anthropic_id: object) -> object:
         return anthropic_id
     encoded = match.group(1)
     try:
-        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode(
+            "utf-8", "surrogatepass"
+        )
     except (ValueError, UnicodeDecodeError):
         return anthropic_id
 
@@ -71,7 +77,9 @@ def anthropic_safe_id(provider_id: object) -> str:
         return raw
     if not raw:
         return "toolu_oai_empty"
-    return "toolu_oai_" + base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+    return "toolu_oai_" + base64.urlsafe_b64encode(raw.encode("utf-8", "surrogatepass")).decode(
+        "ascii"
+    ).rstrip("=")
 
 
 class ToolIds:

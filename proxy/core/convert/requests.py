@@ -26,6 +26,7 @@ from typing import Any
 
 from proxy.core.convert.errors import ConversionError
 from proxy.core.convert.ids import anthropic_safe_id, provider_tool_id
+from proxy.core.jsontext import dumps
 
 try:  # tool-call arguments are written per call: the fast encoder, the same JSON
     import orjson
@@ -42,6 +43,52 @@ MEDIUM_EFFORT_BELOW = 16384
 _JOIN = "\n\n"
 
 
+def kind_of(value: object) -> str:
+    """A JSON value's kind, as an error about it names it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _str(value: object, field: str, default: str = "") -> str:
+    """A field that must be a string when present (absent or null: `default`)."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value
+    raise ConversionError(field, f"expected a string, got {kind_of(value)}")
+
+
+def _obj(value: object, field: str) -> dict:
+    """A field that must be an object when present (absent or null: an empty one)."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise ConversionError(field, f"expected an object, got {kind_of(value)}")
+
+
+def _list(value: object, field: str) -> list:
+    """A field that must be a list when present (absent or null: an empty one)."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise ConversionError(field, f"expected a list, got {kind_of(value)}")
+
+
+def _number(value: object, field: str) -> float | int:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise ConversionError(field, f"expected a number, got {kind_of(value)}")
+
+
 def _blocks(content: object, field: str) -> list[dict]:
     """Content as a list of blocks/parts: a string is one text block; None is none."""
     if content is None:
@@ -54,7 +101,16 @@ def _blocks(content: object, field: str) -> list[dict]:
 
 
 def _texts(content: object, field: str) -> str:
-    return _JOIN.join(b.get("text", "") for b in _blocks(content, field) if b.get("type") == "text")
+    """The text blocks (or parts) of a content, joined; each block's `text` must be a string."""
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    texts = []
+    for n, block in enumerate(_list(content, field)):
+        if isinstance(block, dict) and block.get("type") == "text":
+            texts.append(_str(block.get("text"), f"{field}[{n}].text"))
+    return _JOIN.join(texts)
 
 
 def _messages(body: dict) -> list:
@@ -80,7 +136,7 @@ def json_bytes(value: object) -> bytes:
             return orjson.dumps(value)
         except TypeError:  # e.g. integers past 64 bits: json writes them
             pass
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return dumps(value, separators=(",", ":"))  # (lone surrogates, which orjson refuses, escaped)
 
 
 def json_text(value: object) -> str:
@@ -91,12 +147,15 @@ def json_text(value: object) -> str:
 # --- Anthropic → OpenAI -------------------------------------------------------------------------
 
 
-def _image_part(block: dict) -> dict | None:
-    source = block.get("source") or {}
-    if source.get("type") == "base64":
-        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
-    elif source.get("type") == "url":
-        url = source.get("url", "")
+def _image_part(block: dict, field: str) -> dict | None:
+    field += ".source"
+    source = _obj(block.get("source"), field)
+    kind = source.get("type")
+    if kind == "base64":
+        media_type = _str(source.get("media_type"), f"{field}.media_type", "image/png")
+        url = f"data:{media_type};base64,{_str(source.get('data'), f'{field}.data')}"
+    elif kind == "url":
+        url = _str(source.get("url"), f"{field}.url")
     else:
         return None
     return {"type": "image_url", "image_url": {"url": url}}
@@ -109,7 +168,7 @@ def provider_tool_name(name: object) -> str:
         return UNNAMED_TOOL
     if TOOL_NAME.match(name):
         return name
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:_TOOL_NAME_KEEP] + "_" + digest
 
 
@@ -121,12 +180,14 @@ def _tool_result(block: dict, field: str) -> tuple[str, list[dict]]:
         text = content
     else:
         parts = []
-        for inner in _blocks(content, field):
+        for n, inner in enumerate(_list(content, field)):
+            if not isinstance(inner, dict):
+                continue
             kind = inner.get("type")
             if kind == "text":
-                parts.append(inner.get("text", ""))
+                parts.append(_str(inner.get("text"), f"{field}[{n}].text"))
             elif kind == "image":
-                part = _image_part(inner)
+                part = _image_part(inner, f"{field}[{n}]")
                 if part is not None:
                     images.append(part)
                     parts.append("[image: attached in the next message]")
@@ -150,15 +211,15 @@ def _user_to_openai(content: object, i: int) -> list[dict]:
     if isinstance(content, str):  # one text block, simplified: the string itself
         return [{"role": "user", "content": content}]
     tool_messages, parts, images = [], [], []
-    n = 0  # the index among the turn's blocks (those that are objects), as errors name it
-    for block in (
+    for n, block in enumerate(
         _blocks(content, f"messages[{i}].content") if not isinstance(content, list) else content
     ):
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
+            text = _str(block.get("text"), f"messages[{i}].content[{n}].text")
+            parts.append({"type": "text", "text": text})
         elif kind == "tool_result":
             text, shown = _tool_result(block, f"messages[{i}].content[{n}].content")
             call_id = provider_tool_id(block.get("tool_use_id", ""))
@@ -169,10 +230,9 @@ def _user_to_openai(content: object, i: int) -> list[dict]:
                     *shown,
                 ]
         elif kind == "image":
-            part = _image_part(block)
+            part = _image_part(block, f"messages[{i}].content[{n}]")
             if part is not None:
                 parts.append(part)
-        n += 1
     parts = images + parts
     if parts:
         tool_messages.append({"role": "user", "content": _simplify(parts)})
@@ -183,14 +243,14 @@ def _assistant_to_openai(content: object, i: int) -> dict:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts, thoughts, calls = [], [], []
-    for block in (
+    for n, block in enumerate(
         _blocks(content, f"messages[{i}].content") if not isinstance(content, list) else content
     ):
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "text":
-            texts.append(block.get("text", ""))
+            texts.append(_str(block.get("text"), f"messages[{i}].content[{n}].text"))
         elif kind == "tool_use":
             calls.append(
                 {
@@ -203,7 +263,7 @@ def _assistant_to_openai(content: object, i: int) -> dict:
                 }
             )
         elif kind == "thinking":
-            thoughts.append(block.get("thinking", ""))
+            thoughts.append(_str(block.get("thinking"), f"messages[{i}].content[{n}].thinking"))
     message: dict = {
         "role": "assistant",
         "content": _JOIN.join(texts) if texts or not calls else None,
@@ -221,7 +281,11 @@ def _tool_choice_to_openai(choice: Any) -> str | dict | None:  # (a JSON value)
         return {"type": "function", "function": {"name": provider_tool_name(choice["name"])}}
     if kind == "tool":
         return "required"
-    return {"auto": "auto", "any": "required", "none": "none"}.get(kind)
+    return (
+        {"auto": "auto", "any": "required", "none": "none"}.get(kind)
+        if isinstance(kind, str)
+        else None
+    )
 
 
 def reasoning_effort(thinking: object) -> str | None:
@@ -232,7 +296,7 @@ def reasoning_effort(thinking: object) -> str | None:
         return "medium"
     if thinking.get("type") != "enabled":
         return None
-    budget = thinking.get("budget_tokens") or 0
+    budget = _number(thinking.get("budget_tokens") or 0, "thinking.budget_tokens")
     if budget < LOW_EFFORT_BELOW:
         return "low"
     return "medium" if budget < MEDIUM_EFFORT_BELOW else "high"
@@ -280,7 +344,7 @@ def anthropic_to_openai_request(
     held: list[str] = []  # system text from between the turns, for the next user message
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise ConversionError(f"messages[{i}]", "expected an object")
+            raise ConversionError(f"messages[{i}]", f"expected an object, got {kind_of(message)}")
         role = message.get("role")
         if role == "assistant":
             turns.append(_assistant_to_openai(message.get("content"), i))
@@ -315,14 +379,14 @@ def anthropic_to_openai_request(
             ("stop_sequences", "stop"),
         ),
     )
-    user = (body.get("metadata") or {}).get("user_id")
+    user = _obj(body.get("metadata"), "metadata").get("user_id")
     if user:
         out["user"] = user
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     tools = []
-    for t in body.get("tools") or []:
+    for t in _list(body.get("tools"), "tools"):
         if not isinstance(t, dict) or "input_schema" not in t:
             continue
         name = t.get("name")
@@ -367,13 +431,22 @@ def image_source(url: str) -> dict:
 
 
 def _parts_to_anthropic(content: object, field: str) -> list[dict]:
-    blocks = []
-    for part in _blocks(content, field):
-        if part.get("type") == "text" and part.get("text"):
-            blocks.append({"type": "text", "text": part["text"]})
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict] = []
+    for n, part in enumerate(_list(content, field)):
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            text = _str(part.get("text"), f"{field}[{n}].text")
+            if text:
+                blocks.append({"type": "text", "text": text})
         elif part.get("type") == "image_url":
             image = part.get("image_url")
-            url = image.get("url", "") if isinstance(image, dict) else str(image or "")
+            if isinstance(image, dict):
+                url = _str(image.get("url"), f"{field}[{n}].image_url.url")
+            else:
+                url = _str(image, f"{field}[{n}].image_url")
             blocks.append({"type": "image", "source": image_source(url)})
     return blocks
 
@@ -391,10 +464,23 @@ def parse_arguments(arguments: Any) -> dict:
     return parsed if isinstance(parsed, dict) else {"_raw": str(arguments)}
 
 
-def _assistant_to_anthropic(message: dict, field: str) -> list[dict]:
+def _capped(temperature: float) -> float:
+    """A temperature in Anthropic's range: at most 1.0 (one past any float's range kept as it is,
+    for the provider to refuse)."""
+    if temperature >= 1:
+        return 1.0
+    try:
+        return float(temperature)
+    except OverflowError:
+        return temperature
+
+
+def _assistant_to_anthropic(message: dict, field: str, i: int) -> list[dict]:
     blocks = _parts_to_anthropic(message.get("content"), field)
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+    calls = f"messages[{i}].tool_calls"
+    for n, call in enumerate(_list(message.get("tool_calls"), calls)):
+        call = _obj(call, f"{calls}[{n}]")
+        function = _obj(call.get("function"), f"{calls}[{n}].function")
         blocks.append(
             {
                 "type": "tool_use",
@@ -408,8 +494,10 @@ def _assistant_to_anthropic(message: dict, field: str) -> list[dict]:
 
 def _tool_choice_to_anthropic(choice: Any) -> dict | None:  # (a JSON value)
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
+        name = _obj(choice.get("function"), "tool_choice.function").get("name")
         return {"type": "tool", "name": name} if name else None
+    if not isinstance(choice, str):
+        return None
     return {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}.get(
         choice
     )
@@ -431,14 +519,14 @@ def openai_to_anthropic_request(body: dict, upstream_model: str) -> dict:
     turns: list[dict] = []
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise ConversionError(f"messages[{i}]", "expected an object")
+            raise ConversionError(f"messages[{i}]", f"expected an object, got {kind_of(message)}")
         role, field = message.get("role"), f"messages[{i}].content"
         if role in ("system", "developer"):
             system.append(_texts(message.get("content"), field))
         elif role == "user":
             _append(turns, "user", _parts_to_anthropic(message.get("content"), field))
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_to_anthropic(message, field))
+            _append(turns, "assistant", _assistant_to_anthropic(message, field, i))
         elif role == "tool":
             _append(
                 turns,
@@ -463,17 +551,17 @@ def openai_to_anthropic_request(body: dict, upstream_model: str) -> dict:
     if any(system):
         out["system"] = _JOIN.join(s for s in system if s)
     if body.get("temperature") is not None:
-        out["temperature"] = min(float(body["temperature"]), 1.0)
+        out["temperature"] = _capped(_number(body["temperature"], "temperature"))
     _copy(body, out, (("top_p", "top_p"),))
     stop = body.get("stop")
     if stop:
-        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(_list(stop, "stop"))
     if body.get("user"):
         out["metadata"] = {"user_id": body["user"]}
     if body.get("stream"):
         out["stream"] = True
     tools = []
-    for tool in body.get("tools") or []:
+    for tool in _list(body.get("tools"), "tools"):
         function = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(function, dict) and function.get("name"):
             converted = {

@@ -2,7 +2,8 @@
 
 It is an estimate, not a tokenizer: about four characters per token over the system prompt, the
 text of every message block (text, thinking, tool inputs and results) and the tool definitions as
-JSON, plus a flat `IMAGE_TOKENS` per image. The answer is never below 1.
+JSON, plus a flat `IMAGE_TOKENS` per image. The answer is never below 1. A field of an unexpected
+type counts as its JSON text (or not at all, where it is not content): an estimate never refuses.
 """
 
 from __future__ import annotations
@@ -12,6 +13,15 @@ import math
 
 CHARS_PER_TOKEN = 4
 IMAGE_TOKENS = 1600
+
+
+def _chars(value: object) -> int:
+    """The characters a value counts for: a string's own, any other JSON value's as JSON text."""
+    if isinstance(value, str):
+        return len(value)
+    if not value:
+        return 0
+    return len(json.dumps(value, separators=(",", ":"), default=str))
 
 
 def _block_chars(block: object) -> tuple[int, int]:
@@ -24,11 +34,11 @@ def _block_chars(block: object) -> tuple[int, int]:
     if kind == "image":
         return 0, 1
     if kind == "text":
-        return len(block.get("text") or ""), 0
+        return _chars(block.get("text")), 0
     if kind == "thinking":
-        return len(block.get("thinking") or ""), 0
+        return _chars(block.get("thinking")), 0
     if kind == "tool_use":
-        return len(block.get("name") or "") + len(json.dumps(block.get("input") or {})), 0
+        return _chars(block.get("name")) + len(json.dumps(block.get("input") or {}, default=str)), 0
     if kind == "tool_result":
         return _content_chars(block.get("content"))
     return 0, 0
@@ -46,10 +56,11 @@ def estimate_tokens(body: dict) -> int:
     if not isinstance(body, dict):
         return 1
     chars, images = _content_chars(body.get("system"))
-    for message in body.get("messages") or []:
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else ():
         if isinstance(message, dict):
             c, i = _content_chars(message.get("content"))
             chars, images = chars + c, images + i
     if body.get("tools"):
-        chars += len(json.dumps(body["tools"], separators=(",", ":")))
+        chars += _chars(body["tools"])
     return max(1, math.ceil(chars / CHARS_PER_TOKEN) + images * IMAGE_TOKENS)

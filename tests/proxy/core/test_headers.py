@@ -71,3 +71,25 @@ def test_every_upstream_is_asked_for_plain_bytes_whatever_the_client_accepts(lan
     out = upstream_request_headers(lane, [("Accept-Encoding", "gzip, deflate, br")], CREDS)
     assert out["accept-encoding"] == "identity"
     assert openai_request_headers("k")["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize("value, token", [
+    ("Bearer abc", "abc"), ("bearer abc", "abc"), ("Bearer\tabc", "abc"), ("Bearer   abc", "abc"),
+    ("Bearer \t \tabc \t", "abc"), ("BEARER\t\tabc", "abc"), ("  Bearer abc", "abc"),
+])
+def test_a_bearer_token_after_any_whitespace(value, token):
+    from proxy.core.headers import bearer_token, bearer_value
+    assert bearer_token(value) == token and bearer_value(value) == token
+
+
+@pytest.mark.parametrize("value", ["Bearerabc", "Basic abc", "abc", "Bearer", ""])
+def test_not_a_bearer_value_is_the_whole_value(value):
+    from proxy.core.headers import bearer_token, bearer_value
+    assert bearer_token(value) is None and bearer_value(value) == value.strip()
+
+
+@pytest.mark.parametrize("value", ["Bearer\tsess-1", "Bearer   sess-1", "bearer \t sess-1"])
+def test_a_session_token_after_tabs_or_spaces_is_never_forwarded(value):
+    out = upstream_request_headers("anthropic", [("authorization", value)], CREDS, frozenset({"sess-1"}))
+    assert "sess-1" not in " ".join(out.values())
+    assert out["authorization"] == "Bearer ant-TOKEN"

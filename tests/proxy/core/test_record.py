@@ -91,3 +91,12 @@ def test_record_line_without_orjson_is_the_same_bytes(monkeypatch):
     monkeypatch.setattr(record_module, "orjson", None)
     assert record_line(rec) == fast and fast.count(b"\n") == 1
     assert json.loads(fast) == rec
+
+
+def test_a_lone_surrogate_in_a_record_still_makes_one_valid_json_line():
+    rec = new_record("r1", "/v1/messages\ud800")
+    rec["model"] = "claude-\udfff"
+    line = record_line(rec)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    line.decode("utf-8")
+    assert json.loads(line)["model"] == "claude-\udfff"

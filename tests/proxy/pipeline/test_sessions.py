@@ -49,3 +49,15 @@ def test_request_tokens_are_inbound_tokens_of_a_case_insensitive_header_map():
         assert request_tokens(headers) == inbound_tokens(headers.items()), pairs
     assert request_tokens(CIMultiDict([("x-api-key", "k"), ("authorization", "Bearer b")])) == \
         ["k", "b"]  # both: in the order they came
+
+
+@pytest.mark.parametrize("value", ["Bearer\ttok-1234567890", "Bearer    tok-1234567890",
+                                   "bearer \t tok-1234567890", "BEARER\t\ttok-1234567890 "])
+def test_a_session_token_after_any_whitespace_is_the_session(value):
+    from multidict import CIMultiDict
+
+    from proxy.pipeline.sessions import request_tokens
+    reg = SessionRegistry()
+    session = reg.register("tok-1234567890", "a", "t")
+    [token] = request_tokens(CIMultiDict([("Authorization", value)]))
+    assert reg.for_token(token) is session

@@ -33,3 +33,14 @@ def test_the_token_in_either_header(headers):
 def test_a_missing_or_wrong_token_is_a_401(headers):
     with pytest.raises(Unauthorized, match="CCP_ADMIN_TOKEN"):
         require_admin(_request("admin-secret-1", headers))
+
+
+@pytest.mark.parametrize("value", ["Bearer\tadmin-secret-1", "Bearer   admin-secret-1",
+                                   "bearer \t admin-secret-1"])
+def test_the_admin_token_after_any_whitespace(value):
+    require_admin(_request("admin-secret-1", {"authorization": value}))
+
+
+def test_the_admin_token_without_the_bearer_scheme_is_a_401():
+    with pytest.raises(Unauthorized):
+        require_admin(_request("admin-secret-1", {"authorization": "admin-secret-1"}))

@@ -21,3 +21,10 @@ def test_tee_is_redacted_and_trimmed(tmp_path):
 
 def test_trim_leaves_short_values():
     assert trim({"a": ["b", 1, None]}) == {"a": ["b", 1, None]}
+
+
+def test_a_lone_surrogate_or_nul_is_written_as_valid_json(tmp_path):
+    request = {"model": "m\ud800", "messages": [{"content": "a\udfff\x00b"}]}
+    path = write_tee(tmp_path, "r1", request, b"", [])
+    path.read_bytes().decode("utf-8")
+    assert json.loads(path.read_text())["request"] == request

@@ -38,3 +38,16 @@ def test_ts_unique_under_concurrency(tmp_path):
 def test_parse_json_or_text():
     assert parse_json_or_text(b'{"a": 1}') == {"a": 1}
     assert parse_json_or_text(b"event: x\n\xff") == "event: x\n\ufffd"
+
+
+def test_a_lone_surrogate_is_written_as_valid_json(tmp_path):
+    w = TrajectoryWriter(tmp_path)
+    ts = w.new_ts()
+    body = {"messages": [{"content": "\ud800 and \x00"}]}
+    q = w.write_query("sess-1", ts, body, {"model": "m\udfff"}, [])
+    a = w.write_answer("sess-1", ts, {}, {"text": "\udc00"}, None, [])
+    for path in (q, a):
+        path.read_bytes().decode("utf-8")
+    assert json.loads(q.read_text())["request"] == body
+    assert json.loads(q.read_text())["model"] == "m\udfff"
+    assert json.loads(a.read_text())["upstream_response"] == {"text": "\udc00"}

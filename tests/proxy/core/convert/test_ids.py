@@ -71,3 +71,10 @@ def test_a_request_side_id_is_the_same_every_time_and_always_valid():
     assert VALID_ID.match(kimi) and kimi != anthropic_safe_id("functions.Bash:1")
     assert anthropic_safe_id("") == anthropic_safe_id(None) == "toolu_oai_empty"
     assert VALID_ID.match(anthropic_safe_id("ü ✓/+"))
+
+
+def test_ids_with_lone_surrogates():
+    from proxy.core.convert.ids import anthropic_safe_id, provider_tool_id, wrap_tool_id
+    assert anthropic_safe_id("c\ud800") == anthropic_safe_id("c\ud800")
+    assert anthropic_safe_id("c\ud800").isascii()
+    assert provider_tool_id(wrap_tool_id("x\udc00")) == "x\udc00"

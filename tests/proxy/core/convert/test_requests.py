@@ -151,3 +151,68 @@ def test_unconvertible_input_names_the_field(convert, body, field):
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
     assert isinstance(info.value, ValueError)
+
+
+def test_type_confused_fields_name_their_path():
+    cases = [
+        (anthropic_to_openai_request, {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "a"}, {"type": "image", "source": 5}]}]},
+         "messages[0].content[1].source", "expected an object, got a number"),
+        (anthropic_to_openai_request, {"messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": ["x"]}}]}]},
+         "messages[0].content[0].source.url", "expected a string, got a list"),
+        (anthropic_to_openai_request, {"messages": [{"role": "assistant", "content": [
+            {"type": "text", "text": {"a": 1}}]}]}, "messages[0].content[0].text", "got an object"),
+        (anthropic_to_openai_request, {"messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": 1}]}]}]},
+         "messages[0].content[0].content[0].text", "got a number"),
+        (anthropic_to_openai_request, {"system": [{"type": "text", "text": None}, {"type": "text", "text": 2}],
+                                       "messages": []}, "system[1].text", "got a number"),
+        (anthropic_to_openai_request, {"messages": [], "metadata": ["u"]}, "metadata", "got a list"),
+        (anthropic_to_openai_request, {"messages": [], "tools": 3}, "tools", "got a number"),
+        (anthropic_to_openai_request, {"messages": [], "thinking": {"type": "enabled", "budget_tokens": "9"}},
+         "thinking.budget_tokens", "got a string"),
+        (openai_to_anthropic_request, {"messages": [], "temperature": {"t": 1}}, "temperature", "got an object"),
+        (openai_to_anthropic_request, {"messages": [], "stop": 7}, "stop", "got a number"),
+        (openai_to_anthropic_request, {"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": 5}}]}]}, "messages[0].content[0].image_url.url",
+         "got a number"),
+        (openai_to_anthropic_request, {"messages": [{"role": "assistant", "tool_calls": [
+            {"function": "f"}]}]}, "messages[0].tool_calls[0].function", "got a string"),
+        (openai_to_anthropic_request, {"messages": [{"role": "assistant", "tool_calls": 1}]},
+         "messages[0].tool_calls", "got a number"),
+        (openai_to_anthropic_request, {"messages": [], "tools": [{"type": "function", "function":
+                                       {"name": "f"}}], "tool_choice": {"function": []}},
+         "tool_choice.function", "got a list"),
+    ]
+    for convert, body, field, problem in cases:
+        with pytest.raises(ConversionError) as info:
+            convert(body, "m")
+        assert info.value.field == field, (body, str(info.value))
+        assert problem in str(info.value), (body, str(info.value))
+
+
+def test_odd_but_valid_values_convert():
+    out = anthropic_to_openai_request({"messages": [{"role": "user", "content": "hi"}],
+                                       "tool_choice": {"type": {"x": 1}}, "tools": [
+                                           {"name": "f", "input_schema": {}}]}, "m")
+    assert "tool_choice" not in out
+    out = openai_to_anthropic_request({"messages": [], "temperature": 10**400, "tool_choice": ["x"],
+                                       "tools": [{"type": "function", "function": {"name": "f"}}]}, "m")
+    assert out["temperature"] == 1.0 and "tool_choice" not in out
+    assert openai_to_anthropic_request({"messages": [], "temperature": -10**400}, "m")["temperature"] == -10**400
+
+
+def test_lone_surrogates_convert_to_utf8_json():
+    from proxy.core.convert.requests import json_bytes
+    body = {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "\ud800"},
+        {"type": "tool_result", "tool_use_id": "id\udfff", "content": "x"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "n\ud800 x",
+                                          "input": {"q": "\udc00"}}]}]}
+    data = json_bytes(anthropic_to_openai_request(body, "m"))
+    data.decode("utf-8")
+    assert any("\ud800" in str(m["content"]) for m in json.loads(data)["messages"])
+    back = openai_to_anthropic_request({"messages": [{"role": "tool", "tool_call_id": "c\ud800",
+                                                      "content": "\udfff"}]}, "m")
+    json_bytes(back).decode("utf-8")

@@ -47,3 +47,12 @@ def test_grows_with_the_conversation():
     short = {"messages": [{"role": "user", "content": "hello " * 10}]}
     longer = {"messages": short["messages"] * 5}
     assert estimate_tokens(longer) > estimate_tokens(short)
+
+
+@pytest.mark.parametrize("body", [
+    {"messages": 1.5}, {"messages": [{"content": [{"type": "text", "text": 5}]}]},
+    {"messages": [{"content": [{"type": "thinking", "thinking": ["a"]}, {"type": "tool_use", "name": {}}]}]},
+    {"system": [{"type": "text", "text": {"a": "b"}}], "tools": {"x": 10**400}}, {"messages": "hi"},
+])
+def test_type_confused_bodies_are_still_estimated(body):
+    assert estimate_tokens(body) >= 1
