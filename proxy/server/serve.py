@@ -23,8 +23,11 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from proxy.config.policy import load_for
 from proxy.config.settings import Settings
+from proxy.core.trust import is_loopback
 from proxy.licence.verify import log_line
+from proxy.pipeline.state import STATE
 from proxy.server.app import create_app
+from proxy.server.connections import BoundedRunner
 
 log = logging.getLogger("ccp.shim")
 
@@ -71,7 +74,8 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(settings)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    app[STATE].trust.bind(host)  # the address it listens on is a Host it answers to
+    runner = BoundedRunner(app, settings, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     await site.start()
@@ -108,6 +112,20 @@ class _OneLineBadRequests(logging.Filter):
             record.exc_info = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+def bind_refusal(settings: Settings, host: str, insecure: bool = False) -> str | None:
+    """Why the shim will not listen on `host` (None: it will). A non-loopback address without
+    CCP_ADMIN_TOKEN would let anyone who reaches it pause routing, reload files, register sessions
+    and spend the lanes' keys: that wants `--insecure-bind` (or CCP_INSECURE_BIND=1) said aloud."""
+    if is_loopback(host) or settings.admin_token or insecure or settings.insecure_bind:
+        return None
+    return (
+        f"ConfigError: refusing to listen on {host}, which is not a loopback address, without "
+        "CCP_ADMIN_TOKEN: anyone who reaches it could use the admin endpoints and the lanes' "
+        "credentials. Set CCP_ADMIN_TOKEN, or pass --insecure-bind (CCP_INSECURE_BIND=1) to "
+        "serve it anyway; other hosts' clients also need CCP_ALLOWED_HOSTS"
+    )
 
 
 def prepare(settings: Settings, now: float) -> Settings:

@@ -61,3 +61,21 @@ def test_response_headers_drop_framing_and_keep_the_rest():
     assert out == [("Content-Type", "text/event-stream"), ("request-id", "req_1"),
                    ("anthropic-ratelimit-requests-remaining", "9"), ("Set-Cookie", "a=1"),
                    ("Set-Cookie", "b=2")]
+
+
+@pytest.mark.parametrize("lane", ["anthropic", "zai"])
+def test_the_shims_own_headers_never_go_upstream(lane):
+    own = [("X-CCP-Admin-Token", "admin-T"), ("x-ccp-actor", "ccp pause"),
+           ("x-ccp-request-id", "r-1"), ("X-Ccp-Anything", "v")]
+    out = upstream_request_headers(lane, CLIENT + own, CREDS)
+    assert not [k for k in out if k.startswith("x-ccp")]
+    assert "admin-T" not in out.values()
+
+
+def test_a_client_credential_equal_to_a_never_token_is_replaced_by_the_lanes_own():
+    """The shim passes the admin token among `session_tokens` (proxy.pipeline.state): a client
+    that authenticates to the shim with it never has it forwarded as an Anthropic credential."""
+    for header in (("authorization", "Bearer admin-T"), ("x-api-key", "admin-T")):
+        out = upstream_request_headers("anthropic", [header], CREDS, frozenset({"admin-T"}))
+        assert "admin-T" not in " ".join(out.values())
+        assert out["authorization"] == "Bearer ant-TOKEN"
