@@ -331,11 +331,14 @@ def test_one_huge_line_costs_no_more_than_as_many_bytes_of_small_lines(total, ch
     huge = b"event: content_block_delta\ndata: " + b"x" * total + b"\n\n"
     delta = b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{}}\n\n'
     small = delta * (len(huge) // len(delta) + 1)
-    meter_huge, meter_small = SseMeter(), SseMeter()
-    t_small = _fed_in(meter_small, small, chunk)
-    t_huge = _fed_in(meter_huge, huge, chunk)
-    assert meter_huge.events == 1 and meter_huge.bytes == len(huge)
-    assert meter_small.events == len(small) // len(delta)
+    t_small = t_huge = float("inf")
+    for _ in range(3):  # interleaved, the best of three each: a busy machine slows both alike
+        meter_huge, meter_small = SseMeter(), SseMeter()
+        t_small = min(t_small, _fed_in(meter_small, small, chunk))
+        t_huge = min(t_huge, _fed_in(meter_huge, huge, chunk))
+        assert meter_huge.events == 1 and meter_huge.bytes == len(huge)
+        assert meter_small.events == len(small) // len(delta)
+    # (quadratic, the 2 MB line took 30 s against 0.1 s of small lines)
     assert t_huge < 3 * t_small + 0.05, (t_huge, t_small)
 
 
