@@ -42,6 +42,9 @@ _HEAD_LATE_BODY = (
 )
 
 
+LINGER_S = 1.0  # how long a cut connection stays half-open after its 408
+
+
 class BodyTimeout(RequestPayloadError):
     """What a request body's reader raises when the body did not arrive in time."""
 
@@ -128,10 +131,17 @@ class BoundedHandler(RequestHandler):
             self.limits.header_timeout,
         )
         transport = self.transport
-        if transport is not None:
-            transport.write(_HEAD_LATE % (len(_HEAD_LATE_BODY), _HEAD_LATE_BODY))
+        self.transport = None  # (closed below, not by force_close: what comes meanwhile is dropped)
         self.force_close()
-        if transport is not None:
+        if transport is None:
+            return
+        transport.write(_HEAD_LATE % (len(_HEAD_LATE_BODY), _HEAD_LATE_BODY))
+        if transport.can_write_eof():  # the 408 and an end, then a moment before the close: a
+            # byte the client still sends would otherwise turn the close into a reset that can
+            # discard the 408 before the client reads it
+            transport.write_eof()
+            self._loop.call_later(LINGER_S, transport.close)
+        else:
             transport.close()
 
     def _body_late(self) -> None:
@@ -140,20 +150,17 @@ class BoundedHandler(RequestHandler):
         if payload is None or payload.is_eof():
             return
         self.counters.bodies_late += 1
-        log.info(
-            "[ccp] cut a request body from %s: not received within %gs (CCP_CLIENT_BODY_TIMEOUT)",
-            _peer(self),
-            self.limits.body_timeout,
-        )
-        # its reader fails now (the answer closes the connection); no reader: aiohttp's own
-        # draining of an unread body fails and closes it
+        log.debug("[ccp] request body from %s late (CCP_CLIENT_BODY_TIMEOUT)", _peer(self))
+        # its reader fails now, and the answer (which logs the one line) closes the connection;
+        # ended too, so that aiohttp does not go on draining it after the answer
         payload.set_exception(
             BodyTimeout(
                 f"the request body did not arrive within {self.limits.body_timeout:g}s "
                 "(CCP_CLIENT_BODY_TIMEOUT)"
             )
         )
-        self.close()
+        payload.feed_eof()
+        self.close()  # (what still comes is dropped: nothing more is parsed on this connection)
 
 
 def _peer(handler: RequestHandler) -> str:
