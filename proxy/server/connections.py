@@ -25,6 +25,7 @@ import logging
 from typing import NamedTuple
 
 from aiohttp import web
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from proxy.config.settings import Settings
@@ -83,7 +84,7 @@ class BoundedHandler(RequestHandler):
         self.counters = counters
         self.over_cap = False  # read by the endpoints: answer 503, then close
         self._ccp_timer: asyncio.TimerHandle | None = None
-        self._ccp_body = None  # the payload of a request whose body is still arriving
+        self._ccp_body: StreamReader | None = None  # a request's body still arriving
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         cap = self.limits.max_connections
