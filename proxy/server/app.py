@@ -153,8 +153,8 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
 
 
 def _refused(request: web.Request, exc: ShimError) -> web.Response:
-    """A model request refused before it was read (a Host, an Origin, an overload): one usage
-    record and the answer, in the protocol's shape."""
+    """A model request (or one to no endpoint) refused before it was read (a Host, an Origin, an
+    overload): one usage record and the answer, in the protocol's shape."""
     state = request.app[STATE]
     t0 = time.perf_counter()
     rec = new_record(state.new_rid(), request.path, protocols.for_path(request.path).name)
@@ -263,5 +263,8 @@ def create_app(
     add_session_routes(app, app[STATE].sessions, settings)
     add_usage_routes(app, app[STATE])
     add_admin_routes(app, app[STATE])  # /v1/admin/controls, /v1/admin/providers/reload
-    app.router.add_route("*", "/{tail:.*}", mapped(handle_unknown, admin=False))
+    # (any other path or method is recorded, refused or not, as a model request is)
+    app.router.add_route(
+        "*", "/{tail:.*}", mapped(handle_unknown, admin=False, on_refused=_refused)
+    )
     return app

@@ -100,11 +100,16 @@ async def read_admin_body(request: web.Request) -> None:
         raise BadRequest(f"request body could not be read: {exc}", close_connection=True) from None
 
 
-def mapped(handler: Handler, admin: bool = True) -> Handler:
+def mapped(
+    handler: Handler,
+    admin: bool = True,
+    on_refused: Callable[[web.Request, ShimError], web.Response] | None = None,
+) -> Handler:
     """`handler`, with the ShimErrors it raises answered by `answer`: how every endpoint but the
     model route is registered. Every request first passes `refusal()`; on an `admin` endpoint a
     write (POST, PUT, PATCH, DELETE) also takes only JSON (proxy.core.trust), so a cross-site
-    form post is refused, and its body is read here. (Not an aiohttp middleware: with any
+    form post is refused, and its body is read here; `on_refused` answers a `refusal()` itself
+    (the catch-all route, which records every request). (Not an aiohttp middleware: with any
     middleware on the app, aiohttp runs two more coroutines on every request, the model requests
     too, which cost 4-5 % of a non-stream request's CPU in `make bench`.)"""
 
@@ -112,6 +117,8 @@ def mapped(handler: Handler, admin: bool = True) -> Handler:
         try:
             refused = refusal(request)
             if refused is not None:
+                if on_refused is not None:
+                    return on_refused(request, refused)
                 raise refused
             if admin and request.method in WRITES:
                 refused = admin_write_refusal(
