@@ -139,8 +139,16 @@ def test_shell_init_is_valid_bash(tmp_path):
 
 
 def test_a_shim_that_cannot_start_is_reported_with_its_log(ccp):
-    out = ccp("up", "--host", "203.0.113.7", "--port", "0")  # TEST-NET: not an address of ours
+    # TEST-NET: not an address of ours, so the bind fails (the admin token: a non-loopback host
+    # without one is refused before any bind, which is reported the same way, with code 2)
+    ccp.env = {**ccp.env, "CCP_ADMIN_TOKEN": "t"}
+    out = ccp("up", "--host", "203.0.113.7", "--port", "0")
     assert out.returncode == 1
     assert out.stderr.startswith("StartFailed: the shim exited with code 1; last lines of ")
     assert "203.0.113.7" in out.stderr
     assert not (ccp.logs / "ccp.pid").exists()
+    ccp.env.pop("CCP_ADMIN_TOKEN")
+    out = ccp("up", "--host", "203.0.113.7", "--port", "0")
+    assert out.returncode == 1
+    assert out.stderr.startswith("StartFailed: the shim exited with code 2; last lines of ")
+    assert "--insecure-bind" in out.stderr and not (ccp.logs / "ccp.pid").exists()

@@ -37,6 +37,11 @@ def serve_main(argv: list[str]) -> int:
     )
     parser.add_argument("--port-file", help="also write the bound port to this file")
     parser.add_argument(
+        "--insecure-bind",
+        action="store_true",
+        help="serve a non-loopback --host without CCP_ADMIN_TOKEN (CCP_INSECURE_BIND=1)",
+    )
+    parser.add_argument(
         "--license-pack",
         metavar="FILE",
         help="licence pack to run with (overrides CC_LICENSE_PACK and the others)",
@@ -63,8 +68,12 @@ def serve_main(argv: list[str]) -> int:
             ),
         )
     from proxy.config.profiles import bind_problem
-    from proxy.server.serve import run
+    from proxy.server.serve import bind_refusal, run
 
+    refused = bind_refusal(settings, args.host, args.insecure_bind)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     port = settings.default_port if args.port is None else args.port
     problem = bind_problem(
         args.host,

@@ -312,8 +312,9 @@ def quotas_main(argv: list[str], out: TextIO | None = None, err: TextIO | None =
     rel.add_argument(
         "file",
         nargs="?",
-        help="a quotas file to use from now on (default: the "
-        "shim's current one, else CCP_QUOTAS_FILE)",
+        help="which of the shim's quotas files to use from now on: CCP_QUOTAS_FILE, "
+        "<config home>/quotas.yaml or the home's configs/quotas.yaml (default: the shim's "
+        "current one); the shim reads no other file",
     )
     rel.add_argument("--url", help="the shim's base URL (default: the profile's running shim)")
     args = parser.parse_args(argv)

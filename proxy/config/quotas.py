@@ -193,8 +193,11 @@ def load_quotas(path: str | Path, lanes: Iterable[str] | None = None) -> QuotaCo
         raise QuotaError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise QuotaError(f"{path}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # where, and the parser's words: never the file's own text
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise QuotaError(f"{path}: not valid YAML{where}: {problem}") from None
     return parse_quotas(data, str(path), lanes)
 
 

@@ -42,6 +42,15 @@ DEFAULT_DIAL_TIMEOUT = 10.0
 DEFAULT_HEADER_TIMEOUT = 60.0
 DEFAULT_TLS_TIMEOUT = 10.0
 DEFAULT_BACKOFF_MAX_RETRIES = 2
+# inbound bounds (docs/configuration.md, "Bounds"): a slow client is cut, nothing grows unbounded
+DEFAULT_CLIENT_HEADER_TIMEOUT = 30.0  # from a request's first byte to the end of its head
+DEFAULT_CLIENT_BODY_TIMEOUT = 60.0  # from the end of the head to the end of the body
+DEFAULT_CLIENT_IDLE_TIMEOUT = 300.0  # a keep-alive connection with no request in flight
+DEFAULT_MAX_CONNECTIONS = 0  # 0: no cap
+DEFAULT_MAX_NAME_CHARS = 256  # a model name (or another client string the shim logs or keeps)
+DEFAULT_DECISION_CACHE_BYTES = 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+DEFAULT_UPSTREAM_POOL_SIZE = 64  # idle keep-alive connections kept per upstream host
 DEFAULT_BACKOFF_MAX_SECONDS = 10.0
 UPSTREAM_CLIENTS = ("auto", "httpx", "aiohttp", "h1")
 HEADER_MODES = ("x-api-key", "authorization")
@@ -60,6 +69,11 @@ DEFAULT_QUOTAS_FILE = "configs/quotas.yaml"
 
 def parse_upstream_client(key: str, raw: str) -> str:
     return parse_choice(key, raw, UPSTREAM_CLIENTS)
+
+
+def parse_names(_key: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list (CCP_ALLOWED_HOSTS, CCP_ALLOWED_ORIGINS), lower-cased, no blanks."""
+    return tuple(dict.fromkeys(n.strip().lower().rstrip("/") for n in raw.split(",") if n.strip()))
 
 
 def parse_path(_key: str, raw: str) -> str:
@@ -109,6 +123,20 @@ class Settings:
     default_port: int = BASE_PORT  # the profile's port, used when `--port` is not given
     admin_token: Secret = field(default_factory=lambda: Secret(""))  # CCP_ADMIN_TOKEN
     require_session: bool = False  # CCP_REQUIRE_SESSION: unknown inbound tokens get a 401
+    # who may talk to the shim (proxy.core.trust): `Host` names besides the loopback ones and the
+    # bound address, and the browser origins allowed (none: any request with an `Origin` is a 403)
+    allowed_hosts: tuple[str, ...] = ()  # CCP_ALLOWED_HOSTS ("*": any)
+    allowed_origins: tuple[str, ...] = ()  # CCP_ALLOWED_ORIGINS ("*": any)
+    insecure_bind: bool = False  # CCP_INSECURE_BIND: serve a non-loopback address without a token
+    # the bounds (docs/configuration.md, "Bounds")
+    client_header_timeout: float = DEFAULT_CLIENT_HEADER_TIMEOUT  # CCP_CLIENT_HEADER_TIMEOUT
+    client_body_timeout: float = DEFAULT_CLIENT_BODY_TIMEOUT  # CCP_CLIENT_BODY_TIMEOUT
+    client_idle_timeout: float = DEFAULT_CLIENT_IDLE_TIMEOUT  # CCP_CLIENT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # CCP_MAX_CONNECTIONS (0: no cap)
+    max_name_chars: int = DEFAULT_MAX_NAME_CHARS  # CCP_MAX_NAME_CHARS
+    decision_cache_bytes: int = DEFAULT_DECISION_CACHE_BYTES  # CCP_DECISION_CACHE_BYTES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # CCP_MAX_RESPONSE_BYTES
+    upstream_pool_size: int = DEFAULT_UPSTREAM_POOL_SIZE  # CCP_UPSTREAM_POOL_SIZE
     max_log_bytes: int = 5 * 1024 * 1024  # MAX_LOG_BYTES: rotate usage.jsonl past this size
     log_max_age: float = 24 * 3600.0  # CCP_LOG_MAX_AGE: … or when it is older than this
     body_tee: bool = False  # ENABLE_BODY_TEE: redacted samples of bodies under logs/tee
@@ -195,6 +223,17 @@ class Settings:
             ("offload_paused", ("OFFLOAD_PAUSED",), parse_bool),
             ("allow_real_api", ("ALLOW_REAL_API",), parse_bool),
             ("require_session", ("CCP_REQUIRE_SESSION",), parse_bool),
+            ("allowed_hosts", ("CCP_ALLOWED_HOSTS",), parse_names),
+            ("allowed_origins", ("CCP_ALLOWED_ORIGINS",), parse_names),
+            ("insecure_bind", ("CCP_INSECURE_BIND",), parse_bool),
+            ("client_header_timeout", ("CCP_CLIENT_HEADER_TIMEOUT",), parse_duration),
+            ("client_body_timeout", ("CCP_CLIENT_BODY_TIMEOUT",), parse_duration),
+            ("client_idle_timeout", ("CCP_CLIENT_IDLE_TIMEOUT",), parse_duration),
+            ("max_connections", ("CCP_MAX_CONNECTIONS",), parse_count),
+            ("max_name_chars", ("CCP_MAX_NAME_CHARS",), parse_positive),
+            ("decision_cache_bytes", ("CCP_DECISION_CACHE_BYTES",), parse_size),
+            ("max_response_bytes", ("CCP_MAX_RESPONSE_BYTES",), parse_size),
+            ("upstream_pool_size", ("CCP_UPSTREAM_POOL_SIZE",), parse_positive),
             ("max_log_bytes", ("MAX_LOG_BYTES", "CCP_MAX_LOG_BYTES"), parse_size),
             ("log_max_age", ("CCP_LOG_MAX_AGE",), parse_duration),
             ("body_tee", ("ENABLE_BODY_TEE",), parse_bool),
@@ -279,6 +318,14 @@ class Settings:
             if s
         ]
         return values + [v for v in dict.fromkeys(self.catalog.secrets()) if v not in values]
+
+
+def parse_positive(key: str, raw: str) -> int:
+    """A whole number of one or more."""
+    value = parse_count(key, raw)
+    if value < 1:
+        raise ConfigError(f"{key}={raw!r}: must be 1 or more")
+    return value
 
 
 def parse_reroute_mode(key: str, raw: str) -> str:

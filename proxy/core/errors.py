@@ -3,11 +3,16 @@
     ShimError                    status  error.type             err_type
     ├── BadRequest                 400   invalid_request_error  bad_request
     │   ├── Unauthorized           401   authentication_error   bad_request
+    │   ├── Forbidden              403   permission_error       bad_request
     │   ├── NotFound               404   not_found_error        bad_request
     │   ├── MethodNotAllowed       405   invalid_request_error  bad_request
+    │   ├── RequestTimeout         408   invalid_request_error  bad_request
     │   ├── PayloadTooLarge        413   request_too_large      bad_request
-    │   └── UnsupportedMediaType   415   invalid_request_error  bad_request
+    │   ├── UnsupportedMediaType   415   invalid_request_error  bad_request
+    │   └── MisdirectedRequest     421   invalid_request_error  bad_request
+    ├── Overloaded                 503   overloaded_error       overloaded
     └── UpstreamError              502   api_error              net
+        ├── UpstreamTooLarge       502   api_error              net
         └── UpstreamTimeout        504   timeout_error          timeout
 
 Each protocol's adapter (proxy.protocols) writes the error JSON in its own shape, and
@@ -49,6 +54,13 @@ class Unauthorized(BadRequest):
     error_type = "authentication_error"
 
 
+class Forbidden(BadRequest):
+    """A request the shim refuses for where it came from (a cross-site `Origin`)."""
+
+    status = 403
+    error_type = "permission_error"
+
+
 class NotFound(BadRequest):
     status = 404
     error_type = "not_found_error"
@@ -58,6 +70,12 @@ class MethodNotAllowed(BadRequest):
     status = 405
 
 
+class RequestTimeout(BadRequest):
+    """The client did not send its request body in time (CCP_CLIENT_BODY_TIMEOUT)."""
+
+    status = 408
+
+
 class PayloadTooLarge(BadRequest):
     status = 413
     error_type = "request_too_large"
@@ -65,6 +83,20 @@ class PayloadTooLarge(BadRequest):
 
 class UnsupportedMediaType(BadRequest):
     status = 415
+
+
+class MisdirectedRequest(BadRequest):
+    """A `Host` that does not name the shim (DNS rebinding): CCP_ALLOWED_HOSTS."""
+
+    status = 421
+
+
+class Overloaded(ShimError):
+    """More connections than CCP_MAX_CONNECTIONS: try again later."""
+
+    status = 503
+    error_type = "overloaded_error"
+    err_type = "overloaded"
 
 
 class InternalError(ShimError):
@@ -78,6 +110,10 @@ class UpstreamError(ShimError):
     status = 502
     error_type = "api_error"
     err_type = "net"
+
+
+class UpstreamTooLarge(UpstreamError):
+    """The upstream's answer grew past CCP_MAX_RESPONSE_BYTES: cut."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -10,6 +10,9 @@ Pure functions over plain (name, value) pairs; no I/O. The rules (DESIGN.md, "He
 - an OpenAI-protocol provider gets a fresh header set (`openai_request_headers`): nothing of the
   client's Anthropic headers, its own key only.
 - both: hop-by-hop headers are dropped; `host` and `content-length` are recomputed by the client.
+- the shim's own headers (`x-ccp-*`: the admin token, the actor, …) never go upstream, and a
+  client credential equal to one of `session_tokens` (the caller passes the admin token among
+  them) is never used as a lane credential.
 - an Anthropic-protocol provider with a profile gets only the `anthropic-beta` flags the profile
   lets through (`provider_profiles.filter_betas`), and no such header when none is left.
 """
@@ -37,6 +40,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+OWN_PREFIX = "x-ccp-"  # the shim's own headers (admin token, actor, …): never forwarded
 # the shim forwards the body as it read it: aiohttp has already decoded any content-encoding
 _RECOMPUTED = frozenset({"host", "content-length", "content-encoding"})
 _REQUEST_DROP = HOP_BY_HOP | _RECOMPUTED
@@ -101,6 +105,8 @@ def upstream_request_headers(
         key = name.lower()
         if key == "connection":
             listed.update(t.strip().lower() for t in value.split(",") if t.strip())
+        elif key[:6] == OWN_PREFIX:
+            continue
         out[key] = value  # a repeated header: its last value, as before
     for key in (_REQUEST_DROP | listed) & out.keys():
         del out[key]

@@ -13,7 +13,7 @@ import codecs
 import json
 
 from proxy.core.errors import BadRequest, UnsupportedMediaType
-from proxy.core.record import UsageRecord
+from proxy.core.record import UsageRecord, clip
 from proxy.core.sse import exact_loads
 
 try:  # a large Claude Code body is read often: orjson gives json's result faster; json decides the odd cases
@@ -51,7 +51,7 @@ def check_payload(body: bytes, content_type: str, rec: UsageRecord) -> tuple[dic
     with `exact_reading`); raises the ShimError the client is answered with."""
     if content_type != "application/json":
         raise UnsupportedMediaType(
-            f"content-type must be application/json, got {content_type or 'none'}"
+            f"content-type must be application/json, got {clip(content_type) or 'none'}"
         )
     rec["bytes_in"] = len(body)
     payload: object  # a dict once checked

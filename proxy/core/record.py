@@ -34,6 +34,16 @@ class Op(StrEnum):
     CONTROL = "control"  # a runtime control change (proxy.pipeline.controls): never a request
 
 
+NAME_CHARS = 256  # the default of CCP_MAX_NAME_CHARS
+
+
+def clip(text: str | None, limit: int = NAME_CHARS) -> str | None:
+    """A client's string as the shim logs or keeps it: at most `limit` characters (and `…`)."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + "…"
+
+
 class ErrType(StrEnum):
     """Why a request failed, by whose fault (None: it did not)."""
 
@@ -44,6 +54,7 @@ class ErrType(StrEnum):
     TIMEOUT = "timeout"  # the upstream did not answer in time
     IDLE_TIMEOUT = "idle_timeout"  # a stream went quiet for CCP_SSE_IDLE_TIMEOUT
     CLIENT_ABORT = "client_abort"
+    OVERLOADED = "overloaded"  # more connections than CCP_MAX_CONNECTIONS
     INTERNAL = "internal"  # a bug in the shim
 
 
@@ -57,6 +68,8 @@ class Reason(StrEnum):
     CLIENT_DISCONNECTED = "client_disconnected"
     LOCAL_ESTIMATE = "local_estimate"  # count_tokens answered by the shim's estimate
     MAX_TOKENS_REACHED = "max_tokens_reached"  # a provider's 400 that Anthropic answers 200
+    UPSTREAM_TOO_LARGE = "upstream_too_large"  # the answer grew past CCP_MAX_RESPONSE_BYTES
+    REFUSED = "refused"  # the shim refused the request before reading it (Host, Origin, overload)
 
 
 def sse_error_reason(error_type: str) -> str:

@@ -31,15 +31,27 @@ class EventSplitter:
     """SSE bytes in any chunking -> the complete events, each as its lines joined by LF (no blank
     line after it). Line ends may be CRLF, LF or CR, also cut between chunks; a run of blank lines
     dispatches nothing. An event that has not seen its blank line yet waits for the next chunk, or
-    for `end()`."""
+    for `end()`.
 
-    __slots__ = ("_tail", "_cr")
+    Linear in the stream's bytes however it is cut: each chunk is scanned once for its own line
+    ends, and the pieces of an event still open are kept as they came and joined once, when the
+    event ends (a 20 MB event in 1-byte chunks is not re-scanned and re-copied per chunk)."""
+
+    __slots__ = ("_parts", "_nl", "_cr")
 
     def __init__(self) -> None:
-        self._tail = b""  # what follows the last blank line: the start of the next event
+        # what follows the last blank line, the start of the next event, in the pieces it came in
+        # (line ends already LF)
+        self._parts: list[bytes] = []
+        self._nl = False  # those pieces end in LF: a LF starting the next chunk ends the event
         self._cr = (
             False  # the last chunk ended in CR: a LF starting the next one is the same line end
         )
+
+    @property
+    def pending(self) -> bool:
+        """Whether an event has begun and not ended yet."""
+        return bool(self._parts)
 
     def feed(self, chunk: bytes) -> list[bytes]:
         events = self.split(chunk)
@@ -56,18 +68,35 @@ class EventSplitter:
                 self._cr = False
                 if chunk[0] == 10:
                     chunk = chunk[1:]
-        data = self._tail + chunk if self._tail else chunk
-        if b"\r" in data:
-            self._cr = data[-1] == 13
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        events = data.split(b"\n\n")
-        self._tail = events.pop()
+        if not chunk:
+            return []
+        if b"\r" in chunk:
+            self._cr = chunk[-1] == 13
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        parts = self._parts
+        if b"\n\n" not in chunk and not (self._nl and chunk[0] == 10):
+            parts.append(chunk)  # the event goes on: kept, not joined yet
+            self._nl = chunk[-1] == 10
+            return []
+        if parts:
+            parts.append(chunk)
+            chunk = b"".join(parts)
+            parts.clear()
+        events = chunk.split(b"\n\n")
+        tail = events.pop()
+        if tail:
+            parts.append(tail)
+            self._nl = tail[-1] == 10
+        else:
+            self._nl = False
         return events
 
     def end(self) -> list[bytes]:
         """The stream ended: the event still waiting for its blank line, if any (it is dispatched,
         as a stream that just lacks its last blank line means it)."""
-        tail, self._tail, self._cr = self._tail.strip(b"\n"), b"", False
+        tail = b"".join(self._parts).strip(b"\n")
+        self._parts.clear()
+        self._nl = self._cr = False
         return [tail] if tail else []
 
 
@@ -181,7 +210,7 @@ class SseMeter:
     def feed(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
         split = self._split
-        carried = split._tail  # (the start of an event that an earlier chunk began)
+        carried = split.pending  # (the start of an event that an earlier chunk began)
         events = split.split(chunk)
         if not events:
             return

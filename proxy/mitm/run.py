@@ -135,8 +135,19 @@ def main(argv: list[str]) -> int:
         "usage and control APIs (default 0: the OS chooses, announced)",
     )
     p.add_argument("--confdir", default=None, help="mitmproxy's CA folder (CCP_MITM_CONFDIR)")
+    p.add_argument(
+        "--insecure-bind",
+        action="store_true",
+        help="serve a non-loopback --host without CCP_ADMIN_TOKEN (CCP_INSECURE_BIND=1)",
+    )
     args = p.parse_args(argv)
     from proxy.config.profiles import bind_problem
+    from proxy.server.serve import bind_refusal
+
+    refused = bind_refusal(settings, args.host, args.insecure_bind)
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
 
     problem = bind_problem(
         args.host,
@@ -195,14 +206,16 @@ async def serve(
     from mitmproxy.tools.dump import DumpMaster
 
     from proxy.mitm.addon import CcpRouter
+    from proxy.pipeline.state import STATE
     from proxy.server.app import create_app
+    from proxy.server.connections import BoundedRunner
 
     ca = ensure_ca(confdir)
     # the pipeline: the shim's own front door, on the admin port (also /healthz, /readyz,
     # /metrics, the usage and control endpoints); mitmproxy sends it the model flows
-    runner = web.AppRunner(
-        create_app(settings, mode="mitm"), handler_cancellation=True, access_log=None
-    )
+    app = create_app(settings, mode="mitm")
+    app[STATE].trust.bind(host)  # (the addon sends the model flows to http://<host>:<port>)
+    runner = BoundedRunner(app, settings, handler_cancellation=True, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, admin_port).start()
     bound_admin = runner.addresses[0][1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.core.errors import UpstreamError
+from proxy.core.errors import UpstreamError, UpstreamTooLarge
 from proxy.core.record import (
     ErrType,
     Reason,
@@ -35,6 +35,9 @@ def broken(rec: UsageRecord, exc: BaseException) -> Told | None:
     if isinstance(exc, StreamIdle):
         rec["err_type"], rec["reason"] = exc.err_type, Reason.STREAM_TIMEOUT
         return "timeout_error", exc.message
+    if isinstance(exc, UpstreamTooLarge):  # cut by the shim: CCP_MAX_RESPONSE_BYTES
+        rec["err_type"], rec["reason"] = exc.err_type, Reason.UPSTREAM_TOO_LARGE
+        return "api_error", exc.message
     if isinstance(exc, UpstreamError):
         rec["err_type"], rec["reason"] = exc.err_type, Reason.UPSTREAM_RESET
         return "api_error", exc.message

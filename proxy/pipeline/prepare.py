@@ -44,6 +44,10 @@ async def read(ex: Exchange, inbound: Inbound) -> None:
         REQUEST_SECRETS.set(ex.credentials)
     body = await inbound.read_body(settings.max_body_bytes)
     payload, exact = check_payload(body, inbound.content_type, rec)
+    if len(payload["model"]) > settings.max_name_chars:  # neither routed, remembered nor recorded
+        raise BadRequest(
+            f"model: longer than {settings.max_name_chars} characters (CCP_MAX_NAME_CHARS)"
+        )
     session = session_for(ex.credentials, ex.state)
     keep = session is not None or settings.body_tee  # the payload is written to disk
     if keep and not exact:
@@ -98,16 +102,21 @@ def route(
 
 
 _DECISIONS_KEPT = 1024
+# what one remembered decision holds besides its model name: the key tuple, the Decision and its
+# strings, the dict slot (measured with sys.getsizeof, rounded up)
+DECISION_OVERHEAD_BYTES = 512
 
 
 def _decided(state: ShimState, settings, model: str, protocol_in: str) -> Decision:
     """`decide()` for this model: pure over one settings object, so remembered per model (for the
     settings it was made with: a runtime control change makes new settings, and the memory starts
-    again; at most `_DECISIONS_KEPT` models)."""
+    again; at most `_DECISIONS_KEPT` models and CCP_DECISION_CACHE_BYTES: a decision is still
+    made for every model, only not remembered once full)."""
     kept = state.decisions
     if kept is None or kept[0] is not settings:
         kept = (settings, {})
         state.decisions = kept
+        state.decision_bytes = 0
     decision = kept[1].get((model, protocol_in))
     if decision is None:
         decision = decide(
@@ -116,8 +125,13 @@ def _decided(state: ShimState, settings, model: str, protocol_in: str) -> Decisi
             settings.catalog,
             settings.model_override,
         )
-        if len(kept[1]) < _DECISIONS_KEPT:
+        cost = DECISION_OVERHEAD_BYTES + 2 * len(model) + len(decision.upstream_model or "")
+        if (
+            len(kept[1]) < _DECISIONS_KEPT
+            and state.decision_bytes + cost <= settings.decision_cache_bytes
+        ):
             kept[1][(model, protocol_in)] = decision
+            state.decision_bytes += cost
     return decision
 
 

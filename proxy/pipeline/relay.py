@@ -20,7 +20,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable
 
 from proxy.core.convert.requests import json_bytes
-from proxy.core.errors import UpstreamError, UpstreamTimeout
+from proxy.core.errors import UpstreamError, UpstreamTimeout, UpstreamTooLarge
 from proxy.core.headers import client_response_headers
 from proxy.core.record import ErrType, Reason, set_tokens
 from proxy.core.sse import SseMeter, exact_loads, tokens_from_message
@@ -28,7 +28,7 @@ from proxy.pipeline.context import Downstream, Exchange
 from proxy.pipeline.outcome import BREAKS, broken, ended, settle
 from proxy.protocols import Conversion
 from proxy.sinks.partials import KEEP_BYTES as PARTIAL_KEEP_BYTES
-from proxy.upstream.base import UpstreamResponse
+from proxy.upstream.base import UpstreamResponse, too_large
 
 JSON = "application/json"
 INCOMPLETE_MESSAGE = "the upstream's stream ended before its last event"
@@ -56,13 +56,25 @@ def kept_headers(upstream_headers: list[tuple[str, str]]) -> list[tuple[str, str
     return [(k, v) for k, v in upstream_headers if k.lower() in _KEPT_ACROSS]
 
 
+def _declared_length(resp: UpstreamResponse) -> int:
+    for name, value in resp.headers:  # (a loop: this runs per answer)
+        if len(name) == 14 and name.lower() == "content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
 async def read_whole(ex: Exchange, resp: UpstreamResponse) -> bytes:
-    """The whole upstream body; the connection goes back to the pool, or is closed on failure.
+    """The whole upstream body, at most CCP_MAX_RESPONSE_BYTES of it (the clients stop reading
+    there; an answer that says it is longer is not read at); the connection goes back to the
+    pool, or is closed on failure.
 
     A stream request answered with a body that is not a stream (an error JSON, or a broken
     upstream's page) is held to the JSON answer's total time: the clients only watch a stream
     request's idle time, and a body that trickles in forever is never idle."""
     try:
+        limit = ex.settings.max_response_bytes
+        if _declared_length(resp) > limit:
+            raise too_large(limit)
         if ex.stream and not resp.is_sse:
             try:
                 async with asyncio.timeout(ex.settings.json_timeout):
@@ -71,8 +83,10 @@ async def read_whole(ex: Exchange, resp: UpstreamResponse) -> bytes:
                 raise UpstreamTimeout("upstream did not answer in time") from None
         else:
             data = await resp.read()
-    except BaseException:
+    except BaseException as exc:
         resp.close()
+        if isinstance(exc, UpstreamTooLarge):
+            ex.rec["reason"] = Reason.UPSTREAM_TOO_LARGE
         raise
     resp.release()
     ex.upstream_done = time.perf_counter()
@@ -111,12 +125,15 @@ async def relay_stream(
     t_start = time.perf_counter()
     released = False
     inflight = ex.state.metrics.inflight_streams
+    limit = ex.settings.max_response_bytes
     inflight.inc()
     try:
         await down.open_stream(resp.status, headers, resp_ready(resp))
         async for chunk in resp.chunks():
             if rec["ttfb_ms"] is None:
                 rec["ttfb_ms"] = ms(ex.t0, time.perf_counter())
+            if meter.bytes + len(chunk) > limit:  # cut before the chunk that crosses the limit
+                raise too_large(limit)
             meter.feed(chunk)
             if events is not None:
                 events.append(chunk)
@@ -239,12 +256,17 @@ async def relay_converted_stream(
         await down.write(data)
 
     inflight = ex.state.metrics.inflight_streams
+    limit = ex.settings.max_response_bytes
+    size = 0
     inflight.inc()
     try:
         await down.open_stream(200, [("cache-control", "no-cache"), *headers], False, EVENT_STREAM)
         async for chunk in resp.chunks():
             if rec["ttfb_ms"] is None:
                 rec["ttfb_ms"] = ms(ex.t0, time.perf_counter())
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
             if events is not None:
                 events.append(chunk)
             if not meter_down:

@@ -19,7 +19,7 @@ from proxy import protocols
 from proxy.core import convert
 from proxy.core.convert.requests import json_bytes
 from proxy.core.errors import InternalError, ShimError
-from proxy.core.record import ErrType, Op, Reason, new_record
+from proxy.core.record import ErrType, Op, Reason, clip, new_record
 from proxy.core.routing import Decision
 from proxy.core.sse import exact_loads
 from proxy.core.thinking import might_carry_thinking, signatures_in_message
@@ -43,7 +43,7 @@ def start(state: ShimState, path: str, headers) -> Exchange:
     """The exchange of a request that just arrived on `path`."""
     protocol_in = protocols.for_path(path)
     rec = new_record(state.new_rid(), path, protocol_in.name)
-    rec["client_session"] = headers.get(CLIENT_SESSION_HEADER)
+    rec["client_session"] = clip(headers.get(CLIENT_SESSION_HEADER), state.settings.max_name_chars)
     return Exchange(state, state.settings, rec, protocol_in, time.perf_counter())
 
 

@@ -24,6 +24,7 @@ from proxy.core.headers import LaneCredentials
 from proxy.core.record import UsageRecord, new_record
 from proxy.core.redact import REQUEST_SECRETS, clean_record
 from proxy.core.thinking import SignatureBook
+from proxy.core.trust import Trust
 from proxy.pipeline import controls as rc
 from proxy.pipeline.sessions import SessionRegistry
 from proxy.sinks.health import PARTIAL, STORE, USAGE_LOG, Sinks
@@ -77,9 +78,17 @@ class ShimState:
             anthropic_api_key=settings.anthropic_api_key.reveal(),
             zai_header_mode=settings.zai_header_mode,
         )
-        self.foreign_keys = _foreign_keys(settings.catalog, self.creds.zai_api_key)
-        # decide() per (model, protocol), for the settings object it was made with (prepare._decided)
+        # the admin token is no lane's credential: a client that sends it never has it forwarded
+        self.admin_token = settings.admin_token.reveal()
+        self.foreign_keys = _foreign_keys(settings.catalog, self.creds.zai_api_key) | (
+            {self.admin_token} - {""}
+        )
+        # which Host and Origin values may talk to the shim (serve() adds the bound address)
+        self.trust = Trust(settings.allowed_hosts, settings.allowed_origins)
+        # decide() per (model, protocol), for the settings object it was made with (prepare._decided),
+        # with the bytes its keys hold (bounded by CCP_DECISION_CACHE_BYTES)
         self.decisions: tuple[Settings, dict] | None = None
+        self.decision_bytes = 0
         self._rid_prefix = os.urandom(4).hex()
         self._rid_count = 0
 

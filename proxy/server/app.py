@@ -17,14 +17,22 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from proxy import protocols
 from proxy.config.settings import Settings
-from proxy.core.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ShimError
-from proxy.core.record import new_record
+from proxy.core.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    ShimError,
+)
+from proxy.core.record import Reason, new_record
 from proxy.pipeline.relay import ms
 from proxy.pipeline.run import CLIENT_SESSION_HEADER, run, start  # noqa: F401 - the header's home
 from proxy.pipeline.state import RID_HEADER, STATE, ShimState
 from proxy.server.admin_api import add_admin_routes
 from proxy.server.auth import require_admin
-from proxy.server.errors import RID, answer, mapped
+from proxy.server.connections import BodyTimeout
+from proxy.server.errors import RID, answer, mapped, refusal
 from proxy.server.readiness import readiness
 from proxy.server.session_api import add_routes as add_session_routes
 from proxy.server.usage_api import add_usage_routes, start_usage, stop_usage
@@ -76,6 +84,8 @@ class AiohttpInbound:
                         f"request body is larger than {max_bytes} bytes (CCP_MAX_BODY_BYTES)"
                     )
                 chunks.append(chunk)
+        except BodyTimeout as exc:  # the client did not send it in time (proxy.server.connections)
+            raise RequestTimeout(str(exc), close_connection=True) from None
         except (HttpProcessingError, RequestPayloadError) as exc:  # e.g. a body that is not gzip
             raise BadRequest(
                 f"request body could not be read: {exc}", close_connection=True
@@ -128,6 +138,9 @@ class AiohttpDownstream:
 
 async def handle_model_request(request: web.Request) -> web.StreamResponse:
     """POST /v1/messages, /v1/message, /v1/chat/completions, /v1/messages/count_tokens."""
+    refused = refusal(request)  # (the guard every `mapped` endpoint has, called here too)
+    if refused is not None:
+        return _refused(request, refused)
     ex = start(request.app[STATE], request.path, request.headers)
     request[RID] = ex.rec["rid"]
     down = AiohttpDownstream(request)
@@ -137,6 +150,21 @@ async def handle_model_request(request: web.Request) -> web.StreamResponse:
         return answer(request, exc, ex.rec["lane"])  # (no lane: it failed before routing)
     assert down.response is not None
     return down.response
+
+
+def _refused(request: web.Request, exc: ShimError) -> web.Response:
+    """A model request (or one to no endpoint) refused before it was read (a Host, an Origin, an
+    overload): one usage record and the answer, in the protocol's shape."""
+    state = request.app[STATE]
+    t0 = time.perf_counter()
+    rec = new_record(state.new_rid(), request.path, protocols.for_path(request.path).name)
+    request[RID] = rec["rid"]
+    rec["status"] = exc.status
+    rec["err_type"] = exc.err_type
+    rec["reason"] = Reason.REFUSED
+    rec["latency_ms"] = rec["overhead_ms"] = rec["ttfb_ms"] = ms(t0, time.perf_counter())
+    state.record(rec)
+    return answer(request, exc)
 
 
 async def handle_unknown(request: web.Request) -> web.Response:  # (raises: answered by the mapper)
@@ -238,5 +266,8 @@ def create_app(
     add_session_routes(app, app[STATE].sessions, settings)
     add_usage_routes(app, app[STATE])
     add_admin_routes(app, app[STATE])  # /v1/admin/controls, /v1/admin/providers/reload
-    app.router.add_route("*", "/{tail:.*}", mapped(handle_unknown))
+    # (any other path or method is recorded, refused or not, as a model request is)
+    app.router.add_route(
+        "*", "/{tail:.*}", mapped(handle_unknown, admin=False, on_refused=_refused)
+    )
     return app

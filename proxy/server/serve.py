@@ -27,10 +27,12 @@ from proxy.config.policy import load_for
 from proxy.config.settings import Settings
 from proxy.core.record import ErrType, new_record
 from proxy.core.redact import REQUEST_SECRETS, RedactingFilter
+from proxy.core.trust import is_loopback
 from proxy.licence.verify import log_line
 from proxy.pipeline.state import RID_HEADER, STATE, ShimState
 from proxy.protocols import ANTHROPIC
 from proxy.server.app import create_app
+from proxy.server.connections import BoundedHandler, BoundedRunner, BoundedServer
 from proxy.sinks.usage_log import check_writable
 
 log = logging.getLogger("ccp.shim")
@@ -79,7 +81,8 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
         loop.add_signal_handler(sig, stop.set)
     app = create_app(settings)
     redact_logs(app[STATE])
-    runner = _RecordingRunner(app, handler_cancellation=True, access_log=None)
+    app[STATE].trust.bind(host)  # the address it listens on is a Host it answers to
+    runner = _RecordingRunner(app, settings, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     await site.start()
@@ -103,8 +106,9 @@ async def serve(settings: Settings, host: str, port: int, port_file: str | None 
         await runner.cleanup()
 
 
-class _RecordingHandler(RequestHandler):
-    """aiohttp's connection handler, with one change: a request its HTTP parser rejects (a method
+class _RecordingHandler(BoundedHandler):
+    """The bounded connection handler (proxy.server.connections), with one change more: a request
+    its HTTP parser rejects (a method
     it does not know, a request line or header too long, bad framing) is answered 400 with a
     request id and the Anthropic error JSON (the path it was for is unknown), and recorded."""
 
@@ -137,15 +141,15 @@ class _RecordingHandler(RequestHandler):
         return out
 
 
-class _RecordingServer(web.Server):
+class _RecordingServer(BoundedServer):
     ccp_state: ShimState | None = None
 
     def __call__(self) -> RequestHandler:
-        return _RecordingHandler(self, loop=self._loop, **self._kwargs)
+        return _RecordingHandler(self, self.limits, self.counters, loop=self._loop, **self._kwargs)
 
 
-class _RecordingRunner(web.AppRunner):
-    """An AppRunner whose connections are `_RecordingHandler`s."""
+class _RecordingRunner(BoundedRunner):
+    """A BoundedRunner whose connections are `_RecordingHandler`s."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
@@ -177,6 +181,20 @@ class _OneLineBadRequests(logging.Filter):
             record.exc_info = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+def bind_refusal(settings: Settings, host: str, insecure: bool = False) -> str | None:
+    """Why the shim will not listen on `host` (None: it will). A non-loopback address without
+    CCP_ADMIN_TOKEN would let anyone who reaches it pause routing, reload files, register sessions
+    and spend the lanes' keys: that wants `--insecure-bind` (or CCP_INSECURE_BIND=1) said aloud."""
+    if is_loopback(host) or settings.admin_token or insecure or settings.insecure_bind:
+        return None
+    return (
+        f"ConfigError: refusing to listen on {host}, which is not a loopback address, without "
+        "CCP_ADMIN_TOKEN: anyone who reaches it could use the admin endpoints and the lanes' "
+        "credentials. Set CCP_ADMIN_TOKEN, or pass --insecure-bind (CCP_INSECURE_BIND=1) to "
+        "serve it anyway; other hosts' clients also need CCP_ALLOWED_HOSTS"
+    )
 
 
 def prepare(settings: Settings, now: float) -> Settings:

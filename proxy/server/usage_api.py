@@ -26,13 +26,16 @@ import logging
 import time
 import weakref
 from datetime import datetime
+from pathlib import Path
 
 from aiohttp import web
 
+from proxy.config.home import under
 from proxy.config.quotas import QuotaConfig, QuotaError, book_span, load_quotas
-from proxy.core.errors import BadRequest, NotFound, ShimError
+from proxy.config.settings import DEFAULT_QUOTAS_FILE, QUOTAS_FILE
+from proxy.core.errors import BadRequest, Forbidden, NotFound, ShimError
 from proxy.core.parse import ConfigError, parse_duration
-from proxy.core.record import UsageRecord, new_record, utc_timestamp
+from proxy.core.record import UsageRecord, clip, new_record, utc_timestamp
 from proxy.pipeline.state import RID_HEADER, ShimState
 from proxy.server.auth import require_admin
 from proxy.server.errors import mapped
@@ -195,6 +198,11 @@ async def reload_quotas(request: web.Request) -> web.Response:
     path = data.get("file") or state.quotas.config.source or state.settings.quotas_file
     if not path or not isinstance(path, str):
         raise BadRequest('no quotas file: set CCP_QUOTAS_FILE or send {"file": PATH}')
+    if _resolved(path) not in quota_files(state):
+        raise Forbidden(
+            f"{clip(path)!r} is not a quotas file of this shim; it reads only CCP_QUOTAS_FILE, "
+            f"<config home>/{QUOTAS_FILE}, the home's {DEFAULT_QUOTAS_FILE} and the file in use"
+        )
     try:
         config = await asyncio.to_thread(load_quotas, path, state.settings.catalog.providers)
     except QuotaError as exc:
@@ -202,6 +210,25 @@ async def reload_quotas(request: web.Request) -> web.Response:
     counted = await restore_quotas(state, config)
     log.info("quotas reloaded from %s (%d quota(s))", path, len(config.quotas))
     return _json(state, {"reloaded": True, **config.public(), "restored_records": counted})
+
+
+def _resolved(path: str | Path) -> Path | None:
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in the name
+        return None
+
+
+def quota_files(state: ShimState) -> set[Path]:
+    """The only files `POST /v1/quotas/reload` reads: the ones the shim's configuration names
+    (the client chooses among them, never any other file of the machine)."""
+    s = state.base_settings
+    names: list[str | None] = [s.quotas_file, state.quotas.config.source]
+    if s.config_home:
+        names.append(str(Path(s.config_home) / QUOTAS_FILE))
+    if s.home:
+        names.append(under(Path(s.home), DEFAULT_QUOTAS_FILE))
+    return {p for p in (_resolved(n) for n in names if n) if p is not None}
 
 
 def _store_or_404(state: ShimState):

@@ -14,15 +14,17 @@ from proxy.upstream.base import (
     UpstreamRequest,
     UpstreamResponse,
     describe,
+    too_large,
 )
 from proxy.upstream.tls import trust
 
 
 class _AiohttpResponse:
-    __slots__ = ("_resp", "status", "headers", "h2", "is_sse")
+    __slots__ = ("_resp", "_max_body", "status", "headers", "h2", "is_sse")
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, max_body: int) -> None:
         self._resp = resp
+        self._max_body = max_body
         self.status = resp.status
         self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
         self.h2 = False
@@ -32,8 +34,16 @@ class _AiohttpResponse:
         return _Chunks(self._resp.content)
 
     async def read(self) -> bytes:
+        limit = self._max_body
+        parts = []
+        size = 0
         try:
-            return await self._resp.read()
+            while chunk := await self._resp.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                parts.append(chunk)
+            return b"".join(parts)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("upstream did not answer in time") from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
@@ -95,6 +105,8 @@ class AiohttpUpstream:
         self._json_first = settings.json_timeout <= settings.header_timeout
 
     async def start(self) -> None:
+        # (no CCP_UPSTREAM_POOL_SIZE here: aiohttp's limits bound connections in use, which would
+        # queue held streams, not the idle ones it keeps; it closes those after 15 s itself)
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=trust(self._settings))
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, request_class=_OwnHeadersOnly
@@ -131,4 +143,4 @@ class AiohttpUpstream:
             raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
             raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
-        return _AiohttpResponse(resp)
+        return _AiohttpResponse(resp, self._settings.max_response_bytes)

@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-from proxy.core.errors import UpstreamTimeout
+from proxy.core.errors import UpstreamTimeout, UpstreamTooLarge
 
 
 class StreamIdle(UpstreamTimeout):
@@ -69,6 +69,13 @@ class UpstreamResponse(Protocol):
 class Upstream(Protocol):
     # (an awaitable, not only a coroutine: SchemeUpstream hands back the chosen client's own)
     def send(self, request: UpstreamRequest) -> Awaitable[UpstreamResponse]: ...
+
+
+def too_large(limit: int) -> UpstreamTooLarge:
+    """What a client raises when an answer's body grows past CCP_MAX_RESPONSE_BYTES."""
+    return UpstreamTooLarge(
+        f"the upstream's answer is larger than {limit} bytes (CCP_MAX_RESPONSE_BYTES); cut"
+    )
 
 
 def describe(exc: BaseException) -> str:

@@ -30,7 +30,7 @@ import httptools
 
 from proxy.config.settings import Settings
 from proxy.core.errors import UpstreamError, UpstreamTimeout
-from proxy.upstream.base import StreamIdle, UpstreamRequest, describe
+from proxy.upstream.base import StreamIdle, UpstreamRequest, describe, too_large
 
 KEEPALIVE_S = 15.0  # an idle pooled connection older than this is closed, not reused
 HIGH_WATER = 256 * 1024  # body bytes waiting for the handler at which reading pauses
@@ -314,7 +314,14 @@ class _Response:
 
     async def read(self) -> bytes:
         self._what = "body"
-        parts = [chunk async for chunk in self]
+        limit = self._client._max_body
+        parts = []
+        size = 0
+        async for chunk in self:
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def release(self) -> None:
@@ -354,6 +361,8 @@ class H1Upstream:
         self._header = settings.header_timeout
         self._json = settings.json_timeout
         self._dial = settings.dial_timeout
+        self._max_body = settings.max_response_bytes  # CCP_MAX_RESPONSE_BYTES: a JSON answer's
+        self._pool_size = settings.upstream_pool_size  # CCP_UPSTREAM_POOL_SIZE: idle, per host
         self._pools: dict[tuple[str, int], list[_Connection]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -388,7 +397,10 @@ class H1Upstream:
     def _put(self, conn: _Connection) -> None:
         assert self._loop is not None  # (a connection is only made after start())
         conn.last_used = self._loop.time()
-        self._pools.setdefault(conn.key, []).append(conn)
+        pool = self._pools.setdefault(conn.key, [])
+        if len(pool) >= self._pool_size:  # enough idle ones kept: the oldest goes
+            pool.pop(0).close()
+        pool.append(conn)
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(KEEPALIVE_S, self._sweep)
 

@@ -34,7 +34,7 @@ import httpx
 
 from proxy.config.settings import Settings
 from proxy.core.errors import UpstreamError, UpstreamTimeout
-from proxy.upstream.base import StreamIdle, UpstreamRequest, UpstreamResponse, describe
+from proxy.upstream.base import StreamIdle, UpstreamRequest, UpstreamResponse, describe, too_large
 from proxy.upstream.tls import trust
 
 log = logging.getLogger("ccp.upstream")
@@ -248,9 +248,12 @@ class _HttpxResponse:
         # (an async generator, which httpx annotates as an AsyncIterator)
         parts = cast("AsyncGenerator[bytes, None]", self._resp.aiter_raw())
         data = bytearray()
+        limit = self._owner._max_body
         try:
             while True:
                 data += await self._next(parts)
+                if len(data) > limit:
+                    raise too_large(limit)
         except StopAsyncIteration:
             return bytes(data)
         except _TIMEOUTS as exc:
@@ -277,13 +280,14 @@ class HttpxUpstream:
         self._closing: set[asyncio.Task] = set()  # strong references to scheduled aclose()s
         # connect bounds the TCP dial (the backend bounds TLS); reads are bounded here, see above
         self._timeouts = httpx.Timeout(None, connect=settings.dial_timeout).as_dict()
+        self._max_body = settings.max_response_bytes  # CCP_MAX_RESPONSE_BYTES: a JSON answer's
 
     async def start(self) -> None:
         s = self._settings
         pool = httpcore.AsyncConnectionPool(
             ssl_context=trust(s, http2=not s.force_h1),
             max_connections=None,
-            max_keepalive_connections=None,
+            max_keepalive_connections=s.upstream_pool_size,  # CCP_UPSTREAM_POOL_SIZE idle ones
             keepalive_expiry=KEEPALIVE_EXPIRY,
             http1=True,
             http2=not s.force_h1,

@@ -118,11 +118,16 @@ def test_cli_against_a_running_shim(live_shim, env, tmp_path):
     assert status_main(["--url", live_shim], out=out) == 0
     assert "running shim" in out.getvalue() and "50%" in out.getvalue()
     assert "2027" not in out.getvalue()  # peak hour comes from the shim's own (current) rollups
-    bad = tmp_path / "bad.yaml"
+    (tmp_path / "home").mkdir()
+    bad = good = tmp_path / "home" / "quotas.yaml"  # the user's quotas file: one of the shim's
     bad.write_text("quotas: {haiku: {}}")
     assert quotas_main(["reload", str(bad), "--url", live_shim], out=out, err=err) == 2
     assert "QuotaError" in err.getvalue() and "old config stays" in err.getvalue()
-    good = tmp_path / "good.yaml"
+    other = tmp_path / "other.yaml"  # any other file of the machine: refused, unread
+    other.write_text("quotas: {sonnet: {weekly: {tokens: 5}}}")
+    err = io.StringIO()
+    assert quotas_main(["reload", str(other), "--url", live_shim], out=out, err=err) == 1
+    assert "not a quotas file of this shim" in err.getvalue()
     good.write_text("quotas: {sonnet: {weekly: {tokens: 5}}}")
     out = io.StringIO()
     assert quotas_main(["reload", str(good), "--url", live_shim], out=out, err=err) == 0

@@ -87,3 +87,36 @@ def test_the_environment_alone_is_read_so_named_files_need_not_exist_yet():
         ("/nonexistent/ca.pem", "nowhere", "/nonexistent/q.yaml")
     assert {p.source for p in s.catalog.providers.values()} == {"built-in"}  # no file was read
     assert s.model_override is None and s.config_home == "/c"
+
+
+BOUNDS = {  # env name: (attribute, default, a value, what it reads as)
+    "CCP_CLIENT_HEADER_TIMEOUT": ("client_header_timeout", 30.0, "5s", 5.0),
+    "CCP_CLIENT_BODY_TIMEOUT": ("client_body_timeout", 60.0, "2m", 120.0),
+    "CCP_CLIENT_IDLE_TIMEOUT": ("client_idle_timeout", 300.0, "75", 75.0),
+    "CCP_MAX_CONNECTIONS": ("max_connections", 0, "500", 500),
+    "CCP_MAX_NAME_CHARS": ("max_name_chars", 256, "64", 64),
+    "CCP_DECISION_CACHE_BYTES": ("decision_cache_bytes", 1024 * 1024, "64KiB", 65536),
+    "CCP_MAX_RESPONSE_BYTES": ("max_response_bytes", 256 * 1024 * 1024, "1MB", 1024 * 1024),
+    "CCP_UPSTREAM_POOL_SIZE": ("upstream_pool_size", 64, "8", 8),
+    "CCP_ALLOWED_HOSTS": ("allowed_hosts", (), "Box.lan, 10.0.0.2 ,", ("box.lan", "10.0.0.2")),
+    "CCP_ALLOWED_ORIGINS": ("allowed_origins", (), "http://a.test/", ("http://a.test",)),
+    "CCP_INSECURE_BIND": ("insecure_bind", False, "1", True),
+}
+
+
+@pytest.mark.parametrize("key", sorted(BOUNDS))
+def test_each_bound_has_a_default_an_env_name_and_a_documented_row(key):
+    from pathlib import Path
+    attr, default, raw, value = BOUNDS[key]
+    assert getattr(Settings.from_env({}), attr) == default
+    assert getattr(Settings.from_env({key: raw}), attr) == value
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "configuration.md").read_text()
+    assert f"| `{key}`" in docs
+
+
+@pytest.mark.parametrize("key, raw", [("CCP_MAX_NAME_CHARS", "0"), ("CCP_UPSTREAM_POOL_SIZE", "0"),
+                                      ("CCP_CLIENT_HEADER_TIMEOUT", "0s"),
+                                      ("CCP_MAX_CONNECTIONS", "-1")])
+def test_bad_bounds_name_the_key(key, raw):
+    with pytest.raises(ConfigError, match=key):
+        Settings.from_env({key: raw})

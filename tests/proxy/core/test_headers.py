@@ -93,3 +93,21 @@ def test_a_session_token_after_tabs_or_spaces_is_never_forwarded(value):
     out = upstream_request_headers("anthropic", [("authorization", value)], CREDS, frozenset({"sess-1"}))
     assert "sess-1" not in " ".join(out.values())
     assert out["authorization"] == "Bearer ant-TOKEN"
+
+
+@pytest.mark.parametrize("lane", ["anthropic", "zai"])
+def test_the_shims_own_headers_never_go_upstream(lane):
+    own = [("X-CCP-Admin-Token", "admin-T"), ("x-ccp-actor", "ccp pause"),
+           ("x-ccp-request-id", "r-1"), ("X-Ccp-Anything", "v")]
+    out = upstream_request_headers(lane, CLIENT + own, CREDS)
+    assert not [k for k in out if k.startswith("x-ccp")]
+    assert "admin-T" not in out.values()
+
+
+def test_a_client_credential_equal_to_a_never_token_is_replaced_by_the_lanes_own():
+    """The shim passes the admin token among `session_tokens` (proxy.pipeline.state): a client
+    that authenticates to the shim with it never has it forwarded as an Anthropic credential."""
+    for header in (("authorization", "Bearer admin-T"), ("x-api-key", "admin-T")):
+        out = upstream_request_headers("anthropic", [header], CREDS, frozenset({"admin-T"}))
+        assert "admin-T" not in " ".join(out.values())
+        assert out["authorization"] == "Bearer ant-TOKEN"

@@ -313,3 +313,43 @@ def test_the_splitter_and_the_meter_see_the_same_events_in_any_chunking(stream):
     assert meter.bytes == len(body)
     assert (meter.events, meter.complete, meter.in_tokens, meter.out_tokens, meter.cache_read_tokens,
             meter.error_type, meter.signatures) == _plain_meter(events)
+
+
+def _fed_in(meter_or_splitter, body: bytes, size: int) -> float:
+    import time
+    feed = meter_or_splitter.feed
+    t0 = time.perf_counter()
+    for i in range(0, len(body), size):
+        feed(body[i:i + size])
+    return time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("total, chunk", [(20 * 1024 * 1024, 16 * 1024), (2 * 1024 * 1024, 64)])
+def test_one_huge_line_costs_no_more_than_as_many_bytes_of_small_lines(total, chunk):
+    """The meter's cost is linear in the stream's bytes however the lines are split: an event
+    still open is not re-joined and re-scanned with every chunk (it was: quadratic)."""
+    huge = b"event: content_block_delta\ndata: " + b"x" * total + b"\n\n"
+    delta = b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{}}\n\n'
+    small = delta * (len(huge) // len(delta) + 1)
+    t_small = t_huge = float("inf")
+    for _ in range(3):  # interleaved, the best of three each: a busy machine slows both alike
+        meter_huge, meter_small = SseMeter(), SseMeter()
+        t_small = min(t_small, _fed_in(meter_small, small, chunk))
+        t_huge = min(t_huge, _fed_in(meter_huge, huge, chunk))
+        assert meter_huge.events == 1 and meter_huge.bytes == len(huge)
+        assert meter_small.events == len(small) // len(delta)
+    # (quadratic, the 2 MB line took 30 s against 0.1 s of small lines)
+    assert t_huge < 3 * t_small + 0.05, (t_huge, t_small)
+
+
+def test_the_splitter_joins_an_open_event_once():
+    """Op count, not time: however many pieces an event came in, it is joined when it ends."""
+    splitter = EventSplitter()
+    for _ in range(10_000):
+        assert splitter.split(b"data: abc") == []
+    assert len(splitter._parts) == 10_000 and splitter.pending
+    events = splitter.split(b"\n\nevent: next")
+    assert events == [b"data: abc" * 10_000] and splitter._parts == [b"event: next"]
+    # a blank line cut between chunks, with CR line ends also cut between them
+    assert splitter.split(b"\r") == [] and splitter.split(b"\n\r") == [b"event: next"]
+    assert not splitter.pending and splitter.end() == []

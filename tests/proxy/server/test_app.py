@@ -250,3 +250,134 @@ def test_a_full_disk_never_fails_the_client_and_readyz_names_the_sink(tmp_path, 
 
     recs = run(go, tmp_path)
     assert [r["model"] for r in recs] == ["claude-opus-4-1"]  # the two lost, the third whole
+
+
+# ---------------------------------------------------------------- trust and bounds (issue 20)
+ANSWER = json.dumps({"type": "message", "usage": {"input_tokens": 1, "output_tokens": 2}}).encode()
+
+
+def test_a_foreign_host_is_421_and_a_cross_site_origin_403_each_with_a_record(tmp_path):
+    async def go(client, upstream):
+        model = {"model": "claude-opus-4-1"}
+        resp = await client.post("/v1/messages", json=model, headers={"host": "evil.example"})
+        assert resp.status == 421 and (await resp.json())["error"]["type"] == "invalid_request_error"
+        resp = await client.post("/v1/chat/completions", json=model,
+                                 headers={"origin": "https://evil.example"})
+        err = await resp.json()
+        assert resp.status == 403 and err["error"]["type"] == "permission_error"  # OpenAI's shape
+        assert "type" not in err
+        for path in ("/healthz", "/v1/usage", "/v1/admin/controls"):  # every endpoint
+            assert (await client.get(path, headers={"host": "rebound.example:18080"})).status == 421
+            assert (await client.get(path, headers={"origin": "null"})).status == 403
+        assert upstream.requests == []
+
+    recs = run(go, tmp_path)
+    assert [(r["path"], r["status"], r["reason"]) for r in recs] == [
+        ("/v1/messages", 421, "refused"), ("/v1/chat/completions", 403, "refused")]
+
+
+def test_allowed_hosts_and_origins_pass(tmp_path):
+    async def go(client, upstream):
+        upstream.responses.append(FakeResponse(200, [("content-type", "application/json")], [ANSWER]))
+        resp = await client.post("/v1/messages", json={"model": "claude-opus-4-1"},
+                                 headers={"host": "box.lan:18080", "origin": "http://app.local:3000"})
+        assert resp.status == 200 and len(upstream.requests) == 1
+    run(go, tmp_path, {"CCP_ALLOWED_HOSTS": "box.lan", "CCP_ALLOWED_ORIGINS": "http://app.local:3000"})
+
+
+def test_a_cross_site_form_post_to_an_admin_endpoint_is_415_and_changes_nothing(tmp_path):
+    async def go(client, upstream):
+        app = client.server.app
+        from proxy.pipeline.state import STATE
+        state = app[STATE]
+        form = "session_token=t&sandbox_id=s&task_name=x"
+        for path, ctype, body in (
+            ("/v1/sessions", "text/plain", '{"session_token": "t", "sandbox_id": "s"}'),
+            ("/v1/sessions", "application/x-www-form-urlencoded", form),
+            ("/v1/admin/controls", "text/plain", '{"paused": true}'),
+            ("/v1/admin/logs-rotate", "text/plain", ""),
+            ("/v1/quotas/reload", "multipart/form-data; boundary=x", "--x--"),
+        ):
+            resp = await client.post(path, data=body, headers={"content-type": ctype})
+            assert resp.status == 415, path
+            assert "application/json" in (await resp.json())["error"]["message"]
+        assert not state.sessions.list() and not state.controls.paused
+        resp = await client.post("/v1/admin/controls", json={"paused": True})  # JSON: fine
+        assert resp.status == 200 and state.controls.paused
+        assert (await client.post("/v1/nope", data="x", headers={"content-type": "text/plain"})).status == 404
+    run(go, tmp_path)
+
+
+def test_the_admin_token_is_never_forwarded_nor_used_as_a_lane_credential(tmp_path):
+    async def go(client, upstream):
+        for headers in ({"authorization": "Bearer adm-SECRET"}, {"x-api-key": "adm-SECRET"},
+                        {"x-ccp-admin-token": "adm-SECRET", "x-ccp-actor": "me"}):
+            upstream.responses.append(FakeResponse(200, [("content-type", "application/json")], [ANSWER]))
+            resp = await client.post("/v1/messages", json={"model": "claude-opus-4-1"}, headers=headers)
+            assert resp.status == 200
+        for request in upstream.requests:
+            assert "adm-SECRET" not in json.dumps(request.headers)
+            assert not [k for k in request.headers if k.startswith("x-ccp")]
+            assert request.headers["authorization"] == "Bearer ant-OWN"
+    run(go, tmp_path, {"CCP_ADMIN_TOKEN": "adm-SECRET", "ANTHROPIC_AUTH_TOKEN": "ant-OWN"})
+
+
+def test_an_over_long_model_is_a_400_never_routed_remembered_or_recorded(tmp_path):
+    async def go(client, upstream):
+        from proxy.pipeline.state import STATE
+        state = client.server.app[STATE]
+        long_model = "claude-" + "x" * 300
+        resp = await client.post("/v1/messages", json={"model": long_model})
+        assert resp.status == 400 and "CCP_MAX_NAME_CHARS" in (await resp.json())["error"]["message"]
+        assert upstream.requests == [] and not (state.decisions and state.decisions[1])
+        upstream.responses.append(FakeResponse(200, [("content-type", "application/json")], [ANSWER]))
+        resp = await client.post("/v1/messages", json={"model": "a" * 20},
+                                 headers={"x-claude-code-session-id": "s" * 5000})
+        assert resp.status == 200
+
+    recs = run(go, tmp_path, {"CCP_MAX_NAME_CHARS": "32"})
+    assert recs[0]["status"] == 400 and recs[0]["model"] is None
+    assert "x" * 33 not in json.dumps(recs[0])
+    assert len(recs[1]["client_session"]) <= 33
+
+
+def test_the_decision_cache_is_bounded_in_bytes(tmp_path):
+    async def go(client, upstream):
+        from proxy.pipeline.prepare import DECISION_OVERHEAD_BYTES, _decided
+        from proxy.pipeline.state import STATE
+        state = client.server.app[STATE]
+        for i in range(200):
+            _decided(state, state.settings, f"claude-{i:03d}-" + "m" * 100, "anthropic")
+        kept = state.decisions[1]
+        assert 0 < len(kept) < 200
+        assert state.decision_bytes <= 64 * 1024
+        assert state.decision_bytes >= len(kept) * DECISION_OVERHEAD_BYTES
+        # past the bound, a model is still decided, only not remembered
+        decision = _decided(state, state.settings, "claude-haiku-4-5", "anthropic")
+        assert decision.lane == "zai" and ("claude-haiku-4-5", "anthropic") not in kept
+    run(go, tmp_path, {"CCP_DECISION_CACHE_BYTES": "64KiB"})
+
+
+def test_an_upstream_answer_past_the_limit_is_cut_with_an_error_and_a_record(tmp_path):
+    big = b"x" * 5000
+
+    async def go(client, upstream):
+        # a JSON answer that says it is too long is not read
+        upstream.responses.append(FakeResponse(
+            200, [("content-type", "application/json"), ("content-length", "5000")], [big]))
+        resp = await client.post("/v1/messages", json={"model": "claude-opus-4-1"})
+        assert resp.status == 502 and "CCP_MAX_RESPONSE_BYTES" in (await resp.json())["error"]["message"]
+        assert upstream.responses == [] and upstream.requests
+        # a stream is cut before the chunk that crosses the limit, with an error event
+        chunks = [SSE[0]] + [b"event: content_block_delta\ndata: {\"t\":\"" + b"y" * 500 + b"\"}\n\n"] * 10
+        upstream.responses.append(FakeResponse(200, [("content-type", "text/event-stream")], chunks))
+        resp = await client.post("/v1/messages", json={"model": "claude-opus-4-1", "stream": True})
+        body = await resp.read()
+        assert resp.status == 200 and len(body) < 4096 + 500
+        assert body.rstrip().endswith(b"}") and b"event: error" in body
+        assert b"CCP_MAX_RESPONSE_BYTES" in body
+
+    recs = run(go, tmp_path, {"CCP_MAX_RESPONSE_BYTES": "4KiB"})
+    assert [(r["status"], r["err_type"], r["reason"]) for r in recs] == [
+        (502, "net", "upstream_too_large"), (200, "net", "upstream_too_large")]
+    assert recs[1]["bytes_out"] <= 4096

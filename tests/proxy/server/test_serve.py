@@ -30,3 +30,23 @@ def test_a_logs_folder_that_cannot_be_written_is_a_config_error_before_anything_
     monkeypatch.setattr(serve, "run_loop", lambda coro: pytest.fail("it should not serve"))
     with pytest.raises(ConfigError, match="cannot be written"):
         serve.run(settings, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize("host, env, insecure, refused", [
+    ("127.0.0.1", {}, False, False),
+    ("::1", {}, False, False),
+    ("localhost", {}, False, False),
+    ("0.0.0.0", {}, False, True),
+    ("10.0.0.2", {}, False, True),
+    ("0.0.0.0", {"CCP_ADMIN_TOKEN": "t"}, False, False),
+    ("0.0.0.0", {}, True, False),
+    ("0.0.0.0", {"CCP_INSECURE_BIND": "1"}, False, False),
+])
+def test_a_non_loopback_bind_wants_an_admin_token_or_insecure_bind(host, env, insecure, refused):
+    from proxy.config.settings import Settings
+    from proxy.server.serve import bind_refusal
+
+    why = bind_refusal(Settings.from_env(env), host, insecure)
+    assert (why is not None) is refused
+    if why:
+        assert "CCP_ADMIN_TOKEN" in why and "--insecure-bind" in why

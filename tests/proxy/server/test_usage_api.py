@@ -95,8 +95,11 @@ def test_reload_rejects_a_bad_file_and_keeps_the_old(env, tmp_path):
         other = tmp_path / "other.yaml"
         other.write_text("quotas:\n  sonnet: {weekly: {tokens: 7}}\n")
         r = await client.post("/v1/quotas/reload", json={"file": str(other)})
+        assert r.status == 403 and "not a quotas file" in (await r.json())["error"]["message"]
+        qfile.write_text("quotas:\n  sonnet: {weekly: {tokens: 7}}\n")
+        r = await client.post("/v1/quotas/reload", json={"file": str(tmp_path / "." / qfile.name)})
         body = await r.json()
-        assert r.status == 200 and body["source"] == str(other)
+        assert r.status == 200 and body["source"] == str(tmp_path / "." / qfile.name)
         quotas = await (await client.get("/v1/quotas")).json()
         assert [q["pattern"] for q in quotas["quotas"]] == ["sonnet"] and quotas["mode"] == "block"
     run(env, go)
@@ -109,7 +112,9 @@ def test_bad_queries_are_400(env):
         assert (await client.get("/v1/usage/rollups?granularity=week")).status == 400
         r = await client.post("/v1/dev/sim-usage", json={"model": "claude-opus-4", "pct": 50})
         assert r.status == 400 and "no quota covers" in (await r.json())["error"]["message"]
-        assert (await client.post("/v1/dev/sim-usage", data=b"[1]")).status == 400
+        json_type = {"content-type": "application/json"}
+        assert (await client.post("/v1/dev/sim-usage", data=b"[1]", headers=json_type)).status == 400
+        assert (await client.post("/v1/dev/sim-usage", data=b"[1]")).status == 415  # not JSON
     run(env, go)
 
 
@@ -243,3 +248,23 @@ def test_summary_endpoint(env):
     async def off(client):
         return (await client.get("/v1/usage/summary")).status
     assert run({**env, "CCP_PERSIST": "0"}, off) == 404
+
+
+def test_reload_reads_only_the_configured_files_and_never_shows_one(env, tmp_path):
+    """`{"file": …}` chooses among the shim's own quotas files: any other file of the machine is a
+    403, unread; and a configured file that is not YAML is named, its text never shown."""
+    secret = tmp_path / "id_rsa"
+    secret.write_text("-----BEGIN KEY-----\nSECRET-LINE: [unclosed\n")
+    qfile = tmp_path / "quotas.yaml"
+
+    async def go(client):
+        for path in (str(secret), str(tmp_path / "sub" / ".." / "id_rsa"), "/etc/passwd",
+                     str(secret.with_name("missing.yaml"))):
+            r = await client.post("/v1/quotas/reload", json={"file": path})
+            text = await r.text()
+            assert r.status == 403 and "SECRET" not in text and "root:" not in text, path
+        qfile.write_text("quotas: [\n  SECRET-LINE: {unclosed\n")
+        r = await client.post("/v1/quotas/reload", json={"file": str(qfile)})
+        text = await r.text()
+        assert r.status == 400 and "not valid YAML at line" in text and "SECRET" not in text
+    run(env, go)

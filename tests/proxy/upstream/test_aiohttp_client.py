@@ -160,3 +160,15 @@ def test_send_before_start_is_a_programming_error():
     with pytest.raises(AssertionError, match="start"):
         asyncio.run(client.send(UpstreamRequest("POST", "http://127.0.0.1:9/x", {}, b"", False)))
     asyncio.run(client.close())  # closing a client that never started is fine
+
+
+def test_an_answer_past_max_response_bytes_is_cut(client_kind):
+    from proxy.core.errors import UpstreamTooLarge
+
+    async def go(client, base):
+        resp = await client.send(UpstreamRequest("POST", base + "/json", {}, b"{}", False))
+        with pytest.raises(UpstreamTooLarge, match="CCP_MAX_RESPONSE_BYTES"):
+            await resp.read()  # {"usage": {}}: 13 bytes
+        resp.close()
+
+    _run({"CCP_MAX_RESPONSE_BYTES": "8"}, go, client_kind)

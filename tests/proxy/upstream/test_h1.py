@@ -460,3 +460,36 @@ def test_a_released_answer_is_freed_without_the_cycle_collector():
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_the_idle_pool_keeps_at_most_the_pool_size_per_host():
+    async def go(client, server):
+        answers = [await client.send(_post(server.url)) for _ in range(5)]  # five at once
+        for resp in answers:
+            await resp.read()
+            resp.release()
+        return [len(pool) for pool in client._pools.values()], server.connections
+
+    kept, connections = _run(_keep_alive_json, go, upstream_pool_size="2")
+    assert connections == 5 and kept == [2]
+
+
+def test_an_answer_past_max_response_bytes_is_cut_while_it_is_read():
+    from proxy.core.errors import UpstreamTooLarge
+
+    async def script(reader, writer, server):
+        await server.request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"transfer-encoding: chunked\r\n\r\n")
+        for _ in range(100):  # 100 KiB, chunked: no length to refuse it by
+            writer.write(b"400\r\n" + b"x" * 1024 + b"\r\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def go(client, server):
+        resp = await client.send(_post(server.url))
+        with pytest.raises(UpstreamTooLarge, match="CCP_MAX_RESPONSE_BYTES"):
+            await resp.read()
+        resp.close()
+
+    _run(script, go, max_response_bytes="8KiB")

@@ -273,3 +273,17 @@ def test_a_second_failure_is_not_retried(run, mock, monkeypatch):
 
     n, error = run({}, go)
     assert n == 2 and error.err_type == "net" and "Server disconnected" in error.message
+
+
+def test_an_answer_past_max_response_bytes_is_cut_and_the_idle_pool_is_bounded(run):
+    from proxy.core.errors import UpstreamTooLarge
+
+    async def go(client, base):
+        resp = await client.send(_req(base, "/json"))
+        with pytest.raises(UpstreamTooLarge, match="CCP_MAX_RESPONSE_BYTES"):
+            await resp.read()  # 11 bytes, more than 8
+        resp.close()
+        pool = client._client._transport._pool
+        return pool._max_keepalive_connections
+
+    assert run({"CCP_MAX_RESPONSE_BYTES": "8", "CCP_UPSTREAM_POOL_SIZE": "3"}, go) == 3
