@@ -9,8 +9,10 @@ their value.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any
 
 from proxy.core.jsontext import safe_str
@@ -74,16 +76,46 @@ def clean_record(rec: dict, secrets: Iterable[str]) -> None:
     """A usage record made fit for every sink, in place: each string in it (the model, the path,
     the client's session header, …: any of them can hold what a client sent) with every secret
     masked, and with lone surrogates as the text of their escape (`safe_str`: a database column
-    and a log line must be able to encode it)."""
-    secrets = [s for s in secrets if s and len(s) >= MIN_SECRET_LEN]
+    and a log line must be able to encode it).
+
+    It runs for every request, and almost always finds nothing: each string is tested with one
+    regular expression of all the secrets (compiled once per set of secrets), and a nested value
+    is rebuilt only when something in it must change."""
+    kept = tuple(s for s in secrets if s and len(s) >= MIN_SECRET_LEN)
+    find = _finder(kept)
     for key, value in rec.items():
-        if isinstance(value, str):
-            if value:
-                cleaned = _clean_str(value, secrets)
-                if cleaned is not value:
-                    rec[key] = cleaned
-        elif isinstance(value, (dict, list)):
-            rec[key] = _clean(value, secrets)
+        kind = value.__class__
+        if kind is str:
+            if value and (not value.isascii() or (find is not None and find(value))):
+                rec[key] = _clean_str(value, list(kept))
+        elif (kind is dict or kind is list) and _dirty(value, find):
+            rec[key] = _clean(value, list(kept))
+
+
+@lru_cache(maxsize=32)
+def _finder(secrets: tuple[str, ...]) -> Callable[[str], object] | None:
+    if not secrets:
+        return None
+    return re.compile("|".join(re.escape(s) for s in secrets)).search
+
+
+def _dirty(obj: Any, find: Callable[[str], object] | None) -> bool:
+    """Whether `obj` holds a string `clean_record` would change (without building anything)."""
+    kind = obj.__class__
+    if kind is str:
+        return not obj.isascii() or (find is not None and find(obj) is not None)
+    if kind is dict:
+        for k, v in obj.items():
+            if _dirty(k, find) or (v.__class__ in _NESTED and _dirty(v, find)):
+                return True
+    elif kind is list:
+        for v in obj:
+            if v.__class__ in _NESTED and _dirty(v, find):
+                return True
+    return False
+
+
+_NESTED = frozenset((str, dict, list))  # what _dirty looks into (numbers, None: nothing to clean)
 
 
 def _clean_str(value: str, secrets: list[str]) -> str:
