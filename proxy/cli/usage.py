@@ -312,16 +312,24 @@ def quotas_main(argv: list[str], out: TextIO | None = None, err: TextIO | None =
     rel.add_argument(
         "file",
         nargs="?",
-        help="which of the shim's quotas files to use from now on: CCP_QUOTAS_FILE, "
-        "<config home>/quotas.yaml or the home's configs/quotas.yaml (default: the shim's "
-        "current one); the shim reads no other file",
+        help="a quotas file to use from now on, read by this command and sent to the shim "
+        "(default: the shim re-reads its current one)",
     )
     rel.add_argument("--url", help="the shim's base URL (default: the profile's running shim)")
     args = parser.parse_args(argv)
     out, err = out or sys.stdout, err or sys.stderr
     settings = load_settings()
     base = shim_url(settings, args.url)
-    body = {"file": str(Path(args.file).resolve())} if args.file else {}
+    body: dict[str, str] = {}
+    if (
+        args.file
+    ):  # read here, by the operator: the shim reads only the files it was configured with
+        path = Path(args.file).resolve()
+        try:
+            body = {"file": str(path), "text": path.read_text(encoding="utf-8")}
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"QuotaError: {args.file}: cannot read: {exc}", file=err)
+            return 2
     try:
         resp = httpx.post(
             f"{base}/v1/quotas/reload",

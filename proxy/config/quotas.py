@@ -185,12 +185,19 @@ def parse_quotas(
 
 def load_quotas(path: str | Path, lanes: Iterable[str] | None = None) -> QuotaConfig:
     """Read and parse a quotas file; QuotaError names the file."""
-    import yaml
 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise QuotaError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return quotas_from_text(text, str(path), lanes)
+
+
+def quotas_from_text(text: str, source: str, lanes: Iterable[str] | None = None) -> QuotaConfig:
+    """Parse a quotas file's text (`source` names it in errors); QuotaError names the place."""
+    import yaml
+
+    path = source
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:  # where, and the parser's words: never the file's own text

@@ -31,7 +31,7 @@ from pathlib import Path
 from aiohttp import web
 
 from proxy.config.home import under
-from proxy.config.quotas import QuotaConfig, QuotaError, book_span, load_quotas
+from proxy.config.quotas import QuotaConfig, QuotaError, book_span, load_quotas, quotas_from_text
 from proxy.config.settings import DEFAULT_QUOTAS_FILE, QUOTAS_FILE
 from proxy.core.errors import BadRequest, Forbidden, NotFound, ShimError
 from proxy.core.parse import ConfigError, parse_duration
@@ -196,6 +196,22 @@ async def reload_quotas(request: web.Request) -> web.Response:
     require_admin(request)
     data = await _body(request)
     path = data.get("file") or state.quotas.config.source or state.settings.quotas_file
+    text = data.get("text")
+    if (
+        text is not None
+    ):  # the file's text, read by `ccp quotas reload FILE` on the operator's side:
+        # the shim reads no file for it (`file` only names it)
+        if not isinstance(text, str) or not isinstance(path or "", str):
+            raise BadRequest('"text" must be the quotas file\'s text and "file" its name')
+        try:
+            config = quotas_from_text(text, path or "(sent)", state.settings.catalog.providers)
+        except QuotaError as exc:
+            raise BadRequest(f"quotas not reloaded, the old config stays: {exc}") from exc
+        counted = await restore_quotas(state, config)
+        log.info(
+            "quotas reloaded from %s, as sent (%d quota(s))", clip(path or "-"), len(config.quotas)
+        )
+        return _json(state, {"reloaded": True, **config.public(), "restored_records": counted})
     if not path or not isinstance(path, str):
         raise BadRequest('no quotas file: set CCP_QUOTAS_FILE or send {"file": PATH}')
     if _resolved(path) not in quota_files(state):

@@ -342,3 +342,86 @@ def test_matrix_twice_leaks_no_tasks(passes, shims):
     if "ccp_tasks" in before:
         assert first["ccp_tasks"] <= before["ccp_tasks"] + PASS_SLACK, passes.gauges
         assert second["ccp_tasks"] <= first["ccp_tasks"] + PASS_SLACK, passes.gauges
+
+
+# ---- abuse: what a hostile client or page sends, beside the upstream's faults ------------------
+
+class Abuse(NamedTuple):
+    name: str
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    status: int          # what the client must get (and the record says)
+    error: str | None    # Anthropic error.type of the answer (None: the upstream's 200)
+
+
+_MSG = '{"model":"%s","max_tokens":16,"messages":[{"role":"user","content":%s}]}'
+ABUSE: list[Abuse] = [
+    Abuse("lone_surrogate", "/v1/messages", (_MSG % (MODEL, '"cut mid-pair \\ud83d"')).encode(),
+          {}, 200, None),
+    Abuse("nul_and_odd_escapes", "/v1/messages", (_MSG % (MODEL, '"a\\u0000b\\/c\\f"')).encode(),
+          {}, 200, None),
+    Abuse("content_is_a_number", "/v1/messages", (_MSG % (MODEL, "42")).encode(), {}, 400,
+          "invalid_request_error"),
+    Abuse("model_is_a_list", "/v1/messages", b'{"model":["x"],"max_tokens":1,"messages":[]}', {},
+          400, "invalid_request_error"),
+    Abuse("model_of_a_megabyte", "/v1/messages", (_MSG % ("m" * 1_000_000, '"hi"')).encode(), {},
+          400, "invalid_request_error"),
+    Abuse("rebound_host", "/v1/messages", (_MSG % (MODEL, '"hi"')).encode(),
+          {"host": "attacker.example:80"}, 421, None),
+    Abuse("cross_site_origin", "/v1/messages", (_MSG % (MODEL, '"hi"')).encode(),
+          {"origin": "https://attacker.example"}, 403, "permission_error"),
+    Abuse("form_post_to_an_admin_endpoint", "/v1/admin/logs-rotate", b"x=1",
+          {"content-type": "text/plain"}, 415, None),
+]
+
+
+def run_abuse(case: Abuse, shim: ShimProcess, mock: MockUpstream) -> dict | None:
+    mock.reset()
+    headers = {"x-api-key": harness_keys.test_keys()["CLIENT_API_KEY"],
+               "anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json",
+               **case.headers}
+    before = len(shim.records())
+    r = httpx.post(f"{shim.url}{case.path}", content=case.body, headers=headers, trust_env=False,
+                   timeout=30)
+    assert r.status_code == case.status, (case.name, r.status_code, r.text[:300])
+    if case.status >= 400:
+        obj = r.json()
+        assert obj["type"] == "error" and obj["error"]["message"], obj
+        if case.error:
+            assert obj["error"]["type"] == case.error, obj
+    else:
+        assert r.json()["type"] == "message"
+        assert len(mock.wait_for_calls(1)) == 1
+    rec = None
+    if case.path.startswith("/v1/messages"):  # a model path: exactly one record, found by its rid
+        rec = shim.record_for(r.headers["x-ccp-request-id"])
+        assert len(shim.records()) == before + 1 and rec["status"] == case.status, rec
+    assert httpx.get(f"{shim.url}/healthz", trust_env=False, timeout=5).status_code == 200
+    return rec
+
+
+@pytest.mark.parametrize("case", ABUSE, ids=[c.name for c in ABUSE])
+def test_abuse(case, shims, mock_anthropic, mock_zai):
+    run_abuse(case, shims.main, mock_anthropic)
+
+
+def test_abuse_twice_leaves_no_500_no_traceback_and_no_fd(shims, _mock_pair):
+    anthropic, _ = _mock_pair
+    shim = shims.main
+    pid = shim.proc.pid
+    start = len(shim.records())
+    tb_before = Path(shim.stderr_path).read_text(errors="replace").count("Traceback")
+    fds = [fd_count(pid)]
+    for _ in range(2):
+        for case in ABUSE:
+            run_abuse(case, shim, anthropic)
+        fds.append(settled_fds(pid, fds[0] + FD_SLACK))
+    recs = shim.records()[start:]
+    ours_500 = sum(1 for r in recs if r["status"] == 500)
+    tracebacks = Path(shim.stderr_path).read_text(errors="replace").count("Traceback") - tb_before
+    model_cases = 2 * sum(c.path.startswith("/v1/messages") for c in ABUSE)
+    print(f"abuse matrix: {2 * len(ABUSE)} cases, {len(recs)} records ({model_cases} model "
+          f"requests), {ours_500} 500s, {tracebacks} tracebacks, fds {fds}")
+    assert len(recs) >= model_cases and ours_500 == 0 and tracebacks == 0
+    assert fds[2] <= fds[1] + PASS_SLACK, fds

@@ -1,5 +1,7 @@
 import asyncio
 import io
+
+import httpx
 import json
 import threading
 
@@ -123,11 +125,13 @@ def test_cli_against_a_running_shim(live_shim, env, tmp_path):
     bad.write_text("quotas: {haiku: {}}")
     assert quotas_main(["reload", str(bad), "--url", live_shim], out=out, err=err) == 2
     assert "QuotaError" in err.getvalue() and "old config stays" in err.getvalue()
-    other = tmp_path / "other.yaml"  # any other file of the machine: refused, unread
-    other.write_text("quotas: {sonnet: {weekly: {tokens: 5}}}")
+    other = tmp_path / "other.yaml"  # the shim reads no other file; the operator's command does
+    other.write_text("quotas: {sonnet: {weekly: {tokens: 7}}}")
+    refused = httpx.post(f"{live_shim}/v1/quotas/reload", json={"file": str(other)}, trust_env=False)
+    assert refused.status_code == 403 and "tokens: 7" not in refused.text
     err = io.StringIO()
-    assert quotas_main(["reload", str(other), "--url", live_shim], out=out, err=err) == 1
-    assert "not a quotas file of this shim" in err.getvalue()
+    assert quotas_main(["reload", str(other), "--url", live_shim], out=out, err=err) == 0
+    assert f"reloaded from {other}" in out.getvalue()
     good.write_text("quotas: {sonnet: {weekly: {tokens: 5}}}")
     out = io.StringIO()
     assert quotas_main(["reload", str(good), "--url", live_shim], out=out, err=err) == 0

@@ -268,3 +268,17 @@ def test_reload_reads_only_the_configured_files_and_never_shows_one(env, tmp_pat
         text = await r.text()
         assert r.status == 400 and "not valid YAML at line" in text and "SECRET" not in text
     run(env, go)
+
+
+def test_reload_takes_a_files_text_sent_by_the_operators_command_and_reads_no_file(env, tmp_path):
+    async def go(client):
+        r = await client.post("/v1/quotas/reload", json={
+            "file": "/etc/passwd", "text": "quotas: {sonnet: {weekly: {tokens: 5}}}"})
+        body = await r.json()
+        assert r.status == 200 and body["source"] == "/etc/passwd" and "root:" not in str(body)
+        assert [q["pattern"] for q in body["quotas"]] == ["sonnet"]
+        r = await client.post("/v1/quotas/reload", json={"file": "q.yaml", "text": "quotas: [\n x"})
+        assert r.status == 400 and "not valid YAML at line" in await r.text()
+        r = await client.post("/v1/quotas/reload", json={"text": 5})
+        assert r.status == 400
+    run(env, go)
