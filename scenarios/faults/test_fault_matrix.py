@@ -361,8 +361,9 @@ ABUSE: list[Abuse] = [
           {}, 200, None),
     Abuse("nul_and_odd_escapes", "/v1/messages", (_MSG % (MODEL, '"a\\u0000b\\/c\\f"')).encode(),
           {}, 200, None),
-    Abuse("content_is_a_number", "/v1/messages", (_MSG % (MODEL, "42")).encode(), {}, 400,
-          "invalid_request_error"),
+    # a passthrough forwards what it does not need to read: the upstream judges the field (a
+    # converted route names it in a 400: scenarios/faults/test_any_bytes.py)
+    Abuse("content_is_a_number", "/v1/messages", (_MSG % (MODEL, "42")).encode(), {}, 200, None),
     Abuse("model_is_a_list", "/v1/messages", b'{"model":["x"],"max_tokens":1,"messages":[]}', {},
           400, "invalid_request_error"),
     Abuse("model_of_a_megabyte", "/v1/messages", (_MSG % ("m" * 1_000_000, '"hi"')).encode(), {},
