@@ -32,6 +32,11 @@ async def create_session(request: web.Request) -> web.Response:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
+    limit = request.app[SETTINGS].max_name_chars  # these are logged and name trajectory folders
+    for field in ("session_token", "sandbox_id", "task_name"):
+        value = data.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            raise BadRequest(f"{field} is longer than {limit} characters (CCP_MAX_NAME_CHARS)")
     try:
         session = request.app[SESSIONS].register(
             data.get("session_token"), data.get("sandbox_id"), data.get("task_name")

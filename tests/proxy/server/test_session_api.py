@@ -45,3 +45,14 @@ def test_bad_bodies_are_400_naming_the_field():
         assert r.status == 400 and "task_name" in (await r.json())["error"]["message"]
 
     _run({}, go)
+
+
+@pytest.mark.parametrize("field", ["session_token", "sandbox_id", "task_name"])
+def test_an_over_long_session_field_is_a_400_and_registers_nothing(field):
+    async def go(client):
+        body = {"session_token": "tok-1234567890", "sandbox_id": "s", "task_name": "t", field: "x" * 65}
+        r = await client.post("/v1/sessions", json=body)
+        assert r.status == 400 and field in (await r.json())["error"]["message"]
+        assert (await (await client.get("/v1/sessions")).json())["sessions"] == []
+
+    _run({"CCP_MAX_NAME_CHARS": "64"}, go)
