@@ -107,10 +107,7 @@ async def relay_body(
 
 
 def _identity(headers: list[tuple[str, str]]) -> bool:
-    for name, value in headers:  # (a loop, not all() over a generator: this runs per answer)
-        if name.lower() == "content-encoding":
-            return value == "identity"
-    return True
+    return _content_encoding(headers) == "identity"
 
 
 async def relay_stream(
@@ -378,14 +375,8 @@ class _Decoded:
 def decoded(resp: UpstreamResponse) -> UpstreamResponse:
     """`resp`, decoded when it came gzip or deflate; as it is otherwise (another encoding is
     relayed untouched, with its header, and no tokens are read from it)."""
-    headers = resp.headers
-    for name, _ in headers:  # (the common case, no content-encoding at all, in one pass)
-        if name.lower() == "content-encoding":
-            encoding = _content_encoding(headers)
-            if encoding in ("gzip", "x-gzip", "deflate"):
-                return _Decoded(resp, encoding)
-            break
-    return resp
+    encoding = _content_encoding(resp.headers)
+    return _Decoded(resp, encoding) if encoding in ("gzip", "x-gzip", "deflate") else resp
 
 
 # ---------------------------------------------------------------- which one
