@@ -75,8 +75,7 @@ def test_an_openai_passthrough_stream_short_of_done_ends_with_an_error_chunk(glm
     assert r.status_code == 200 and r.content.startswith(call.sent)
     tail = r.content[len(call.sent):]
     assert tail.startswith(b"data: {\"error\":") and b"[DONE]" not in tail
-    with pytest.raises(openai.APIError):  # the SDK raises it instead of ending quietly
-        list(_client(glm_shim).chat.completions.create(
-            model="glm-4.6", stream=True, messages=body["messages"]))
+    with _client(glm_shim) as client, pytest.raises(openai.APIError):  # raised, not a quiet end
+        list(client.chat.completions.create(model="glm-4.6", stream=True, messages=body["messages"]))
     recs = glm_shim.wait_for_records(2)
     assert {(r["err_type"], r["reason"]) for r in recs} == {("net", "stream_incomplete")}

@@ -28,9 +28,9 @@ def test_the_upstream_is_asked_for_plain_bytes(make_shim, mock_anthropic, mock_z
 
 def test_a_gzip_answer_is_decoded_and_its_tokens_counted(make_shim, mock_anthropic, mock_zai, keys):
     shim = make_shim()
-    client = _sdk(shim, keys["CLIENT_API_KEY"], "gzip")
-    msg = client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
-                                 messages=[{"role": "user", "content": "Reply with exactly: GZ_OK and nothing else."}])
+    with _sdk(shim, keys["CLIENT_API_KEY"], "gzip") as client:  # (closed: no socket left to the GC)
+        msg = client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[
+            {"role": "user", "content": "Reply with exactly: GZ_OK and nothing else."}])
     assert msg.content[0].text == "GZ_OK"
     raw = http_probe(shim.url, "claude-sonnet-4-5", api_key=keys["CLIENT_API_KEY"],
                      extra_headers={**GZIP_CLIENT, "x-mock-fault": "gzip"})
@@ -47,9 +47,9 @@ def test_a_gzip_answer_is_decoded_and_its_tokens_counted(make_shim, mock_anthrop
 
 def test_a_gzip_stream_is_decoded_metered_and_whole(make_shim, mock_anthropic, mock_zai, keys):
     shim = make_shim()
-    client = _sdk(shim, keys["CLIENT_API_KEY"], "gzip")
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
-                                messages=[{"role": "user", "content": "Generate 3 lines of numbered text"}]) as s:
+    with _sdk(shim, keys["CLIENT_API_KEY"], "gzip") as client, client.messages.stream(
+            model="claude-sonnet-4-5", max_tokens=64,
+            messages=[{"role": "user", "content": "Generate 3 lines of numbered text"}]) as s:
         text = s.get_final_text()
         final = s.get_final_message()
     assert text.count("\n") == 2
@@ -70,8 +70,8 @@ def test_a_passthrough_stream_short_of_message_stop_ends_with_an_error_event(mak
     assert res.status == 200 and res.raw.startswith(call.sent)  # every byte relayed, then told
     tail = res.raw[len(call.sent):]
     assert tail.startswith(b"event: error\n") and b'"api_error"' in tail
-    client = _sdk(shim, keys["CLIENT_API_KEY"], "no_stop")  # the SDK raises it, not a silent end
-    with pytest.raises(anthropic.APIStatusError):
+    # the SDK raises it, not a silent end
+    with _sdk(shim, keys["CLIENT_API_KEY"], "no_stop") as client, pytest.raises(anthropic.APIStatusError):
         with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
                                     messages=[{"role": "user", "content": "hi"}]) as s:
             s.get_final_text()
