@@ -1,6 +1,6 @@
 """`ccp ab`: an A/B of one shim setting, as ratios between arms of one interleaved run.
 
-`--toggle h1h2` (CCP_FORCE_H1 = 0 | 1), `--toggle header-mode` (ZAI_HEADER_MODE = x-api-key |
+`--toggle h1h2` (CCP_HTTP2 = 1 | 0: HTTP/2 through httpx, or the default HTTP/1.1 client), `--toggle header-mode` (ZAI_HEADER_MODE = x-api-key |
 authorization) or `--toggle NAME=a,b` (any environment variable). For R rounds (at least 3) the arms
 run A B A B …; each arm of each round gets a fresh `ccp serve` process (its own logs folder) with the
 arm's value and the same probes: haiku and sonnet, stream and non-stream, per client kind
@@ -56,7 +56,8 @@ DEFAULT_KINDS = ("http", "curl")
 MIN_ROUNDS = 3
 ARMS = ("A", "B")
 ZAI_PREFIX = "/api/anthropic"
-H1_VARS = ("CCP_FORCE_H1", "MITM_FORCE_H1")
+H1_VARS = ("CCP_FORCE_H1", "MITM_FORCE_H1")  # truthy: HTTP/1.1
+H2_VARS = ("CCP_HTTP2",)  # truthy: HTTP/2 (on a TLS upstream)
 # record fields whose values are compared between arms (what the shim says it did)
 RECORD_FIELDS = ("lane", "decision", "h2", "header_mode", "upstream_status", "err_type")
 
@@ -72,7 +73,7 @@ class Toggle(NamedTuple):
 
 
 PRESETS = {
-    "h1h2": Toggle("h1h2", "CCP_FORCE_H1", "0", "1"),
+    "h1h2": Toggle("h1h2", "CCP_HTTP2", "1", "0"),  # A: HTTP/2 (httpx), B: the default HTTP/1.1
     "header-mode": Toggle("header-mode", "ZAI_HEADER_MODE", "x-api-key", "authorization"),
 }
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -214,10 +215,11 @@ def toggle_effect(toggle: Toggle, seen: Mapping[str, Sequence[Mapping]], tls: bo
     """
     if not seen or not all(seen.get(arm) for arm in ARMS):
         return None
-    if toggle.name in H1_VARS:
+    if toggle.name in H1_VARS or toggle.name in H2_VARS:
         if not tls:
             return None  # plain-HTTP upstreams speak HTTP/1.1 whatever the toggle says
-        want = {arm: "1.1" if truthy(toggle.value(arm)) else "2" for arm in ARMS}
+        h2_when = toggle.name in H2_VARS  # (the truthy value means HTTP/2 for CCP_HTTP2)
+        want = {arm: "2" if truthy(toggle.value(arm)) == h2_when else "1.1" for arm in ARMS}
         got = {arm: sorted({c["http_version"] for c in seen[arm]}) for arm in ARMS}
     elif toggle.name == "ZAI_HEADER_MODE":
         want = {arm: toggle.value(arm).strip().lower() for arm in ARMS}
@@ -501,7 +503,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     real = settings.allow_real_api and bool(settings.zai_api_key) and bool(
         settings.anthropic_auth_token or settings.anthropic_api_key)
-    kind = args.upstream or ("env" if real else ("tls" if toggle.name in H1_VARS else "mock"))
+    kind = args.upstream or ("env" if real else ("tls" if toggle.name in H1_VARS + H2_VARS else "mock"))
     if args.upstream == "env" and not real:
         print("UsageError: --upstream env needs ALLOW_REAL_API=1, ZAI_API_KEY and an Anthropic "
               "credential", file=sys.stderr)

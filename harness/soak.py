@@ -6,7 +6,8 @@ shim with one client kind (`cli` = the real `claude` CLI, `curl`, or `http`), ea
 has reached its target, so the load stays the same from window to window. The loop stops by itself
 when every lane has succeeded `--until-successes` times (default 1), or when `MAX_MINUTES` (or
 `--max-attempts`) is reached. With `SOAK_TOGGLE_H1=1` every third attempt runs on a shim restarted
-with `CCP_FORCE_H1=1` (a planned restart, counted apart from recoveries).
+with `CCP_FORCE_H1=1` (a planned restart, counted apart from recoveries; the others speak HTTP/2 to
+an https upstream when `CCP_HTTP2=1` is set).
 
 It survives a shim that dies or stops answering (after a failed attempt it checks the process and
 `/healthz` and restarts the shim on the same port) and an upstream outage (failed probes are counted

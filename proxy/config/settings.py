@@ -51,6 +51,7 @@ DEFAULT_MAX_NAME_CHARS = 256  # a model name (or another client string the shim 
 DEFAULT_DECISION_CACHE_BYTES = 1024 * 1024
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 DEFAULT_UPSTREAM_POOL_SIZE = 64  # idle keep-alive connections kept per upstream host
+DEFAULT_UPSTREAM_KEEPALIVE = 15.0  # seconds an idle upstream connection is kept for reuse
 DEFAULT_BACKOFF_MAX_SECONDS = 10.0
 UPSTREAM_CLIENTS = ("auto", "httpx", "aiohttp", "h1")
 HEADER_MODES = ("x-api-key", "authorization")
@@ -104,10 +105,13 @@ class Settings:
     dial_timeout: float = DEFAULT_DIAL_TIMEOUT
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     tls_timeout: float = DEFAULT_TLS_TIMEOUT  # CCP_TLS_TIMEOUT: the TLS handshake alone
-    force_h1: bool = False  # CCP_FORCE_H1 / MITM_FORCE_H1: HTTP/1.1 only (default: offer HTTP/2)
-    # CCP_UPSTREAM_CLIENT: auto = httpx (HTTP/2 by ALPN) for https upstreams, the shim's own HTTP/1.1
-    # client (proxy.upstream.h1) for cleartext ones (no HTTP/2 there: nothing negotiates it); aiohttp
-    # stays selectable
+    force_h1: bool = False  # CCP_FORCE_H1 / MITM_FORCE_H1: HTTP/1.1 only, whatever else is set
+    # CCP_HTTP2: https upstreams through the HTTP/2 client (httpx + h2, h2 offered by ALPN). Off by
+    # default: on the bench the shim's own HTTP/1.1 client over TLS costs a fraction of it
+    # (docs/upstream-clients.md)
+    http2: bool = False
+    # CCP_UPSTREAM_CLIENT: auto = the shim's own HTTP/1.1 client (proxy.upstream.h1) for cleartext
+    # and https upstreams, or httpx for https ones when CCP_HTTP2 is on; h1, httpx and aiohttp name one
     upstream_client: str = "auto"
     ca_bundle: str | None = None  # CCP_CA_BUNDLE / SSL_CERT_FILE: extra PEM CAs for upstream TLS
     enable_backoff: bool = False  # CCP_ENABLE_BACKOFF / MITM_ENABLE_BACKOFF: retry 429/503
@@ -137,6 +141,7 @@ class Settings:
     decision_cache_bytes: int = DEFAULT_DECISION_CACHE_BYTES  # CCP_DECISION_CACHE_BYTES
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # CCP_MAX_RESPONSE_BYTES
     upstream_pool_size: int = DEFAULT_UPSTREAM_POOL_SIZE  # CCP_UPSTREAM_POOL_SIZE
+    upstream_keepalive: float = DEFAULT_UPSTREAM_KEEPALIVE  # CCP_UPSTREAM_KEEPALIVE
     max_log_bytes: int = 5 * 1024 * 1024  # MAX_LOG_BYTES: rotate usage.jsonl past this size
     log_max_age: float = 24 * 3600.0  # CCP_LOG_MAX_AGE: … or when it is older than this
     body_tee: bool = False  # ENABLE_BODY_TEE: redacted samples of bodies under logs/tee
@@ -234,6 +239,7 @@ class Settings:
             ("decision_cache_bytes", ("CCP_DECISION_CACHE_BYTES",), parse_size),
             ("max_response_bytes", ("CCP_MAX_RESPONSE_BYTES",), parse_size),
             ("upstream_pool_size", ("CCP_UPSTREAM_POOL_SIZE",), parse_positive),
+            ("upstream_keepalive", ("CCP_UPSTREAM_KEEPALIVE",), parse_duration),
             ("max_log_bytes", ("MAX_LOG_BYTES", "CCP_MAX_LOG_BYTES"), parse_size),
             ("log_max_age", ("CCP_LOG_MAX_AGE",), parse_duration),
             ("body_tee", ("ENABLE_BODY_TEE",), parse_bool),
@@ -244,6 +250,7 @@ class Settings:
             ("header_timeout", ("CCP_HEADER_TIMEOUT",), parse_duration),
             ("tls_timeout", ("CCP_TLS_TIMEOUT",), parse_duration),
             ("force_h1", ("CCP_FORCE_H1", "MITM_FORCE_H1"), parse_bool),
+            ("http2", ("CCP_HTTP2",), parse_bool),
             ("enable_backoff", ("CCP_ENABLE_BACKOFF", "MITM_ENABLE_BACKOFF"), parse_bool),
             ("backoff_max_retries", ("CCP_BACKOFF_MAX_RETRIES",), parse_count),
             ("backoff_max_seconds", ("CCP_BACKOFF_MAX_SECONDS",), parse_duration),

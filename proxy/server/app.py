@@ -220,7 +220,8 @@ async def handle_rotate(request: web.Request) -> web.Response:
 
 async def handle_readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    report = await readiness(state.settings)
+    assert state.upstream is not None  # (set for the app's lifetime by _resources)
+    report = await readiness(state.settings, state.upstream)
     # the sinks' write health (`status`, `degraded`, `sinks`): reported, never a 503 — a shim
     # whose disk is full still answers every request, and an unready one would be taken out
     report.update(state.sinks.report())

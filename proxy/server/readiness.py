@@ -1,7 +1,9 @@
 """Readiness: can the shim reach each lane's upstream right now?
 
 Every provider of the catalog (the built-in lanes and any configured one) is probed at its base URL
-with a `HEAD` (2 s). Any HTTP answer from 200 to 405 means the host is
+with a `HEAD` (2 s), sent through the shim's own upstream seam: the client, the pool and the TLS
+trust the lane's requests use, so readiness and traffic cannot disagree about a certificate, a
+proxy-less route or a protocol. Any HTTP answer from 200 to 405 means the host is
 there and speaking HTTP (an API root commonly answers 404 or 405), so the lane counts as reachable; the
 status is kept with a `reason` naming it. Connection errors and timeouts make the lane unreachable.
 The `license` object (proxy.licence.verify.readiness_view) reports the licence verified at start; it never
@@ -17,12 +19,11 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
-
 from proxy.config.settings import Settings
+from proxy.core.errors import UpstreamError, UpstreamTimeout
 from proxy.core.routing import LANE_ANTHROPIC, LANE_ZAI, Decision, RequestMeta, decide
 from proxy.licence.verify import readiness_view
-from proxy.upstream.tls import trust
+from proxy.upstream.base import Upstream, UpstreamRequest, describe
 
 PROBE_TIMEOUT = 2.0
 _REASONS = {
@@ -43,27 +44,23 @@ def classify(status: int) -> tuple[bool, str]:
     return False, f"http_{status}"
 
 
-async def _probe(session: aiohttp.ClientSession, lane: str, url: str) -> dict:
+async def _probe(upstream: Upstream, lane: str, url: str) -> dict:
     try:
-        async with session.head(url, allow_redirects=False) as resp:
-            ok, reason = classify(resp.status)
-            return {
-                "lane": lane,
-                "url": url,
-                "reachable": ok,
-                "status": resp.status,
-                "reason": reason,
-            }
-    except (TimeoutError, aiohttp.ServerTimeoutError):
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            resp = await upstream.send(UpstreamRequest("HEAD", url, {}, b"", False))
+    except (TimeoutError, UpstreamTimeout):
         return {"lane": lane, "url": url, "reachable": False, "status": None, "reason": "timeout"}
-    except (aiohttp.ClientError, OSError) as exc:
+    except UpstreamError as exc:
         return {
             "lane": lane,
             "url": url,
             "reachable": False,
             "status": None,
-            "reason": f"unreachable: {type(exc).__name__}",
+            "reason": f"unreachable: {describe(exc)}",
         }
+    resp.close()  # (the headers are the answer: the connection is not kept for a body)
+    ok, reason = classify(resp.status)
+    return {"lane": lane, "url": url, "reachable": ok, "status": resp.status, "reason": reason}
 
 
 REQUIRED = (LANE_ANTHROPIC, LANE_ZAI)  # a shim without these cannot do its main job: 503
@@ -107,13 +104,11 @@ def describe_destinations(settings: Settings) -> str:
     return "; ".join(parts)
 
 
-async def readiness(settings: Settings) -> dict:
-    """Probe every provider concurrently; `ok` only when the required lanes are reachable."""
+async def readiness(settings: Settings, upstream: Upstream) -> dict:
+    """Probe every provider concurrently through `upstream` (the shim's own client); `ok` only when
+    the required lanes are reachable."""
     lanes = {name: p.base_url for name, p in settings.catalog.providers.items()}
-    timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
-    connector = aiohttp.TCPConnector(ssl=trust(settings))
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        results = await asyncio.gather(*(_probe(session, lane, url) for lane, url in lanes.items()))
+    results = await asyncio.gather(*(_probe(upstream, lane, url) for lane, url in lanes.items()))
     for r in results:
         r["required"] = r["lane"] in REQUIRED
         problem = credential_problem(settings, r["lane"])

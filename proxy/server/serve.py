@@ -36,6 +36,7 @@ from proxy.server.connections import BoundedHandler, BoundedRunner, BoundedServe
 from proxy.sinks.usage_log import check_writable
 
 log = logging.getLogger("ccp.shim")
+QUIET_LIBRARIES = ("httpx", "httpcore", "hpack", "h2", "aiohttp.client")
 
 
 def describe(settings: Settings) -> str:
@@ -228,6 +229,8 @@ def run(settings: Settings, host: str, port: int, port_file: str | None = None) 
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
+    for name in QUIET_LIBRARIES:  # their INFO is a line per request (httpx: "HTTP Request: POST …")
+        logging.getLogger(name).setLevel(logging.WARNING)
     check_writable(settings.logs_dir)  # a read-only logs folder: one ConfigError line, exit 2
     settings = prepare(settings, time.time())
     run_loop(serve(settings, host, port, port_file))

@@ -1,11 +1,13 @@
 """The upstream seam: one small interface between the shim and the providers.
 
-`Upstream.send(UpstreamRequest) -> UpstreamResponse` is all the handler knows of the network. The real
-clients are the only code that owns connections, pooling, HTTP/1 vs HTTP/2 and timeouts; tests can put
-any object with the same two methods in its place. `make_upstream(settings)` picks the real one by
-`CCP_UPSTREAM_CLIENT`: `auto` (the default: `SchemeUpstream`, below), `HttpxUpstream`
-(proxy.upstream.pooled, HTTP/2 by default), `H1Upstream` (proxy.upstream.h1, the shim's own HTTP/1.1
-client, cleartext only) or `AiohttpUpstream` (HTTP/1.1 only, so `h2` is always false). A response may
+`Upstream.send(UpstreamRequest) -> UpstreamResponse` is all the handler knows of the network (and
+`start()`/`close()` its lifecycle). The real clients are the only code that owns connections, pooling,
+HTTP/1 vs HTTP/2, TLS and timeouts; tests put `proxy.upstream.fake.FakeUpstream` (or any object with
+the same three methods) in its place. `make_upstream(settings)` picks the real one by
+`CCP_UPSTREAM_CLIENT`: `auto` (the default: `H1Upstream`, proxy.upstream.h1, the shim's own HTTP/1.1
+client over TCP or TLS; with `CCP_HTTP2` the `SchemeUpstream` of proxy.upstream.factory, https through
+httpx), `HttpxUpstream` (proxy.upstream.pooled, HTTP/2 unless `CCP_FORCE_H1`), `H1Upstream`, or
+`AiohttpUpstream` (HTTP/1.1 only). The readiness probe sends through the same seam. A response may
 also tell whether its next bytes are already here (`ready`) and whether all were handed over
 (`finished`); the relay then writes fewer, larger pieces.
 
@@ -67,6 +69,13 @@ class UpstreamResponse(Protocol):
 
 
 class Upstream(Protocol):
+    """The seam. `start()` before the first send (in the running loop), `close()` once at the end:
+    it closes every connection the client keeps. proxy.upstream.fake is a double of it."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
     # (an awaitable, not only a coroutine: SchemeUpstream hands back the chosen client's own)
     def send(self, request: UpstreamRequest) -> Awaitable[UpstreamResponse]: ...
 

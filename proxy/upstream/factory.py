@@ -1,4 +1,5 @@
-"""Which client sends a request: the one CCP_UPSTREAM_CLIENT names, or by scheme (`auto`)."""
+"""Which client sends a request: the one CCP_UPSTREAM_CLIENT names, or (`auto`) the shim's own
+HTTP/1.1 client for every upstream, with https ones through the HTTP/2 client when CCP_HTTP2 asks."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ if TYPE_CHECKING:
 
 
 class SchemeUpstream:
-    """`auto`: https upstreams through the HTTP/2-capable client, cleartext ones through the shim's
-    own HTTP/1.1 client.
+    """`auto` with CCP_HTTP2: https upstreams through the HTTP/2-capable client, cleartext ones
+    through the shim's own HTTP/1.1 client.
 
     HTTP/2 is negotiated by ALPN during the TLS handshake, so a cleartext upstream speaks HTTP/1.1
     whichever client is used; there the cheapest client wins (docs/performance.md). When no
@@ -80,7 +81,9 @@ def make_upstream(
     if settings.upstream_client == "h1":
         return H1Upstream(settings)
     if settings.upstream_client == "auto":
-        return SchemeUpstream(settings)
+        if settings.http2 and not settings.force_h1:
+            return SchemeUpstream(settings)
+        return H1Upstream(settings)  # (cleartext and https alike: docs/upstream-clients.md)
     from proxy.upstream import (
         pooled as upstream_httpx,  # (httpx and h2 load only when needed)
     )

@@ -1,16 +1,23 @@
-"""The shim's own HTTP/1.1 client for cleartext upstreams (`CCP_UPSTREAM_CLIENT=h1`, and `auto`'s
-choice for http:// URLs).
+"""The shim's own HTTP/1.1 client, cleartext and TLS (`CCP_UPSTREAM_CLIENT=h1`, and `auto`'s choice
+for every upstream unless `CCP_HTTP2` asks for HTTP/2 on https ones).
 
-A cleartext upstream speaks HTTP/1.1 whichever client is used, and the shim sends it one kind of
-request: a POST whose body is bytes already in hand. For that, a general client's machinery (a
-request object, payload writers, a connector with per-host limits, a timer context for each phase)
-is most of its cost, so this one has none of it: the request line, the headers and the body go out
-in one `writelines`, and the answer is parsed by llhttp (`httptools`) straight into the response
-the handler reads.
+The shim sends an upstream one kind of request: a POST whose body is bytes already in hand. For
+that, a general client's machinery (a request object, payload writers, a connector with per-host
+limits, a timer context for each phase) is most of its cost, so this one has none of it: the
+request line, the headers and the body go out in one `writelines`, and the answer is parsed by
+llhttp (`httptools`) straight into the response the handler reads.
 
-- One pool of keep-alive connections per host:port, newest first. A connection idle for longer than
-  `KEEPALIVE_S` is closed, not reused; one the upstream closed is never handed out. A POST is never
-  retried on a fresh connection (it may have been acted on).
+- https: TCP under `CCP_DIAL_TIMEOUT`, then the TLS handshake under `CCP_TLS_TIMEOUT` (asyncio's
+  `start_tls`, the trust of proxy.upstream.tls, `http/1.1` offered by ALPN), so a request over TLS
+  costs what the event loop's TLS costs and nothing of a general client's.
+- One pool of keep-alive connections per (scheme, host, port), newest first, as many as the load
+  needs (1,000 held streams are 1,000 connections, none waits for another). A connection idle for
+  longer than `CCP_UPSTREAM_KEEPALIVE` is closed, not reused; one the upstream closed is never handed
+  out; at most `CCP_UPSTREAM_POOL_SIZE` idle ones are kept per origin. Taking one is O(1): the pool
+  is never walked for a request (a timer sweeps expired ones).
+- A request is sent twice only when nothing of it was written: a new connection that failed to be
+  made (refused, reset or closed during the TLS handshake) is tried once more. Once a byte has left,
+  a failure is the client's 502: the upstream may have acted on it (billed it, run a tool).
 - One timer per exchange, re-armed rather than replaced: the header timeout, then for a JSON answer
   the total timeout and for a stream the idle timeout, judged against the last byte that arrived (a
   stream paused because the client reads slowly is not idle).
@@ -22,6 +29,7 @@ the handler reads.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -31,23 +39,35 @@ import httptools
 from proxy.config.settings import Settings
 from proxy.core.errors import UpstreamError, UpstreamTimeout
 from proxy.upstream.base import StreamIdle, UpstreamRequest, describe, too_large
+from proxy.upstream.tls import trust
 
-KEEPALIVE_S = 15.0  # an idle pooled connection older than this is closed, not reused
 HIGH_WATER = 256 * 1024  # body bytes waiting for the handler at which reading pauses
 LOW_WATER = 64 * 1024  # ... and below which it resumes
 
 
+Origin = tuple[str, int, bool]  # (host, port, TLS): what a pool is kept for
+
+
 @lru_cache(maxsize=256)
-def _target(url: str) -> tuple[tuple[str, int], str, bytes]:
-    """A URL's ((host, port), host[:port], request-target) — the shim sends to a handful of URLs."""
+def _target(url: str) -> tuple[Origin, str, bytes]:
+    """A URL's ((host, port, tls), host[:port], request-target) — the shim sends to a handful of URLs."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"not a cleartext http URL: {url}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http or https URL: {url}")
+    tls = parts.scheme == "https"
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     netloc = parts.netloc.rpartition("@")[2]
-    return (parts.hostname, parts.port or 80), netloc, path.encode("ascii")
+    return (parts.hostname, parts.port or (443 if tls else 80), tls), netloc, path.encode("ascii")
+
+
+class _NotSent(Exception):
+    """A new connection could not be made, and nothing of the request was written (may be retried)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Connection(asyncio.Protocol):
@@ -55,7 +75,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = ("key", "transport", "response", "closed", "last_used", "last_data", "_time")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[str, int]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: Origin) -> None:
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.response: _Response | None = None
@@ -87,7 +107,10 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
-            self.transport.close()
+            if self.key[2]:  # TLS: no close_notify exchange, the socket goes now (nothing to flush)
+                self.transport.abort()
+            else:
+                self.transport.close()
 
 
 class _Response:
@@ -118,6 +141,7 @@ class _Response:
         "_keep",
         "_until_close",
         "_what",
+        "_no_body",
         "__weakref__",
     )
 
@@ -151,6 +175,7 @@ class _Response:
         self._keep = False
         self._until_close = False
         self._what = "stream"
+        self._no_body = False  # the answer to a HEAD: headers only, whatever they say of a body
         self.status = 0
         self.headers: list[tuple[str, str]] = []
         self.h2 = False
@@ -184,6 +209,12 @@ class _Response:
             elif lname == "content-length" or lname == "transfer-encoding":
                 framed = True
         self._until_close = not framed and status not in (204, 304)
+        if self._no_body:  # (llhttp would wait for the body a HEAD's content-length announces)
+            self._done = True
+            self._keep = False
+            self._timer.cancel()
+            self._head.set_result(None)
+            return
         if self._stream:  # from now on the limit is the idle time, judged at the timer
             conn = self._conn
             assert conn is not None  # (the parser is fed only through its connection)
@@ -353,7 +384,7 @@ class _Response:
 
 
 class H1Upstream:
-    """HTTP/1.1 over cleartext TCP: keep-alive pools per host, one timer per exchange."""
+    """HTTP/1.1 over TCP or TLS: keep-alive pools per origin, one timer per exchange."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -361,11 +392,15 @@ class H1Upstream:
         self._header = settings.header_timeout
         self._json = settings.json_timeout
         self._dial = settings.dial_timeout
+        self._tls_timeout = settings.tls_timeout
         self._max_body = settings.max_response_bytes  # CCP_MAX_RESPONSE_BYTES: a JSON answer's
-        self._pool_size = settings.upstream_pool_size  # CCP_UPSTREAM_POOL_SIZE: idle, per host
-        self._pools: dict[tuple[str, int], list[_Connection]] = {}
+        self._pool_size = settings.upstream_pool_size  # CCP_UPSTREAM_POOL_SIZE: idle, per origin
+        self._keepalive = settings.upstream_keepalive  # CCP_UPSTREAM_KEEPALIVE: idle expiry
+        self._pools: dict[Origin, deque[_Connection]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._tls: ssl.SSLContext | None = None
+        self.handshakes = 0  # TLS handshakes completed (new https connections)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -381,58 +416,132 @@ class H1Upstream:
 
     # -- the pool --------------------------------------------------------------------------------
 
-    def _take(self, key: tuple[str, int]) -> _Connection | None:
+    def _take(self, key: Origin) -> _Connection | None:
+        """The newest idle connection to `key` that is still usable, or None. The newest is tried
+        first, so when it has expired every older one has too: they all go at once."""
         pool = self._pools.get(key)
         if not pool:
             return None
         assert self._loop is not None  # (from send(), which checked it)
-        oldest_ok = self._loop.time() - KEEPALIVE_S
+        oldest_ok = self._loop.time() - self._keepalive
         while pool:
             conn = pool.pop()
-            if not conn.closed and conn.last_used >= oldest_ok:
-                return conn
-            conn.close()
+            if conn.closed:  # the upstream closed it while idle: never handed out
+                continue
+            if conn.last_used < oldest_ok:
+                conn.close()
+                while pool:
+                    pool.pop().close()
+                return None
+            return conn
         return None
 
     def _put(self, conn: _Connection) -> None:
         assert self._loop is not None  # (a connection is only made after start())
         conn.last_used = self._loop.time()
-        pool = self._pools.setdefault(conn.key, [])
+        pool = self._pools.get(conn.key)
+        if pool is None:
+            pool = self._pools[conn.key] = deque()
         if len(pool) >= self._pool_size:  # enough idle ones kept: the oldest goes
-            pool.pop(0).close()
+            pool.popleft().close()
         pool.append(conn)
         if self._sweeper is None:
-            self._sweeper = self._loop.call_later(KEEPALIVE_S, self._sweep)
+            self._sweeper = self._loop.call_later(self._keepalive, self._sweep)
 
     def _sweep(self) -> None:
-        """Close the connections idle for longer than KEEPALIVE_S; look again while any remain."""
+        """Close the connections idle for longer than the keep-alive; look again while any remain."""
         self._sweeper = None
         assert self._loop is not None  # (armed by _put())
-        oldest_ok = self._loop.time() - KEEPALIVE_S
+        oldest_ok = self._loop.time() - self._keepalive
         remaining = False
         for key, pool in self._pools.items():
-            keep = [conn for conn in pool if not conn.closed and conn.last_used >= oldest_ok]
+            keep = deque(conn for conn in pool if not conn.closed and conn.last_used >= oldest_ok)
             for conn in pool:
                 if conn.last_used < oldest_ok:
                     conn.close()
             self._pools[key] = keep
             remaining = remaining or bool(keep)
         if remaining:
-            self._sweeper = self._loop.call_later(KEEPALIVE_S, self._sweep)
+            self._sweeper = self._loop.call_later(self._keepalive, self._sweep)
 
-    async def _connect(self, key: tuple[str, int], host: str) -> _Connection:
+    def idle(self) -> int:
+        """Idle connections in the pools now (for tests and `ccp doctor`)."""
+        return sum(1 for pool in self._pools.values() for conn in pool if not conn.closed)
+
+    async def _connect(self, key: Origin, host: str) -> _Connection:
+        """A new connection: TCP within the dial timeout, then TLS within the TLS timeout. A failure
+        that may pass on a second try (refused, reset, closed in the handshake) is `_NotSent`."""
         loop = self._loop
         assert loop is not None  # (from send(), which checked it)
         try:
             async with asyncio.timeout(self._dial):
-                _, conn = await loop.create_connection(
+                transport, conn = await loop.create_connection(
                     lambda: _Connection(loop, key), key[0], key[1]
                 )
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"cannot connect to {host} in time") from exc
+            raise UpstreamTimeout(
+                f"cannot connect to {host} in time (CCP_DIAL_TIMEOUT {self._dial:g}s)"
+            ) from exc
         except OSError as exc:
-            raise UpstreamError(f"cannot reach {host}: {describe(exc)}") from exc
+            raise _NotSent(UpstreamError(f"cannot reach {host}: {describe(exc)}")) from exc
+        if not key[2]:
+            return conn
+        if self._tls is None:
+            self._tls = trust(self._settings)
+        try:
+            async with asyncio.timeout(self._tls_timeout):  # (the loop's own limit aborts later)
+                tls_transport = await loop.start_tls(
+                    transport,
+                    conn,
+                    self._tls,
+                    server_hostname=key[0],
+                    ssl_handshake_timeout=self._tls_timeout + 5.0,
+                )
+        except ssl.SSLCertVerificationError as exc:
+            transport.close()
+            raise UpstreamError(
+                f"cannot reach {host}: TLS certificate not trusted ({exc.verify_message}; "
+                "CCP_CA_BUNDLE adds a CA)"
+            ) from exc
+        except TimeoutError as exc:
+            transport.close()
+            raise UpstreamTimeout(
+                f"TLS handshake with {host} not done within {self._tls_timeout:g}s "
+                "(CCP_TLS_TIMEOUT)"
+            ) from exc
+        except ssl.SSLError as exc:
+            transport.close()
+            if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+                raise _NotSent(
+                    UpstreamError(f"cannot reach {host}: closed during the TLS handshake")
+                ) from exc
+            raise UpstreamError(f"cannot reach {host}: TLS failed ({describe(exc)})") from exc
+        except (ConnectionError, OSError) as exc:
+            transport.close()
+            raise _NotSent(
+                UpstreamError(f"cannot reach {host}: TLS handshake broke ({describe(exc)})")
+            ) from exc
+        if tls_transport is None:  # (the connection was lost as the handshake ended)
+            transport.close()
+            raise _NotSent(UpstreamError(f"cannot reach {host}: closed during the TLS handshake"))
+        conn.transport = tls_transport
+        self.handshakes += 1
         return conn
+
+    async def _connection(self, key: Origin, host: str) -> _Connection:
+        """A pooled connection, else a new one; a new one that failed before anything was written is
+        tried once more (a second refusal or broken handshake is the answer)."""
+        conn = self._take(key)
+        if conn is not None:
+            return conn
+        try:
+            return await self._connect(key, host)
+        except _NotSent:
+            pass
+        try:
+            return await self._connect(key, host)
+        except _NotSent as again:
+            raise again.error from again.__cause__
 
     # -- one exchange ----------------------------------------------------------------------------
 
@@ -443,18 +552,20 @@ class H1Upstream:
         except ValueError as exc:
             raise UpstreamError(f"cannot reach {request.url}: {exc}") from None
         head = _head(request.method, target, host, request.headers, len(request.body))
-        conn = self._take(key)
-        if conn is None:
-            conn = await self._connect(key, host)
+        conn = await self._connection(key, host)
         now = self._loop.time()
         stream = request.stream
         deadline = 0.0 if stream else now + self._json
         head_deadline = now + self._header if stream else min(now + self._header, deadline)
         conn.last_data = now
         resp = _Response(self, conn, host, stream, deadline, head_deadline)
+        resp._no_body = request.method == "HEAD"
         conn.response = resp
         assert conn.transport is not None  # (connected: create_connection() set it)
-        conn.transport.writelines((head, request.body))
+        if request.body:
+            conn.transport.writelines((head, request.body))
+        else:
+            conn.transport.write(head)
         try:
             await resp._head
         except BaseException:  # cancelled: the client went away while the upstream thought

@@ -17,6 +17,13 @@ multiplexed beside it; cancelling one reader ends only its own stream.
 
 Bodies are relayed as raw bytes (`aiter_raw`): never decoded, `content-encoding` passes unchanged. No
 default headers, cookies, redirects or environment proxies are added.
+
+A POST is never sent twice here: httpcore itself only retries what it never wrote (a new connection's
+connect, an HTTP/2 connection that was not available), and this client adds no retry of its own; a
+failure after the request went out is the client's 502. Only public httpx/httpcore API is used; one
+consequence: an HTTP/2 stream the client abandons is forgotten by httpcore without an RST_STREAM
+(the upstream stops at its flow-control window), one reason HTTP/2 is not the default
+(docs/upstream-clients.md).
 """
 
 from __future__ import annotations
@@ -26,9 +33,8 @@ import logging
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, cast
+from typing import cast
 
-import h2.errors
 import httpcore
 import httpx
 
@@ -39,7 +45,6 @@ from proxy.upstream.tls import trust
 
 log = logging.getLogger("ccp.upstream")
 
-KEEPALIVE_EXPIRY = 30.0  # seconds an idle pooled connection is kept
 # Connection-specific headers (HTTP/2 forbids them) and framing the client computes itself.
 _NOT_FORWARDED = frozenset(
     {
@@ -54,15 +59,6 @@ _NOT_FORWARDED = frozenset(
     }
 )
 _TIMEOUTS = (TimeoutError, httpx.TimeoutException, httpcore.TimeoutException)
-# what a request meets on a pooled connection the server has already closed: no answer at all
-_STALE = (
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpcore.RemoteProtocolError,
-    httpcore.ReadError,
-    httpcore.WriteError,
-)
 _BROKEN = (
     httpx.TransportError,
     httpcore.NetworkError,
@@ -132,40 +128,17 @@ class _PhasedBackend(httpcore.AsyncNetworkBackend):
 
 
 class _Body(httpx.AsyncByteStream):
-    """httpcore's response body; an HTTP/2 stream closed before its end is reset (RST_STREAM).
-
-    httpcore forgets such a stream without telling the server, which would then keep generating (and
-    billing) an answer nobody reads, into the connection's flow-control window.
-    """
+    """httpcore's response body as the byte stream httpx wants."""
 
     def __init__(self, stream) -> None:
         self._stream = stream
-        self._ended = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for part in self._stream:
             yield part
-        self._ended = True
 
     async def aclose(self) -> None:
-        if not self._ended:
-            await _reset_h2_stream(self._stream)
         await self._stream.aclose()
-
-
-async def _reset_h2_stream(pool_stream) -> None:
-    """Best effort, through httpcore's internals (1.0.x); HTTP/1.1 streams have no stream id."""
-    inner: Any = getattr(pool_stream, "_stream", None)
-    conn: Any = getattr(inner, "_connection", None)  # (not None when it has an _h2_state)
-    stream_id = getattr(inner, "_stream_id", None)
-    state = getattr(conn, "_h2_state", None)
-    if state is None or stream_id is None:
-        return
-    try:
-        state.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.CANCEL)
-        await conn._write_outgoing_data(inner._request)
-    except Exception as exc:  # the stream already ended, or the connection is gone: nothing to stop
-        log.debug("no RST_STREAM for stream %s: %s", stream_id, describe(exc))
 
 
 class _Transport(httpx.AsyncBaseTransport):
@@ -288,7 +261,7 @@ class HttpxUpstream:
             ssl_context=trust(s, http2=not s.force_h1),
             max_connections=None,
             max_keepalive_connections=s.upstream_pool_size,  # CCP_UPSTREAM_POOL_SIZE idle ones
-            keepalive_expiry=KEEPALIVE_EXPIRY,
+            keepalive_expiry=s.upstream_keepalive,  # CCP_UPSTREAM_KEEPALIVE
             http1=True,
             http2=not s.force_h1,
             network_backend=_PhasedBackend(s.tls_timeout),
@@ -324,19 +297,7 @@ class HttpxUpstream:
         )
         try:
             async with asyncio.timeout_at(headers_by):
-                try:
-                    resp = await self._client.send(out, stream=True)
-                except _STALE as exc:
-                    # A pooled HTTP/2 connection the server closed while it sat idle (its idle
-                    # timeout ran out before ours) fails the next request before any answer;
-                    # httpcore has dropped it, so one more try goes out on a fresh connection.
-                    # Only once, and only for this error: a client would retry the 502 anyway.
-                    log.info(
-                        "upstream %s closed a pooled connection (%s): retrying once on a new one",
-                        request.host,
-                        describe(exc),
-                    )
-                    resp = await self._client.send(out, stream=True)
+                resp = await self._client.send(out, stream=True)
         except httpcore.ConnectTimeout as exc:
             raise UpstreamTimeout(f"cannot connect to {request.host}: {describe(exc)}") from exc
         except _TIMEOUTS as exc:

@@ -94,7 +94,7 @@ def test_h1h2_arms_negotiate_h2_then_http1_with_the_tls_mock(tmp_path):
     assert report["upstream_seen"]["B"]["http_version"] == {"1.1": 18}
     assert report["arms"]["A"]["stats"]["h2_share"] == 1.0 and report["arms"]["B"]["stats"]["h2_share"] == 0.0
     page = (tmp_path / "results" / "AB-ci.md").read_text()
-    assert "| A | `CCP_FORCE_H1=0` | 12 | 12 | none |" in page and "`h2` A=[True] B=[False]" in page
+    assert "| A | `CCP_HTTP2=1` | 12 | 12 | none |" in page and "`h2` A=[True] B=[False]" in page
 
 
 def test_any_env_toggle_runs_the_same_way(tmp_path):

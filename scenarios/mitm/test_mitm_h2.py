@@ -1,5 +1,6 @@
-"""MITM_FORCE_H1 in HTTPS_PROXY mode: mitmproxy offers HTTP/2 upstream (to an h2-capable TLS mock)
-unless forced to HTTP/1.1; the record's `h2` says what was negotiated, as in the shim."""
+"""HTTP/2 in HTTPS_PROXY mode: the model flows go through the shim's own upstream seam, so they speak
+what the shim speaks (HTTP/1.1 by default, HTTP/2 to an h2-capable TLS mock with CCP_HTTP2=1, HTTP/1.1
+again with MITM_FORCE_H1); the record's `h2` says what was negotiated, as in the shim."""
 import pytest
 
 from harness.cli_probe import curl_probe
@@ -15,8 +16,9 @@ def h2_upstream():
         yield mock
 
 
-@pytest.mark.parametrize("env, h2", [({}, True), ({"MITM_FORCE_H1": "1"}, False)],
-                         ids=["default", "force_h1"])
+@pytest.mark.parametrize("env, h2", [({}, False), ({"CCP_HTTP2": "1"}, True),
+                                     ({"CCP_HTTP2": "1", "MITM_FORCE_H1": "1"}, False)],
+                         ids=["default", "http2", "force_h1"])
 def test_mitm_h2_is_what_was_negotiated(tmp_path, h2_upstream, env, h2):
     before = len(h2_upstream.calls)
     with MitmProcess(tmp_path, {"CCP_ANTHROPIC_BASE_URL": h2_upstream.base_url,

@@ -118,7 +118,7 @@ def test_http1_every_third_attempt_is_what_the_upstream_negotiated(tmp_path, key
         env = {"ALLOW_REAL_API": "1", "ZAI_API_KEY": keys["ZAI_API_KEY"],
                "ANTHROPIC_AUTH_TOKEN": keys["ANTHROPIC_AUTH_TOKEN"],
                "CCP_ANTHROPIC_BASE_URL": tls.base_url, "CCP_ZAI_BASE_URL": tls.base_url + "/api/anthropic",
-               "CCP_CA_BUNDLE": tls.ca_path, "SOAK_TOGGLE_H1": "1"}
+               "CCP_CA_BUNDLE": tls.ca_path, "SOAK_TOGGLE_H1": "1", "CCP_HTTP2": "1"}
         out = _soak(tmp_path, ["--probe", "http", "--until-successes", "6", "--sleep-between", "0",
                                "--timeout-secs", "10"], env)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.quick
 
 
 def test_parse_toggle_presets_and_any_env():
-    assert parse_toggle("h1h2") == Toggle("h1h2", "CCP_FORCE_H1", "0", "1")
+    assert parse_toggle("h1h2") == Toggle("h1h2", "CCP_HTTP2", "1", "0")
     assert parse_toggle("header-mode") == Toggle("header-mode", "ZAI_HEADER_MODE", "x-api-key",
                                                  "authorization")
     t = parse_toggle(" CCP_UPSTREAM_CLIENT=httpx, aiohttp ")
@@ -181,8 +181,8 @@ def _report():
 
 def test_markdown_page_has_the_arm_table_the_ratios_and_no_absolute_claim():
     page = render_markdown(_report())
-    assert page.startswith("# A/B h1h2: CCP_FORCE_H1 A=0 vs B=1")
-    assert "| A | `CCP_FORCE_H1=0` | 1 | 1 | none | 2.00 |" in page
+    assert page.startswith("# A/B h1h2: CCP_HTTP2 A=1 vs B=0")
+    assert "| A | `CCP_HTTP2=1` | 1 | 1 | none | 2.00 |" in page
     assert "| p50 latency | 1.100 | 1.100–1.100 | 1.100–1.100 | 3/3 | 1.100 |" in page
     assert "| p50 client time | – | – | – | – | – |" in page
     assert "| 2 | 2.00 | 2.20 | 1.100 |" in page

@@ -212,7 +212,7 @@ def test_a_full_disk_never_fails_the_client_and_readyz_names_the_sink(tmp_path, 
     from proxy.pipeline.state import STATE
     from proxy.server import app as app_mod
 
-    async def reachable(settings):  # the lanes are not what this test is about
+    async def reachable(settings, upstream):  # the lanes are not what this test is about
         return {"ok": True, "providers": {}, "license": {}}
 
     monkeypatch.setattr(app_mod, "readiness", reachable)

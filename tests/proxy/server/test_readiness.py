@@ -6,6 +6,7 @@ from aiohttp.test_utils import TestServer
 
 from proxy.config.load import load_settings
 from proxy.server.readiness import classify, readiness
+from proxy.upstream.factory import make_upstream
 
 pytestmark = pytest.mark.quick
 
@@ -21,15 +22,21 @@ async def _not_allowed(request):
     return web.Response(status=405)
 
 
-def test_readiness_reports_each_lane():
+@pytest.mark.parametrize("client", ["auto", "h1", "httpx", "aiohttp"])
+def test_readiness_reports_each_lane_through_the_shims_own_client(client):
     async def main():
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", _not_allowed)
         async with TestServer(app) as server:
             base = str(server.make_url("")).rstrip("/")
-            settings = load_settings({"CCP_ANTHROPIC_BASE_URL": base,
+            settings = load_settings({"CCP_ANTHROPIC_BASE_URL": base, "CCP_UPSTREAM_CLIENT": client,
                                           "CCP_ZAI_BASE_URL": "http://127.0.0.1:9/api/anthropic"})
-            return await readiness(settings)
+            upstream = make_upstream(settings)
+            await upstream.start()
+            try:
+                return await readiness(settings, upstream)
+            finally:
+                await upstream.close()
 
     report = asyncio.run(main())
     assert report["ok"] is False

@@ -1,5 +1,5 @@
 """Which client sends a request (proxy.upstream.factory): the one CCP_UPSTREAM_CLIENT names, or,
-for `auto`, the scheme: https through the HTTP/2 client, cleartext through the shim's own h1."""
+for `auto`, the shim's own h1 for every scheme; with CCP_HTTP2 https goes through the HTTP/2 client."""
 import asyncio
 import socket
 
@@ -25,9 +25,11 @@ def _closed_port() -> int:
 
 def test_make_upstream_picks_the_client():
     assert isinstance(make_upstream(Settings(upstream_client="httpx")), HttpxUpstream)
-    auto = make_upstream(Settings())  # the default: https via the HTTP/2 client, cleartext via aiohttp
+    assert isinstance(make_upstream(Settings()), H1Upstream)  # the default, https included
+    auto = make_upstream(Settings(http2=True))  # https via the HTTP/2 client, cleartext via h1
     assert isinstance(auto, SchemeUpstream)
     assert isinstance(auto._tls, HttpxUpstream) and isinstance(auto._plain, H1Upstream)
+    assert isinstance(make_upstream(Settings(http2=True, force_h1=True)), H1Upstream)
     assert isinstance(make_upstream(Settings(upstream_client="aiohttp")), AiohttpUpstream)
     assert isinstance(make_upstream(Settings(upstream_client="h1")), H1Upstream)
 
@@ -35,7 +37,7 @@ def test_make_upstream_picks_the_client():
 def test_auto_makes_the_tls_client_only_when_an_https_url_needs_it():
     closed = _closed_port()
     env = {"CCP_ANTHROPIC_BASE_URL": f"http://127.0.0.1:{closed}",
-           "CCP_ZAI_BASE_URL": f"http://127.0.0.1:{closed}/api/anthropic"}
+           "CCP_ZAI_BASE_URL": f"http://127.0.0.1:{closed}/api/anthropic", "CCP_HTTP2": "1"}
 
     async def main():
         auto = make_upstream(load_settings(env))

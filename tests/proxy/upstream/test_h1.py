@@ -7,7 +7,8 @@ import pytest
 from proxy.config.load import load_settings
 from proxy.core.errors import UpstreamError, UpstreamTimeout
 from proxy.upstream.base import StreamIdle, UpstreamRequest
-from proxy.upstream.h1 import HIGH_WATER, KEEPALIVE_S, H1Upstream
+from proxy.config.settings import DEFAULT_UPSTREAM_KEEPALIVE as KEEPALIVE_S
+from proxy.upstream.h1 import HIGH_WATER, H1Upstream
 
 pytestmark = pytest.mark.quick
 
@@ -308,13 +309,16 @@ def test_unreachable_and_non_http_urls():
                 await client.send(_post(f"http://127.0.0.1:{port}"))
             with pytest.raises(UpstreamError) as tls:
                 await client.send(_post(f"https://127.0.0.1:{port}"))
+            with pytest.raises(UpstreamError) as other:
+                await client.send(_post(f"ftp://127.0.0.1:{port}"))
         finally:
             await client.close()
-        return refused.value, tls.value
+        return refused.value, tls.value, other.value
 
-    refused, tls = asyncio.run(main())
+    refused, tls, other = asyncio.run(main())
     assert not isinstance(refused, UpstreamTimeout) and "cannot reach 127.0.0.1:" in refused.message
-    assert "not a cleartext http URL" in tls.message
+    assert "cannot reach 127.0.0.1:" in tls.message  # https is spoken, the port is closed
+    assert "not an http or https URL" in other.message
 
 
 def test_a_header_with_a_line_break_is_refused_not_sent():

@@ -213,7 +213,6 @@ def test_idle_stream_resets_only_its_own_stream(run, mock):
             async for chunk in resp.chunks():
                 seen.append(chunk)
         resp.close()
-        await _wait_for(lambda: "/stall" in disconnects, "the server to see the reset")
         after = await client.send(_req(base, "/json"))  # the connection survived the idle stream
         body = await after.read()
         after.release()
@@ -224,15 +223,17 @@ def test_idle_stream_resets_only_its_own_stream(run, mock):
     assert mock.connections() == 1
 
 
-def test_closing_an_unfinished_stream_tells_the_server(run):
+def test_closing_an_unfinished_http1_stream_closes_its_connection(run):
+    """(over HTTP/2 httpcore forgets an abandoned stream without an RST_STREAM, and it offers no
+    public way to send one: proxy.upstream.h2client is the HTTP/2 client that does)"""
     async def go(client, base):
         resp = await client.send(_req(base, "/stall", stream=True))
         first = await anext(resp.chunks())
         resp.close()  # a client that went away mid-stream
-        await _wait_for(lambda: "/stall" in disconnects, "the server to see the reset")
+        await _wait_for(lambda: "/stall" in disconnects, "the server to see the close")
         return first
 
-    assert run({}, go) == EVENTS[0]
+    assert run({"CCP_FORCE_H1": "1"}, go) == EVENTS[0]
 
 
 def _pooled_sockets(client) -> list[socket.socket]:
@@ -240,23 +241,26 @@ def _pooled_sockets(client) -> list[socket.socket]:
     return [conn._connection._network_stream.get_extra_info("socket") for conn in pool.connections]
 
 
-def test_a_dead_pooled_connection_is_retried_once_on_a_new_one(run, mock):
-    """The server closed an idle pooled HTTP/2 connection (its idle timeout shorter than ours): the
-    next request fails before any answer; it goes out once more on a fresh connection."""
+def test_a_failure_after_the_request_may_have_left_is_not_retried(run, mock):
+    """A pooled HTTP/2 connection that died while idle fails the request as it is written: the
+    request may have reached the upstream, so it is the client's 502, never sent a second time."""
     async def go(client, base):
         resp = await client.send(_req(base, "/json"))
         assert await resp.read() == b'{"ok":true}'
         resp.release()
         [sock] = _pooled_sockets(client)
         sock.shutdown(socket.SHUT_RDWR)  # the connection is dead, the pool does not know yet
-        resp = await client.send(_req(base, "/json"))
-        return await resp.read()
+        with pytest.raises(UpstreamError) as info:
+            await client.send(_req(base, "/json"))
+        after = await client.send(_req(base, "/json"))  # the next one gets a new connection
+        return info.value, await after.read()
 
-    assert run({}, go) == b'{"ok":true}'
-    assert len(mock.calls) == 2 and mock.connections() == 2
+    error, body = run({}, go)
+    assert error.err_type == "net" and body == b'{"ok":true}'
+    assert len([c for c in mock.calls if c.method == "POST"]) == 2
 
 
-def test_a_second_failure_is_not_retried(run, mock, monkeypatch):
+def test_no_retry_of_its_own(run, mock, monkeypatch):
     import httpcore
 
     async def go(client, base):
@@ -272,7 +276,7 @@ def test_a_second_failure_is_not_retried(run, mock, monkeypatch):
         return len(calls), info.value
 
     n, error = run({}, go)
-    assert n == 2 and error.err_type == "net" and "Server disconnected" in error.message
+    assert n == 1 and error.err_type == "net" and "Server disconnected" in error.message
 
 
 def test_an_answer_past_max_response_bytes_is_cut_and_the_idle_pool_is_bounded(run):
