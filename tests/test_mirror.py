@@ -24,6 +24,7 @@ COVERED_ELSEWHERE = {
 NOT_A_MIRROR = {
     "tests/proxy/core/convert/test_provider_shapes.py": "the converters on recorded provider shapes",
     "tests/proxy/core/convert/test_stream_properties.py": "property tests over the stream converters",
+    "tests/proxy/upstream/test_h1_tls.py": "the own HTTP/1.1 client and the trust function over TLS",
 }
 
 

@@ -8,6 +8,7 @@ from multidict import CIMultiDict
 
 from proxy.core.errors import BadRequest, InternalError, UpstreamError
 from proxy.pipeline.run import run, start
+from proxy.upstream.fake import FakeResponse, FakeUpstream
 from tests.proxy.pipeline.test_context import exchange
 
 pytestmark = pytest.mark.quick
@@ -48,33 +49,6 @@ class FakeDownstream:
         pass
 
 
-class FakeResponse:
-    is_sse, h2, ready, finished = False, False, True, True
-
-    def __init__(self, status, body):
-        self.status, self.headers, self._body = status, [("content-type", "application/json")], body
-
-    async def read(self):
-        return self._body
-
-    def release(self):
-        pass
-
-    close = release
-
-
-class FakeUpstream:
-    def __init__(self, *answers):
-        self.answers, self.sent = list(answers), []
-
-    async def send(self, request):
-        self.sent.append(request)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
 def _run(ex, inbound, upstream):
     ex.state.upstream = upstream
     records = []
@@ -97,10 +71,10 @@ def _body(model="claude-sonnet-4-5", **extra):
 
 def test_a_request_goes_prepare_send_relay_finish_into_one_record(tmp_path):
     ex = exchange(tmp_path)
-    upstream = FakeUpstream(FakeResponse(200, MESSAGE))
+    upstream = FakeUpstream(FakeResponse(200, chunks=[MESSAGE]))
     down, records, exc = _run(ex, FakeInbound(_body()), upstream)
     assert exc is None and down.status == 200 and down.body == MESSAGE
-    [sent] = upstream.sent
+    [sent] = upstream.requests
     assert sent.url.endswith("/v1/messages") and sent.body == _body()  # forwarded as it came
     [rec] = records
     assert (rec["lane"], rec["decision"], rec["status"], rec["in_tokens"]) == \
@@ -112,7 +86,7 @@ def test_bad_input_is_raised_for_the_front_door_and_still_recorded(tmp_path):
     ex = exchange(tmp_path)
     upstream = FakeUpstream()
     _, records, exc = _run(ex, FakeInbound(b'{"model": '), upstream)
-    assert isinstance(exc, BadRequest) and not upstream.sent
+    assert isinstance(exc, BadRequest) and not upstream.requests
     [rec] = records
     assert (rec["status"], rec["err_type"]) == (400, "bad_request")
 
@@ -136,11 +110,11 @@ def test_count_tokens_without_a_provider_endpoint_is_a_local_estimate(tmp_path):
     ex = exchange(tmp_path, "/v1/messages/count_tokens",
                   providers_file=None)
     ex.state.settings = ex.settings  # (unchanged; the route decides by the built-in lanes)
-    upstream = FakeUpstream(FakeResponse(200, b'{"input_tokens": 3}'))
+    upstream = FakeUpstream(FakeResponse(200, chunks=[b'{"input_tokens": 3}']))
     down, records, exc = _run(ex, FakeInbound(_body(), path="/v1/messages/count_tokens"), upstream)
     assert exc is None and records[0]["op"] == "count_tokens"
     assert json.loads(down.body)["input_tokens"] == 3  # the anthropic lane answers it itself
-    assert upstream.sent[0].url.endswith("/v1/messages/count_tokens")
+    assert upstream.requests[0].url.endswith("/v1/messages/count_tokens")
 
 
 def test_start_reads_the_protocol_and_the_cli_session_from_the_request(tmp_path):

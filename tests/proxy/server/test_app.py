@@ -9,6 +9,7 @@ from proxy.config.load import load_settings
 from proxy.core.errors import UpstreamError
 from proxy.server.app import create_app
 from proxy.upstream.base import StreamIdle
+from proxy.upstream.fake import FakeResponse, FakeUpstream
 
 pytestmark = pytest.mark.quick
 
@@ -17,43 +18,6 @@ SSE = [b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"
        b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n",
        b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n",
        b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"]
-
-
-class FakeResponse:
-    def __init__(self, status, headers, chunks, fail_after=None, fail_with=None):
-        self.status, self.headers, self.h2 = status, headers, False
-        self._chunks, self._fail_after, self._fail_with = chunks, fail_after, fail_with
-        self.released = self.closed = False
-
-    @property
-    def is_sse(self):
-        return any(v == "text/event-stream" for k, v in self.headers if k.lower() == "content-type")
-
-    async def chunks(self):
-        for i, chunk in enumerate(self._chunks):
-            if self._fail_after == i:
-                raise self._fail_with
-            yield chunk
-
-    async def read(self):
-        return b"".join(self._chunks)
-
-    def release(self):
-        self.released = True
-
-    def close(self):
-        self.closed = True
-
-
-class FakeUpstream:
-    def __init__(self):
-        self.requests, self.responses, self.error = [], [], None
-
-    async def send(self, request):
-        self.requests.append(request)
-        if self.error:
-            raise self.error
-        return self.responses.pop(0)
 
 
 def run(coro_fn, tmp_path, env=None):

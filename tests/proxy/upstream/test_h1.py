@@ -497,3 +497,24 @@ def test_an_answer_past_max_response_bytes_is_cut_while_it_is_read():
         resp.close()
 
     _run(script, go, max_response_bytes="8KiB")
+
+
+def test_a_pool_full_of_idle_connections_costs_one_take_per_request():
+    """After a burst of 200 leaves 200 idle connections, each later request takes the newest one and
+    looks at no other: the same connection serves them all, the other 199 stay as they were."""
+    async def go(client, server):
+        burst = [await client.send(_post(server.url)) for _ in range(200)]
+        for resp in burst:
+            await resp.read()
+            resp.release()
+        [pool] = client._pools.values()
+        untouched = list(pool)[:-1]
+        marks = [conn.last_used for conn in untouched]
+        for _ in range(50):
+            resp = await client.send(_post(server.url))
+            await resp.read()
+            resp.release()
+        return (server.connections, len(pool), [conn.last_used for conn in untouched] == marks,
+                all(not conn.closed for conn in untouched))
+
+    assert _run(_keep_alive_json, go, upstream_pool_size="256") == (200, 200, True, True)
