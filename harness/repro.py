@@ -9,7 +9,8 @@ then `results/METRICS_<run>.json`, `results/<run>-SUMMARY.md`, a copy of the run
 gate verdicts. Exit 1 when a gate fails. The run's shim keeps its usage log, store and quota book in
 `results/runs/<run>/` (emptied first), never in the daily `logs/`: a repro beside a running `ccp up`
 leaves that shim's files and quotas alone. Ctrl-C stops the probes, the shim and the mocks, and the
-run still writes what it has and its `results/TESTS.md` entry (exit 130). With `ALLOW_REAL_API=1` and real keys in the environment the
+run still writes what it has and its `results/TESTS.md` entry (exit 130). With `ALLOW_REAL_API=1`
+and real keys in the environment the
 shim talks to the real upstreams instead. `--quick` is 1× haiku and 1× sonnet through the CLI only.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import secrets as secrets_mod
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,7 +170,7 @@ def _probe_checks(items: list[Planned], results: list[ProbeResult], found: dict[
                   records: list[dict]) -> list[GateResult]:
     problems: list[str] = []
     lane_problems: list[str] = []
-    for i, (item, res) in enumerate(zip(items, results)):
+    for i, (item, res) in enumerate(zip(items, results, strict=False)):
         label = f"{item.kind}/{item.model}/{'stream' if item.stream else 'nonstream'}"
         if item.expect == "partial":
             if res.status != 200:
@@ -182,9 +184,7 @@ def _probe_checks(items: list[Planned], results: list[ProbeResult], found: dict[
             lane_problems.append(f"{label}: no usage record found")
         elif rec.get("lane") != item.expect_lane:
             lane_problems.append(f"{label}: lane {rec.get('lane')}, expected {item.expect_lane}")
-    extra = len(records) - len(found)
-    if extra > 0:
-        lane_problems.append(f"{extra} record(s) belong to no probe")
+    # (records that belong to no probe: one_record_per_request)
     return [
         GateResult("probes_answered", not problems,
                    f"{len(results)} probe(s) answered as asked" if not problems
@@ -290,36 +290,45 @@ def _credential_header(headers: dict[str, str]) -> str:
     return "+".join(has) or "none"
 
 
+def _toggle_turn(name: str, value: str, expect: dict, mocks: tuple[MockUpstream, MockUpstream],
+                 logs_dir: Path, haiku: str, client_auth: dict
+                 ) -> tuple[Planned, ProbeResult, list[dict], Path]:
+    """One haiku turn through a shim of its own started with `name=value`."""
+    folder = logs_dir / "toggles" / name.lower()
+    env = {**lane_env(mocks[0].base_url, mocks[1].zai_base_url), name: value}
+    # the tee sample's request carries a key, so the secret scan of tee files means something
+    secret = f"_{test_keys()['ZAI_API_KEY']}" if name == "ENABLE_BODY_TEE" else ""
+    item = Planned("http", haiku, False, expect["mock"], f"CCP_TOGGLE_{name}{secret}")
+    with ShimProcess(folder, env) as shim:
+        res = _fire(item, shim.url, client_auth, 60.0)
+        shim.wait_for_records(1)
+        return item, res, shim.records(), folder
+
+
 def _toggle_phase(mocks: tuple[MockUpstream, MockUpstream], logs_dir: Path, haiku: str,
                   client_auth: dict) -> tuple[list[ToggleCheck], list[Planned], list[ProbeResult],
                                               list[dict], MockCalls, dict[int, str]]:
-    """One haiku turn through a shim started with each runbook toggle set (its own logs folder under
-    `toggles/`), and what the mocks and the folder saw. Returns the checks, the probes, their
-    results and records, every call the mocks received, and the ZAI_HEADER_MODE of each call."""
-    keys = test_keys()
+    """One haiku turn through a shim started with each runbook toggle set (each its own process and
+    logs folder under `toggles/`, all at once; a turn's calls are told apart by its token), and what
+    the mocks and the folder saw. Returns the checks, the probes, their results and records, every
+    call the mocks received, and the ZAI_HEADER_MODE of each call (by its index) where not the
+    default."""
+    for m in mocks:
+        m.reset()
+    with ThreadPoolExecutor(max_workers=len(TOGGLE_PROBES)) as pool:
+        turns = list(pool.map(lambda t: _toggle_turn(*t, mocks, logs_dir, haiku, client_auth),
+                              TOGGLE_PROBES))
+    calls: MockCalls = [("anthropic", c) for c in mocks[0].calls] + \
+        [("zai", c) for c in mocks[1].calls]
     checks: list[ToggleCheck] = []
-    items: list[Planned] = []
-    results: list[ProbeResult] = []
-    records: list[dict] = []
-    calls: MockCalls = []
     modes: dict[int, str] = {}
-    for name, value, expect in TOGGLE_PROBES:
-        for m in mocks:
-            m.reset()
-        folder = logs_dir / "toggles" / name.lower()
-        env = {**lane_env(mocks[0].base_url, mocks[1].zai_base_url), name: value}
-        # the tee sample's request carries a key, so the secret scan of tee files means something
-        secret = f"_{keys['ZAI_API_KEY']}" if name == "ENABLE_BODY_TEE" else ""
-        item = Planned("http", haiku, False, expect["mock"], f"CCP_TOGGLE_{name}{secret}")
-        with ShimProcess(folder, env) as shim:
-            res = _fire(item, shim.url, client_auth, 60.0)
-            shim.wait_for_records(1)
-            records += shim.records()
-        now = [("anthropic", c) for c in mocks[0].calls] + [("zai", c) for c in mocks[1].calls]
+    records: list[dict] = []
+    for (name, value, expect), (item, res, recs, folder) in zip(TOGGLE_PROBES, turns, strict=True):
+        records += recs
+        hits = _hits(item, calls)
         if name == "ZAI_HEADER_MODE":
-            modes.update({len(calls) + i: value for i in range(len(now))})
-        calls += now
-        hits = _hits(item, now)
+            mine = {id(c) for _, c in hits}
+            modes.update({i: value for i, (_, c) in enumerate(calls) if id(c) in mine})
         first = hits[0][1] if hits else None
         seen = {"answered": res.ok and res.text.strip() == item.token,
                 "mock": "+".join(sorted({n for n, _ in hits})) or None,
@@ -328,9 +337,7 @@ def _toggle_phase(mocks: tuple[MockUpstream, MockUpstream], logs_dir: Path, haik
                 "tee_files": len(list((folder / "tee").glob("*.json"))),
                 "http_version": first.version if first else None}
         checks.append(ToggleCheck(f"{name}={value}", {"answered": True, **expect}, seen))
-        items.append(item)
-        results.append(res)
-    return checks, items, results, records, calls, modes
+    return (checks, [t[0] for t in turns], [t[1] for t in turns], records, calls, modes)
 
 
 def _masked_row(res: ProbeResult, secrets: list[str]) -> dict:
@@ -342,7 +349,7 @@ def _masked_row(res: ProbeResult, secrets: list[str]) -> dict:
 def _print_table(items: list[Planned], results: list[ProbeResult], found: dict[int, dict]) -> None:
     print(f"{'probe':<6}{'model':<28}{'op':<10}{'status':<7}{'lane':<10}{'decision':<15}"
           f"{'ttfb_ms':>9}{'latency_ms':>11}")
-    for i, (item, res) in enumerate(zip(items, results)):
+    for i, (item, res) in enumerate(zip(items, results, strict=False)):
         rec = found.get(i, {})
         print(f"{item.kind:<6}{item.model[:27]:<28}{'stream' if item.stream else 'nonstream':<10}"
               f"{str(res.status):<7}{str(rec.get('lane')):<10}{str(rec.get('decision')):<15}"
@@ -402,10 +409,9 @@ def run(args: argparse.Namespace) -> int:
         print("[repro] upstreams: REAL (ALLOW_REAL_API=1)")
     else:
         # HTTPS_PROXY mode reaches its upstreams over TLS, as it would reach the real ones
-        # the shim's mocks write the harder spellings of SSE (CR LF, comments, split UTF-8)
-        wire = None if mitm else "repro"
-        mocks = (MockUpstream("anthropic", tls=mitm, wire=wire).start(),
-                 MockUpstream("zai", tls=mitm, wire=wire).start())
+        # the mocks write the harder spellings of SSE (CR LF, comments, split UTF-8)
+        mocks = (MockUpstream("anthropic", tls=mitm, wire="repro").start(),
+                 MockUpstream("zai", tls=mitm, wire="repro").start())
         env = {**lane_env(mocks[0].base_url, mocks[1].zai_base_url), **toggles}
         if mitm:
             env["CCP_CA_BUNDLE"] = str(_mock_cas(mocks, logs_dir))
@@ -489,8 +495,8 @@ def run(args: argparse.Namespace) -> int:
         verdicts.append(GateResult("probes_ran", False, "no probe could run"))
     if mocks is not None:
         verdicts.append(_long_stream_check(items, results, calls))
-        verdicts.append(sse_byte_exact(_stream_pairs(items, results, calls),
-                                       require_wire=not mitm and bool(items)))
+        pairs = _stream_pairs(items, results, calls)  # (none in --quick: the CLI keeps no bytes)
+        verdicts.append(sse_byte_exact(pairs, require_wire=bool(pairs)))
         verdicts += _hygiene_checks(calls, modes, env.get("ZAI_HEADER_MODE", "x-api-key"),
                                     [client_auth["session_token"]])
         verdicts.append(toggles_effective(
