@@ -47,7 +47,7 @@ def split_text(text: str, deltas: int) -> list[str]:
     if deltas > len(text):
         return list(text) + [FILLER] * (deltas - len(text))
     cuts = [i * len(text) // deltas for i in range(deltas + 1)]
-    return [text[a:b] for a, b in zip(cuts, cuts[1:])]
+    return [text[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
 def default_deltas(text: str) -> int:
