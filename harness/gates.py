@@ -8,7 +8,7 @@ looks at a file.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -181,23 +181,141 @@ def trajectory_pairs(logs_dir: str | Path) -> GateResult:
                       f"{pairs} query/answer pair(s) in {len(sessions)} session(s), none unpaired")
 
 
-def no_secret_in_files(paths: Iterable[str | Path], secrets: Iterable[str]) -> GateResult:
-    """No secret value appears in any of the given files (trajectories, logs, reports, bundles)."""
+def no_secret_in_files(paths: Iterable[str | Path], secrets: Iterable[str],
+                       required: Mapping[str, Iterable[str | Path]] | None = None) -> GateResult:
+    """No secret value appears in any of the given files (trajectories, logs, reports, bundles).
+
+    `required` names groups of files the run must have written (partials, trajectories, tee
+    samples, …): they are scanned too, and a group with no file fails the gate, since a scan of
+    nothing proves nothing. Without groups, a scan of zero files passes but says so."""
     secrets = [s for s in secrets if s and len(s) >= 8]
+    groups = {name: [Path(p) for p in files if Path(p).is_file()]
+              for name, files in (required or {}).items()}
     leaks: list[str] = []
     checked = 0
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
+    seen: set[Path] = set()
+    for path in [Path(p) for p in paths] + [p for files in groups.values() for p in files]:
+        if path in seen or not path.is_file():
             continue
+        seen.add(path)
         checked += 1
         data = path.read_bytes()
         if any(s.encode() in data for s in secrets):
             leaks.append(str(path))
+    counts = ", ".join(f"{len(files)} {name}" for name, files in groups.items())
+    empty = [name for name, files in groups.items() if not files]
+    scope = f" ({counts})" if counts else ""
     if leaks:
         return GateResult("no_secret_in_artifacts", False,
-                          f"{len(leaks)}/{checked} file(s) carry a secret: {', '.join(leaks[:SHOW_RIDS])}")
-    return GateResult("no_secret_in_artifacts", True, f"{checked} file(s) checked, no secret found")
+                          f"{len(leaks)}/{checked} file(s){scope} carry a secret: "
+                          f"{', '.join(leaks[:SHOW_RIDS])}")
+    if empty:
+        return GateResult("no_secret_in_artifacts", False,
+                          f"nothing to scan: the run wrote no {' and no '.join(empty)} file "
+                          f"({checked} other file(s) checked, no secret found)")
+    if not checked:
+        return GateResult("no_secret_in_artifacts", True, "0 files checked: nothing to scan")
+    return GateResult("no_secret_in_artifacts", True,
+                      f"{checked} file(s) checked{scope}, no secret found")
+
+
+class StreamPair(NamedTuple):
+    """One stream as the client received it and as the upstream mock sent it."""
+
+    label: str
+    received: bytes
+    sent: list[bytes]  # every send of the mock for this request (exactly one is expected)
+    utf8_splits: int = 0  # the mock's writes that ended inside a UTF-8 sequence
+
+
+def sse_byte_exact(pairs: list[StreamPair], require_wire: bool = True) -> GateResult:
+    """Each passthrough stream reached the client byte for byte as its upstream sent it. With
+    `require_wire`, the streams compared must between them have carried CR LF line ends, an SSE
+    comment line and a UTF-8 character split across two writes: a check on plain streams is not
+    one of byte-exactness."""
+    name = "sse_byte_exact"
+    if not pairs:
+        return GateResult(name, not require_wire, "no stream compared")
+    bad = []
+    for p in pairs:
+        if len(p.sent) != 1:
+            bad.append(f"{p.label}: the mock sent it {len(p.sent)} time(s)")
+        elif p.sent[0] != p.received:
+            at = next((i for i, (a, b) in enumerate(zip(p.sent[0], p.received, strict=False)) if a != b),
+                      min(len(p.sent[0]), len(p.received)))
+            bad.append(f"{p.label}: client got {len(p.received)} bytes, mock sent "
+                       f"{len(p.sent[0])}, first difference at byte {at}")
+    sent = [p.sent[0] for p in pairs if len(p.sent) == 1]
+    wire = {"CR LF": any(b"\r\n" in s for s in sent),
+            "comment lines": any(s.startswith(b":") or b"\n:" in s for s in sent),
+            "split UTF-8": any(p.utf8_splits for p in pairs)}
+    missing = [k for k, v in wire.items() if not v]
+    total = sum(len(p.received) for p in pairs)
+    if bad:
+        return GateResult(name, False, f"{len(bad)}/{len(pairs)} stream(s) not relayed byte for "
+                                       f"byte: {'; '.join(bad[:3])}")
+    if require_wire and missing:
+        return GateResult(name, False, f"{len(pairs)} stream(s) identical, but the mock's streams "
+                                       f"carried no {', no '.join(missing)}: nothing was proven")
+    carried = ", ".join(k for k, v in wire.items() if v) or "plain LF only"
+    return GateResult(name, True, f"{len(pairs)} stream(s), {total} bytes relayed identically "
+                                  f"({carried})")
+
+
+class ToggleCheck(NamedTuple):
+    """What a toggle must change at the upstream, and what the mocks saw with it set."""
+
+    toggle: str  # e.g. "OFFLOAD_PAUSED=1"
+    expect: dict  # e.g. {"mock": "anthropic", "model": "…"}
+    seen: dict  # the same keys, as observed at the mocks and in the files written
+
+
+def toggles_effective(checks: list[ToggleCheck], skipped: Iterable[str] = ()) -> GateResult:
+    """Every toggle had its effect where it matters: at the upstream mock (which mock got the turn,
+    with which credential header and model, over which HTTP version) or in the files it writes."""
+    name = "toggles_effective"
+    skipped = list(skipped)
+    bad = []
+    for c in checks:
+        wrong = [f"{k} expected {v!r}, seen {c.seen.get(k)!r}" for k, v in c.expect.items()
+                 if c.seen.get(k) != v]
+        if wrong:
+            bad.append(f"{c.toggle}: {', '.join(wrong)}")
+    note = f"; not applicable here: {', '.join(skipped)}" if skipped else ""
+    if bad:
+        return GateResult(name, False, f"{len(bad)}/{len(checks)} toggle(s) without their effect: "
+                                       f"{'; '.join(bad[:3])}{note}")
+    if not checks:
+        return GateResult(name, True, f"no toggle probed{note}")
+    return GateResult(name, True, f"{len(checks)} toggle(s) had their effect at the mocks: "
+                                  f"{', '.join(c.toggle for c in checks)}{note}")
+
+
+class RequestCount(NamedTuple):
+    """One request a probe sent: how many calls the mocks saw for it, how many records it has."""
+
+    label: str
+    calls: int
+    records: int
+
+
+def one_record_per_request(requests: list[RequestCount], unclaimed_records: list[dict],
+                           unclaimed_calls: list[str]) -> GateResult:
+    """Every request a probe sent reached the mocks once and has exactly one usage record; no
+    record and no upstream call belongs to no probe (a second record of a stream under another rid,
+    a retry the record does not show)."""
+    name = "one_record_per_request"
+    bad = [f"{r.label}: {r.calls} upstream call(s), {r.records} record(s)" for r in requests
+           if r.calls != 1 or r.records != 1]
+    if unclaimed_records:
+        bad.append(f"{len(unclaimed_records)} record(s) of no probe: {_rids(unclaimed_records)}")
+    if unclaimed_calls:
+        bad.append(f"{len(unclaimed_calls)} upstream call(s) of no probe: "
+                   f"{', '.join(unclaimed_calls[:SHOW_RIDS])}")
+    if bad:
+        return GateResult(name, False, "; ".join(bad[:4]))
+    return GateResult(name, True, f"{len(requests)} request(s): one upstream call and one record "
+                                  f"each, nothing unclaimed")
 
 
 def fallbacks_reported(records: list[dict]) -> GateResult:

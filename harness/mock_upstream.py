@@ -45,12 +45,14 @@ from harness.mock_openai import openai_reply
 from harness.mock_wire import (
     compact_json,
     default_deltas,
+    ends_mid_utf8,
     foreign_thinking,
     message_json,
     reply_text,
     sse_events,
     thinking_enabled,
     thinking_signature,
+    wire_variant,
 )
 from harness.threaded import ThreadedServer
 
@@ -60,6 +62,7 @@ OPENAI_SUFFIX = "/chat/completions"
 CLIENT_API_PREFIX = "/api/claude_code/"
 FAULT_HEADER = "x-mock-fault"
 DELTAS_HEADER = "x-mock-deltas"
+SPLIT = parse_fault("split_utf8")  # (the repro wire's split: the writes only, no added text)
 MAX_BODY = 256 * 1024 * 1024  # real requests with long histories run to tens of MB
 
 
@@ -85,11 +88,13 @@ class RecordedCall:
     writes: int = 0
     unexpected: bool = False
     protocol: str = "anthropic"  # or "openai" for Chat Completions calls
+    version: str = ""  # the request's HTTP version, "1.1"
+    utf8_splits: int = 0  # writes that ended inside a multi-byte UTF-8 sequence
 
     def to_json(self) -> dict[str, Any]:
         """The call as the control API shows it."""
         keys = ("method", "path", "query", "headers", "json", "status", "fault", "finished",
-                "client_disconnected", "unexpected", "protocol")
+                "client_disconnected", "unexpected", "protocol", "version", "utf8_splits")
         return {key: getattr(self, key) for key in keys}
 
 
@@ -148,8 +153,15 @@ Responder = Callable[[dict[str, Any]], "list[bytes] | dict[str, Any] | tuple[int
 class MockUpstream(ThreadedServer):
     """An Anthropic-compatible upstream on 127.0.0.1 port 0 that records every call."""
 
-    def __init__(self, name: str = "anthropic", tls: bool = False, quirks: str | None = None) -> None:
+    def __init__(self, name: str = "anthropic", tls: bool = False, quirks: str | None = None,
+                 wire: str | None = None) -> None:
         self.name = name
+        # wire="repro": every Anthropic stream without a fault is written in the harder legal
+        # spellings (CR LF line ends, `: ping` comment events, its first non-ASCII character split
+        # across two writes), so a relay that is not byte-exact shows (the repro job's mocks)
+        if wire not in (None, "repro"):
+            raise ValueError(f"unknown wire {wire!r}; expected None or 'repro'")
+        self.wire = wire
         # quirks: answer as that provider would (harness.mock_quirks: refusals and reply dialect)
         self.quirks = mock_quirks.check_name(quirks)
         # tls: HTTPS (HTTP/1.1) with a certificate for 127.0.0.1 and localhost from a test CA
@@ -340,7 +352,8 @@ class MockUpstream(ThreadedServer):
                                      status=404)
         body = await request.read()
         call = RecordedCall(request.method, request.path, dict(request.query), _headers(request),
-                            body, _loads(body))
+                            body, _loads(body),
+                            version=f"{request.version.major}.{request.version.minor}")
         self._record(call)
         try:
             return await self._route(request, call)
@@ -500,7 +513,10 @@ class MockUpstream(ThreadedServer):
         self._update(call, status=200)
         await resp.prepare(request)
         squeeze = zlib.compressobj(wbits=31) if kind == "gzip" else None
-        for index, (pause, chunk) in enumerate(stream_plan(events, fault, protocol)):
+        plan = stream_plan(events, fault, protocol)
+        if self.wire == "repro" and fault is None and protocol == "anthropic":
+            plan = stream_plan(wire_variant(events, crlf=True, comments=True), SPLIT, protocol)
+        for index, (pause, chunk) in enumerate(plan):
             if squeeze is not None:  # each event flushed as it goes, as a compressing server streams
                 chunk = squeeze.compress(chunk) + squeeze.flush(zlib.Z_SYNC_FLUSH)
             if kind == "reset_mid_stream" and index == fault.after:
@@ -509,7 +525,8 @@ class MockUpstream(ThreadedServer):
                 return _abort(request)
             if pause:
                 await asyncio.sleep(pause)
-            self._update(call, sent=call.sent + chunk, writes=call.writes + 1)
+            self._update(call, sent=call.sent + chunk, writes=call.writes + 1,
+                         utf8_splits=call.utf8_splits + ends_mid_utf8(chunk))
             await resp.write(chunk)
         if kind == "reset_mid_stream":
             return _abort(request)

@@ -47,7 +47,7 @@ def split_text(text: str, deltas: int) -> list[str]:
     if deltas > len(text):
         return list(text) + [FILLER] * (deltas - len(text))
     cuts = [i * len(text) // deltas for i in range(deltas + 1)]
-    return [text[a:b] for a, b in zip(cuts, cuts[1:])]
+    return [text[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
 def default_deltas(text: str) -> int:
@@ -180,3 +180,31 @@ def foreign_thinking(payload: dict[str, Any], name: str) -> str | None:
                     not str(block.get("data", "")).startswith(f"sig-{name}-"):
                 return f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block"
     return None
+
+
+COMMENT = b": ping"  # an SSE comment line: a client ignores it, a relay passes it on
+
+
+def wire_variant(events: list[bytes], crlf: bool = False, comments: bool = False) -> list[bytes]:
+    """The same stream in the other legal spellings of the SSE grammar: `crlf` ends every line with
+    CR LF, `comments` adds a comment event (`: ping`) after the first event and before the last, as
+    real providers and the proxies in front of them do. The events' meaning is unchanged."""
+    out = list(events)
+    if comments and out:
+        out[1:1] = [COMMENT + b"\n\n"]
+        out[-1:-1] = [COMMENT + b"\n\n"]
+    if crlf:
+        out = [e.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for e in out]
+    return out
+
+
+def ends_mid_utf8(chunk: bytes) -> bool:
+    """Whether `chunk` ends inside a multi-byte UTF-8 sequence (its next write completes it)."""
+    for back in range(1, min(4, len(chunk)) + 1):
+        byte = chunk[-back]
+        if byte < 0x80:
+            return False
+        if byte >= 0xC0:  # the lead byte: how many bytes its sequence needs
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return back < need
+    return False

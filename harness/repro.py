@@ -9,16 +9,20 @@ then `results/METRICS_<run>.json`, `results/<run>-SUMMARY.md`, a copy of the run
 gate verdicts. Exit 1 when a gate fails. The run's shim keeps its usage log, store and quota book in
 `results/runs/<run>/` (emptied first), never in the daily `logs/`: a repro beside a running `ccp up`
 leaves that shim's files and quotas alone. Ctrl-C stops the probes, the shim and the mocks, and the
-run still writes what it has and its `results/TESTS.md` entry (exit 130). With `ALLOW_REAL_API=1` and real keys in the environment the
+run still writes what it has and its `results/TESTS.md` entry (exit 130). With `ALLOW_REAL_API=1`
+and real keys in the environment the
 shim talks to the real upstreams instead. `--quick` is 1× haiku and 1× sonnet through the CLI only.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets as secrets_mod
 import shutil
 import sys
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -26,24 +30,31 @@ import httpx
 from harness.cli_probe import claude_version, find_claude
 from harness.gates import (
     GateResult,
+    RequestCount,
+    StreamPair,
+    ToggleCheck,
     format_verdicts,
     no_secret_in_files,
+    one_record_per_request,
     providers_resolve,
     readyz_ok,
     rotated_before_run,
     run_gates,
+    sse_byte_exact,
+    toggles_effective,
 )
 from harness.hygiene import check_anthropic_calls, check_zai_calls
 from harness.keys import lane_env, test_keys
-from harness.mock_upstream import MockUpstream
+from harness.mock_upstream import MockUpstream, RecordedCall
 from harness.probe_kinds import probe
 from harness.probes import ProbeResult, attach_records
 from harness.progress import progress_bar
-from harness.shim import FRONTS, HttpsProxy, front_process, run_env, run_folder
+from harness.shim import FRONTS, HttpsProxy, ShimProcess, front_process, run_env, run_folder
 from proxy.cli.providers import providers_view
 from proxy.config.load import load_settings
 from proxy.core.parse import ConfigError
 from proxy.core.record import utc_timestamp
+from proxy.core.redact import redact_text
 from proxy.sinks.usage_log import rotate_usage
 from reports.results_log import append_entry
 from reports.summarize import render_summary, summarize, write_metrics
@@ -57,6 +68,24 @@ TOGGLES = ("FORCE_HAIKU_TO_ZAI", "OFFLOAD_PAUSED", "ZAI_HEADER_MODE", "MITM_FILT
            "MITM_FORCE_H1", "ENABLE_BODY_TEE")
 
 
+# The character every streamed answer carries, so the mock can split it across two writes
+# (harness.mock_upstream wire="repro"): a relay that decodes and re-encodes text shows.
+SPLIT_CHAR = "\u00e9"
+# The toggles the operators' runbooks name, each probed by one haiku turn through a shim started with
+# it set, and what it must change at the upstream mocks (or in the files it writes). MITM_FILTER_CHAIN
+# and MITM_PORT belong to `ccp mitm` only.
+OVERRIDE_MODEL = "claude-opus-4-1-20250805"
+TOGGLE_PROBES: tuple[tuple[str, str, dict], ...] = (
+    ("OFFLOAD_PAUSED", "1", {"mock": "anthropic"}),
+    ("FORCE_HAIKU_TO_ZAI", "0", {"mock": "anthropic"}),
+    ("ZAI_HEADER_MODE", "authorization", {"mock": "zai", "credential_header": "authorization"}),
+    ("CCP_MODEL", OVERRIDE_MODEL, {"mock": "anthropic", "model": OVERRIDE_MODEL}),
+    ("ENABLE_BODY_TEE", "1", {"mock": "zai", "tee_files": 1}),
+    ("MITM_FORCE_H1", "1", {"mock": "zai", "http_version": "1.1"}),
+)
+NOT_PROBED_TOGGLES = ("MITM_FILTER_CHAIN (ccp mitm only)",)
+
+
 @dataclass
 class Planned:
     kind: str
@@ -65,6 +94,14 @@ class Planned:
     expect_lane: str
     token: str
     deltas: int | None = None
+    headers: dict = field(default_factory=dict)  # extra request headers (mock faults)
+    auth: str | None = None  # "session": the sandbox session token is the client's credential
+    expect: str = "answer"  # or "partial": the stream is cut, a partial file must be left
+
+
+def marker(token: str) -> str:
+    """What identifies a probe's request in what the mocks received."""
+    return f"exactly: {token} and nothing else"
 
 
 def plan(rounds: int, haiku: str, sonnet: str, long_stream: bool,
@@ -77,13 +114,15 @@ def plan(rounds: int, haiku: str, sonnet: str, long_stream: bool,
         for model, alias, lane in ((haiku, "haiku", "zai"), (sonnet, "sonnet", "anthropic")):
             family = alias.upper()
             if "cli" in kinds:
-                items.append(Planned("cli", alias, True, lane, f"CCP_{family}_CLI{r + 1}"))
+                items.append(Planned("cli", alias, True, lane,
+                                     f"CCP_{family}_CLI{r + 1}{SPLIT_CHAR}"))
             for kind in ("curl", library):
                 if kind not in kinds:
                     continue
                 for stream in (False, True):
                     token = f"CCP_{family}_{kind.upper()}_{'S' if stream else 'N'}{r + 1}"
-                    items.append(Planned(kind, model, stream, lane, token))
+                    items.append(Planned(kind, model, stream, lane,
+                                         token + (SPLIT_CHAR if stream else "")))
     if long_stream and "http" in kinds:
         items.append(Planned("http", sonnet, True, "anthropic", "CCP_REPRO_LONG", LONG_STREAM_DELTAS))
     return items
@@ -95,6 +134,20 @@ def quick_plan() -> list[Planned]:
             Planned("cli", "sonnet", True, "anthropic", "CCP_QUICK_SONNET")]
 
 
+def secret_plan(haiku: str, sonnet: str, keys: dict[str, str]) -> list[Planned]:
+    """Probes whose answers carry a secret, so the files they leave are worth scanning: two turns
+    of a sandbox session (its token as the client's credential: trajectory files) and one stream
+    cut mid-way (a partial). Each lane's own key is the secret its answer carries."""
+    zai_key, anth_key = keys["ZAI_API_KEY"], keys["ANTHROPIC_AUTH_TOKEN"]
+    return [
+        Planned("http", haiku, True, "zai", f"CCP_SESSION_H{SPLIT_CHAR}_{zai_key}", auth="session"),
+        Planned("http", sonnet, False, "anthropic", f"CCP_SESSION_S_{anth_key}", auth="session"),
+        # message_start, content_block_start, ping, the one delta: then the connection drops
+        Planned("http", haiku, True, "zai", f"CCP_PARTIAL_H_{zai_key}", expect="partial",
+                headers={"x-mock-fault": "reset_mid_stream;after=4", "x-mock-deltas": "1"}),
+    ]
+
+
 def _fire(item: Planned, base_url: str, client_auth: dict, cli_timeout: float,
           via: HttpsProxy | None = None) -> ProbeResult:
     prompt = f"Reply with exactly: {item.token} and nothing else."
@@ -102,8 +155,14 @@ def _fire(item: Planned, base_url: str, client_auth: dict, cli_timeout: float,
         return probe("cli", base_url, item.model, prompt, timeout=cli_timeout,
                      auth_token=client_auth.get("cli_token"), via=via)
     kw = {"stream": item.stream, "api_key": client_auth.get("api_key"), "via": via}
+    if item.auth == "session":  # as x-api-key on one turn, as a bearer on the other
+        kw["api_key"] = None
+        kw["api_key" if item.expect_lane == "zai" else "auth_token"] = client_auth["session_token"]
+    headers = dict(item.headers)
     if item.deltas:
-        kw["extra_headers"] = {"x-mock-deltas": str(item.deltas)}
+        headers["x-mock-deltas"] = str(item.deltas)
+    if headers:
+        kw["extra_headers"] = headers
     return probe(item.kind, base_url, item.model, prompt, **kw)
 
 
@@ -111,9 +170,12 @@ def _probe_checks(items: list[Planned], results: list[ProbeResult], found: dict[
                   records: list[dict]) -> list[GateResult]:
     problems: list[str] = []
     lane_problems: list[str] = []
-    for i, (item, res) in enumerate(zip(items, results)):
+    for i, (item, res) in enumerate(zip(items, results, strict=False)):
         label = f"{item.kind}/{item.model}/{'stream' if item.stream else 'nonstream'}"
-        if not res.ok:
+        if item.expect == "partial":
+            if res.status != 200:
+                problems.append(f"{label}: status {res.status}, expected 200 then a cut stream")
+        elif not res.ok:
             problems.append(f"{label}: status {res.status} {res.error or ''}".strip())
         elif item.deltas is None and res.text.strip() != item.token:
             problems.append(f"{label}: answered {res.text[:40]!r}, expected {item.token!r}")
@@ -122,9 +184,7 @@ def _probe_checks(items: list[Planned], results: list[ProbeResult], found: dict[
             lane_problems.append(f"{label}: no usage record found")
         elif rec.get("lane") != item.expect_lane:
             lane_problems.append(f"{label}: lane {rec.get('lane')}, expected {item.expect_lane}")
-    extra = len(records) - len(found)
-    if extra > 0:
-        lane_problems.append(f"{extra} record(s) belong to no probe")
+    # (records that belong to no probe: one_record_per_request)
     return [
         GateResult("probes_answered", not problems,
                    f"{len(results)} probe(s) answered as asked" if not problems
@@ -143,33 +203,153 @@ def _mock_cas(mocks: tuple[MockUpstream, MockUpstream], folder: Path) -> Path:
     return out
 
 
+MockCalls = list[tuple[str, RecordedCall]]  # (mock name, call), as the mocks recorded them
+
+
+def _call_text(call: RecordedCall) -> str:
+    if call.json is not None:
+        return json.dumps(call.json, ensure_ascii=False)
+    return call.body.decode("utf-8", errors="replace")
+
+
+def _hits(item: Planned, calls: MockCalls) -> MockCalls:
+    return [(name, c) for name, c in calls if marker(item.token) in _call_text(c)]
+
+
+def _label(item: Planned) -> str:
+    return f"{item.kind}/{item.model}/{'stream' if item.stream else 'nonstream'}/{item.token[:20]}"
+
+
 def _long_stream_check(items: list[Planned], results: list[ProbeResult],
-                       anthropic_mock: MockUpstream) -> GateResult:
-    longs = [res for item, res in zip(items, results) if item.deltas]
+                       calls: MockCalls) -> GateResult:
+    longs = [(item, res) for item, res in zip(items, results, strict=True) if item.deltas]
     if not longs:
         return GateResult("long_sse_byte_exact", True, "no long stream planned")
-    res = longs[0]
-    sent = [c.sent for c in anthropic_mock.calls
-            if c.json and "CCP_REPRO_LONG" in str(c.json.get("messages"))]
+    item, res = longs[0]
+    sent = [c.sent for name, c in _hits(item, calls) if name == "anthropic"]
     ok = len(sent) == 1 and sent[0] == res.raw
     detail = (f"{len(res.raw)} bytes relayed identically" if ok else
               f"client got {len(res.raw)} bytes, mock sent {[len(s) for s in sent]}")
     return GateResult("long_sse_byte_exact", ok, detail)
 
 
-def _hygiene_checks(mocks: tuple[MockUpstream, MockUpstream], mode: str) -> list[GateResult]:
+def _stream_pairs(items: list[Planned], results: list[ProbeResult],
+                  calls: MockCalls) -> list[StreamPair]:
+    """Every passthrough stream whose client keeps the bytes (raw HTTP, curl), with what its mock
+    sent (the long stream has its own gate)."""
+    pairs = []
+    for item, res in zip(items, results, strict=True):
+        if item.stream and item.kind in ("http", "curl") and item.expect == "answer" \
+                and not item.deltas:
+            hits = [c for _, c in _hits(item, calls)]
+            pairs.append(StreamPair(_label(item), res.raw, [c.sent for c in hits],
+                                    sum(c.utf8_splits for c in hits)))
+    return pairs
+
+
+def _request_counts(items: list[Planned], results: list[ProbeResult], records: list[dict],
+                    calls: MockCalls) -> tuple[list[RequestCount], list[dict], list[str]]:
+    """Per probe: its upstream calls (by its token) and its records (by rid, else by Claude Code's
+    session id); then the records and the calls no probe claims."""
+    model_records = [r for r in records if r.get("op") != "control"]
+    claimed: set[int] = set()
+    counts = []
+    for item, res in zip(items, results, strict=True):
+        if res.rid:
+            mine = [r for r in model_records if r.get("rid") == res.rid]
+        elif res.session_id:
+            mine = [r for r in model_records if r.get("client_session") == res.session_id]
+        else:
+            mine = []
+        claimed.update(id(r) for r in mine)
+        counts.append(RequestCount(_label(item), len(_hits(item, calls)), len(mine)))
+    markers = [marker(i.token) for i in items]
+    unclaimed_calls = [f"{name} {c.method} {c.path}" for name, c in calls
+                       if not any(m in _call_text(c) for m in markers)]
+    return counts, [r for r in model_records if id(r) not in claimed], unclaimed_calls
+
+
+def _hygiene_checks(calls: MockCalls, modes: dict[int, str], default_mode: str,
+                    session_tokens: list[str]) -> list[GateResult]:
+    """Lane credentials on every call each mock received: `modes` gives the ZAI_HEADER_MODE a call
+    was made under (by its index in `calls`), else `default_mode`."""
     keys = test_keys()
-    anth, zai = mocks
-    return [check_zai_calls([c.headers for c in zai.calls], keys["ZAI_API_KEY"],
+    zai = [(i, c) for i, (name, c) in enumerate(calls) if name == "zai"]
+    anth = [c for name, c in calls if name == "anthropic"]
+    return [check_zai_calls([c.headers for _, c in zai], keys["ZAI_API_KEY"],
                             [keys["ANTHROPIC_AUTH_TOKEN"], keys["CLIENT_API_KEY"],
-                             keys["CLIENT_OAUTH_TOKEN"]], mode),
-            check_anthropic_calls([c.headers for c in anth.calls], keys["ZAI_API_KEY"])]
+                             keys["CLIENT_OAUTH_TOKEN"]],
+                            [modes.get(i, default_mode) for i, _ in zai], session_tokens),
+            check_anthropic_calls([c.headers for c in anth], keys["ZAI_API_KEY"], session_tokens,
+                                  allowed=[keys["ANTHROPIC_AUTH_TOKEN"], keys["CLIENT_API_KEY"],
+                                           keys["CLIENT_OAUTH_TOKEN"]])]
+
+
+def _credential_header(headers: dict[str, str]) -> str:
+    has = [h for h in ("authorization", "x-api-key") if h in headers]
+    return "+".join(has) or "none"
+
+
+def _toggle_turn(name: str, value: str, expect: dict, mocks: tuple[MockUpstream, MockUpstream],
+                 logs_dir: Path, haiku: str, client_auth: dict
+                 ) -> tuple[Planned, ProbeResult, list[dict], Path]:
+    """One haiku turn through a shim of its own started with `name=value`."""
+    folder = logs_dir / "toggles" / name.lower()
+    env = {**lane_env(mocks[0].base_url, mocks[1].zai_base_url), name: value}
+    # the tee sample's request carries a key, so the secret scan of tee files means something
+    secret = f"_{test_keys()['ZAI_API_KEY']}" if name == "ENABLE_BODY_TEE" else ""
+    item = Planned("http", haiku, False, expect["mock"], f"CCP_TOGGLE_{name}{secret}")
+    with ShimProcess(folder, env) as shim:
+        res = _fire(item, shim.url, client_auth, 60.0)
+        shim.wait_for_records(1)
+        return item, res, shim.records(), folder
+
+
+def _toggle_phase(mocks: tuple[MockUpstream, MockUpstream], logs_dir: Path, haiku: str,
+                  client_auth: dict) -> tuple[list[ToggleCheck], list[Planned], list[ProbeResult],
+                                              list[dict], MockCalls, dict[int, str]]:
+    """One haiku turn through a shim started with each runbook toggle set (each its own process and
+    logs folder under `toggles/`, all at once; a turn's calls are told apart by its token), and what
+    the mocks and the folder saw. Returns the checks, the probes, their results and records, every
+    call the mocks received, and the ZAI_HEADER_MODE of each call (by its index) where not the
+    default."""
+    for m in mocks:
+        m.reset()
+    with ThreadPoolExecutor(max_workers=len(TOGGLE_PROBES)) as pool:
+        turns = list(pool.map(lambda t: _toggle_turn(*t, mocks, logs_dir, haiku, client_auth),
+                              TOGGLE_PROBES))
+    calls: MockCalls = [("anthropic", c) for c in mocks[0].calls] + \
+        [("zai", c) for c in mocks[1].calls]
+    checks: list[ToggleCheck] = []
+    modes: dict[int, str] = {}
+    records: list[dict] = []
+    for (name, value, expect), (item, res, recs, folder) in zip(TOGGLE_PROBES, turns, strict=True):
+        records += recs
+        hits = _hits(item, calls)
+        if name == "ZAI_HEADER_MODE":
+            mine = {id(c) for _, c in hits}
+            modes.update({i: value for i, (_, c) in enumerate(calls) if id(c) in mine})
+        first = hits[0][1] if hits else None
+        seen = {"answered": res.ok and res.text.strip() == item.token,
+                "mock": "+".join(sorted({n for n, _ in hits})) or None,
+                "credential_header": _credential_header(first.headers) if first else None,
+                "model": (first.json or {}).get("model") if first else None,
+                "tee_files": len(list((folder / "tee").glob("*.json"))),
+                "http_version": first.version if first else None}
+        checks.append(ToggleCheck(f"{name}={value}", {"answered": True, **expect}, seen))
+    return (checks, [t[0] for t in turns], [t[1] for t in turns], records, calls, modes)
+
+
+def _masked_row(res: ProbeResult, secrets: list[str]) -> dict:
+    row = res.row()
+    row["text"] = redact_text(row["text"], secrets)
+    return row
 
 
 def _print_table(items: list[Planned], results: list[ProbeResult], found: dict[int, dict]) -> None:
     print(f"{'probe':<6}{'model':<28}{'op':<10}{'status':<7}{'lane':<10}{'decision':<15}"
           f"{'ttfb_ms':>9}{'latency_ms':>11}")
-    for i, (item, res) in enumerate(zip(items, results)):
+    for i, (item, res) in enumerate(zip(items, results, strict=False)):
         rec = found.get(i, {})
         print(f"{item.kind:<6}{item.model[:27]:<28}{'stream' if item.stream else 'nonstream':<10}"
               f"{str(res.status):<7}{str(rec.get('lane')):<10}{str(rec.get('decision')):<15}"
@@ -229,12 +409,15 @@ def run(args: argparse.Namespace) -> int:
         print("[repro] upstreams: REAL (ALLOW_REAL_API=1)")
     else:
         # HTTPS_PROXY mode reaches its upstreams over TLS, as it would reach the real ones
-        mocks = (MockUpstream("anthropic", tls=mitm).start(), MockUpstream("zai", tls=mitm).start())
+        # the mocks write the harder spellings of SSE (CR LF, comments, split UTF-8)
+        mocks = (MockUpstream("anthropic", tls=mitm, wire="repro").start(),
+                 MockUpstream("zai", tls=mitm, wire="repro").start())
         env = {**lane_env(mocks[0].base_url, mocks[1].zai_base_url), **toggles}
         if mitm:
             env["CCP_CA_BUNDLE"] = str(_mock_cas(mocks, logs_dir))
         client_auth = {"api_key": test_keys()["CLIENT_API_KEY"],
-                       "cli_token": test_keys()["CLIENT_OAUTH_TOKEN"]}
+                       "cli_token": test_keys()["CLIENT_OAUTH_TOKEN"],
+                       "session_token": f"ccp-repro-session-{secrets_mod.token_hex(12)}"}
         print(f"[repro] upstreams: mock anthropic={mocks[0].base_url} zai={mocks[1].zai_base_url}")
     for line in skipped:
         print(f"[repro] SKIP {line}")
@@ -244,6 +427,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         items = plan(args.rounds, args.haiku_model, args.sonnet_model, long_stream=not real,
                      kinds=kinds)
+    # the secret-carrying probes (trajectories, a partial) and the toggles need the mocks and ccp serve
+    extras = mocks is not None and not mitm and not args.quick and "http" in kinds
+    if extras:
+        items += secret_plan(args.haiku_model, args.sonnet_model, test_keys())
+    toggle_checks: list[ToggleCheck] = []
+    toggle_items: list[Planned] = []
+    toggle_results: list[ProbeResult] = []
+    toggle_records: list[dict] = []
+    calls: MockCalls = []
+    modes: dict[int, str] = {}
     results: list[ProbeResult] = []
     readyz = None
     interrupted = False
@@ -252,12 +445,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"[repro] {args.front} {shim.url} (pid {shim.proc.pid})", flush=True)
             # the mitm's /readyz is on its admin port; clients keep their Anthropic URL there
             readyz = _readyz(f"{shim.admin_url if mitm else shim.url}/readyz")
+            if extras:  # the sandbox session the session probes' token belongs to
+                httpx.post(f"{shim.url}/v1/sessions", timeout=10, trust_env=False, json={
+                    "session_token": client_auth["session_token"], "sandbox_id": "repro",
+                    "task_name": "repro"}).raise_for_status()
             with progress_bar(len(items), "probes", enabled=not args.no_progress) as advance:
                 for item in items:
                     results.append(_fire(item, shim.client_url, client_auth, args.cli_timeout,
                                          shim.via))
                     advance(f"{item.kind} {item.model}")
             shim.wait_for_records(len(items)) if items else None
+        if mocks is not None:
+            calls = [("anthropic", c) for c in mocks[0].calls] + [("zai", c) for c in mocks[1].calls]
+        if extras:
+            print("[repro] toggles: " + ", ".join(f"{n}={v}" for n, v, _ in TOGGLE_PROBES),
+                  flush=True)
+            toggle_checks, toggle_items, toggle_results, toggle_records, more, more_modes = \
+                _toggle_phase(mocks, logs_dir, args.haiku_model, client_auth)
+            modes = {len(calls) + i: m for i, m in more_modes.items()}
+            calls += more
     except KeyboardInterrupt:  # the `with` stopped the shim; the mocks stop below
         interrupted = True
         print(f"\n[repro] interrupted after {len(results)} of {len(items)} probe(s): shim and "
@@ -288,9 +494,21 @@ def run(args: argparse.Namespace) -> int:
     elif not items:
         verdicts.append(GateResult("probes_ran", False, "no probe could run"))
     if mocks is not None:
-        verdicts.append(_long_stream_check(items, results, mocks[0]))
-        verdicts += _hygiene_checks(mocks, env.get("ZAI_HEADER_MODE", "x-api-key"))
+        verdicts.append(_long_stream_check(items, results, calls))
+        pairs = _stream_pairs(items, results, calls)  # (none in --quick: the CLI keeps no bytes)
+        verdicts.append(sse_byte_exact(pairs, require_wire=bool(pairs)))
+        verdicts += _hygiene_checks(calls, modes, env.get("ZAI_HEADER_MODE", "x-api-key"),
+                                    [client_auth["session_token"]])
+        verdicts.append(toggles_effective(
+            toggle_checks, NOT_PROBED_TOGGLES if extras else ["every toggle (needs ccp serve, "
+                                                              "the mocks and the http probe)"]))
+        verdicts.append(one_record_per_request(*_request_counts(
+            items + toggle_items, results + toggle_results, records + toggle_records, calls)))
 
+    known = [*load_settings(env).secrets(), *(test_keys().values() if mocks else []),
+             *([client_auth["session_token"]] if mocks else [])]
+    # a probe's answer may carry a secret (the secret probes): never shown in what the run writes
+    verdicts = [v._replace(detail=redact_text(v.detail, known)) for v in verdicts]
     usage_copy = results_dir / f"{run_name}-usage.jsonl"
     if usage_path.exists():
         shutil.copyfile(usage_path, usage_copy)
@@ -299,16 +517,19 @@ def run(args: argparse.Namespace) -> int:
         "front": args.front,
         "versions": _versions(cli_binary), "toggles": {**{k: None for k in TOGGLES}, **toggles},
         "gates": [v._asdict() for v in verdicts], "skipped": skipped,
-        "probes": [res.row() for res in results], "usage_copy": str(usage_copy),
+        "probes": [_masked_row(res, known) for res in results + toggle_results],
+        "usage_copy": str(usage_copy),
     }
     write_metrics(metrics, metrics_path)
     summary_path = results_dir / (args.summary or f"{run_name}-SUMMARY.md")
     summary_path.write_text(render_summary(metrics, f"ccp {run_name}"))
     # last: every artifact this run wrote, scanned for every secret it knew
-    secrets = [*load_settings(env).secrets(), *(test_keys().values() if mocks else [])]
+    written = {sub: sorted(p for d in logs_dir.rglob(sub) if d.is_dir() for p in d.rglob("*")
+                           if p.is_file()) for sub in ("partials", "trajectory", "tee")}
     artifacts = [usage_path, usage_copy, metrics_path, summary_path,
-                 *[p for sub in ("partials", "trajectory", "tee") for p in (logs_dir / sub).rglob("*")]]
-    verdicts.append(no_secret_in_files(artifacts, secrets))
+                 *logs_dir.rglob("usage.jsonl"), *[p for files in written.values() for p in files]]
+    # when the secret probes and the tee toggle ran, each kind of file must exist to be scanned
+    verdicts.append(no_secret_in_files(artifacts, known, written if extras else None))
     append_entry(results_dir, run_name, toggles, verdicts, [metrics_path, summary_path, usage_copy])
 
     print()

@@ -22,24 +22,29 @@ def test_repro_passes_on_mocks(tmp_path, claude_bin):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "all gates passed" in out.stdout
     for gate in ("no_haiku_on_anthropic", "long_sse_byte_exact", "readyz_ok", "providers_resolve",
-                 "rotated_before_run", "zai_mock_hygiene", "probes_routed"):
+                 "rotated_before_run", "zai_mock_hygiene", "probes_routed", "sse_byte_exact",
+                 "toggles_effective", "one_record_per_request", "no_secret_in_artifacts"):
         assert f"PASS {gate}" in out.stdout
+    # the scan had partials, trajectories and a tee sample to read; the streams had the hard spellings
+    assert "(1 partials, 4 trajectory, 1 tee), no secret found" in out.stdout
+    assert "(CR LF, comment lines, split UTF-8)" in out.stdout
     metrics = json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())
-    assert metrics["requests"] == 31
-    assert metrics["completions_by_lane"]["zai"] == 15 and metrics["completions_by_lane"]["anthropic"] == 16
+    # 31 probes, two sandbox-session turns and one cut stream (the toggle turns have their own logs)
+    assert metrics["requests"] == 34
+    assert metrics["completions_by_lane"]["zai"] == 17 and metrics["completions_by_lane"]["anthropic"] == 17
     assert metrics["run"]["versions"]["claude"].startswith("2.")
     assert {p["kind"] for p in metrics["run"]["probes"]} == {"cli", "curl", "http", "sdk"}
     summary = (tmp_path / "results" / "repro-SUMMARY.md").read_text()
     assert "| readyz_ok | PASS |" in summary and "claude CLI 2." in summary
-    assert (tmp_path / "results" / "repro-usage.jsonl").read_text().count("\n") == 31
+    assert (tmp_path / "results" / "repro-usage.jsonl").read_text().count("\n") == 34
     # a second run starts from an empty run folder, so each METRICS covers one run; the daily logs
     # folder (CCP_LOGS_DIR) is never written
     again = _run(tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     run_logs = tmp_path / "results" / "runs" / "repro"
-    assert (run_logs / "usage.jsonl").read_text().count("\n") == 31
+    assert (run_logs / "usage.jsonl").read_text().count("\n") == 34
     assert not list(run_logs.glob("usage.jsonl.*")) and not (tmp_path / "logs").exists()
-    assert json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())["requests"] == 31
+    assert json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())["requests"] == 34
 
 
 def test_repro_fails_when_haiku_is_kept_off_zai(tmp_path):

@@ -174,3 +174,195 @@ def test_no_secret_in_files_gate(tmp_path):
     assert no_secret_in_files([clean], ["sk-live-secret-1234"]).ok
     result = no_secret_in_files([clean, dirty], ["sk-live-secret-1234"])
     assert not result.ok and "b.json" in result.detail
+
+
+# ---- every gate of `ccp gates` / `ccp repro`: a clean run passes all; a run that violates exactly
+# one property fails exactly that gate, with its verdict line -------------------------------------
+import copy  # noqa: E402
+
+from harness.gates import (  # noqa: E402
+    RequestCount,
+    StreamPair,
+    ToggleCheck,
+    no_secret_in_files,
+    one_record_per_request,
+    providers_resolve,
+    readyz_ok,
+    rotated_before_run,
+    sse_byte_exact,
+    toggles_effective,
+    trajectory_pairs,
+)
+from harness.hygiene import check_anthropic_calls, check_zai_calls  # noqa: E402
+from harness.probes import ProbeResult  # noqa: E402
+from harness.repro import Planned, _probe_checks  # noqa: E402
+
+ZK, AK, CK, SESS = "zk-zai-key-0001", "ak-anth-token-0001", "ck-client-key-0001", "sess-token-0001"
+STARTED = "2026-11-25T10:00:00.000Z"
+TS = "2026-11-25T10:00:01.000Z"
+WIRE = b"event: ping\r\ndata: {}\r\n\r\n: ping\r\n\r\ndata: caf\xc3\xa9\r\n\r\n"
+
+
+def run_inputs(tmp_path):
+    """Everything the gates look at in one clean repro run."""
+    logs = tmp_path / "logs"
+    files = {}
+    for rel, text in (("trajectory/s1/query/t1.json", "{}"), ("trajectory/s1/answer/t1.json", "{}"),
+                      ("partials/r3.partial", "data: [REDACTED]"), ("tee/r1.json", "{}")):
+        path = logs / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        files[rel.split("/")[0]] = [*files.get(rel.split("/")[0], []), path]
+    metrics = tmp_path / "METRICS.json"
+    metrics.write_text(json.dumps({"requests": 3}))
+    records = [dict(r, ts=TS) for r in clean()]
+    items = [Planned("http", "claude-sonnet-4-5", False, "anthropic", "TOK1"),
+             Planned("http", HAIKU, False, "zai", "TOK2")]
+    results = [ProbeResult("http", i.model, False, status=200, rid=r["rid"], text=i.token)
+               for i, r in zip(items, records, strict=False)]
+    return {
+        "records": records, "metrics": metrics, "logs": logs, "groups": files,
+        "readyz": {"ok": True, "providers": {"anthropic": {"reachable": True, "reason": "ok"},
+                                             "zai": {"reachable": True, "reason": "ok"}}},
+        "providers": [{"name": "anthropic", "base_url": "http://a", "source": "built-in"},
+                      {"name": "zai", "base_url": "http://z", "source": "built-in"}],
+        "pairs": [StreamPair("http/stream", WIRE, [WIRE], 1)],
+        "toggles": [ToggleCheck("OFFLOAD_PAUSED=1", {"mock": "anthropic"}, {"mock": "anthropic"}),
+                    ToggleCheck("ZAI_HEADER_MODE=authorization", {"credential_header": "authorization"},
+                                {"credential_header": "authorization"})],
+        "counts": ([RequestCount("TOK1", 1, 1), RequestCount("TOK2", 1, 1)], [], []),
+        "zai_calls": [{"x-api-key": ZK}], "zai_modes": ["x-api-key"],
+        "anth_calls": [{"x-api-key": CK}, {"authorization": f"Bearer {AK}"}],
+        "items": items, "results": results, "found": dict(enumerate(records[:2])),
+    }
+
+
+def evaluate(run):
+    recs = run["records"]
+    return [*run_gates(recs, run["metrics"]), rotated_before_run(recs, STARTED),
+            readyz_ok(run["readyz"]), providers_resolve(run["providers"]),
+            trajectory_pairs(run["logs"]),
+            no_secret_in_files([run["metrics"]], [ZK, AK, CK, SESS], run["groups"]),
+            sse_byte_exact(run["pairs"]), toggles_effective(run["toggles"]),
+            one_record_per_request(*run["counts"]),
+            check_zai_calls(run["zai_calls"], ZK, [AK, CK], run["zai_modes"], [SESS]),
+            check_anthropic_calls(run["anth_calls"], ZK, [SESS], allowed=[AK, CK]),
+            *_probe_checks(run["items"], run["results"], run["found"], recs)]
+
+
+GATES = ["no_haiku_on_anthropic", "no_header_mode_on_anthropic", "streams_accounted",
+         "one_record_per_rid", "fallbacks", "metrics_present", "rotated_before_run", "readyz_ok",
+         "providers_resolve", "trajectory_pairs", "no_secret_in_artifacts", "sse_byte_exact",
+         "toggles_effective", "one_record_per_request", "zai_mock_hygiene",
+         "anthropic_mock_hygiene", "probes_answered", "probes_routed"]
+
+
+def _partial_with_secret(run):
+    run["groups"]["partials"][0].write_text(f"data: {ZK}")
+
+
+def _unpaired_query(run):
+    (run["logs"] / "trajectory" / "s1" / "query" / "t2.json").write_text("{}")
+
+
+# gate -> (what is violated, the detail the FAIL line must carry)
+VIOLATIONS = {
+    "no_haiku_on_anthropic": (lambda r: r["records"].append(
+        rec("hk", model=HAIKU, ts=TS)), "1/2 haiku records"),
+    "no_header_mode_on_anthropic": (lambda r: r["records"].append(
+        rec("hm", header_mode="x-api-key", ts=TS)), "carry header_mode: hm"),
+    "streams_accounted": (lambda r: r["records"].append(
+        stream("cut", complete=False, ts=TS)), "incomplete without an err_type or reason: cut"),
+    "one_record_per_rid": (lambda r: r["records"].append(dict(r["records"][2])), "r3×2"),
+    "metrics_present": (lambda r: r["metrics"].unlink(), "does not exist"),
+    "rotated_before_run": (lambda r: r["records"].append(
+        rec("old", ts="2026-11-25T09:00:00.000Z")), "older than the run start"),
+    "readyz_ok": (lambda r: r["readyz"]["providers"]["zai"].update(
+        reachable=False, reason="timeout"), "unreachable zai (timeout)"),
+    "providers_resolve": (lambda r: r["providers"].pop(), "zai missing"),
+    "trajectory_pairs": (_unpaired_query, "s1/query/t2"),
+    "no_secret_in_artifacts": (_partial_with_secret, "r3.partial"),
+    "sse_byte_exact": (lambda r: r["pairs"].__setitem__(0, r["pairs"][0]._replace(
+        received=WIRE.replace(b"\r\n", b"\n"))), "first difference at byte 11"),
+    "toggles_effective": (lambda r: r["toggles"][0].seen.update(mock="zai"),
+                          "OFFLOAD_PAUSED=1: mock expected 'anthropic', seen 'zai'"),
+    "one_record_per_request": (lambda r: r["counts"][0].__setitem__(
+        1, RequestCount("TOK2", 1, 2)), "TOK2: 1 upstream call(s), 2 record(s)"),
+    "zai_mock_hygiene": (lambda r: r["zai_calls"][0].update(authorization=f"Bearer {AK}"),
+                         "anthropic credential"),
+    "anthropic_mock_hygiene": (lambda r: r["anth_calls"].append(
+        {"authorization": f"Bearer {ZK}"}), "call 2: carries a Z.AI key"),
+    "probes_answered": (lambda r: setattr(r["results"][1], "text", "TOKX"),
+                        "answered 'TOKX', expected 'TOK2'"),
+    "probes_routed": (lambda r: r["found"].__setitem__(1, r["records"][0]),
+                      "lane anthropic, expected zai"),
+}
+
+
+def _lines(results):
+    return {r.name: line for r, line in zip(results, format_verdicts(results).splitlines(),
+                                            strict=True)}
+
+
+def test_a_clean_run_passes_every_gate(tmp_path):
+    results = evaluate(run_inputs(tmp_path))
+    assert [r.name for r in results] == GATES
+    for name, line in _lines(results).items():
+        assert line.startswith(f"PASS {name}: "), line
+
+
+def test_every_gate_but_the_informational_one_has_a_seeded_violation():
+    assert set(VIOLATIONS) == set(GATES) - {"fallbacks"}
+
+
+@pytest.mark.parametrize("gate", sorted(VIOLATIONS))
+def test_a_seeded_violation_fails_its_gate_and_only_it(tmp_path, gate):
+    run = run_inputs(tmp_path)
+    violate, detail = VIOLATIONS[gate]
+    violate(run)
+    lines = _lines(evaluate(copy.copy(run)))
+    assert lines[gate].startswith(f"FAIL {gate}: ") and detail in lines[gate], lines[gate]
+    others = {n: line for n, line in lines.items() if n != gate and not line.startswith("PASS")}
+    assert not others, others
+
+
+def test_fallbacks_is_a_line_never_a_failure():
+    line = format_verdicts(run_gates(clean() + [rec("fb", decision="fallback", reason="fallback:5xx")]))
+    assert "PASS fallbacks: 1 request(s) fell back (fallback:5xx: 1): fb" in line.splitlines()
+
+
+def test_no_secret_scan_of_nothing_says_so_and_a_missing_kind_fails(tmp_path):
+    assert format_verdicts([no_secret_in_files([], ["secret-123456"])]) == \
+        "PASS no_secret_in_artifacts: 0 files checked: nothing to scan"
+    present = tmp_path / "p.partial"
+    present.write_text("fine")
+    result = no_secret_in_files([], ["secret-123456"], {"partials": [present], "tee": []})
+    assert format_verdicts([result]).startswith(
+        "FAIL no_secret_in_artifacts: nothing to scan: the run wrote no tee file")
+
+
+def test_sse_byte_exact_fails_on_plain_streams_and_on_a_second_send():
+    plain = b"event: ping\ndata: {}\n\n"
+    line = format_verdicts([sse_byte_exact([StreamPair("s", plain, [plain])])])
+    assert line.startswith("FAIL sse_byte_exact: 1 stream(s) identical, but the mock's streams "
+                           "carried no CR LF, no comment lines, no split UTF-8")
+    assert sse_byte_exact([StreamPair("s", plain, [plain])], require_wire=False).ok
+    twice = sse_byte_exact([StreamPair("s", WIRE, [WIRE, WIRE], 1)])
+    assert not twice.ok and "the mock sent it 2 time(s)" in twice.detail
+    assert not sse_byte_exact([]).ok and sse_byte_exact([], require_wire=False).ok
+
+
+def test_toggles_and_requests_name_what_is_unclaimed():
+    assert "not applicable here: X" in toggles_effective([], ["X"]).detail
+    result = one_record_per_request([], [rec("orphan")], ["zai POST /api/anthropic/v1/messages"])
+    assert not result.ok and "1 record(s) of no probe: orphan" in result.detail
+    assert "1 upstream call(s) of no probe: zai POST" in result.detail
+
+
+def test_hygiene_finds_a_session_token_in_any_header():
+    assert not check_zai_calls([{"x-api-key": ZK, "x-forwarded-auth": SESS}], ZK, [AK],
+                               session_tokens=[SESS]).ok
+    assert not check_anthropic_calls([{"x-api-key": CK, "x-extra": f"Bearer {SESS}"}], ZK, [SESS]).ok
+    result = check_zai_calls([{"x-api-key": ZK}, {"authorization": f"Bearer {ZK}"}], ZK, [AK],
+                             ["x-api-key", "authorization"])
+    assert result.ok and "x-api-key" in result.detail and "authorization" in result.detail

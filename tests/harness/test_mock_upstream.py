@@ -210,7 +210,8 @@ def test_malformed_event_breaks_one_event_only(mock, client):
             json.loads(data)
         except ValueError:
             bad.append(name)
-    assert bad == ["content_block_delta"] and raw.endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+    assert bad == ["content_block_delta"]
+    assert raw.endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
 
 
 def test_stall_ends_when_the_client_leaves(mock, client):
@@ -231,7 +232,8 @@ def test_control_api(mock, client):
     base = mock.base_url
     assert client.post(f"{base}/_mock/script", json={"fault": "status=503", "times": 2}).status_code == 200
     assert client.post(f"{base}/_mock/script", json={"fault": "nope"}).status_code == 400
-    assert [client.post(f"{base}/v1/messages", content=_body()).status_code for _ in range(3)] == [503, 503, 200]
+    statuses = [client.post(f"{base}/v1/messages", content=_body()).status_code for _ in range(3)]
+    assert statuses == [503, 503, 200]
     listed = client.get(f"{base}/_mock/calls").json()
     assert [c["status"] for c in listed] == [503, 503, 200] and listed[0]["fault"] == "status=503"
     assert len(mock.calls) == 3  # control calls are not recorded
@@ -317,8 +319,8 @@ def test_tls_mock_serves_https_and_client_api_calls():
         ca = mock.ca_path
         assert mock.base_url.startswith("https://127.0.0.1:")
         with httpx.Client(verify=ssl.create_default_context(cafile=ca), trust_env=False) as c:
-            reply = c.post(f"{mock.base_url}/v1/messages", json={"model": MODEL, "max_tokens": 5,
-                                                                 "messages": [{"role": "user", "content": "hi"}]})
+            body = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+            reply = c.post(f"{mock.base_url}/v1/messages", json=body)
             assert reply.status_code == 200 and reply.json()["type"] == "message"
             settings = c.get(f"{mock.base_url}/api/claude_code/settings")
             assert settings.status_code == 404 and settings.json()["type"] == "error"
@@ -347,7 +349,38 @@ def test_a_malformed_request_is_a_400_not_a_crash(mock, client, path, body):
 
 def test_a_lone_surrogate_is_echoed_as_its_escape(mock, client):
     body = b'{"model": "m\\ud800", "max_tokens": 5, "messages": [{"role": "user", "content": "\\udfff"}]}'
-    resp = client.post(f"{mock.base_url}/v1/messages", content=body, headers={"content-type": "application/json"})
+    resp = client.post(f"{mock.base_url}/v1/messages", content=body,
+                       headers={"content-type": "application/json"})
     assert resp.status_code == 200
     resp.content.decode("utf-8")
     assert resp.json()["model"] == "m\ud800"
+
+
+def test_wire_variant_and_utf8_split_helpers():
+    from harness.mock_wire import ends_mid_utf8, wire_variant
+    events = [b"event: a\ndata: 1\n\n", b"event: b\ndata: 2\n\n"]
+    out = wire_variant(events, crlf=True, comments=True)
+    assert out == [b"event: a\r\ndata: 1\r\n\r\n", b": ping\r\n\r\n", b": ping\r\n\r\n",
+                   b"event: b\r\ndata: 2\r\n\r\n"]
+    assert wire_variant(events) == events
+    assert ends_mid_utf8("caf\u00e9".encode()[:-1]) and not ends_mid_utf8("caf\u00e9".encode())
+    assert ends_mid_utf8("\U0001F642".encode()[:3]) and not ends_mid_utf8(b"abc")
+
+
+def test_repro_wire_streams_crlf_comments_and_a_split_character(client):
+    with MockUpstream("anthropic", wire="repro") as mock:
+        prompt = "Reply with exactly: caf\u00e9 ok and nothing else."
+        with client.stream("POST", f"{mock.base_url}/v1/messages", content=_body(prompt, True)) as r:
+            raw = b"".join(r.iter_raw())
+        call = mock.calls[0]
+        assert call.sent == raw and call.version == "1.1"
+        assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r\n: ping\r\n" in raw
+        assert call.utf8_splits == 1 and call.finished
+        from harness.probes import text_from_sse
+        assert text_from_sse(raw) == "caf\u00e9 ok"  # the same answer
+        # a fault keeps its own shape (no wire variant)
+        with client.stream("POST", f"{mock.base_url}/v1/messages", content=_body(prompt, True),
+                           headers={"x-mock-fault": "no_stop"}) as r:
+            assert b"\r\n" not in b"".join(r.iter_raw())
+    with pytest.raises(ValueError):
+        MockUpstream("anthropic", wire="odd")

@@ -28,3 +28,29 @@ def test_quick_plan_is_one_cli_call_per_family():
     from harness.repro import quick_plan
     assert [(i.kind, i.model, i.expect_lane) for i in quick_plan()] == [
         ("cli", "haiku", "zai"), ("cli", "sonnet", "anthropic")]
+
+
+def test_streamed_tokens_carry_the_split_character():
+    from harness.repro import SPLIT_CHAR
+    items = plan(1, "h", "s", long_stream=False)
+    assert all(i.token.endswith(SPLIT_CHAR) for i in items if i.stream)
+    assert not any(SPLIT_CHAR in i.token for i in items if not i.stream)
+
+
+def test_secret_plan_carries_each_lanes_own_key():
+    from harness.repro import secret_plan
+    keys = {"ZAI_API_KEY": "zk-123456789", "ANTHROPIC_AUTH_TOKEN": "ak-123456789"}
+    items = secret_plan("h", "s", keys)
+    assert [(i.auth, i.expect, i.expect_lane) for i in items] == [
+        ("session", "answer", "zai"), ("session", "answer", "anthropic"), (None, "partial", "zai")]
+    for i in items:
+        assert (keys["ZAI_API_KEY"] if i.expect_lane == "zai" else keys["ANTHROPIC_AUTH_TOKEN"]) in i.token
+    assert "reset_mid_stream" in items[2].headers["x-mock-fault"]
+
+
+def test_every_runbook_toggle_is_probed():
+    from harness.repro import NOT_PROBED_TOGGLES, TOGGLE_PROBES, TOGGLES
+    probed = {name for name, _, _ in TOGGLE_PROBES}
+    assert set(TOGGLES) - probed == {"MITM_FILTER_CHAIN"}
+    assert all(n.split()[0] not in probed for n in NOT_PROBED_TOGGLES)
+    assert all("mock" in expect for _, _, expect in TOGGLE_PROBES)
