@@ -14,7 +14,8 @@ client offers it by ALPN, HTTP/2 (the h2 library). The plan is a queue of action
     mid_write    a request's head has arrived: the connection is closed, the request is not read
                  to its end (not a copy: counted in `partials`)
     after_write  the whole request is read (a copy), then the connection closes with no answer
-    mid_answer   the whole request is read, then status, headers and half the body, then close
+    mid_answer   the whole request is read, then status, headers and half the body (of a stream:
+                 half its events), then close
     ok           a valid Messages answer (JSON, or SSE when the request says stream), then the
                  connection is ended (HTTP/1.1 `connection: close`; HTTP/2 GOAWAY)
     keep         as ok, but the connection stays open for the next request (`close_idle()`)
@@ -69,14 +70,28 @@ class Request(NamedTuple):
 
 def answer(body: bytes) -> tuple[bytes, str]:
     """The answer to a request body: (bytes, content type), SSE when it asks to stream."""
+    events, ctype = answer_parts(body)
+    return b"".join(events), ctype
+
+
+def half(payload: bytes, ctype: str) -> bytes:
+    """What `mid_answer` sends of an answer: the first half of its SSE events (whole events), or
+    the first half of its JSON bytes."""
+    if ctype == "text/event-stream":
+        events = payload.split(b"\n\n")[:-1]
+        return b"".join(e + b"\n\n" for e in events[: len(events) // 2])
+    return payload[: len(payload) // 2]
+
+
+def answer_parts(body: bytes) -> tuple[list[bytes], str]:
     try:
         payload = json.loads(body or b"{}")
     except ValueError:
         payload = {}
     model = str(payload.get("model", "m")) if isinstance(payload, dict) else "m"
     if isinstance(payload, dict) and payload.get("stream"):
-        return b"".join(sse_events(model, REPLY, 3, 10)), "text/event-stream"
-    return json.dumps(message_json(model, REPLY, 10, 3)).encode(), "application/json"
+        return sse_events(model, REPLY, 3, 10), "text/event-stream"
+    return [json.dumps(message_json(model, REPLY, 10, 3)).encode()], "application/json"
 
 
 class PhaseMock:
@@ -97,6 +112,7 @@ class PhaseMock:
         self.closed = 0  # connections ended (either side)
         self._idle: dict[int, asyncio.StreamWriter] = {}  # connections waiting for a request
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task] = set()  # the connections' handlers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._stopping: asyncio.Event | None = None
@@ -202,6 +218,7 @@ class PhaseMock:
             self._server.close()
             for writer in list(self._writers):
                 writer.transport.abort()
+            await asyncio.gather(*self._tasks, return_exceptions=True)  # they end at the abort
             await self._server.wait_closed()
 
         asyncio.run(main())
@@ -245,6 +262,10 @@ class PhaseMock:
             conn = self.connections
             self._cond.notify_all()
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
             action = self._take(CONNECTION_ACTIONS)
             if action == "refuse":
@@ -264,16 +285,19 @@ class PhaseMock:
                 await self._serve_h1(conn, reader, writer)
         except (ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError):
             pass  # the client went away: what it sent so far is what was recorded
-        finally:  # (a close that flushes what was written: a half answer must arrive)
+        finally:
+            # A close that flushes what was written first (a half answer must arrive). It counts as
+            # ended at once: a TLS close then waits for the peer's close_notify, and a client may
+            # keep a connection it found broken open for a while (httpcore's HTTP/2 does).
             self._idle.pop(conn, None)
             writer.close()
+            self._note(closed=1)
             try:
                 async with asyncio.timeout(5):
                     await writer.wait_closed()
             except (TimeoutError, ConnectionError, OSError, ssl.SSLError):
                 writer.transport.abort()
             self._writers.discard(writer)
-            self._note(closed=1)
 
     async def _serve_h1(self, conn: int, reader, writer) -> None:
         while True:
@@ -315,7 +339,7 @@ class PhaseMock:
                     + ("retry-after-ms: 1\r\n" if action == "busy" else "")
                     + ("" if keep else "connection: close\r\n") + "\r\n").encode()
             if action == "mid_answer":
-                writer.write(head + payload[: len(payload) // 2])
+                writer.write(head + half(payload, ctype))
                 await writer.drain()
                 return
             writer.write(head + payload)
@@ -386,7 +410,7 @@ class PhaseMock:
                        ("retry-after-ms", "1"), ("content-length", str(len(payload)))]
         h2conn.send_headers(stream_id, headers)
         if action == "mid_answer":
-            _h2_data(h2conn, stream_id, payload[: len(payload) // 2], end=False)
+            _h2_data(h2conn, stream_id, half(payload, ctype), end=False)
             return True
         _h2_data(h2conn, stream_id, payload, end=True)
         if action != "keep":
