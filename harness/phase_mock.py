@@ -149,6 +149,11 @@ class PhaseMock:
         with self._cond:
             return self.connections - self.closed
 
+    def idle_connections(self) -> int:
+        """Connections open and waiting for their next request."""
+        with self._cond:
+            return len(self._idle)
+
     def reset(self) -> None:
         """Forget the plan and the counts (not the open connections)."""
         with self._cond:
@@ -247,9 +252,18 @@ class PhaseMock:
                 self.partials += 1
             self._cond.notify_all()
 
+    def _set_idle(self, conn: int, writer: asyncio.StreamWriter | None) -> None:
+        with self._cond:
+            if writer is None:
+                self._idle.pop(conn, None)
+            else:
+                self._idle[conn] = writer
+            self._cond.notify_all()
+
     async def _close_idle(self) -> int:
-        idle = list(self._idle.values())
-        self._idle.clear()
+        with self._cond:
+            idle = list(self._idle.values())
+            self._idle.clear()
         for writer in idle:
             writer.transport.abort()  # (nothing to flush; a TLS close would wait for the peer)
         for writer in idle:
@@ -289,7 +303,7 @@ class PhaseMock:
             # A close that flushes what was written first (a half answer must arrive). It counts as
             # ended at once: a TLS close then waits for the peer's close_notify, and a client may
             # keep a connection it found broken open for a while (httpcore's HTTP/2 does).
-            self._idle.pop(conn, None)
+            self._set_idle(conn, None)
             writer.close()
             self._note(closed=1)
             try:
@@ -301,10 +315,10 @@ class PhaseMock:
 
     async def _serve_h1(self, conn: int, reader, writer) -> None:
         while True:
-            self._idle[conn] = writer
+            self._set_idle(conn, writer)
             parser = _H1Request()
             data = await reader.read(65536)
-            self._idle.pop(conn, None)
+            self._set_idle(conn, None)
             if not data:
                 return
             action = None
@@ -357,9 +371,9 @@ class PhaseMock:
             while True:
                 await writer.drain()
                 if not streams:
-                    self._idle[conn] = writer
+                    self._set_idle(conn, writer)
                 data = await reader.read(65536)
-                self._idle.pop(conn, None)
+                self._set_idle(conn, None)
                 if not data:
                     return
                 for event in h2conn.receive_data(data):

@@ -53,6 +53,7 @@ def test_keep_leaves_the_connection_open_until_close_idle(plain):
         for nonce in ("nonce-c1", "nonce-c2"):
             assert client.post(plain.base_url + "/x", content=_body(nonce)).status_code == 200
         assert plain.connections == 1 and plain.open_connections() == 1
+        plain.wait_for(lambda: plain.idle_connections() == 1, what="the kept connection idle")
         assert plain.close_idle() == 1
         plain.wait_for(lambda: plain.open_connections() == 0, what="the idle connection closed")
     assert plain.close_idle() == 0
