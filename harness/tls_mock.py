@@ -27,6 +27,26 @@ from hypercorn.config import Config, Sockets
 from harness.mock_wire import message_json, sse_events
 
 
+class Certs(NamedTuple):
+    ca_path: str  # the PEM a client trusts (CCP_CA_BUNDLE)
+    cert_path: str  # the server's chain
+    key_path: str  # the server's private key
+
+
+def throwaway_certs(folder: Path) -> Certs:
+    """A new throwaway CA and a leaf for 127.0.0.1 and localhost, written as PEM files in `folder`."""
+    ca = trustme.CA()
+    ca_path = str(folder / "ca.pem")
+    ca.cert_pem.write_to_path(ca_path)
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    cert_path, key_path = str(folder / "cert.pem"), str(folder / "key.pem")
+    leaf.cert_chain_pems[0].write_to_path(cert_path)
+    for extra in leaf.cert_chain_pems[1:]:
+        extra.write_to_path(cert_path, append=True)
+    leaf.private_key_pem.write_to_path(key_path)
+    return Certs(ca_path, cert_path, key_path)
+
+
 class MockCall(NamedTuple):
     http_version: str  # "2" or "1.1"
     client: tuple[str, int]
@@ -69,14 +89,8 @@ class TlsMock:
         return len({call.client for call in self.calls})
 
     def start(self) -> TlsMock:
-        ca = trustme.CA()
-        ca.cert_pem.write_to_path(self.ca_path)
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
-        cert_path, key_path = Path(self._dir.name) / "cert.pem", Path(self._dir.name) / "key.pem"
-        leaf.cert_chain_pems[0].write_to_path(str(cert_path))
-        for extra in leaf.cert_chain_pems[1:]:
-            extra.write_to_path(str(cert_path), append=True)
-        leaf.private_key_pem.write_to_path(str(key_path))
+        certs = throwaway_certs(Path(self._dir.name))
+        cert_path, key_path = certs.cert_path, certs.key_path
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,8 +1,16 @@
-"""The aiohttp client as an upstream (CCP_UPSTREAM_CLIENT=aiohttp): the A/B baseline of the others."""
+"""The aiohttp client as an upstream (CCP_UPSTREAM_CLIENT=aiohttp): the A/B baseline of the others.
+
+A POST is never sent twice unless nothing of it was written: `send()` tries once more, once, only
+when the connector could not make a new connection (`aiohttp.ClientConnectorError`: refused, reset or
+closed in the TLS handshake; not a certificate or other TLS refusal, never a timeout), which comes
+before any byte of the request. aiohttp itself retries a broken kept connection only for idempotent
+methods, and checks a kept one is still open before it hands it out. Anything after is the 502.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -17,6 +25,16 @@ from proxy.upstream.base import (
     too_large,
 )
 from proxy.upstream.tls import trust
+
+
+def _nothing_written(exc: aiohttp.ClientConnectorError) -> bool:
+    """A failed connect that may pass on a second try (see the module docstring)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return False
+    cause = exc.os_error
+    return not isinstance(cause, ssl.SSLError) or isinstance(
+        cause, ssl.SSLEOFError | ssl.SSLZeroReturnError
+    )
 
 
 class _AiohttpResponse:
@@ -125,22 +143,30 @@ class AiohttpUpstream:
         header_timeout = (
             None if not request.stream and self._json_first else self._settings.header_timeout
         )
-        pending = self._session.request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            data=request.body,
-            timeout=timeout,
-            allow_redirects=False,
-        )
-        try:
-            if header_timeout is None:
-                resp = await pending
-            else:
-                async with asyncio.timeout(header_timeout):
+        loop = asyncio.get_running_loop()
+        headers_by = None if header_timeout is None else loop.time() + header_timeout
+        for tries_left in (1, 0):
+            pending = self._session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                timeout=timeout,
+                allow_redirects=False,
+            )
+            try:
+                if headers_by is None:
                     resp = await pending
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
-        except (aiohttp.ClientError, ConnectionError, OSError) as exc:
-            raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
-        return _AiohttpResponse(resp, self._settings.max_response_bytes)
+                else:
+                    async with asyncio.timeout_at(headers_by):
+                        resp = await pending
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
+            except aiohttp.ClientConnectorError as exc:
+                if tries_left and _nothing_written(exc):
+                    continue
+                raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
+            except (aiohttp.ClientError, ConnectionError, OSError) as exc:
+                raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
+            return _AiohttpResponse(resp, self._settings.max_response_bytes)
+        raise AssertionError("unreachable: the last try returns or raises")

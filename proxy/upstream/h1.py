@@ -488,6 +488,10 @@ class H1Upstream:
             return conn
         if self._tls is None:
             self._tls = trust(self._settings)
+        if conn.closed:  # closed by the upstream before the handshake began (nothing written);
+            # uvloop's start_tls on such a transport never completes (its first write fails)
+            transport.close()
+            raise _NotSent(UpstreamError(f"cannot reach {host}: closed before the TLS handshake"))
         try:
             async with asyncio.timeout(self._tls_timeout):  # (the loop's own limit aborts later)
                 tls_transport = await loop.start_tls(
@@ -521,7 +525,9 @@ class H1Upstream:
             raise _NotSent(
                 UpstreamError(f"cannot reach {host}: TLS handshake broke ({describe(exc)})")
             ) from exc
-        if tls_transport is None:  # (the connection was lost as the handshake ended)
+        if tls_transport is None or tls_transport.is_closing() or conn.closed:
+            # lost as the handshake ended; or (uvloop) lost before its first write, when start_tls
+            # hands back a closed transport with no handshake done
             transport.close()
             raise _NotSent(UpstreamError(f"cannot reach {host}: closed during the TLS handshake"))
         conn.transport = tls_transport

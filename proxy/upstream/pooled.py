@@ -18,18 +18,24 @@ multiplexed beside it; cancelling one reader ends only its own stream.
 Bodies are relayed as raw bytes (`aiter_raw`): never decoded, `content-encoding` passes unchanged. No
 default headers, cookies, redirects or environment proxies are added.
 
-A POST is never sent twice here: httpcore itself only retries what it never wrote (a new connection's
-connect, an HTTP/2 connection that was not available), and this client adds no retry of its own; a
-failure after the request went out is the client's 502. Only public httpx/httpcore API is used; one
-consequence: an HTTP/2 stream the client abandons is forgotten by httpcore without an RST_STREAM
-(the upstream stops at its flow-control window), one reason HTTP/2 is not the default
-(docs/upstream-clients.md).
+A POST is never sent twice unless nothing of it was written. `send()` tries once more, once, only
+when the failure provably came before the first byte of this attempt: the connect or the TLS
+handshake of a new connection was refused, reset or closed (`httpcore.ConnectError`, not a
+certificate or other TLS refusal, never a timeout), or the connection it was given had been closed
+by the upstream, found before writing (`_PhasedStream.write` asks the kernel, POLLRDHUP, before an
+attempt's first write; httpcore itself looks for that on idle HTTP/1.1 connections but not on
+HTTP/2 ones). Any failure after a byte went out is the client's 502; httpcore's own retries are of
+what it never wrote. Only public httpx/httpcore API is used; one consequence: an HTTP/2 stream the
+client abandons is forgotten by httpcore without an RST_STREAM (the upstream stops at its
+flow-control window), one reason HTTP/2 is not the default (docs/upstream-clients.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import select
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -69,8 +75,61 @@ _BROKEN = (
 )
 
 
+# POLLRDHUP: the peer closed its side (Linux). Without it a readable socket may only hold data.
+_RDHUP = getattr(select, "POLLRDHUP", 0) if hasattr(select, "poll") else 0
+_PEER_GONE = (_RDHUP | select.POLLHUP | select.POLLERR) if _RDHUP else 0  # 0: not asked
+# TLS failures that are a closed connection, not a refusal (a second try may pass)
+_TLS_CLOSED = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
+
+
+class _Attempt:
+    """One try of one request: whether any byte of it (or of its new connection) was written."""
+
+    __slots__ = ("written",)
+
+    def __init__(self) -> None:
+        self.written = False
+
+
+# the attempt under way in this task (set by send(); the writes of one request happen in its task)
+_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+    "ccp_upstream_attempt", default=None
+)
+
+
+class _ClosedBeforeWrite(httpcore.WriteError):
+    """The connection had been closed by the upstream before this attempt wrote anything."""
+
+
+def _peer_closed(stream: httpcore.AsyncNetworkStream) -> bool:
+    """Whether the upstream has closed this connection (a FIN or RST has arrived)."""
+    sock = stream.get_extra_info("socket")
+    if not _PEER_GONE or sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), _PEER_GONE)
+    return bool(poller.poll(0))
+
+
+def _nothing_written(exc: BaseException, attempt: _Attempt) -> bool:
+    """Whether `exc` ended an attempt before any byte of it left: may be tried once more."""
+    if isinstance(exc, _ClosedBeforeWrite):
+        return True
+    if attempt.written or not isinstance(exc, httpcore.ConnectError | httpx.ConnectError):
+        return False
+    cause: BaseException | None = exc
+    for _ in range(8):  # (the chain is short: httpcore's error, anyio's, the ssl module's)
+        if cause is None:
+            break
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, _TLS_CLOSED):
+            return False  # a certificate or protocol refusal would be refused again
+        cause = cause.__cause__ or cause.__context__
+    return True
+
+
 class _PhasedStream(httpcore.AsyncNetworkStream):
-    """A TCP stream whose TLS handshake has its own timeout."""
+    """A TCP stream whose TLS handshake has its own timeout, and whose first write of an attempt
+    first checks that the upstream has not closed it (see the module docstring)."""
 
     def __init__(self, inner: httpcore.AsyncNetworkStream, tls_timeout: float) -> None:
         self._inner = inner
@@ -80,6 +139,11 @@ class _PhasedStream(httpcore.AsyncNetworkStream):
         return await self._inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        attempt = _ATTEMPT.get()
+        if attempt is not None and not attempt.written:
+            if _peer_closed(self._inner):
+                raise _ClosedBeforeWrite("the upstream had closed the connection")
+            attempt.written = True
         await self._inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
@@ -92,11 +156,12 @@ class _PhasedStream(httpcore.AsyncNetworkStream):
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
         try:
-            return await self._inner.start_tls(ssl_context, server_hostname, self._tls_timeout)
+            tls = await self._inner.start_tls(ssl_context, server_hostname, self._tls_timeout)
         except httpcore.ConnectTimeout as exc:
             raise httpcore.ConnectTimeout(
                 f"TLS handshake not done within {self._tls_timeout:g}s (CCP_TLS_TIMEOUT)"
             ) from exc
+        return _PhasedStream(tls, self._tls_timeout)  # (its writes are checked too)
 
     def get_extra_info(self, info: str):
         return self._inner.get_extra_info(info)
@@ -295,16 +360,29 @@ class HttpxUpstream:
             headers=[(k, v) for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED],
             extensions={"timeout": self._timeouts},
         )
-        try:
-            async with asyncio.timeout_at(headers_by):
-                resp = await self._client.send(out, stream=True)
-        except httpcore.ConnectTimeout as exc:
-            raise UpstreamTimeout(f"cannot connect to {request.host}: {describe(exc)}") from exc
-        except _TIMEOUTS as exc:
-            raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
-        except _BROKEN as exc:
-            raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
-        return _HttpxResponse(resp, self, s.sse_idle_timeout if request.stream else None, deadline)
+        for tries_left in (1, 0):
+            attempt = _Attempt()
+            token = _ATTEMPT.set(attempt)
+            try:
+                async with asyncio.timeout_at(headers_by):
+                    resp = await self._client.send(out, stream=True)
+            except httpcore.ConnectTimeout as exc:
+                raise UpstreamTimeout(f"cannot connect to {request.host}: {describe(exc)}") from exc
+            except _TIMEOUTS as exc:
+                raise UpstreamTimeout(f"no response headers from {request.host} in time") from exc
+            except _BROKEN as exc:
+                if tries_left and _nothing_written(exc, attempt):
+                    log.debug(
+                        "nothing was written to %s (%s): once more", request.host, describe(exc)
+                    )
+                    continue
+                raise UpstreamError(f"cannot reach {request.host}: {describe(exc)}") from exc
+            finally:
+                _ATTEMPT.reset(token)
+            return _HttpxResponse(
+                resp, self, s.sse_idle_timeout if request.stream else None, deadline
+            )
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _aclose_later(self, resp: httpx.Response) -> None:
         """release()/close() are sync in the seam; the close itself is async, so it is scheduled."""

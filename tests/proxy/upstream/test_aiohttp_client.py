@@ -172,3 +172,72 @@ def test_an_answer_past_max_response_bytes_is_cut(client_kind):
         resp.close()
 
     _run({"CCP_MAX_RESPONSE_BYTES": "8"}, go, client_kind)
+
+
+@pytest.fixture(scope="module")
+def phases():
+    from harness.phase_mock import PhaseMock
+
+    with PhaseMock(tls=True) as mock:
+        yield mock
+
+
+def _phase_run(phases, fn, *plan, trusted=True):
+    """fn(client, base_url) with an aiohttp client against the phase mock, `plan` queued."""
+    phases.wait_for(lambda: phases.open_connections() == 0, what="the last test's connections")
+    phases.reset()
+    phases.plan(*plan)
+
+    async def main():
+        client = AiohttpUpstream(load_settings({"CCP_CA_BUNDLE": phases.ca_path} if trusted else {}))
+        await client.start()
+        try:
+            return await fn(client, phases.base_url)
+        finally:
+            await client.close()
+    return asyncio.run(main())
+
+
+def _nonce_req(base, nonce):
+    return UpstreamRequest("POST", base + "/v1/messages", {"content-type": "application/json"},
+                           b'{"model":"m","n":"%s"}' % nonce.encode(), False)
+
+
+@pytest.mark.parametrize("phase", ["refuse", "tls_close"])
+def test_a_connection_broken_before_anything_was_written_is_tried_once_more(phases, phase):
+    async def go(client, base):
+        resp = await client.send(_nonce_req(base, "nonce-a1"))
+        body = await resp.read()
+        resp.release()
+        return resp.status, body
+
+    status, body = _phase_run(phases, go, phase, "ok")
+    assert status == 200 and json.loads(body)["type"] == "message"
+    assert phases.copies("nonce-a1") == 1 and phases.pending == []
+    assert phases.connections == 2 and phases.handshakes == 1
+
+
+@pytest.mark.parametrize(("plan", "connections", "copies"), [
+    (("refuse", "tls_close", "ok"), 2, 0),  # a second broken handshake is the answer
+    (("mid_write", "ok"), 1, 0),  # bytes of it left: never again
+    (("after_write", "ok"), 1, 1),
+])
+def test_only_one_retry_and_none_after_a_byte_left(phases, plan, connections, copies):
+    async def go(client, base):
+        with pytest.raises(UpstreamError) as info:
+            await client.send(_nonce_req(base, "nonce-b1"))
+        return info.value
+
+    error = _phase_run(phases, go, *plan)
+    assert error.err_type == "net" and phases.pending == ["ok"]
+    assert phases.connections == connections and phases.copies("nonce-b1") == copies
+
+
+def test_an_untrusted_certificate_is_not_tried_again(phases):
+    async def go(client, base):
+        with pytest.raises(UpstreamError) as info:
+            await client.send(_nonce_req(base, "nonce-c1"))
+        return info.value
+
+    error = _phase_run(phases, go, trusted=False)
+    assert "CERTIFICATE" in error.message.upper() and phases.connections == 1

@@ -278,3 +278,31 @@ def test_a_head_answer_ends_at_its_headers(mock):
         return resp.status, body
 
     assert _run(go, mock) == (200, b"")
+
+
+def test_under_uvloop_a_connection_closed_before_its_handshake_is_tried_once_more():
+    """uvloop's start_tls on a connection the upstream closed as it accepted may hand back a closed
+    transport with no handshake done; that is nothing written, tried once more, never a hang."""
+    uvloop = pytest.importorskip("uvloop")
+    from harness.phase_mock import PhaseMock
+
+    with PhaseMock(tls=True) as phases:
+        async def main():
+            client = _client(phases, json_timeout="5s")
+            await client.start()
+            seen = []
+            try:
+                for _ in range(20):  # the close races the client's start_tls: many tries
+                    phases.plan("refuse", "ok")
+                    resp = await client.send(_post(phases.base_url))
+                    await resp.read()
+                    resp.close()
+                    seen.append((resp.status, phases.pending))
+            finally:
+                await client.close()
+            return seen
+
+        seen = uvloop.run(main())
+        assert seen == [(200, [])] * 20
+        assert phases.connections == 40 and phases.handshakes == 20
+        assert len([r for r in phases.requests if r.complete]) == 20

@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from harness.phase_mock import PhaseMock
 from harness.tls_mock import TlsMock
 from proxy.config.load import load_settings
 from proxy.core.errors import UpstreamError, UpstreamTimeout
@@ -236,28 +237,134 @@ def test_closing_an_unfinished_http1_stream_closes_its_connection(run):
     assert run({"CCP_FORCE_H1": "1"}, go) == EVENTS[0]
 
 
-def _pooled_sockets(client) -> list[socket.socket]:
-    pool = client._client._transport._pool
-    return [conn._connection._network_stream.get_extra_info("socket") for conn in pool.connections]
+@pytest.fixture(scope="module")
+def phases():
+    with PhaseMock(tls=True) as mock:
+        yield mock
 
 
-def test_a_failure_after_the_request_may_have_left_is_not_retried(run, mock):
-    """A pooled HTTP/2 connection that died while idle fails the request as it is written: the
-    request may have reached the upstream, so it is the client's 502, never sent a second time."""
+def _phase_run(phases, env, fn, *plan):
+    """fn(client, base_url) against the phase mock, its counts reset and `plan` queued."""
+    phases.wait_for(lambda: phases.open_connections() == 0, what="the last test's connections")
+    phases.reset()
+    phases.plan(*plan)
+
+    async def main():
+        client = HttpxUpstream(load_settings({"CCP_CA_BUNDLE": phases.ca_path, **env}))
+        await client.start()
+        try:
+            return await fn(client, phases.base_url)
+        finally:
+            await client.close()
+    return asyncio.run(main())
+
+
+def _nonce_req(base, nonce, stream=False):
+    return UpstreamRequest("POST", base + "/v1/messages", {"content-type": "application/json"},
+                           b'{"model":"m","stream":%s,"n":"%s"}' % (b"true" if stream else b"false",
+                                                                   nonce.encode()), stream)
+
+
+@pytest.mark.parametrize("force_h1", ["0", "1"])
+@pytest.mark.parametrize("phase", ["refuse", "tls_close"])
+def test_a_connection_broken_before_anything_was_written_is_tried_once_more(phases, phase,
+                                                                           force_h1):
     async def go(client, base):
-        resp = await client.send(_req(base, "/json"))
-        assert await resp.read() == b'{"ok":true}'
+        resp = await client.send(_nonce_req(base, "nonce-a1"))
+        body = await resp.read()
         resp.release()
-        [sock] = _pooled_sockets(client)
-        sock.shutdown(socket.SHUT_RDWR)  # the connection is dead, the pool does not know yet
+        return resp.status, body
+
+    status, body = _phase_run(phases, {"CCP_FORCE_H1": force_h1}, go, phase, "ok")
+    assert status == 200 and b'"type": "message"' in body
+    assert phases.copies("nonce-a1") == 1 and phases.pending == []
+    assert phases.connections == 2 and phases.handshakes == 1
+
+
+def test_two_broken_handshakes_are_the_answer(phases):
+    async def go(client, base):
+        with pytest.raises(UpstreamError) as info:
+            await client.send(_nonce_req(base, "nonce-b1"))
+        return info.value
+
+    error = _phase_run(phases, {}, go, "tls_close", "tls_close", "ok")
+    assert error.err_type == "net" and phases.pending == ["ok"] and phases.connections == 2
+
+
+def test_an_untrusted_certificate_is_not_tried_again(phases):
+    phases.wait_for(lambda: phases.open_connections() == 0, what="the last test's connections")
+    phases.reset()
+
+    async def go():
+        client = HttpxUpstream(load_settings({}))  # the phase mock's CA is unknown
+        await client.start()
+        try:
+            with pytest.raises(UpstreamError) as info:
+                await client.send(_nonce_req(phases.base_url, "nonce-c1"))
+        finally:
+            await client.close()
+        return info.value
+
+    error = asyncio.run(go())
+    assert "CERTIFICATE" in error.message.upper() and phases.connections == 1
+
+
+@pytest.mark.parametrize("force_h1", ["0", "1"])
+@pytest.mark.parametrize("phase", ["mid_write", "after_write"])
+def test_a_failure_after_the_request_may_have_left_is_not_retried(phases, phase, force_h1):
+    """Bytes of the request went out: it may have reached the upstream, so it is the client's 502,
+    never sent a second time."""
+
+    async def go(client, base):
+        with pytest.raises(UpstreamError) as info:
+            await client.send(_nonce_req(base, "nonce-d1"))
+        return info.value
+
+    error = _phase_run(phases, {"CCP_FORCE_H1": force_h1}, go, phase, "ok")
+    assert error.err_type == "net" and phases.pending == ["ok"] and phases.connections == 1
+    assert phases.copies("nonce-d1") == (1 if phase == "after_write" else 0)
+
+
+@pytest.mark.parametrize("force_h1", ["0", "1"])
+def test_a_kept_connection_the_upstream_closed_while_idle_is_replaced_before_writing(phases,
+                                                                                    force_h1):
+    """httpcore looks for that on an idle HTTP/1.1 connection itself, not on an HTTP/2 one: the
+    first write of an attempt asks the kernel whether the upstream has gone."""
+
+    async def go(client, base):
+        first = await client.send(_nonce_req(base, "nonce-e1"))
+        await first.read()
+        first.release()
+        phases.wait_for(lambda: phases.idle_connections() == 1, what="the kept connection idle")
+        assert phases.close_idle() == 1  # the upstream's keep-alive ran out
+        second = await client.send(_nonce_req(base, "nonce-e2"))
+        body = await second.read()
+        second.release()
+        return first.h2, second.status, body
+
+    h2, status, body = _phase_run(phases, {"CCP_FORCE_H1": force_h1}, go, "keep")
+    assert h2 is (force_h1 == "0") and status == 200 and b"message" in body
+    assert phases.copies("nonce-e1") == phases.copies("nonce-e2") == 1
+    assert phases.connections == 2 and len(phases.requests) == 2
+
+
+def test_a_connect_failure_is_tried_once_only(run, monkeypatch):
+    import httpcore
+
+    async def go(client, base):
+        calls = []
+
+        async def refused(request, **kw):
+            calls.append(request)
+            raise httpcore.ConnectError("[Errno 111] Connection refused")
+
+        monkeypatch.setattr(client._client, "send", refused)
         with pytest.raises(UpstreamError) as info:
             await client.send(_req(base, "/json"))
-        after = await client.send(_req(base, "/json"))  # the next one gets a new connection
-        return info.value, await after.read()
+        return len(calls), info.value
 
-    error, body = run({}, go)
-    assert error.err_type == "net" and body == b'{"ok":true}'
-    assert len([c for c in mock.calls if c.method == "POST"]) == 2
+    n, error = run({}, go)
+    assert n == 2 and error.err_type == "net" and "refused" in error.message
 
 
 def test_no_retry_of_its_own(run, mock, monkeypatch):
