@@ -207,6 +207,11 @@ class SseMeter:
         self.signatures: list[str] = []  # thinking signatures seen (for cross-lane hygiene)
         self._split = EventSplitter()
 
+    @property
+    def mid_event(self) -> bool:
+        """Whether the bytes so far stop inside an event (a stream cut there)."""
+        return self._split.pending
+
     def feed(self, chunk: bytes) -> None:
         self.bytes += len(chunk)
         split = self._split

@@ -149,11 +149,13 @@ async def relay_stream(
             await down.end()
         else:  # the upstream ended short of its last event: the client is told, as a converted
             # stream tells it, rather than left with a stream that just stops
-            await _tell_client(down, ex.protocol_in.stream_error("api_error", INCOMPLETE_MESSAGE))
+            await _tell_client(
+                down, _after(meter, ex.protocol_in.stream_error("api_error", INCOMPLETE_MESSAGE))
+            )
     except BREAKS as exc:
         told = broken(rec, exc)
         if told is not None:
-            await _tell_client(down, ex.protocol_in.stream_error(*told))
+            await _tell_client(down, _after(meter, ex.protocol_in.stream_error(*told)))
         elif not isinstance(exc, ConnectionError):
             raise
     finally:
@@ -166,6 +168,12 @@ async def relay_stream(
         rec["sse"] = meter.summary(ms(t_start, end))
         ex.signatures = meter.signatures
         settle(ex, meter, relayed, meter.complete)
+
+
+def _after(meter: SseMeter, event: bytes) -> bytes:
+    """`event`, begun on a line of its own: a stream cut inside an event gets that event's end first,
+    or the client's parser would read the error's lines as the rest of the broken one."""
+    return b"\n\n" + event if meter.mid_event else event
 
 
 async def _tell_client(down: Downstream, event: bytes) -> None:

@@ -54,6 +54,25 @@ def test_stream_passthrough_is_byte_exact_and_accounted(tmp_path):
     assert (rec["in_tokens"], rec["out_tokens"], rec["reason"]) == (4, 6, "streaming")
 
 
+def test_a_stream_cut_inside_an_event_still_ends_with_a_readable_error_event(tmp_path):
+    half = SSE[1][: len(SSE[1]) // 2]  # the upstream dies in the middle of a delta's data line
+
+    async def go(client, upstream):
+        upstream.responses.append(FakeResponse.sse([SSE[0], half], fail_after=2,
+                                                   fail_with=StreamIdle("idle")))
+        resp = await client.post("/v1/messages", json={"model": "claude-sonnet-4-5", "stream": True})
+        body = await resp.read()
+        assert body.startswith(SSE[0] + half)
+        # what an SSE parser sees after the cut: the broken event ended, then a whole error event
+        events = body[len(SSE[0]):].split(b"\n\n")
+        error = [e for e in events if e.startswith(b"event: error\n")]
+        assert len(error) == 1
+        assert json.loads(error[0].split(b"data: ", 1)[1])["error"]["type"] == "timeout_error"
+
+    [rec] = run(go, tmp_path)
+    assert (rec["err_type"], rec["sse"]["complete"]) == ("idle_timeout", False)
+
+
 def test_idle_stream_gets_error_event_and_is_recorded(tmp_path):
     async def go(client, upstream):
         upstream.responses.append(FakeResponse(200, [("content-type", "text/event-stream")], SSE,
