@@ -227,8 +227,8 @@ def v1_columns(table="samples"):
 def test_an_old_store_opens_at_the_latest_version_with_the_new_columns_and_its_rows(tmp_path):
     path = old_store(tmp_path / "old.sqlite3")
     conn = connect(path)
-    assert SCHEMA_VERSION == 2 and schema_version(conn) == SCHEMA_VERSION
-    assert {"upstream_model", "retries"} <= {name for name, _ in columns(conn)}
+    assert SCHEMA_VERSION == 3 and schema_version(conn) == SCHEMA_VERSION
+    assert {"upstream_model", "retries", "instance"} <= {name for name, _ in columns(conn)}
     rows = {r["rid"]: dict(r) for r in conn.execute("SELECT * FROM samples")}
     assert set(rows) == {"mapped", "plain", "torn"}
     # filled from the JSON line the store kept; a line without the fields, or not JSON, leaves NULL
