@@ -98,10 +98,7 @@ async def stop_usage(state: ShimState, task: asyncio.Task | None) -> None:
             await task
     store = state.store
     if store is not None:
-        await asyncio.to_thread(store.close)
-        if store.degraded is None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(store.refresh, time.time())
+        await asyncio.to_thread(store.close, 10.0, time.time())
 
 
 # ---------------------------------------------------------------- helpers

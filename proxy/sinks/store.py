@@ -790,16 +790,23 @@ class UsageStore:
                 self._cond.wait(left)
         return True
 
-    def close(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
+    def close(self, timeout: float = 10.0, refresh_at: float | None = None) -> None:
+        """Stop the writer (what is queued is written first); with `refresh_at`, refresh the
+        rollups once more (the shim's stop); then close the engine's readers."""
+        if self._thread is not None:
+            self._stop = True
+            self._stopping.set()
+            self._wake.set()
+            self._thread.join(timeout)
+            self._thread = None
+        try:
+            if refresh_at is not None and self.degraded is None:
+                try:
+                    self.refresh(refresh_at)
+                except self.engine.errors as exc:
+                    log.warning("usage store rollup failed: %s: %s", type(exc).__name__, exc)
+        finally:
             self.engine.close()
-            return
-        self._stop = True
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(timeout)
-        self._thread = None
-        self.engine.close()
 
     def _count_errors(self, n: int, exc: BaseException | None = None) -> None:
         """`n` records the store could not keep; `exc` the reason, when this is where it failed
