@@ -65,6 +65,9 @@ MODEL_FILE = "model"  # <config home>/model: the persisted manual override (`ccp
 DB_FILE = "ccp.sqlite3"  # the usage store, in the logs folder unless CCP_DB_PATH names another
 DEFAULT_ROLLUP_INTERVAL = 300.0
 DEFAULT_SAMPLE_TTL_DAYS = 7
+# a shim on a shared (PostgreSQL) store rebuilds its quota book from it this often, so what the other
+# shims answered counts against the quotas too (0: only at start and on a reload)
+DEFAULT_QUOTA_SYNC = 10.0
 DEFAULT_STORE_QUEUE_MAX = 100_000  # proxy.sinks.store.DEFAULT_QUEUE_MAX
 STORE_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
 QUOTAS_FILE = "quotas.yaml"  # <config home>/quotas.yaml (user) before configs/quotas.yaml (repo)
@@ -172,6 +175,7 @@ class Settings:
     # several shims share; proxy.sinks.store_pg). See `store_target`.
     store_url: str | None = None
     store_queue_max: int = DEFAULT_STORE_QUEUE_MAX  # CCP_STORE_QUEUE_MAX: rows waiting, at most
+    quota_sync: float = DEFAULT_QUOTA_SYNC  # CCP_QUOTA_SYNC: the quota book re-read (PostgreSQL)
     instance: str = ""  # CCP_INSTANCE: which shim wrote a stored row ("": <hostname>:<port>)
     rollup_interval: float = DEFAULT_ROLLUP_INTERVAL  # CCP_ROLLUP_INTERVAL: hour/day rollups
     sample_ttl_days: int = DEFAULT_SAMPLE_TTL_DAYS  # CCP_SAMPLE_TTL_DAYS: 0 keeps samples forever
@@ -279,6 +283,7 @@ class Settings:
             ("sample_ttl_days", ("CCP_SAMPLE_TTL_DAYS",), parse_count),
             ("store_queue_max", ("CCP_STORE_QUEUE_MAX",), parse_positive),
             ("store_url", ("CCP_STORE_URL",), parse_store_url),
+            ("quota_sync", ("CCP_QUOTA_SYNC",), parse_duration),
             ("reroute_mode", ("CCP_REROUTE_MODE",), parse_reroute_mode),
             ("dev_enable", ("CCP_DEV_ENABLE",), parse_bool),
             ("licence_enforce", ("CCP_LICENSE_ENFORCE",), parse_bool),
