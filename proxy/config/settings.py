@@ -173,7 +173,7 @@ class Settings:
     db_path: str | None = None  # CCP_DB_PATH (None: <logs_dir>/ccp.sqlite3; see `db_file`)
     # CCP_STORE_URL: unset or sqlite:///path (the embedded file), or postgresql://… (one database
     # several shims share; proxy.sinks.store_pg). See `store_target`.
-    store_url: str | None = None
+    store_url: str | None = field(default=None, repr=False)  # (it may carry a password)
     store_queue_max: int = DEFAULT_STORE_QUEUE_MAX  # CCP_STORE_QUEUE_MAX: rows waiting, at most
     quota_sync: float = DEFAULT_QUOTA_SYNC  # CCP_QUOTA_SYNC: the quota book re-read (PostgreSQL)
     instance: str = ""  # CCP_INSTANCE: which shim wrote a stored row ("": <hostname>:<port>)
