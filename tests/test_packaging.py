@@ -35,7 +35,7 @@ IMPORT_TO_REQUIREMENT = {
     "psycopg": "psycopg[binary,pool]", "psycopg_pool": "psycopg[binary,pool]",
 }
 # proxy/ modules that import an extra's packages, and which extra (the shim imports them only when
-# the store is PostgreSQL: proxy.sinks.store.open_engine)
+# the store is PostgreSQL: proxy.sinks.engines.open_engine)
 OPTIONAL_MODULES = {"proxy/sinks/store_pg.py": "postgres"}
 # required, never imported: aiohttp decodes `content-encoding: br` request bodies with it
 UNIMPORTED_RUNTIME = {"brotli"}

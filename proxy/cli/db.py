@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from proxy.config.load import load_settings
+from proxy.sinks.engines import open_engine
 from proxy.sinks.store import (
     _AGG,
     GRANULARITIES,
@@ -32,7 +33,6 @@ from proxy.sinks.store import (
     connect,
     insert_records,
     is_postgres,
-    open_engine,
     refresh_rollups,
     rollup_rows,
     sqlite_path,

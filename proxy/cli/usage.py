@@ -24,8 +24,9 @@ from proxy.cli.db import db_main, export_csv, import_jsonl, merge_stores  # noqa
 from proxy.config.load import load_settings
 from proxy.config.quotas import Quota, book_span
 from proxy.config.settings import Settings
+from proxy.sinks.engines import open_engine
 from proxy.sinks.quotas import QuotaBook
-from proxy.sinks.store import is_postgres, open_engine
+from proxy.sinks.store import is_postgres
 from proxy.sinks.usage_summary import (
     gauge_banner,
     gauge_lines,

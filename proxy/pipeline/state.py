@@ -27,6 +27,7 @@ from proxy.core.thinking import SignatureBook
 from proxy.core.trust import Trust
 from proxy.pipeline import controls as rc
 from proxy.pipeline.sessions import SessionRegistry
+from proxy.sinks.engines import open_store
 from proxy.sinks.health import PARTIAL, STORE, USAGE_LOG, Sinks
 from proxy.sinks.metrics import Metrics
 from proxy.sinks.partials import write_partial
@@ -179,11 +180,11 @@ class ShimState:
         is what the log says. Runs before the shim serves: nothing is written meanwhile."""
         s = self.settings
         if s.persist:
-            self.store = UsageStore(
+            self.store = open_store(
                 s.store_target,
-                s.sample_ttl_days,
-                self.metrics,
-                self.sinks[STORE],
+                ttl_days=s.sample_ttl_days,
+                metrics=self.metrics,
+                health=self.sinks[STORE],
                 instance=s.instance or None,
                 queue_max=s.store_queue_max,
             )

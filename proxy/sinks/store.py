@@ -593,8 +593,8 @@ def status(path: str | os.PathLike) -> dict:
 # ---------------------------------------------------------------- engines
 # One interface, two engines: `CCP_STORE_URL` unset or `sqlite:///path` is the embedded file above
 # (SqliteEngine, today's code and speed), `postgresql://…` one database several shims share
-# (proxy.sinks.store_pg.PgEngine, psycopg 3). The writer thread and every reader go through these
-# methods only; the SQL helpers above stay the SQLite engine's.
+# (proxy.sinks.store_pg.PgEngine, psycopg 3; proxy.sinks.engines.open_engine picks one). The writer
+# thread and every reader go through these methods only; the SQL helpers above stay SQLite's.
 DEFAULT_QUEUE_MAX = 100_000  # CCP_STORE_QUEUE_MAX: rows waiting for the store, at most
 RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # the writer's backoff while a database is unreachable (seconds)
 SQLITE_SCHEME = "sqlite://"
@@ -681,15 +681,6 @@ class SqliteEngine:
         pass
 
 
-def open_engine(target: str | os.PathLike):
-    """The engine of a store target: a `postgresql://` URL, a `sqlite:///` URL or a file path."""
-    if is_postgres(target):
-        from proxy.sinks.store_pg import PgEngine  # only a PostgreSQL store needs psycopg
-
-        return PgEngine(str(target))
-    return SqliteEngine(target)
-
-
 # ---------------------------------------------------------------- the shim's store
 class UsageStore:
     """One shim's store: a writer thread fed by a queue, and read helpers for the API.
@@ -713,8 +704,16 @@ class UsageStore:
         health: SinkHealth | None = None,
         instance: str | None = None,
         queue_max: int = DEFAULT_QUEUE_MAX,
+        engine: Any = None,
     ) -> None:
-        self.engine = open_engine(path)
+        if engine is None:
+            if is_postgres(path):
+                raise ValueError(
+                    "a PostgreSQL store is opened with its engine: "
+                    "UsageStore(url, engine=proxy.sinks.engines.open_engine(url))"
+                )
+            engine = SqliteEngine(path)
+        self.engine = engine
         self.where = self.engine.where
         self.path = Path(self.where) if self.engine.name == "sqlite" else self.where
         self.ttl_days = ttl_days

@@ -470,10 +470,9 @@ def test_the_queue_is_bounded_and_what_it_cannot_hold_is_counted(tmp_path):
     store.close()
 
 
-def test_the_engine_is_chosen_by_the_target():
-    from proxy.sinks.store import SqliteEngine, is_postgres, open_engine, sqlite_path
+def test_a_store_target_is_a_url_or_a_path():
+    from proxy.sinks.store import SqliteEngine, is_postgres, sqlite_path
     assert is_postgres("postgresql://u@h/db") and is_postgres("postgres://h/db")
     assert not is_postgres("/var/ccp.sqlite3")
     assert sqlite_path("sqlite:///var/ccp.sqlite3") == "/var/ccp.sqlite3"
-    engine = open_engine("sqlite:///tmp/x.sqlite3")
-    assert isinstance(engine, SqliteEngine) and engine.where == "/tmp/x.sqlite3"
+    assert SqliteEngine("sqlite:///tmp/x.sqlite3").where == "/tmp/x.sqlite3"

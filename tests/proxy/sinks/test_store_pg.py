@@ -3,7 +3,9 @@ import pytest
 
 from proxy.core.record import utc_timestamp
 from proxy.sinks.metrics import Metrics
-from proxy.sinks.store import SchemaError, UsageStore, insert_records as sqlite_insert
+from proxy.sinks.engines import open_store
+from proxy.sinks.store import SchemaError, UsageStore
+from proxy.sinks.store import insert_records as sqlite_insert
 from proxy.sinks.store import connect as sqlite_connect
 from proxy.sinks.store import rollup_rows as sqlite_rollups
 from proxy.sinks.store_pg import (
@@ -145,7 +147,7 @@ def test_the_store_writes_through_the_engine_and_keeps_batches_while_the_server_
     server = make_postgres()
     url = server.database("outage")
     metrics = Metrics()
-    store = UsageStore(url, metrics=metrics, instance="i1", queue_max=30)
+    store = open_store(url, metrics=metrics, instance="i1", queue_max=30)
     assert store.start()
     for i in range(20):
         store.write(rec(f"r{i}", T0 + i))
@@ -167,7 +169,7 @@ def test_a_store_whose_server_is_down_at_start_writes_once_it_is_up(make_postgre
     server = make_postgres()
     url = server.database("late")
     server.stop()
-    store = UsageStore(url, instance="i1")
+    store = open_store(url, instance="i1")
     assert not store.start(timeout=0.5)
     store.write(rec("r0", T0))
     server.start()
@@ -178,3 +180,8 @@ def test_a_store_whose_server_is_down_at_start_writes_once_it_is_up(make_postgre
 def test_redact_url():
     assert redact_url("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_a_postgresql_url_needs_its_engine():
+    with pytest.raises(ValueError, match="open_engine"):
+        UsageStore("postgresql://u@h/db")
