@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import httpx
@@ -28,15 +29,19 @@ SHIMS = 3
 
 
 def start_shims(tmp_path, url, mock_anthropic, mock_zai, prefix="s"):
+    """SHIMS real shims on one store, started side by side (each waits for its own /readyz)."""
     env = {**lane_env(mock_anthropic.base_url, mock_zai.zai_base_url), "CCP_STORE_URL": url}
-    shims = []
+    shims = [ShimProcess(tmp_path / f"{prefix}{i}", {**env, "CCP_INSTANCE": f"{prefix}{i}"},
+                         ready_path="/readyz") for i in range(SHIMS)]
+    with ThreadPoolExecutor(SHIMS) as pool:
+        started = [pool.submit(s.start) for s in shims]
     try:
-        for i in range(SHIMS):
-            shims.append(ShimProcess(tmp_path / f"{prefix}{i}", {**env, "CCP_INSTANCE": f"{prefix}{i}"},
-                                     ready_path="/readyz").start())
+        for f in started:
+            f.result()
     except BaseException:
         for shim in shims:
-            shim.stop()
+            if shim.proc is not None:
+                shim.stop()
         raise
     return shims
 
@@ -128,8 +133,8 @@ def test_three_shims_share_one_store_one_row_per_request_and_rollups_add_up(
 
 
 def test_postgresql_stopped_mid_load_every_request_answered_every_record_once(
-        tmp_path, make_postgres, mock_anthropic, mock_zai, keys):
-    server = make_postgres()
+        tmp_path, pg_server, mock_anthropic, mock_zai, keys):
+    server = pg_server  # the session's: stopped and started again here (the finally makes sure)
     url = server.database("outage")
     shims = start_shims(tmp_path, url, mock_anthropic, mock_zai, prefix="o")
     clients = [sdk(s, keys) for s in shims]
@@ -167,6 +172,8 @@ def test_postgresql_stopped_mid_load_every_request_answered_every_record_once(
     finally:
         stop.set()
         worker.join(30)
+        if phase[0] != "back":
+            server.start()
     try:
         assert not errors, errors[0]
         rids = [a[3] for a in answered]
