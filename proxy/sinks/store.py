@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 try:
     import orjson
@@ -603,6 +604,21 @@ PG_SCHEMES = ("postgresql://", "postgres://")
 
 def is_postgres(target: str | os.PathLike) -> bool:
     return str(target).startswith(PG_SCHEMES)
+
+
+def shown_target(target: str | os.PathLike) -> str:
+    """A store target as logs and status show it: a URL's password as ***."""
+    text = str(target)
+    if not is_postgres(text) or "@" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        if parts.password is None:
+            return text
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+        return urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
+    except ValueError:
+        return text.split("://", 1)[0] + "://?"
 
 
 def sqlite_path(target: str | os.PathLike) -> str:

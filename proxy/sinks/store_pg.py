@@ -26,7 +26,6 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -41,6 +40,7 @@ from proxy.sinks.store import (
     iso,
     log_tail,
     sample_row,
+    shown_target,
 )
 
 log = logging.getLogger("ccp.store")
@@ -51,7 +51,7 @@ CONNECT_TIMEOUT = (
     5  # seconds: a database that does not answer fails the attempt, the writer retries
 )
 POOL_MAX = 4  # reader connections per shim
-POOL_TIMEOUT = 10.0  # a read waits this long for a connection
+POOL_TIMEOUT = 5.0  # a read waits this long for a connection (the database away: then an error)
 _LOCK_ID = 0x63637073  # "ccps": the advisory lock migrations take
 
 PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -82,15 +82,7 @@ PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
 def redact_url(url: str) -> str:
     """The URL with its password replaced by ***, for logs and status."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://?"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return shown_target(url)
 
 
 # ---------------------------------------------------------------- rows and the `?` readers

@@ -476,3 +476,10 @@ def test_a_store_target_is_a_url_or_a_path():
     assert not is_postgres("/var/ccp.sqlite3")
     assert sqlite_path("sqlite:///var/ccp.sqlite3") == "/var/ccp.sqlite3"
     assert SqliteEngine("sqlite:///tmp/x.sqlite3").where == "/tmp/x.sqlite3"
+
+
+def test_a_shown_target_hides_the_password():
+    from proxy.sinks.store import shown_target
+    assert shown_target("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert shown_target("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert shown_target("/var/ccp.sqlite3") == "/var/ccp.sqlite3"
