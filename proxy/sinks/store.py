@@ -746,6 +746,7 @@ class UsageStore:
         self.retries = 0  # batches tried again after a failure (PostgreSQL)
         self._rows: deque = deque()  # append (the loop) and popleft (the writer) are thread-safe
         self._held = 0  # rows of a failed batch the writer holds for its next try
+        self._room = queue_max  # queue_max less what the writer holds (one compare in write())
         self._queued = 0  # rows appended, ever (only write() changes it)
         self._handled = 0  # rows committed or counted as errors (only the writer changes it)
         self._wake = threading.Event()
@@ -783,12 +784,13 @@ class UsageStore:
         if self._unusable is not None or self._thread is None:
             self._count_errors(1)
             return
-        if len(self._rows) + self._held >= self.queue_max:
+        rows = self._rows
+        if len(rows) >= self._room:
             self.dropped += 1
             if self.metrics is not None:
                 self.metrics.store_dropped.inc()
             return
-        self._rows.append(sample_row(rec, source, line, self.instance))
+        rows.append(sample_row(rec, source, line, self.instance))
         self._queued += 1
         if not self._wake.is_set():
             self._wake.set()
@@ -875,12 +877,14 @@ class UsageStore:
                         conn = self._open()
                     pending = self._commit(conn, batch) if conn is not None else batch
                     self._held = len(pending)
+                    self._room = self.queue_max - self._held
                     if pending and conn is not None:
                         self.engine.close_writer(conn)
                         conn = None
                     if pending:
                         if self._stop:  # the shim stops with the database away: JSONL has them
                             self._held = 0
+                            self._room = self.queue_max
                             self._count_errors(len(pending))
                             self._done(len(pending))
                             return
