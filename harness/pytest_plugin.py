@@ -155,3 +155,43 @@ def claude_bin() -> str:
     if not binary or not claude_version(binary):
         pytest.skip("the claude CLI is not installed: run `make claude` (npm) to enable CLI scenarios")
     return binary
+
+
+# ---------------------------------------------------------------- PostgreSQL (harness.postgres)
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL server for the session (skips with one line when not installed)."""
+    from harness.postgres import SKIP_REASON, PostgresServer, find_bin_dir
+    if find_bin_dir() is None:
+        pytest.skip(SKIP_REASON)
+    server = PostgresServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """A fresh database on the session's server; its URL."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    return pg_server.database(f"{name}_{next(_pg_dbs)}")
+
+
+_pg_dbs = itertools.count()
+
+
+@pytest.fixture
+def make_postgres():
+    """Factory: a server of the test's own (for tests that stop and start it); closed after."""
+    from harness.postgres import SKIP_REASON, PostgresServer, find_bin_dir
+    if find_bin_dir() is None:
+        pytest.skip(SKIP_REASON)
+    servers: list = []
+
+    def factory():
+        server = PostgresServer()
+        servers.append(server)
+        return server.start()
+
+    yield factory
+    for server in servers:
+        server.close()

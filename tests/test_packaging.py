@@ -31,7 +31,12 @@ IMPORT_TO_REQUIREMENT = {
     "markupsafe": "markupsafe", "pytest": "pytest", "hypothesis": "hypothesis", "httpx2": "httpx2",
     "mitmproxy": "mitmproxy",  # requirements-mitm.txt, --no-deps
     "yarl": "aiohttp", "multidict": "aiohttp",  # aiohttp's own types, used by tests only
+    # the [postgres] extra: a PostgreSQL usage store (proxy/sinks/store_pg.py only)
+    "psycopg": "psycopg[binary,pool]", "psycopg_pool": "psycopg[binary,pool]",
 }
+# proxy/ modules that import an extra's packages, and which extra (the shim imports them only when
+# the store is PostgreSQL: proxy.sinks.engines.open_engine)
+OPTIONAL_MODULES = {"proxy/sinks/store_pg.py": "postgres"}
 # required, never imported: aiohttp decodes `content-encoding: br` request bodies with it
 UNIMPORTED_RUNTIME = {"brotli"}
 # run as programs, not imported
@@ -48,13 +53,15 @@ def _base(requirement: str) -> str:
     return _name(requirement).split("[")[0]
 
 
-def third_party_imports(*folders: str, skip: str | None = None) -> dict[str, set[str]]:
+def third_party_imports(*folders: str, skip: str | tuple[str, ...] | None = None
+                        ) -> dict[str, set[str]]:
     """Top-level third-party modules imported anywhere under the folders (function-level imports
     too), each with the files that import it."""
     local = {"proxy", "harness", "reports", "tests", "scenarios", "conftest"}
     found: dict[str, set[str]] = {}
     for folder in folders:
-        for path in sorted((ROOT / folder).rglob("*.py")):
+        top = ROOT / folder
+        for path in [top] if top.is_file() else sorted(top.rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
             if skip and rel.startswith(skip):
                 continue
@@ -77,13 +84,20 @@ def _requirements(*lists: list[str]) -> set[str]:
 
 
 def test_runtime_dependencies_are_exactly_what_the_shim_imports():
-    imports = third_party_imports("proxy", skip="proxy/mitm/")
+    imports = third_party_imports("proxy", skip=("proxy/mitm/", *OPTIONAL_MODULES))
     unknown = sorted(set(imports) - set(IMPORT_TO_REQUIREMENT))
     assert not unknown, f"new imports in proxy/: {({m: sorted(imports[m]) for m in unknown})}"
     needed = {IMPORT_TO_REQUIREMENT[m] for m in imports}
     declared = _requirements(PROJECT["dependencies"])
     assert needed - declared == set(), "imported by proxy/ but not in [project] dependencies"
     assert declared - needed - UNIMPORTED_RUNTIME == set(), "in dependencies, not imported by proxy/"
+
+
+def test_optional_modules_import_only_the_runtime_and_their_extra():
+    for module, extra in OPTIONAL_MODULES.items():
+        imports = third_party_imports(module)
+        have = _requirements(PROJECT["dependencies"], EXTRAS[extra])
+        assert {IMPORT_TO_REQUIREMENT[m] for m in imports} <= have, module
 
 
 def test_the_mitm_front_imports_only_the_runtime_and_mitmproxy():
@@ -95,9 +109,9 @@ def test_the_mitm_front_imports_only_the_runtime_and_mitmproxy():
 
 
 @pytest.mark.parametrize(("folders", "extras"), [
-    (("harness", "scenarios"), ("harness", "test")),
+    (("harness", "scenarios"), ("harness", "test", "postgres")),
     (("reports",), ("reports",)),
-    (("tests",), ("harness", "reports", "test")),
+    (("tests",), ("harness", "reports", "test", "postgres")),
 ])
 def test_each_folder_is_covered_by_the_runtime_and_its_extras(folders, extras):
     imports = third_party_imports(*folders)
@@ -113,14 +127,14 @@ def test_no_extra_requirement_is_unused():
     imported = {IMPORT_TO_REQUIREMENT[m] for m in
                 third_party_imports("proxy", "harness", "reports", "tests", "scenarios")}
     imported |= {_base(r) for r in imported}
-    for extra in ("harness", "reports", "test", "lint"):
+    for extra in ("harness", "reports", "test", "lint", "postgres"):
         unused = _requirements(EXTRAS[extra]) - imported - UNIMPORTED_EXTRAS
         assert not unused, f"[{extra}] lists what nothing imports: {unused}"
 
 
 def test_dev_is_every_other_extra_and_the_mitm_extra_leaves_mitmproxy_out():
-    assert EXTRAS["dev"] == ["ccp[harness,reports,mitm,lint,test]"]
-    assert set(EXTRAS) == {"harness", "reports", "mitm", "lint", "test", "dev"}
+    assert EXTRAS["dev"] == ["ccp[harness,reports,mitm,postgres,lint,test]"]
+    assert set(EXTRAS) == {"harness", "reports", "mitm", "postgres", "lint", "test", "dev"}
     assert "mitmproxy" not in {_base(r) for r in EXTRAS["mitm"]}  # its pins collide: --no-deps
 
 

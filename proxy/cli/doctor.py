@@ -29,6 +29,7 @@ from proxy.config.load import load_settings
 from proxy.config.profiles import RunFiles, port_free, read_int, running_pid
 from proxy.config.settings import Settings
 from proxy.core.parse import ConfigError
+from proxy.sinks.store import shown_target
 
 PROJECT_ROOT = PACKAGE_DIR.parent
 PROJECT_CLAUDE = PROJECT_ROOT / ".tools" / "claude" / "node_modules" / ".bin" / "claude"
@@ -133,7 +134,7 @@ def run_checks(settings: Settings | None, error: str | None = None) -> list[Chec
                 "state home",
                 "ok",
                 f"{settings.home} ({settings.home_source}); "
-                f"store {settings.db_file}, config home {settings.config_home or '-'}",
+                f"store {shown_target(settings.store_target)}, config home {settings.config_home or '-'}",
                 ""
                 if settings.home_source == "CCP_HOME"
                 else "the same from any folder; CCP_HOME=DIR moves it",

@@ -24,8 +24,9 @@ from proxy.cli.db import db_main, export_csv, import_jsonl, merge_stores  # noqa
 from proxy.config.load import load_settings
 from proxy.config.quotas import Quota, book_span
 from proxy.config.settings import Settings
+from proxy.sinks.engines import open_engine
 from proxy.sinks.quotas import QuotaBook
-from proxy.sinks.store import connect, quota_records, rollup_rows
+from proxy.sinks.store import is_postgres
 from proxy.sinks.usage_summary import (
     gauge_banner,
     gauge_lines,
@@ -61,20 +62,22 @@ def _answer(base: str, path: str) -> tuple[dict | None, str | None]:
 
 def offline_usage(settings: Settings, now: float) -> dict:
     """What GET /v1/usage (and /v1/usage/summary, under `summary`) says, computed from the quotas
-    file and the store (no shim running): the book rebuilt as the shim rebuilds it at start."""
+    file and the store (no shim running): the book rebuilt as the shim rebuilds it at start.
+    Either engine (CCP_STORE_URL): a PostgreSQL store is read as the shims left it."""
     book = QuotaBook()
     span = book_span(settings.quotas)
-    db = Path(settings.db_file)
+    target = settings.store_target
     summary: dict | None = None
-    note: str | None = f"no store at {db}"
-    conn = connect(db, readonly=True) if db.exists() else None
+    note: str | None = f"no store at {target}"
+    engine = open_engine(target) if is_postgres(target) or Path(target).exists() else None
     try:
-        book.rebuild(settings.quotas, quota_records(conn, now - span) if conn and span else [])
-        if conn is not None:
-            summary, note = usage_summary(conn, now, windows_for(settings.quotas)), None
+        book.rebuild(settings.quotas, engine.quota_records(now - span) if engine and span else [])
+        if engine is not None:
+            summary = engine.read(usage_summary, now, windows_for(settings.quotas))
+            note = None
     finally:
-        if conn is not None:
-            conn.close()
+        if engine is not None:
+            engine.close()
     return {
         "now": now,
         "mode": settings.reroute_mode,
@@ -98,13 +101,14 @@ def fetch_usage(settings: Settings, url: str | None, now: float) -> dict:
 
 
 def _offline_rollups(settings: Settings, since: float) -> list[dict]:
-    if not Path(settings.db_file).exists():
+    target = settings.store_target
+    if not is_postgres(target) and not Path(target).exists():
         return []
-    conn = connect(settings.db_file, readonly=True)
+    engine = open_engine(target)
     try:
-        return rollup_rows(conn, "hour", since)
+        return engine.rollups("hour", since, None)
     finally:
-        conn.close()
+        engine.close()
 
 
 # ---------------------------------------------------------------- formatting (pure)

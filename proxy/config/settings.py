@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from proxy.config.catalog import Catalog, builtin_providers
 from proxy.config.home import under
@@ -64,6 +65,11 @@ MODEL_FILE = "model"  # <config home>/model: the persisted manual override (`ccp
 DB_FILE = "ccp.sqlite3"  # the usage store, in the logs folder unless CCP_DB_PATH names another
 DEFAULT_ROLLUP_INTERVAL = 300.0
 DEFAULT_SAMPLE_TTL_DAYS = 7
+# a shim on a shared (PostgreSQL) store rebuilds its quota book from it this often, so what the other
+# shims answered counts against the quotas too (0: only at start and on a reload)
+DEFAULT_QUOTA_SYNC = 10.0
+DEFAULT_STORE_QUEUE_MAX = 100_000  # proxy.sinks.store.DEFAULT_QUEUE_MAX
+STORE_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
 QUOTAS_FILE = "quotas.yaml"  # <config home>/quotas.yaml (user) before configs/quotas.yaml (repo)
 DEFAULT_QUOTAS_FILE = "configs/quotas.yaml"
 
@@ -165,6 +171,12 @@ class Settings:
     routing_from_env: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
     persist: bool = True  # CCP_PERSIST: also write every usage record to the SQLite store
     db_path: str | None = None  # CCP_DB_PATH (None: <logs_dir>/ccp.sqlite3; see `db_file`)
+    # CCP_STORE_URL: unset or sqlite:///path (the embedded file), or postgresql://… (one database
+    # several shims share; proxy.sinks.store_pg). See `store_target`.
+    store_url: str | None = field(default=None, repr=False)  # (it may carry a password)
+    store_queue_max: int = DEFAULT_STORE_QUEUE_MAX  # CCP_STORE_QUEUE_MAX: rows waiting, at most
+    quota_sync: float = DEFAULT_QUOTA_SYNC  # CCP_QUOTA_SYNC: the quota book re-read (PostgreSQL)
+    instance: str = ""  # CCP_INSTANCE: which shim wrote a stored row ("": <hostname>:<port>)
     rollup_interval: float = DEFAULT_ROLLUP_INTERVAL  # CCP_ROLLUP_INTERVAL: hour/day rollups
     sample_ttl_days: int = DEFAULT_SAMPLE_TTL_DAYS  # CCP_SAMPLE_TTL_DAYS: 0 keeps samples forever
     quotas_file: str | None = None  # CCP_QUOTAS_FILE, else <config home>/quotas.yaml, else repo
@@ -186,8 +198,18 @@ class Settings:
 
     @property
     def db_file(self) -> str:
-        """Where the usage store lives (CCP_DB_PATH, else <logs_dir>/ccp.sqlite3)."""
+        """Where the SQLite usage store lives (CCP_DB_PATH, else <logs_dir>/ccp.sqlite3)."""
         return self.db_path or str(Path(self.logs_dir) / DB_FILE)
+
+    @property
+    def store_target(self) -> str:
+        """The usage store: CCP_STORE_URL's PostgreSQL URL or SQLite path, else `db_file`."""
+        url = self.store_url
+        if not url:
+            return self.db_file
+        if url.startswith("sqlite://"):
+            return url[len("sqlite://") :] or self.db_file
+        return url
 
     @property
     def routing(self) -> RoutingPolicy:
@@ -259,6 +281,9 @@ class Settings:
             ("persist", ("CCP_PERSIST",), parse_bool),
             ("rollup_interval", ("CCP_ROLLUP_INTERVAL",), parse_duration),
             ("sample_ttl_days", ("CCP_SAMPLE_TTL_DAYS",), parse_count),
+            ("store_queue_max", ("CCP_STORE_QUEUE_MAX",), parse_positive),
+            ("store_url", ("CCP_STORE_URL",), parse_store_url),
+            ("quota_sync", ("CCP_QUOTA_SYNC",), parse_duration),
             ("reroute_mode", ("CCP_REROUTE_MODE",), parse_reroute_mode),
             ("dev_enable", ("CCP_DEV_ENABLE",), parse_bool),
             ("licence_enforce", ("CCP_LICENSE_ENFORCE",), parse_bool),
@@ -310,6 +335,7 @@ class Settings:
         )
         kw["fallback_lane"] = env.get("CCP_FALLBACK_LANE", "").strip()
         kw["db_path"] = env.get("CCP_DB_PATH", "").strip() or None
+        kw["instance"] = env.get("CCP_INSTANCE", "").strip()
         return cls(**kw)
 
     def secrets(self) -> list[str]:
@@ -324,7 +350,30 @@ class Settings:
             )
             if s
         ]
+        password = _url_password(self.store_url)
+        if password and password not in values:
+            values.append(password)  # CCP_STORE_URL's: never in a log line
         return values + [v for v in dict.fromkeys(self.catalog.secrets()) if v not in values]
+
+
+def _url_password(url: str | None) -> str | None:
+    if not url or "@" not in url:
+        return None
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def parse_store_url(key: str, raw: str) -> str:
+    """sqlite:///path or postgresql://… (a typo'd scheme fails at start, not at the first write)."""
+    url = raw.strip()
+    if not url.startswith(STORE_SCHEMES):
+        raise ConfigError(
+            f"{key}: expected sqlite:///path or postgresql://user@host:port/db, got "
+            f"{url.split('://', 1)[0] + '://…' if '://' in url else repr(url[:40])}"
+        )
+    return url
 
 
 def parse_positive(key: str, raw: str) -> int:

@@ -27,11 +27,12 @@ from proxy.core.thinking import SignatureBook
 from proxy.core.trust import Trust
 from proxy.pipeline import controls as rc
 from proxy.pipeline.sessions import SessionRegistry
+from proxy.sinks.engines import open_store
 from proxy.sinks.health import PARTIAL, STORE, USAGE_LOG, Sinks
 from proxy.sinks.metrics import Metrics
 from proxy.sinks.partials import write_partial
 from proxy.sinks.quotas import QuotaBook
-from proxy.sinks.store import UsageStore, reconcile
+from proxy.sinks.store import UsageStore
 from proxy.sinks.trajectory import TrajectoryWriter
 from proxy.sinks.usage_log import UsageWriter
 from proxy.upstream.base import Upstream
@@ -173,26 +174,33 @@ class ShimState:
         return self.writer
 
     def open_store(self) -> UsageStore | None:
-        """The SQLite usage store when CCP_PERSIST is on (a store that cannot open degrades), with
-        what the usage log has and it lacks imported first (a crash's last records:
-        proxy.sinks.store.reconcile), so that the quota book rebuilt from it is what the log says.
-        Runs before the shim serves: nothing is written meanwhile."""
+        """The usage store when CCP_PERSIST is on (CCP_STORE_URL: SQLite or PostgreSQL; a store
+        that cannot open degrades), with what the usage log has and it lacks imported first (a
+        crash's last records: proxy.sinks.store.reconcile), so that the quota book rebuilt from it
+        is what the log says. Runs before the shim serves: nothing is written meanwhile."""
         s = self.settings
         if s.persist:
-            self.store = UsageStore(s.db_file, s.sample_ttl_days, self.metrics, self.sinks[STORE])
+            self.store = open_store(
+                s.store_target,
+                ttl_days=s.sample_ttl_days,
+                metrics=self.metrics,
+                health=self.sinks[STORE],
+                instance=s.instance or None,
+                queue_max=s.store_queue_max,
+            )
             if self.store.start():
+                where = self.store.where
                 try:
-                    read, added = reconcile(s.db_file, s.logs_dir)
-                except (sqlite3.Error, OSError) as exc:  # the log or the store: it serves anyway
-                    log.warning(
-                        "usage store %s not reconciled with the usage log: %s", s.db_file, exc
-                    )
+                    read, added = self.store.reconcile(s.logs_dir)
+                except (*self.store.engine.errors, sqlite3.Error, OSError) as exc:
+                    # the log or the store: it serves anyway
+                    log.warning("usage store %s not reconciled with the usage log: %s", where, exc)
                 else:
                     if added:
                         log.info(
                             "usage store %s: %d record(s) of the usage log's last %d imported "
                             "(written to the log, not to the store, before the last stop)",
-                            s.db_file,
+                            where,
                             added,
                             read,
                         )

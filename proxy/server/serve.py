@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
@@ -75,11 +77,19 @@ def tune_gc() -> None:
     gc.set_threshold(max(GC_YOUNG_THRESHOLD, young), older, oldest)
 
 
+def default_instance(port: int) -> str:
+    """`<hostname>:<port>` (`<hostname>:pid<pid>` for port 0: the port is chosen later): the name
+    a shim's stored rows carry when CCP_INSTANCE is unset."""
+    return f"{socket.gethostname()}:{port}" if port else f"{socket.gethostname()}:pid{os.getpid()}"
+
+
 async def serve(settings: Settings, host: str, port: int, port_file: str | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if not settings.instance:  # which shim wrote a stored row (CCP_INSTANCE)
+        settings = replace(settings, instance=default_instance(port))
     app = create_app(settings)
     redact_logs(app[STATE])
     app[STATE].trust.bind(host)  # the address it listens on is a Host it answers to

@@ -55,14 +55,38 @@ async def start_usage(state: ShimState) -> asyncio.Task | None:
     """Open the store, rebuild the quota book from it, start the rollup task."""
     store = await asyncio.to_thread(state.open_store)
     await restore_quotas(state, state.quotas.config)
-    if store is None or store.degraded is not None:
+    if store is None:
         return None
-    return asyncio.create_task(
-        rollup_loop(store, state.settings.rollup_interval), name="ccp-rollups"
-    )
+    loops = [rollup_loop(store, state.settings.rollup_interval)]
+    if store.engine.name == "postgresql" and state.settings.quota_sync > 0:
+        loops.append(quota_sync_loop(state, state.settings.quota_sync))
+    elif store.degraded is not None:  # a SQLite file that could not open: nothing to refresh
+        for coro in loops:
+            coro.close()
+        return None
+    return asyncio.create_task(_together(*loops), name="ccp-rollups")
 
 
-async def restore_quotas(state: ShimState, config: QuotaConfig) -> int | None:
+async def _together(*coros) -> None:
+    await asyncio.gather(*coros)
+
+
+async def quota_sync_loop(state: ShimState, interval: float) -> None:
+    """A shared (PostgreSQL) store: rebuild the quota book from it every `interval` seconds, so
+    the records every shim wrote count against this shim's quotas (what start-up and a reload do,
+    `restore_quotas`; the records this shim answered meanwhile are kept, by rid)."""
+    while True:
+        await asyncio.sleep(interval)
+        store = state.store
+        if store is None or store.degraded is not None or book_span(state.quotas.config) is None:
+            continue
+        try:
+            await restore_quotas(state, state.quotas.config, quiet=True)
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.warning("quota sync from %s failed: %s", store.where, exc)
+
+
+async def restore_quotas(state: ShimState, config: QuotaConfig, quiet: bool = False) -> int | None:
     """Make `config` the book's and rebuild every account from the store's records of its span:
     what start-up does, and what `POST /v1/quotas/reload` does (one path, so a reload is a restart).
 
@@ -80,14 +104,16 @@ async def restore_quotas(state: ShimState, config: QuotaConfig) -> int | None:
             await asyncio.to_thread(store.flush, FLUSH_SECONDS)
             recs = await asyncio.to_thread(store.quota_records, time.time() - span)
         except Exception as exc:  # noqa: BLE001 - a store we cannot read: what memory holds
-            log.warning("could not restore quotas from %s: %s", store.path, exc)
+            log.warning("could not restore quotas from %s: %s", store.where, exc)
             book.reload(config)
             return None
         except BaseException:  # cancelled (the shim stops): the old book stays as it is
             book.cancel_rebuild()
             raise
         counted = book.rebuild(config, recs)
-        log.info("quotas restored from %s: %d record(s)", store.path, counted)
+        (log.debug if quiet else log.info)(
+            "quotas restored from %s: %d record(s)", store.where, counted
+        )
         return counted
 
 
@@ -98,10 +124,7 @@ async def stop_usage(state: ShimState, task: asyncio.Task | None) -> None:
             await task
     store = state.store
     if store is not None:
-        await asyncio.to_thread(store.close)
-        if store.degraded is None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(store.refresh, time.time())
+        await asyncio.to_thread(store.close, 10.0, time.time())
 
 
 # ---------------------------------------------------------------- helpers

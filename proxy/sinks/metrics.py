@@ -163,7 +163,8 @@ class Metrics:
         self.bytes = _Cells("ccp_relayed_bytes", "Bytes relayed", ("direction",), r)
         self.retries = Counter("ccp_upstream_retries", "Upstream retries (backoff)", registry=r)
         self.tasks = Gauge("ccp_tasks", "asyncio tasks alive in the shim's loop", registry=r)
-        # the SQLite usage store (proxy.sinks.store): fed from its writer thread and rollup task
+        # the usage store (proxy.sinks.store, SQLite or PostgreSQL): fed from its writer thread and
+        # rollup task
         self.store_writes = Counter(
             "ccp_store_writes", "Usage records written to the store", registry=r
         )
@@ -171,6 +172,16 @@ class Metrics:
             "ccp_store_write_errors",
             "Usage records the store could not write (JSONL has them)",
             registry=r,
+        )
+        # the queue in front of the store (CCP_STORE_QUEUE_MAX): a record that found it full was
+        # dropped from the store (JSONL has it); the rows waiting now (a database away: growing)
+        self.store_dropped = Counter(
+            "ccp_store_dropped",
+            "Usage records dropped from the store because its queue was full (JSONL has them)",
+            registry=r,
+        )
+        self.store_queue = Gauge(
+            "ccp_store_queue_rows", "Usage records waiting for the store", registry=r
         )
         # every sink (proxy.sinks.health): the records it could not write; every sink's series is
         # there from the start, so a rate() or an alert on it has a zero to start from

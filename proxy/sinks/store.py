@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 try:
     import orjson
@@ -85,6 +86,7 @@ SAMPLE_COLUMNS = (
     "ttfb_ms",
     "session",
     "source",
+    "instance",
     "record",
 )
 ROLLUP_SUMS = (
@@ -130,6 +132,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             "retries = json_extract(record, '$.retries') WHERE json_valid(record)"
         ),
     ),
+    # 3: which shim wrote a row (CCP_INSTANCE): several shims share one PostgreSQL store, and a
+    # merged or migrated file keeps who wrote what; rows kept before have none
+    ("ALTER TABLE samples ADD COLUMN instance TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -261,9 +266,15 @@ def _record_json(rec: Mapping[str, Any]) -> str:
     return json.dumps(rec, separators=(",", ":"), default=str)
 
 
-def sample_row(rec: Mapping[str, Any], source: str = "shim", line: bytes | None = None) -> tuple:
+def sample_row(
+    rec: Mapping[str, Any],
+    source: str = "shim",
+    line: bytes | None = None,
+    instance: str | None = None,
+) -> tuple:
     """The samples row of one usage record (in SAMPLE_COLUMNS order); `line` is the record's JSONL
-    line when it was written already (the `record` column is that text, not a second encoding)."""
+    line when it was written already (the `record` column is that text, not a second encoding);
+    `instance` the shim that wrote it (CCP_INSTANCE)."""
     t = record_time(rec)
     get = rec.get
     text = line[:-1].decode() if line is not None else _record_json(rec)
@@ -288,6 +299,7 @@ def sample_row(rec: Mapping[str, Any], source: str = "shim", line: bytes | None 
         get("ttfb_ms"),
         get("session"),
         source,
+        instance,
         text,
     )
 
@@ -306,9 +318,14 @@ _INSERTS = {
 }
 
 
-def insert_records(conn: sqlite3.Connection, recs: Iterable[dict], source: str = "shim") -> int:
+def insert_records(
+    conn: sqlite3.Connection,
+    recs: Iterable[dict],
+    source: str = "shim",
+    instance: str | None = None,
+) -> int:
     """Insert the samples rows of `recs` (a rid already stored is skipped); returns rows added."""
-    return insert_rows(conn, [sample_row(r, source) for r in recs])
+    return insert_rows(conn, [sample_row(r, source, None, instance) for r in recs])
 
 
 def insert_rows(conn: sqlite3.Connection, rows: list[tuple]) -> int:
@@ -484,8 +501,31 @@ def _ended(rec: Mapping[str, Any]) -> float | None:
     return t + latency / 1000.0 if isinstance(latency, (int, float)) else t
 
 
+def log_tail(
+    logs_dir: str | os.PathLike, anchor: float | None, margin: float = RECONCILE_MARGIN
+) -> list[dict]:
+    """The usage log's model-request records (with a rid) from its end back to `margin` before
+    `anchor` (before the log's newest record, for None), oldest first: what reconcile() compares."""
+    recs = []
+    for rec in records_backwards(logs_dir):
+        ended = _ended(rec)
+        if ended is not None:
+            if anchor is None:
+                anchor = ended
+            if ended < anchor - margin:
+                break
+        if rec.get("op") == CONTROL_OP or not rec.get("rid"):
+            continue  # (a record without a rid could not be told from itself next time)
+        recs.append(rec)
+    recs.reverse()  # oldest first, as the writer would have inserted them
+    return recs
+
+
 def reconcile(
-    path: str | os.PathLike, logs_dir: str | os.PathLike, margin: float = RECONCILE_MARGIN
+    path: str | os.PathLike,
+    logs_dir: str | os.PathLike,
+    margin: float = RECONCILE_MARGIN,
+    instance: str | None = None,
 ) -> tuple[int, int]:
     """Import the usage log's recent records the store lacks (by rid: nothing twice); returns
     (records read, rows added). Only model-request records: control lines are never stored.
@@ -495,18 +535,7 @@ def reconcile(
     conn = connect(path)
     try:
         anchor = conn.execute("SELECT MAX(ts) FROM samples").fetchone()[0]
-        recs = []
-        for rec in records_backwards(logs_dir):
-            ended = _ended(rec)
-            if ended is not None:
-                if anchor is None:
-                    anchor = ended
-                if ended < anchor - margin:
-                    break
-            if rec.get("op") == CONTROL_OP or not rec.get("rid"):
-                continue  # (a record without a rid could not be told from itself next time)
-            recs.append(rec)
-        recs.reverse()  # oldest first, as the writer would have inserted them
+        recs = log_tail(logs_dir, anchor, margin)
         # most of them the store has: only the others become rows (INSERT OR IGNORE would skip
         # them too, after encoding each one's row; the store's rids of the span, by the ts index)
         since = min((t for t in map(record_time, recs) if t is not None), default=None)
@@ -516,7 +545,9 @@ def reconcile(
             else set()
         )
         with conn:
-            added = insert_records(conn, [r for r in recs if r["rid"] not in have], source="shim")
+            added = insert_records(
+                conn, [r for r in recs if r["rid"] not in have], "shim", instance
+            )
     finally:
         conn.close()
     return len(recs), added
@@ -560,6 +591,112 @@ def status(path: str | os.PathLike) -> dict:
     }
 
 
+# ---------------------------------------------------------------- engines
+# One interface, two engines: `CCP_STORE_URL` unset or `sqlite:///path` is the embedded file above
+# (SqliteEngine, today's code and speed), `postgresql://…` one database several shims share
+# (proxy.sinks.store_pg.PgEngine, psycopg 3; proxy.sinks.engines.open_engine picks one). The writer
+# thread and every reader go through these methods only; the SQL helpers above stay SQLite's.
+DEFAULT_QUEUE_MAX = 100_000  # CCP_STORE_QUEUE_MAX: rows waiting for the store, at most
+RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # the writer's backoff while a database is unreachable (seconds)
+SQLITE_SCHEME = "sqlite://"
+PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(target: str | os.PathLike) -> bool:
+    return str(target).startswith(PG_SCHEMES)
+
+
+def shown_target(target: str | os.PathLike) -> str:
+    """A store target as logs and status show it: a URL's password as ***."""
+    text = str(target)
+    if not is_postgres(text) or "@" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        if parts.password is None:
+            return text
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+        return urlunsplit(parts._replace(netloc=netloc + (f":{parts.port}" if parts.port else "")))
+    except ValueError:
+        return text.split("://", 1)[0] + "://?"
+
+
+def sqlite_path(target: str | os.PathLike) -> str:
+    """`sqlite:///abs/path` or `sqlite://rel/path` as a path; a plain path as it is."""
+    text = str(target)
+    return text[len(SQLITE_SCHEME) :] if text.startswith(SQLITE_SCHEME) else text
+
+
+class SqliteEngine:
+    """The embedded store: one WAL file (the functions above)."""
+
+    name = "sqlite"
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    # a batch that failed is counted and dropped (the JSONL log has it; reconcile() brings it back):
+    # a full disk does not fill memory too
+    keeps_failed_batches = False
+    opens_later = False  # a file that cannot be opened stays off until the shim restarts
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(sqlite_path(path))
+        self.where = str(self.path)
+
+    def open_writer(self) -> sqlite3.Connection:
+        conn = connect(self.path)
+        try:
+            # the writer only appends (rowids, rids and timestamps all grow): the pages it touches
+            # are the last few of each b-tree, so a small page cache does (SQLite's default: 2 MB)
+            conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KB}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def insert(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
+        with conn:
+            insert_rows(conn, rows)
+
+    def close_writer(self, conn: Any) -> None:
+        conn.close()
+
+    def read(self, fn, *args):
+        conn = connect(self.path, readonly=True)
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.close()
+
+    def samples(self, since: float | None, model: str | None, limit: int) -> list[dict]:
+        return self.read(sample_rows, since, model, limit)
+
+    def rollups(self, granularity: str, since: float | None, model: str | None) -> list[dict]:
+        return self.read(rollup_rows, granularity, since, model)
+
+    def quota_records(self, since: float) -> list[dict]:
+        return self.read(quota_records, since)
+
+    def status(self) -> dict:
+        return status(self.path)
+
+    def reconcile(self, logs_dir: str | os.PathLike, instance: str | None) -> tuple[int, int]:
+        return reconcile(self.path, logs_dir, instance=instance)
+
+    def refresh(self, now: float, ttl_days: int) -> dict:
+        conn = connect(self.path)
+        try:
+            rows = refresh_rollups(conn)
+            pruned = prune(conn, now - ttl_days * 86400.0) if ttl_days > 0 else 0
+        finally:
+            conn.close()
+        return {"rollup_rows": rows, "pruned": pruned}
+
+    def size(self) -> int:
+        return file_size(self.path)
+
+    def close(self) -> None:
+        pass
+
+
 # ---------------------------------------------------------------- the shim's store
 class UsageStore:
     """One shim's store: a writer thread fed by a queue, and read helpers for the API.
@@ -567,7 +704,13 @@ class UsageStore:
     The event loop's part of a write is small on purpose: it builds the row (from the JSONL line it
     has already encoded) and appends it to a deque. The writer thread wakes on the first row of a
     quiet moment, lets rows gather for GATHER_SECONDS, and inserts them in multi-row statements. So
-    the thread holds the GIL only to bind parameters, and the loop never waits on a lock for it."""
+    the thread holds the GIL only to bind parameters, and the loop never waits on a lock for it.
+
+    The queue is bounded (`queue_max` rows): a record that finds it full is dropped from the store,
+    counted (`ccp_store_dropped_total`), and kept by the JSONL log. A PostgreSQL store that cannot be
+    reached keeps its batch and tries again with backoff (RETRY_FIRST doubling to RETRY_MAX), so an
+    outage costs the client nothing and the records arrive when the database is back, once each
+    (a rid is unique: a batch whose commit was cut is retried harmlessly)."""
 
     def __init__(
         self,
@@ -575,29 +718,55 @@ class UsageStore:
         ttl_days: int = 7,
         metrics: Metrics | None = None,
         health: SinkHealth | None = None,
+        instance: str | None = None,
+        queue_max: int = DEFAULT_QUEUE_MAX,
+        engine: Any = None,
     ) -> None:
-        self.path = Path(path)
+        if engine is None:
+            if is_postgres(path):
+                raise ValueError(
+                    "a PostgreSQL store is opened with its engine: "
+                    "UsageStore(url, engine=proxy.sinks.engines.open_engine(url))"
+                )
+            engine = SqliteEngine(path)
+        self.engine = engine
+        self.where = self.engine.where
+        self.path = Path(self.where) if self.engine.name == "sqlite" else self.where
         self.ttl_days = ttl_days
         self.metrics = metrics
+        self.instance = instance
+        self.queue_max = queue_max
         self.health = health if health is not None else SinkHealth(STORE, metrics)
         if not self.health.where:
-            self.health.where = str(self.path)
+            self.health.where = self.where
         self._unusable: str | None = None  # why the store could not be opened (for good)
         self.written = 0
         self.errors = 0
+        self.dropped = 0  # records refused because the queue was full
+        self.retries = 0  # batches tried again after a failure (PostgreSQL)
         self._rows: deque = deque()  # append (the loop) and popleft (the writer) are thread-safe
+        self._held = 0  # rows of a failed batch the writer holds for its next try
+        self._room = queue_max  # queue_max less what the writer holds (one compare in write())
         self._queued = 0  # rows appended, ever (only write() changes it)
         self._handled = 0  # rows committed or counted as errors (only the writer changes it)
         self._wake = threading.Event()
         self._stop = False
+        self._stopping = threading.Event()  # cuts a retry's backoff short
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._opened = threading.Event()
+        if metrics is not None:
+            metrics.store_queue.set_function(lambda: self.queued)
 
     @property
     def degraded(self) -> str | None:
         """Why the store is not being written now (could not open, or the last write failed)."""
         return self._unusable or self.health.degraded
+
+    @property
+    def queued(self) -> int:
+        """Rows waiting for the store now (queued, and a failed batch held for its next try)."""
+        return len(self._rows) + self._held
 
     # -- writing
     def start(self, timeout: float = 10.0) -> bool:
@@ -615,7 +784,13 @@ class UsageStore:
         if self._unusable is not None or self._thread is None:
             self._count_errors(1)
             return
-        self._rows.append(sample_row(rec, source, line))
+        rows = self._rows
+        if len(rows) >= self._room:
+            self.dropped += 1
+            if self.metrics is not None:
+                self.metrics.store_dropped.inc()
+            return
+        rows.append(sample_row(rec, source, line, self.instance))
         self._queued += 1
         if not self._wake.is_set():
             self._wake.set()
@@ -632,13 +807,23 @@ class UsageStore:
                 self._cond.wait(left)
         return True
 
-    def close(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
-            return
-        self._stop = True
-        self._wake.set()
-        self._thread.join(timeout)
-        self._thread = None
+    def close(self, timeout: float = 10.0, refresh_at: float | None = None) -> None:
+        """Stop the writer (what is queued is written first); with `refresh_at`, refresh the
+        rollups once more (the shim's stop); then close the engine's readers."""
+        if self._thread is not None:
+            self._stop = True
+            self._stopping.set()
+            self._wake.set()
+            self._thread.join(timeout)
+            self._thread = None
+        try:
+            if refresh_at is not None and self.degraded is None:
+                try:
+                    self.refresh(refresh_at)
+                except self.engine.errors as exc:
+                    log.warning("usage store rollup failed: %s: %s", type(exc).__name__, exc)
+        finally:
+            self.engine.close()
 
     def _count_errors(self, n: int, exc: BaseException | None = None) -> None:
         """`n` records the store could not keep; `exc` the reason, when this is where it failed
@@ -657,54 +842,83 @@ class UsageStore:
         rows = self._rows
         return [rows.popleft() for _ in range(len(rows))]
 
-    def _run(self) -> None:
+    def _open(self):
         try:
-            conn = connect(self.path)
-            # the writer only appends (rowids, rids and timestamps all grow): the pages it touches
-            # are the last few of each b-tree, so a small page cache does (SQLite's default: 2 MB)
-            conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KB}")
-        except (sqlite3.Error, OSError) as exc:
-            self._unusable = f"cannot open: {type(exc).__name__}: {exc}"
+            return self.engine.open_writer()
+        except self.engine.errors as exc:
+            if not self.engine.opens_later:
+                self._unusable = f"cannot open: {type(exc).__name__}: {exc}"
             self.health.failed(exc, 0)  # said before start() returns
-            self._opened.set()
+            return None
+
+    def _run(self) -> None:
+        conn = self._open()
+        self._opened.set()
+        if conn is None and not self.engine.opens_later:
             self._drain_failed()
             return
-        self._opened.set()
+        pending: list[tuple] = []  # a batch that failed, to be tried again (PostgreSQL)
+        delay = RETRY_FIRST
         try:
             backlog = False
             while True:
-                self._wake.wait()
-                # gather for a moment: one commit per busy moment, not one per record; asleep,
-                # not woken by every record that comes in meanwhile (each wake-up is a GIL
-                # hand-over with the event loop). A large batch left more behind: no wait then.
-                if not backlog and not self._stop:
-                    time.sleep(GATHER_SECONDS)
+                if not pending:
+                    self._wake.wait()
+                    # gather for a moment: one commit per busy moment, not one per record; asleep,
+                    # not woken by every record that comes in meanwhile (each wake-up is a GIL
+                    # hand-over with the event loop). A large batch left more behind: no wait then.
+                    if not backlog and not self._stop:
+                        time.sleep(GATHER_SECONDS)
                 self._wake.clear()  # before taking: a row appended after this wakes us again
-                batch = self._take()
+                batch = pending + self._take()
                 backlog = len(batch) >= BATCH
                 if batch:
-                    self._commit(conn, batch)
+                    if conn is None:
+                        conn = self._open()
+                    pending = self._commit(conn, batch) if conn is not None else batch
+                    self._held = len(pending)
+                    self._room = self.queue_max - self._held
+                    if pending and conn is not None:
+                        self.engine.close_writer(conn)
+                        conn = None
+                    if pending:
+                        if self._stop:  # the shim stops with the database away: JSONL has them
+                            self._held = 0
+                            self._room = self.queue_max
+                            self._count_errors(len(pending))
+                            self._done(len(pending))
+                            return
+                        self.retries += 1
+                        self._stopping.wait(delay)  # a backoff, cut short by close()
+                        delay = min(RETRY_MAX, delay * 2)
+                        continue
+                    delay = RETRY_FIRST
                 if self._stop and not self._rows:
                     return
         finally:
-            conn.close()
+            if conn is not None:
+                self.engine.close_writer(conn)
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[tuple]) -> None:
+    def _commit(self, conn: Any, batch: list[tuple]) -> list[tuple]:
+        """Write one batch; returns what is left to try again ([] when written or given up)."""
         try:
-            with conn:
-                insert_rows(conn, batch)
-        except (sqlite3.Error, OSError) as exc:
+            self.engine.insert(conn, batch)
+        except self.engine.errors as exc:
+            if self.engine.keeps_failed_batches:
+                self.health.failed(exc, 0)
+                return batch
             # the batch is lost to the store (the JSONL log has it, and the next start's
             # reconcile() brings back what is recent); the next batch tries again
             self._count_errors(len(batch), exc)
-        else:
-            if self.health.degraded is not None:
-                self.health.ok()
-            self.written += len(batch)
-            if self.metrics is not None:
-                self.metrics.store_writes.inc(len(batch))
-        finally:
             self._done(len(batch))
+            return []
+        if self.health.degraded is not None:
+            self.health.ok()
+        self.written += len(batch)
+        if self.metrics is not None:
+            self.metrics.store_writes.inc(len(batch))
+        self._done(len(batch))
+        return []
 
     def _drain_failed(self) -> None:
         """After a failed open: whatever was queued is counted, never kept (later writes see the
@@ -717,44 +931,46 @@ class UsageStore:
     # -- reading and maintenance (run these in a thread: asyncio.to_thread)
     def read(self, fn, *args):
         """`fn(conn, *args)` on a read-only connection of its own (e.g. `usage_summary`)."""
-        conn = connect(self.path, readonly=True)
-        try:
-            return fn(conn, *args)
-        finally:
-            conn.close()
+        return self.engine.read(fn, *args)
 
     def samples(
         self, since: float | None = None, model: str | None = None, limit: int = 1000
     ) -> list[dict]:
-        return self.read(sample_rows, since, model, limit)
+        return self.engine.samples(since, model, limit)
 
     def rollups(
         self, granularity: str, since: float | None = None, model: str | None = None
     ) -> list[dict]:
-        return self.read(rollup_rows, granularity, since, model)
+        return self.engine.rollups(granularity, since, model)
 
     def quota_records(self, since: float) -> list[dict]:
-        return self.read(quota_records, since)
+        return self.engine.quota_records(since)
+
+    def reconcile(self, logs_dir: str | os.PathLike) -> tuple[int, int]:
+        return self.engine.reconcile(logs_dir, self.instance)
 
     def status(self) -> dict:
-        out = status(self.path) if self.degraded is None else {"path": str(self.path)}
-        out.update(degraded=self.degraded, written=self.written, write_errors=self.errors)
+        out = self.engine.status() if self.degraded is None else {"path": self.where}
+        out.update(
+            engine=self.engine.name,
+            instance=self.instance,
+            degraded=self.degraded,
+            written=self.written,
+            write_errors=self.errors,
+            queued=self.queued,
+            dropped=self.dropped,
+        )
         return out
 
     def refresh(self, now: float) -> dict:
         """Refresh the rollups, prune old samples, update the size gauge."""
         t0 = time.perf_counter()
-        conn = connect(self.path)
-        try:
-            rows = refresh_rollups(conn)
-            pruned = prune(conn, now - self.ttl_days * 86400.0) if self.ttl_days > 0 else 0
-        finally:
-            conn.close()
+        out = self.engine.refresh(now, self.ttl_days)
         took = time.perf_counter() - t0
         if self.metrics is not None:
             self.metrics.store_rollup.observe(took)
-            self.metrics.store_bytes.set(file_size(self.path))
-        return {"rollup_rows": rows, "pruned": pruned, "seconds": round(took, 6)}
+            self.metrics.store_bytes.set(self.engine.size())
+        return {**out, "seconds": round(took, 6)}
 
 
 async def rollup_loop(store: UsageStore, interval: float, clock=time.time) -> None:
@@ -765,5 +981,5 @@ async def rollup_loop(store: UsageStore, interval: float, clock=time.time) -> No
             continue
         try:
             await asyncio.to_thread(store.refresh, clock())
-        except (sqlite3.Error, OSError) as exc:
+        except store.engine.errors as exc:
             log.warning("usage store rollup failed: %s: %s", type(exc).__name__, exc)

@@ -120,3 +120,19 @@ def test_each_bound_has_a_default_an_env_name_and_a_documented_row(key):
 def test_bad_bounds_name_the_key(key, raw):
     with pytest.raises(ConfigError, match=key):
         Settings.from_env({key: raw})
+
+
+def test_the_store_settings():
+    s = Settings.from_env({"CCP_LOGS_DIR": "/tmp/x"})
+    assert s.store_target == "/tmp/x/ccp.sqlite3" and s.store_queue_max == 100_000
+    assert s.quota_sync == 10.0 and s.instance == ""
+    s = Settings.from_env({"CCP_STORE_URL": "sqlite:///var/lib/ccp.sqlite3", "CCP_INSTANCE": "a"})
+    assert s.store_target == "/var/lib/ccp.sqlite3" and s.instance == "a"
+    url = "postgresql://ccp:pg-secret-9@db:5432/ccp"
+    s = Settings.from_env({"CCP_STORE_URL": url, "CCP_STORE_QUEUE_MAX": "500",
+                           "CCP_QUOTA_SYNC": "2s"})
+    assert s.store_target == url and s.store_queue_max == 500 and s.quota_sync == 2.0
+    assert "pg-secret-9" not in repr(s) and s.secrets() == ["pg-secret-9"]
+    for bad in ({"CCP_STORE_URL": "mysql://db/ccp"}, {"CCP_STORE_QUEUE_MAX": "0"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            Settings.from_env(bad)

@@ -50,3 +50,12 @@ def test_a_non_loopback_bind_wants_an_admin_token_or_insecure_bind(host, env, in
     assert (why is not None) is refused
     if why:
         assert "CCP_ADMIN_TOKEN" in why and "--insecure-bind" in why
+
+
+def test_default_instance_is_the_host_and_port():
+    import os
+    import socket
+
+    from proxy.server.serve import default_instance
+    assert default_instance(18080) == f"{socket.gethostname()}:18080"
+    assert default_instance(0) == f"{socket.gethostname()}:pid{os.getpid()}"

@@ -227,8 +227,8 @@ def v1_columns(table="samples"):
 def test_an_old_store_opens_at_the_latest_version_with_the_new_columns_and_its_rows(tmp_path):
     path = old_store(tmp_path / "old.sqlite3")
     conn = connect(path)
-    assert SCHEMA_VERSION == 2 and schema_version(conn) == SCHEMA_VERSION
-    assert {"upstream_model", "retries"} <= {name for name, _ in columns(conn)}
+    assert SCHEMA_VERSION == 3 and schema_version(conn) == SCHEMA_VERSION
+    assert {"upstream_model", "retries", "instance"} <= {name for name, _ in columns(conn)}
     rows = {r["rid"]: dict(r) for r in conn.execute("SELECT * FROM samples")}
     assert set(rows) == {"mapped", "plain", "torn"}
     # filled from the JSON line the store kept; a line without the fields, or not JSON, leaves NULL
@@ -440,3 +440,46 @@ def test_reconcile_of_an_empty_store_takes_the_end_of_the_log(tmp_path):
                                                                               RECONCILE_MARGIN + 1)])
     assert reconcile(db, logs) == (2, 2) and stored_rids(db) == ["b", "c"]
     assert reconcile(db, tmp_path / "no-logs") == (0, 0)
+
+
+def test_the_queue_is_bounded_and_what_it_cannot_hold_is_counted(tmp_path):
+    """A writer held up (a slow database): the queue takes CCP_STORE_QUEUE_MAX rows, the rest are
+    dropped from the store and counted (the JSONL log has them); nothing waits in write()."""
+    import threading
+    metrics = Metrics()
+    store = UsageStore(tmp_path / "ccp.sqlite3", metrics=metrics, queue_max=10)
+    entered, release = threading.Event(), threading.Event()
+    real_insert = store.engine.insert
+
+    def slow_insert(conn, rows):
+        entered.set()
+        assert release.wait(10)
+        real_insert(conn, rows)
+
+    store.engine.insert = slow_insert
+    assert store.start()
+    store.write(rec("first", T0))
+    assert entered.wait(5)  # the writer holds its first batch
+    for i in range(15):
+        store.write(rec(f"r{i}", T0 + i))
+    assert store.dropped == 5 and sample_value(metrics, "ccp_store_dropped_total") == 5
+    assert store.queued == 10 and sample_value(metrics, "ccp_store_queue_rows") == 10
+    release.set()
+    assert store.flush(5)
+    assert store.written == 11 and store.queued == 0 and store.status()["dropped"] == 5
+    store.close()
+
+
+def test_a_store_target_is_a_url_or_a_path():
+    from proxy.sinks.store import SqliteEngine, is_postgres, sqlite_path
+    assert is_postgres("postgresql://u@h/db") and is_postgres("postgres://h/db")
+    assert not is_postgres("/var/ccp.sqlite3")
+    assert sqlite_path("sqlite:///var/ccp.sqlite3") == "/var/ccp.sqlite3"
+    assert SqliteEngine("sqlite:///tmp/x.sqlite3").where == "/tmp/x.sqlite3"
+
+
+def test_a_shown_target_hides_the_password():
+    from proxy.sinks.store import shown_target
+    assert shown_target("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert shown_target("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert shown_target("/var/ccp.sqlite3") == "/var/ccp.sqlite3"
