@@ -27,6 +27,20 @@ from hypercorn.config import Config, Sockets
 from harness.mock_wire import message_json, sse_events
 
 
+def write_certs(directory: Path) -> tuple[str, str, str]:
+    """A throwaway CA and a leaf for 127.0.0.1 and localhost, written to `directory` as PEM files:
+    (ca.pem, cert.pem with the chain, key.pem). Trust the first (CCP_CA_BUNDLE); serve the others."""
+    ca = trustme.CA()
+    ca_path, cert_path, key_path = (str(directory / n) for n in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(ca_path)
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    leaf.cert_chain_pems[0].write_to_path(cert_path)
+    for extra in leaf.cert_chain_pems[1:]:
+        extra.write_to_path(cert_path, append=True)
+    leaf.private_key_pem.write_to_path(key_path)
+    return ca_path, cert_path, key_path
+
+
 class MockCall(NamedTuple):
     http_version: str  # "2" or "1.1"
     client: tuple[str, int]
@@ -69,14 +83,7 @@ class TlsMock:
         return len({call.client for call in self.calls})
 
     def start(self) -> TlsMock:
-        ca = trustme.CA()
-        ca.cert_pem.write_to_path(self.ca_path)
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
-        cert_path, key_path = Path(self._dir.name) / "cert.pem", Path(self._dir.name) / "key.pem"
-        leaf.cert_chain_pems[0].write_to_path(str(cert_path))
-        for extra in leaf.cert_chain_pems[1:]:
-            extra.write_to_path(str(cert_path), append=True)
-        leaf.private_key_pem.write_to_path(str(key_path))
+        self.ca_path, cert_path, key_path = write_certs(Path(self._dir.name))
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -85,7 +92,7 @@ class TlsMock:
         self._sock.setblocking(False)
         self.port = self._sock.getsockname()[1]
         config = _Config(self._sock)
-        config.certfile, config.keyfile = str(cert_path), str(key_path)
+        config.certfile, config.keyfile = cert_path, key_path
         config.errorlog = None  # quiet: the tests assert on calls, not on logs
         config.graceful_timeout = 1.0
         self._thread = threading.Thread(target=self._run, args=(config,), name="tls-mock",
