@@ -224,7 +224,7 @@ def _dechunk(buf: bytearray, pos: int) -> tuple[bytes | None, int]:
             return bytes(out), pos
 
 
-async def serve(host: str, port: int, tls_dir: str | None = None) -> None:
+async def serve(host: str, port: int, tls_dir: str | None = None, h2_window: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -236,10 +236,11 @@ async def serve(host: str, port: int, tls_dir: str | None = None) -> None:
     if tls_dir is not None:
         from pathlib import Path
 
-        from harness.bench.fast_mock_tls import TlsConnection, server_context
+        from harness.bench.fast_mock_tls import H2_WINDOW, TlsConnection, server_context
         from harness.tls_mock import write_certs
         ca, cert, key = write_certs(Path(tls_dir))
-        tls = await loop.create_server(lambda: TlsConnection(state), host, 0, backlog=4096,
+        window = h2_window or H2_WINDOW
+        tls = await loop.create_server(lambda: TlsConnection(state, window), host, 0, backlog=4096,
                                        ssl=server_context(cert, key))
         servers.append(tls)
         announce.update(tls_port=tls.sockets[0].getsockname()[1], ca=ca)
@@ -256,8 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-dir", default=None,
                         help="also serve TLS (h2 and http/1.1 by ALPN) on a second port, with a "
                              "throwaway CA written here (announced as tls_port and ca)")
+    parser.add_argument("--h2-window", type=int, default=None,
+                        help="HTTP/2 stream window it advertises, bytes (the connection's: 16×); "
+                             "default 1 MiB; 65535: the RFC's defaults for both")
     args = parser.parse_args(argv)
-    run_fast(serve(args.host, args.port, args.tls_dir))
+    run_fast(serve(args.host, args.port, args.tls_dir, args.h2_window))
     return 0
 
 

@@ -94,3 +94,48 @@ def test_a_client_offering_no_alpn_gets_http11(tmp_path):
     head, answer = asyncio.run(main())
     assert head.startswith(b"HTTP/1.1 200") and b'"usage"' in answer
     assert state.counts()["by_kind"] == {"h1-tls": 1} and state.handshakes == 1
+
+
+@pytest.mark.parametrize("window, stream_window, connection_window", [
+    (None, 1 << 20, 16 << 20),  # the bench's: bodies of 64–120 KB never wait on flow control
+    (65535, 65535, 65535),  # the RFC's defaults, both left as they are
+])
+def test_the_h2_windows_it_advertises(tmp_path, window, stream_window, connection_window):
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    state = MockState()
+
+    async def main():
+        ca, cert, key = write_certs(tmp_path)
+        factory = (lambda: TlsConnection(state)) if window is None else (
+            lambda: TlsConnection(state, window))
+        server = await asyncio.get_running_loop().create_server(
+            factory, "127.0.0.1", 0, ssl=server_context(cert, key))
+        context = ssl.create_default_context(cafile=ca)
+        context.set_alpn_protocols(["h2"])
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.sockets[0].getsockname()[1], ssl=context, server_hostname="127.0.0.1")
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        writer.write(client.data_to_send())
+        settled = False
+        try:
+            for _ in range(20):  # SETTINGS, then (when raised) the connection's WINDOW_UPDATE
+                events = client.receive_data(await asyncio.wait_for(reader.read(65536), 5))
+                settled = settled or any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events)
+                if settled and client.outbound_flow_control_window == connection_window:
+                    break
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+        return client
+
+    client = asyncio.run(main())
+    assert client.remote_settings.initial_window_size == stream_window
+    assert client.remote_settings.max_concurrent_streams == 100
+    assert client.outbound_flow_control_window == connection_window
+    assert state.handshakes == 1
