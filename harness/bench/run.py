@@ -113,7 +113,7 @@ def describe(sc: matrix.Scenario) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ccp bench", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="short scenarios (about a minute in all)")
+    p.add_argument("--quick", action="store_true", help="short scenarios (a few minutes in all, both paths)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per scenario (default 3)")
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                    help="comma-separated: direct,floor,ccp,ccp-aiohttp,litellm,ccr; the https path: "
