@@ -148,7 +148,8 @@ smoke-license: $(STAMP)
 sandbox-smoke: $(STAMP) $(CLAUDE)
 	$(BIN)/ccp sandbox-smoke --runtime $${SANDBOX_RUNTIME:-local}
 
-# The benchmark: direct / floor / ccp / LiteLLM / claude-code-router on one fast mock. The third-party
+# The benchmark: direct / floor / ccp / LiteLLM / claude-code-router on one fast mock, and the https path
+# (direct-tls / floor-tls / ccp-tls and each upstream client) on its TLS port. The third-party
 # proxies are installed on first use into the git-ignored .bench/ (skipped with a line if they cannot be).
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet orjson uvloop py-spy

@@ -3,6 +3,9 @@
 Every POST is sent to `--upstream` + the same path with the same body bytes and the content-type and
 credential headers; the answer's status, content-type and body come back, streamed chunk by chunk.
 One pooled client session for the process. `ccp`'s costs are judged as ratios against this.
+
+With `--ca PATH` (an https upstream) the session trusts that CA alone and offers `http/1.1` by ALPN:
+the bare TLS relay, the floor of the https path.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 
 import aiohttp
 from aiohttp import web
@@ -20,8 +24,16 @@ FORWARDED = ("content-type", "x-api-key", "authorization", "anthropic-version", 
              "x-mock-delay-ms")
 
 
-async def serve(host: str, port: int, upstream: str) -> None:
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
+def client_context(ca: str) -> ssl.SSLContext:
+    """A verifying client context trusting `ca`, offering HTTP/1.1 only."""
+    context = ssl.create_default_context(cafile=ca)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+async def serve(host: str, port: int, upstream: str, ca: str | None = None) -> None:
+    connector = aiohttp.TCPConnector(limit=0, ssl=client_context(ca) if ca else True)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def relay(request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -52,10 +64,12 @@ async def serve(host: str, port: int, upstream: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench.floor_relay")
     parser.add_argument("--upstream", required=True, help="base URL, e.g. http://127.0.0.1:9000")
+    parser.add_argument("--ca", default=None,
+                        help="a PEM CA to trust for an https upstream (and nothing else)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    run_fast(serve(args.host, args.port, args.upstream.rstrip("/")))
+    run_fast(serve(args.host, args.port, args.upstream.rstrip("/"), args.ca))
     return 0
 
 

@@ -6,11 +6,13 @@ whatever is still running at `spec.cap` seconds is cancelled and counted as an e
 target that stalls cannot stall the bench. It records, per request, the latency (send → last byte),
 for streams the time to first body byte, and the error kind if any. A request is an error unless the
 status is 200 and the answer is whole (`message_stop` / `[DONE]` seen for a stream, `"usage"` in a
-JSON body).
+JSON body). With `spec.ca` an https URL is trusted on that CA (aiohttp speaks HTTP/1.1 only):
+`direct-tls`, the load generator straight to the mock's TLS port.
 """
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ class LoadSpec:
     duration: float | None = None  # seconds to keep starting requests
     cap: float = 60.0  # hard wall-clock cap for the whole run
     timeout: float = 30.0  # one request
+    ca: str | None = None  # an https URL's CA to trust (the client then speaks HTTP/1.1 over TLS)
 
 
 @dataclass
@@ -87,7 +90,11 @@ async def _one(session: aiohttp.ClientSession, spec: LoadSpec, out: LoadResult) 
 async def run_load(spec: LoadSpec) -> LoadResult:
     """Drive `spec` against its URL; always returns within about `spec.cap` seconds."""
     out = LoadResult()
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    tls = True
+    if spec.ca:
+        tls = ssl.create_default_context(cafile=spec.ca)
+        tls.set_alpn_protocols(["http/1.1"])
+    connector = aiohttp.TCPConnector(limit=0, force_close=False, ssl=tls)
     timeout = aiohttp.ClientTimeout(total=spec.timeout)
     t_start = time.perf_counter()
     stop_at = t_start + spec.duration if spec.duration else None

@@ -3,7 +3,9 @@
 Scenarios are data (`Scenario`); `scenarios(quick)` is the list a run goes through. `request_body()`
 builds a Claude-Code-sized Messages request (a long system prompt and a conversation, ~64 KB by
 default), the same bytes for every target. `checks(combined)` turns the combined numbers into
-verdicts, each a ratio or difference inside this one run.
+verdicts, each a ratio or difference inside this one run. The https path (`tls_*` scenarios, on the
+mock's TLS port) is judged against its own floor, the bare TLS relay `floor-tls` (`tls_checks`), and
+`tls_ratios` gives every upstream client ccp offers on it as ratios to that floor.
 """
 from __future__ import annotations
 
@@ -31,11 +33,40 @@ class Scenario:
     duration: float | None = None  # seconds of load (or `total` requests)
     total: int | None = None
     cap: float = 60.0  # hard cap, seconds
+    tls: bool = False  # the https path: run by the `tls` targets (the mock's TLS port) only
+    body_kb: int | None = None  # this scenario's request body (None: the run's --body-kb)
+    # (target, scenario) whose rounds pair with this one's for added latency; None: `direct` (or
+    # `direct-tls` on the https path) in this same scenario
+    baseline: tuple[str, str] | None = None
+
+    def pair(self) -> tuple[str, str]:
+        return self.baseline or ("direct-tls" if self.tls else "direct", self.name)
+
+
+TLS_HOLD = f"tls_hold_{HOLD_STREAMS}"
+TLS_BODY_KB = 120  # a long Claude Code session's request
+QUICK_TLS = ("tls_nonstream_c1", "tls_nonstream_c32", "tls_stream50_c32", TLS_HOLD)
 
 
 def scenarios(quick: bool = False) -> list[Scenario]:
+    """The cleartext scenarios, then the https path's (`tls_*`; `--quick` keeps those the checks
+    read)."""
     d = 0.8 if quick else 4.0
     drip = (5, 100) if quick else (10, 100)  # deltas × ms: each held stream lasts ~0.5 s / ~1 s
+    tls = [
+        Scenario("tls_nonstream_c1", 1, duration=d, cap=d + 20, tls=True),
+        Scenario("tls_nonstream_c32", 32, duration=d, cap=d + 20, tls=True),
+        Scenario("tls_stream50_c1", 1, stream=True, deltas=50, duration=d, cap=d + 20, tls=True),
+        Scenario("tls_stream50_c32", 32, stream=True, deltas=50, duration=d, cap=d + 20, tls=True),
+        # paired with the cleartext hold's `direct`: straight to the TLS port the load generator would
+        # itself make the 1,000 handshakes a proxy's plain-HTTP clients never make (slower than any proxy)
+        Scenario(TLS_HOLD, HOLD_STREAMS, stream=True, deltas=drip[0], delay_ms=drip[1],
+                 total=HOLD_STREAMS, cap=30.0, tls=True, baseline=("direct", f"hold_{HOLD_STREAMS}")),
+        Scenario(f"tls_body{TLS_BODY_KB}k_c32", 32, stream=True, duration=d, cap=d + 20, tls=True,
+                 body_kb=TLS_BODY_KB),
+    ]
+    if quick:
+        tls = [sc for sc in tls if sc.name in QUICK_TLS]
     return [
         Scenario("nonstream_c1", 1, duration=d, cap=d + 20),
         Scenario("nonstream_c32", 32, duration=d, cap=d + 20),
@@ -43,6 +74,7 @@ def scenarios(quick: bool = False) -> list[Scenario]:
         Scenario(f"hold_{HOLD_STREAMS}", HOLD_STREAMS, stream=True, deltas=drip[0],
                  delay_ms=drip[1], total=HOLD_STREAMS, cap=30.0),
         Scenario("convert_c32", 32, convert=True, duration=d, cap=d + 20),
+        *tls,
     ]
 
 
@@ -121,8 +153,63 @@ def checks(combined: dict) -> list[dict]:
         verdict("conversion CPU/request ÷ passthrough's (32 clients)",
                 ratio(g("ccp", "convert_c32", "cpu_ms_per_req"),
                       g("ccp", "nonstream_c32", "cpu_ms_per_req")), 2.0, unit="×"),
+        *tls_checks(combined),
     ]
     return out
+
+
+TLS_CCP, TLS_FLOOR = "ccp-tls", "floor-tls"
+
+
+def tls_checks(combined: dict) -> list[dict]:
+    """The https path's targets: ccp with its defaults (`ccp-tls`) against the bare TLS relay."""
+    def rel(scenario: str, key: str) -> float | None:
+        return ratio(_get(combined, TLS_CCP, scenario, key), _get(combined, TLS_FLOOR, scenario, key))
+
+    return [
+        verdict("https: CPU/request ÷ floor-tls's (non-stream, 32 clients)",
+                rel("tls_nonstream_c32", "cpu_ms_per_req"), 1.2, unit="×"),
+        verdict("https: CPU/request ÷ floor-tls's (stream 50 deltas, 32 clients)",
+                rel("tls_stream50_c32", "cpu_ms_per_req"), 1.2, unit="×"),
+        verdict("https: added p50 at 1 client ÷ floor-tls's",
+                rel("tls_nonstream_c1", "added_p50_ms"), 1.2, unit="×"),
+        verdict(f"https: errors holding {HOLD_STREAMS} streams",
+                _get(combined, TLS_CCP, TLS_HOLD, "errors"), 0),
+        verdict(f"https: added TTFB holding {HOLD_STREAMS} streams ÷ floor-tls's",
+                rel(TLS_HOLD, "added_ttfb_ms"), 1.5, unit="×"),
+        verdict(f"https: peak RSS holding {HOLD_STREAMS} streams ÷ floor-tls's",
+                rel(TLS_HOLD, "peak_rss_mb"), 1.2, unit="×"),
+    ]
+
+
+TLS_RATIO_COLUMNS = (  # (heading, scenario, key): each ccp-tls* row ÷ floor-tls's
+    ("CPU/req non-stream c32", "tls_nonstream_c32", "cpu_ms_per_req"),
+    ("CPU/req stream c32", "tls_stream50_c32", "cpu_ms_per_req"),
+    ("CPU/req 120 KB c32", f"tls_body{TLS_BODY_KB}k_c32", "cpu_ms_per_req"),
+    ("added p50 c1", "tls_nonstream_c1", "added_p50_ms"),
+    ("added p50 stream c1", "tls_stream50_c1", "added_p50_ms"),
+    ("held added TTFB", TLS_HOLD, "added_ttfb_ms"),
+    ("held peak RSS", TLS_HOLD, "peak_rss_mb"),
+)
+
+
+def tls_ratios(combined: dict) -> list[dict]:
+    """Every https-path proxy row (floor-tls, ccp-tls, ccp-tls-…) as ratios to floor-tls, with the
+    held streams' errors and, at 32 clients non-stream, the handshakes per round and h2's share."""
+    rows = []
+    names = [TLS_FLOOR] + sorted(t for t in combined if t.startswith(TLS_CCP))
+    for target in names:
+        if target not in combined:
+            continue
+        row = {"target": target,
+               "ratios": {h: ratio(_get(combined, target, s, k), _get(combined, TLS_FLOOR, s, k))
+                          for h, s, k in TLS_RATIO_COLUMNS},
+               "hold_errors": _get(combined, target, TLS_HOLD, "errors"),
+               "handshakes": _get(combined, target, "tls_nonstream_c32", "handshakes"),
+               "hold_handshakes": _get(combined, target, TLS_HOLD, "handshakes"),
+               "h2_share": _get(combined, target, "tls_nonstream_c32", "h2_share")}
+        rows.append(row)
+    return rows
 
 
 ABLATION_SCENARIOS = ("nonstream_c32", "stream50_c32")
@@ -154,8 +241,10 @@ HEADERS = {"content-type": "application/json", "x-api-key": "bench-client-key",
 
 
 def spec_for(target: Target, sc: Scenario, body_kb: int) -> LoadSpec:
-    """The load one scenario puts on one target."""
-    body = request_body(target.model(sc.convert), sc.stream, body_kb)
+    """The load one scenario puts on one target (the scenario's own body size if it has one; the
+    target's CA when the load generator itself talks TLS, as to `direct-tls`)."""
+    body = request_body(target.model(sc.convert), sc.stream, sc.body_kb or body_kb)
+    ca = target.ca if target.url.startswith("https://") else None
     return LoadSpec(url=target.url + "/v1/messages", body=body, headers=HEADERS,
                     concurrency=sc.concurrency, stream=sc.stream, total=sc.total,
-                    duration=sc.duration, cap=sc.cap)
+                    duration=sc.duration, cap=sc.cap, ca=ca)

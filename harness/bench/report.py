@@ -12,6 +12,7 @@ COLUMNS = (("p50 ms", "p50_ms", 2), ("p99 ms", "p99_ms", 2), ("added p50 ms", "a
            ("TTFB p50 ms", "ttfb_p50_ms", 2), ("added TTFB ms", "added_ttfb_ms", 2),
            ("req/s", "rps", 0), ("CPU ms/req", "cpu_ms_per_req", 3),
            ("peak RSS MB", "peak_rss_mb", 0), ("errors", "errors", 0))
+TLS_COLUMNS = (("TLS handshakes/round", "handshakes", 0), ("h2 share", "h2_share", 2))
 
 
 def fmt(value, digits: int) -> str:
@@ -22,15 +23,37 @@ def fmt(value, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-def scenario_table(scenario: str, combined: dict, targets: list[str]) -> list[str]:
-    lines = [f"| target | {' | '.join(c[0] for c in COLUMNS)} |",
-             "|---" * (len(COLUMNS) + 1) + "|"]
+def scenario_table(scenario: str, combined: dict, targets: list[str], tls: bool = False) -> list[str]:
+    """One scenario's rows; the https path's also show the mock's TLS handshakes and h2 share."""
+    columns = COLUMNS + TLS_COLUMNS if tls else COLUMNS
+    lines = [f"| target | {' | '.join(c[0] for c in columns)} |",
+             "|---" * (len(columns) + 1) + "|"]
     for target in targets:
         row = (combined.get(target) or {}).get(scenario)
         if row is None:
             continue
-        lines.append(f"| {target} | " + " | ".join(fmt(row.get(k), d) for _, k, d in COLUMNS) + " |")
+        lines.append(f"| {target} | " + " | ".join(fmt(row.get(k), d) for _, k, d in columns) + " |")
     return lines
+
+
+def tls_table(rows: list[dict]) -> list[str]:
+    """The https path: every proxy row as ratios to floor-tls (`matrix.tls_ratios`)."""
+    if not rows:
+        return []
+    heads = list(rows[0]["ratios"])
+    out = ["## The https path: each upstream client ÷ floor-tls", "",
+           "Ratios to the bare TLS relay of the same run (1.00 = the floor); handshakes and h2 share "
+           "as the mock's TLS port counted them (non-stream, 32 clients; handshakes also for the "
+           "held streams).", "",
+           "| target | " + " | ".join(f"{h} ×" for h in heads)
+           + " | held errors | handshakes/round c32 | handshakes/round held | h2 share |",
+           "|---" * (len(heads) + 5) + "|"]
+    for row in rows:
+        out.append(f"| {row['target']} | " + " | ".join(fmt(row["ratios"][h], 2) for h in heads)
+                   + f" | {fmt(row['hold_errors'], 0)} | {fmt(row['handshakes'], 0)} | "
+                   f"{fmt(row['hold_handshakes'], 0)} | {fmt(row['h2_share'], 2)} |")
+    out.append("")
+    return out
 
 
 def render(result: dict) -> str:
@@ -42,7 +65,9 @@ def render(result: dict) -> str:
            "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), "",
            "Added latency and TTFB are paired per round with `direct` (no proxy) and the median of "
            "the per-round differences is shown; CPU is the target process tree's user+system time "
-           "per successful request; RSS is the peak (VmHWM) after the scenario.", ""]
+           "per successful request; RSS is the peak (VmHWM) after the scenario. The https path "
+           "(`tls_*`: the mock's TLS port) is paired with `direct-tls` and judged against "
+           "`floor-tls`, the bare TLS relay.", ""]
     for name, reason in result.get("skipped", {}).items():
         out.append(f"- **{name} skipped**: {reason}")
     if result.get("skipped"):
@@ -52,9 +77,11 @@ def render(result: dict) -> str:
         mark = {True: "met", False: "**missed**", None: "n/a"}[c["met"]]
         out.append(f"| {c['check']} | {mark} | {c['note']} |")
     out.append("")
+    out += tls_table(result.get("tls_ratios") or [])
     for scenario in result["scenarios"]:
         out += [f"## {scenario['name']}", "", scenario["describe"], ""]
-        out += scenario_table(scenario["name"], result["combined"], result["targets"])
+        out += scenario_table(scenario["name"], result["combined"], result["targets"],
+                              bool(scenario.get("tls")))
         out.append("")
     if result.get("ablation"):
         out += ["## What ccp's features cost (ablation)", "",

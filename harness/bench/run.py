@@ -1,13 +1,16 @@
 """`ccp bench`: one interleaved run of every scenario against every target, then the report.
 
     mock ← direct | floor | ccp | litellm | ccr      (each a process of its own, on loopback)
+    mock's TLS port (h2 | http/1.1 by ALPN) ← direct-tls | floor-tls | ccp-tls | ccp-tls-h2
+                                              | ccp-tls-httpx-h1 | ccp-tls-aiohttp
 
 Order: for each round, for each scenario, each target in turn (A B C A B C …), so a target and
 `direct` are measured back to back and paired per round. Before any load, every target is
 smoke-checked: the mock must have received every request sent through it, so no target can win by
 not proxying (and each scenario re-checks that the mock's call count grew by at least the answers
-counted). Exit 0 when the bench ran (misses are reported), 1 with `--strict` and a missed target,
-2 on a usage error.
+counted). The https path's targets run the `tls_*` scenarios against the mock's TLS port, paired with
+`direct-tls`; the mock counts their TLS handshakes and HTTP/2 calls per scenario. Exit 0 when the
+bench ran (misses are reported), 1 with `--strict` and a missed target, 2 on a usage error.
 """
 from __future__ import annotations
 
@@ -28,7 +31,15 @@ from harness.bench.procs import run_fast
 from harness.bench.targets import Ccp, Direct, FastMock, Floor, Target
 from proxy.config.load import load_settings
 
-DEFAULT_TARGETS = ("direct", "floor", "ccp", "ccp-aiohttp", "litellm", "ccr")
+DEFAULT_TARGETS = ("direct", "floor", "ccp", "ccp-aiohttp", "litellm", "ccr",
+                   "direct-tls", "floor-tls", "ccp-tls", "ccp-tls-h2", "ccp-tls-httpx-h1",
+                   "ccp-tls-aiohttp")
+TLS_TARGETS = {  # the https path: each upstream client ccp offers, by its settings
+    "ccp-tls": {},  # the defaults (the shim's own HTTP/1.1 client)
+    "ccp-tls-h2": {"CCP_HTTP2": "1"},  # httpx, HTTP/2 by ALPN
+    "ccp-tls-httpx-h1": {"CCP_UPSTREAM_CLIENT": "httpx", "CCP_FORCE_H1": "1"},
+    "ccp-tls-aiohttp": {"CCP_UPSTREAM_CLIENT": "aiohttp"},
+}
 
 
 ABLATION_TARGETS = ("ccp-without-store", "ccp-without-log", "ccp-without-validate", "ccp-bare")
@@ -45,6 +56,10 @@ def make_target(name: str) -> Target:
         return LiteLLM() if name == "litellm" else CCR()
     if name == "ccp-aiohttp":  # the same shim on its HTTP/1.1 aiohttp upstream client
         return Ccp(name, {"CCP_UPSTREAM_CLIENT": "aiohttp"})
+    if name in TLS_TARGETS:
+        return Ccp(name, dict(TLS_TARGETS[name]), tls=True)
+    if name in ("direct-tls", "floor-tls"):
+        return (Direct if name == "direct-tls" else Floor)(name, tls=True)
     return {"direct": Direct, "floor": Floor, "ccp": Ccp}[name]()
 
 
@@ -53,12 +68,14 @@ def smoke(target: Target, mock: FastMock, body_kb: int) -> dict[str, str]:
     reach the mock or did not come back whole; empty when all did."""
     mock.configure(deltas=8)
     failed = {}
-    for kind, sc in (("json", matrix.Scenario("smoke", 2, total=10)),
-                     ("stream", matrix.Scenario("smoke", 2, True, total=4)),
-                     ("convert", matrix.Scenario("smoke", 2, convert=True, total=4))):
-        before = mock.calls()
+    kinds = (("json", matrix.Scenario("smoke", 2, total=10)),
+             ("stream", matrix.Scenario("smoke", 2, True, total=4)),
+             ("convert", matrix.Scenario("smoke", 2, convert=True, total=4)))
+    counter = "tls_calls" if target.tls else "calls"  # an https target must reach the TLS port
+    for kind, sc in kinds[:2] if target.tls else kinds:
+        before = mock.counts()[counter]
         res = run_fast(run_load(spec_for(target, sc, body_kb)))
-        got = mock.calls() - before
+        got = mock.counts()[counter] - before
         if res.error_count or res.ok != sc.total or got < sc.total:
             failed[kind] = (f"smoke check failed ({kind}): {res.ok}/{sc.total} ok, "
                             f"errors {dict(res.errors)}, mock received {got}")
@@ -84,16 +101,24 @@ def describe(sc: matrix.Scenario) -> str:
     kind = ("Anthropic client → OpenAI provider (conversion)" if sc.convert else
             f"stream, {sc.deltas} deltas" + (f" × {sc.delay_ms} ms" if sc.delay_ms else "")
             if sc.stream else "non-stream JSON")
-    return f"{kind}; {sc.concurrency} concurrent clients; {load} per round; hard cap {sc.cap:g} s."
+    if sc.body_kb:
+        kind += f", {sc.body_kb} KB request body"
+    if sc.tls:
+        kind = "https upstream (the mock's TLS port; h2 or http/1.1 by ALPN): " + kind
+    line = f"{kind}; {sc.concurrency} concurrent clients; {load} per round; hard cap {sc.cap:g} s."
+    if sc.baseline:
+        line += f" Added latency against `{sc.baseline[0]}` in {sc.baseline[1]} of the same round."
+    return line
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ccp bench", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="short scenarios (about a minute in all)")
+    p.add_argument("--quick", action="store_true", help="short scenarios (a few minutes in all, both paths)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per scenario (default 3)")
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
-                   help="comma-separated: direct,floor,ccp,ccp-aiohttp,litellm,ccr (and the "
-                        "ablation rows: ccp-bare, ccp-without-FEATURE[+FEATURE…])")
+                   help="comma-separated: direct,floor,ccp,ccp-aiohttp,litellm,ccr; the https path: "
+                        "direct-tls,floor-tls,ccp-tls,ccp-tls-h2,ccp-tls-httpx-h1,ccp-tls-aiohttp "
+                        "(and the ablation rows: ccp-bare, ccp-without-FEATURE[+FEATURE…])")
     p.add_argument("--body-kb", type=int, default=64,
                    help="request body size of the large-body scenario (default %(default)s KB)")
     p.add_argument("--results-dir", default=None,
@@ -119,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         names += [n for n in ABLATION_TARGETS if n not in names]
     if "direct" not in names:
         names.insert(0, "direct")  # every added latency is paired with it
+    if "direct-tls" not in names and any(n in TLS_TARGETS or n == "floor-tls" for n in names):
+        names.insert(names.index("direct") + 1, "direct-tls")  # and on the https path, with this
     workdir = Path(tempfile.mkdtemp(prefix="ccp-bench-"))
     scenarios = matrix.scenarios(args.quick)
     mock = FastMock().start(workdir)
@@ -140,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[bench] SKIP {name}: {skipped[name]}", flush=True)
                     continue
             try:
-                target.start(mock.url, workdir)
+                if target.tls:
+                    target.start(mock.tls_url, workdir, ca=mock.ca)
+                else:
+                    target.start(mock.url, workdir)
                 failed = smoke(target, mock, args.body_kb)
             except Exception as exc:  # noqa: BLE001 - any failure to start skips the target
                 failed = {"start": f"did not start: {type(exc).__name__}: {exc}"}
@@ -160,19 +190,20 @@ def main(argv: list[str] | None = None) -> int:
             for sc in scenarios:
                 mock.configure(sc.deltas, sc.delay_ms)
                 for target in live:
-                    if sc.convert and getattr(target, "no_convert", False):
+                    if sc.tls != target.tls or sc.convert and getattr(target, "no_convert", False):
                         continue
                     row = measure(target, sc, mock, args.body_kb)
                     rounds.setdefault(target.name, {}).setdefault(sc.name, []).append(row)
-                    print(f"[bench] round {r + 1} {sc.name:<14} {target.name:<12} "
+                    print(f"[bench] round {r + 1} {sc.name:<17} {target.name:<16} "
                           f"p50 {report.fmt(row['p50_ms'], 2):>8} ms  "
                           f"{report.fmt(row['rps'], 0):>6} req/s  errors {row['errors']}", flush=True)
         result = assemble(args, live, scenarios, rounds, skipped)
-        if not args.no_profile and any(c["met"] is False for c in result["checks"]):
+        cleartext = [c for c in result["checks"] if not c["check"].startswith("https:")]
+        if not args.no_profile and any(c["met"] is False for c in cleartext):
             ccp = next((t for t in live if t.name == "ccp"), None)
             if ccp is not None:
                 from harness.bench.profile import profile_ccp
-                result["profiles"] = profile_ccp(ccp, mock, result["checks"], args.body_kb, workdir)
+                result["profiles"] = profile_ccp(ccp, mock, cleartext, args.body_kb, workdir)
     finally:
         for target in live:
             target.stop()
@@ -189,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(target: Target, sc: matrix.Scenario, mock: FastMock, body_kb: int) -> dict:
     spec = spec_for(target, sc, body_kb)
-    calls0, cpu0 = mock.calls(), target.cpu_s()
+    counts0, cpu0 = mock.counts(), target.cpu_s()
     res = run_fast(run_load(spec))
-    cpu1, calls = target.cpu_s(), mock.calls() - calls0
+    cpu1, counts1 = target.cpu_s(), mock.counts()
+    calls = counts1["calls"] - counts0["calls"]
     errors = res.error_count
     if calls < res.ok:  # answers the mock never sent: not proxied
         errors += res.ok - calls
@@ -199,21 +231,26 @@ def measure(target: Target, sc: matrix.Scenario, mock: FastMock, body_kb: int) -
                           None if cpu0 is None else cpu1 - cpu0)
     row["peak_rss_mb"] = target.peak_rss_mb()
     row["error_kinds"] = dict(res.errors)
+    if sc.tls:  # what the mock's TLS port saw: connections made, and how many calls came over h2
+        for key in ("handshakes", "tls_calls", "h2_calls"):
+            row[key] = counts1[key] - counts0[key]
     time.sleep(0.2)  # let closing connections settle before the next target
     return row
 
 
 def assemble(args, live: list[Target], scenarios, rounds: dict, skipped: dict) -> dict:
     combined: dict = {}
-    direct = rounds.get("direct", {})
     for target in live:
         for sc in scenarios:
-            rows = rounds[target.name].get(sc.name)
+            rows = rounds.get(target.name, {}).get(sc.name)
             if not rows:
                 continue
-            pair = direct.get(sc.name) if target.name != "direct" else None
+            base, base_sc = sc.pair()  # each path's added latency, against its own no-proxy rounds
+            pair = rounds.get(base, {}).get(base_sc) if target.name != base else None
             c = stats.combine(rows, pair)
             c["peak_rss_mb"] = max((r["peak_rss_mb"] for r in rows if r["peak_rss_mb"]), default=None)
+            if sc.tls:
+                c.update(stats.tls_counts(rows))
             combined.setdefault(target.name, {})[sc.name] = c
     import aiohttp
     versions = {"aiohttp": aiohttp.__version__}
@@ -229,7 +266,7 @@ def assemble(args, live: list[Target], scenarios, rounds: dict, skipped: dict) -
     return {"meta": meta, "targets": [t.name for t in live], "skipped": skipped,
             "scenarios": [{"name": sc.name, "describe": describe(sc), **sc.__dict__} for sc in scenarios],
             "combined": combined, "rounds": rounds, "checks": matrix.checks(combined),
-            "ablation": matrix.ablation(combined)}
+            "ablation": matrix.ablation(combined), "tls_ratios": matrix.tls_ratios(combined)}
 
 
 if __name__ == "__main__":

@@ -64,6 +64,14 @@ def combine(rounds: Sequence[Mapping], direct_rounds: Sequence[Mapping] | None) 
     return out
 
 
+def tls_counts(rounds: Sequence[Mapping]) -> dict:
+    """The https path's counters over rounds: TLS handshakes per round (the median) and the share
+    of the calls the TLS port answered over HTTP/2 (None when it answered none)."""
+    tls_calls = sum(r.get("tls_calls", 0) for r in rounds)
+    return {"handshakes": _med(r.get("handshakes") for r in rounds),
+            "h2_share": sum(r.get("h2_calls", 0) for r in rounds) / tls_calls if tls_calls else None}
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b not in (None, 0) else None
 

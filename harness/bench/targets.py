@@ -4,7 +4,10 @@ A target is a process started with its own environment and working folder, that 
 `POST /v1/messages` and forwards it to the mock: `floor` (the bare relay), `ccp` (the real shim with
 its default logging, metrics and store, like `ShimProcess` runs it) and the third-party proxies in
 `harness.bench.external`. `direct` is no process at all: the client talks to the mock, the floor of
-every latency. `Target.cpu_s()` and `Target.peak_rss_mb()` read the process tree from /proc.
+every latency. The https path has its own: `direct-tls`, `floor-tls` (the bare relay trusting the
+mock's CA) and `ccp-tls*` (the shim with base URLs on the mock's TLS port and `CCP_CA_BUNDLE`);
+clients in front of a proxy still speak plain HTTP, as Claude Code does to a local shim.
+`Target.cpu_s()` and `Target.peak_rss_mb()` read the process tree from /proc.
 """
 from __future__ import annotations
 
@@ -95,27 +98,44 @@ class Proc:
 
 
 class FastMock(Proc):
+    """The fast mock: cleartext on `url`, TLS (h2 and http/1.1 by ALPN) on `tls_url`, trusting `ca`."""
+
     def __init__(self) -> None:
         super().__init__("mock")
+        self.tls_url = ""
+        self.ca = ""
 
     def start(self, workdir: Path) -> FastMock:
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness.bench.fast_mock", "--port", "0"],
+        tls_dir = workdir / "mock-tls"
+        tls_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "harness.bench.fast_mock", "--port", "0",
+                                      "--tls-dir", str(tls_dir)],
                                      cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE,
                                      stderr=self._stderr(workdir / "mock.stderr.log"))
-        self.url = f"http://127.0.0.1:{read_announce(self.proc, 15, 'mock')['port']}"
+        announced = read_announce(self.proc, 15, "mock")
+        self.url = f"http://127.0.0.1:{announced['port']}"
+        self.tls_url = f"https://127.0.0.1:{announced['tls_port']}"
+        self.ca = announced["ca"]
         return self
 
+    def counts(self) -> dict:
+        """calls, handshakes, tls_calls, h2_calls (and by_kind) so far."""
+        return http_json(self.url + "/_bench/count")
+
     def calls(self) -> int:
-        return int(http_json(self.url + "/_bench/count")["calls"])
+        return int(self.counts()["calls"])
 
     def configure(self, deltas: int, delay_ms: int = 0) -> None:
         http_json(self.url + "/_bench/config", {"deltas": deltas, "delay_ms": delay_ms})
 
 
 class Target(Proc):
-    """What every target offers the runner."""
+    """What every target offers the runner. A `tls` target is started on the mock's https URL with
+    its CA (`ca`) and runs the `tls_*` scenarios; the others, the cleartext ones."""
 
     version = ""
+    tls = False
+    ca: str | None = None
 
     def start(self, mock_url: str, workdir: Path) -> None:
         raise NotImplementedError
@@ -125,26 +145,34 @@ class Target(Proc):
 
 
 class Direct(Target):
-    def __init__(self) -> None:
-        super().__init__("direct")
+    """No proxy: the load generator talks to the mock (over TLS, HTTP/1.1, for `direct-tls`)."""
 
-    def start(self, mock_url: str, workdir: Path) -> None:
-        self.url = mock_url
+    def __init__(self, name: str = "direct", tls: bool = False) -> None:
+        super().__init__(name)
+        self.tls = tls
+
+    def start(self, mock_url: str, workdir: Path, ca: str | None = None) -> None:
+        self.url, self.ca = mock_url, ca
 
     def model(self, convert: bool) -> str:
         return PASSTHROUGH_MODEL  # the mock answers any model; the floor of every latency
 
 
 class Floor(Target):
-    def __init__(self) -> None:
-        super().__init__("floor")
+    """The bare aiohttp relay; `floor-tls` relays to the mock's https URL trusting its CA."""
 
-    def start(self, mock_url: str, workdir: Path) -> None:
+    def __init__(self, name: str = "floor", tls: bool = False) -> None:
+        super().__init__(name)
+        self.tls = tls
+
+    def start(self, mock_url: str, workdir: Path, ca: str | None = None) -> None:
+        self.ca = ca
+        cmd = [sys.executable, "-m", "harness.bench.floor_relay", "--upstream", mock_url]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.bench.floor_relay", "--upstream", mock_url],
+            cmd + (["--ca", ca] if ca else []),
             cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE,
-            stderr=self._stderr(workdir / "floor.stderr.log"))
-        self.url = f"http://127.0.0.1:{read_announce(self.proc, 15, 'floor')['port']}"
+            stderr=self._stderr(workdir / f"{self.name}.stderr.log"))
+        self.url = f"http://127.0.0.1:{read_announce(self.proc, 15, self.name)['port']}"
 
     def model(self, convert: bool) -> str:
         return PASSTHROUGH_MODEL  # no conversion in a bare relay
@@ -167,13 +195,15 @@ class Ccp(Target):
     the ablation rows, with the features in `without` switched off."""
 
     def __init__(self, name: str = "ccp", env: dict | None = None,
-                 without: tuple[str, ...] = ()) -> None:
+                 without: tuple[str, ...] = (), tls: bool = False) -> None:
         super().__init__(name)
         self.extra_env = env or {}
         self.without = without
+        self.tls = tls
         self.shim: ShimProcess | None = None
 
-    def start(self, mock_url: str, workdir: Path) -> None:
+    def start(self, mock_url: str, workdir: Path, ca: str | None = None) -> None:
+        self.ca = ca
         logs = workdir / self.name
         logs.mkdir(parents=True, exist_ok=True)
         providers = logs / "providers.yaml"
@@ -183,6 +213,8 @@ class Ccp(Target):
         env = {"CCP_ANTHROPIC_BASE_URL": mock_url, "CCP_ZAI_BASE_URL": mock_url + "/api/anthropic",
                "ZAI_API_KEY": "bench-zai-key", "GLM_API_KEY": "bench-glm-key",
                "CCP_PROVIDERS_FILE": str(providers), **self.extra_env}
+        if ca:  # the mock's throwaway CA, added to certifi's roots (proxy.upstream.tls)
+            env["CCP_CA_BUNDLE"] = ca
         self.shim = (_AblatedShim(self.without, logs, env=env) if self.without
                      else ShimProcess(logs, env=env)).start()
         self.proc = self.shim.proc

@@ -34,3 +34,13 @@ def test_serves_h2_with_its_own_ca():
         assert mock.connections() == 1
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", mock.port), timeout=1).close()
+
+
+def test_throwaway_certs_gives_a_ca_and_a_leaf_for_loopback(tmp_path):
+    from harness.tls_mock import throwaway_certs
+    ca, cert, key = throwaway_certs(tmp_path)
+    assert (ca, cert, key) == tuple(str(tmp_path / n) for n in ("ca.pem", "cert.pem", "key.pem"))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)  # the leaf and its key belong together
+    client = ssl.create_default_context(cafile=ca)
+    assert len(client.get_ca_certs()) == 1

@@ -106,3 +106,78 @@ def test_the_upstream_is_required(capsys):
     with pytest.raises(SystemExit) as exc:
         main([])
     assert exc.value.code == 2 and "--upstream" in capsys.readouterr().err
+
+
+class _TlsUpstream(_Upstream):
+    alpn: list = []
+
+    def do_POST(self):  # noqa: N802
+        self.alpn.append(self.connection.selected_alpn_protocol())
+        super().do_POST()
+
+
+@pytest.fixture
+def tls_upstream(tmp_path):
+    """(https URL, CA path, ALPN protocols chosen): a TLS upstream offering h2 and http/1.1."""
+    import ssl
+
+    from harness.tls_mock import throwaway_certs
+    ca, cert, key = throwaway_certs(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    _TlsUpstream.seen, _TlsUpstream.alpn = [], []
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TlsUpstream)
+    upstream.socket = context.wrap_socket(upstream.socket, server_side=True)
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{upstream.server_address[1]}", ca, _TlsUpstream.alpn
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def _floor(*args: str):
+    proc = subprocess.Popen([sys.executable, "-m", "harness.bench.floor_relay", *args],
+                            cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE)
+    return proc, f"http://127.0.0.1:{read_announce(proc, 15, 'floor')['port']}"
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    proc.wait(10)
+    proc.stdout.close()
+
+
+def test_with_ca_the_relay_trusts_that_ca_and_speaks_http11_over_tls(tls_upstream):
+    url, ca, alpn = tls_upstream
+    proc, relay_url = _floor("--upstream", url, "--ca", ca)
+    try:
+        status, ctype, answer = _post(relay_url + "/v1/stream", b"{}", {"content-type": "application/json"})
+    finally:
+        _stop(proc)
+    assert (status, ctype, answer) == (200, "text/event-stream", b"".join(SSE))
+    assert alpn == ["http/1.1"]  # offered http/1.1 only, though the upstream prefers h2
+
+
+def test_without_the_ca_the_upstream_certificate_is_refused(tls_upstream):
+    url, _ca, alpn = tls_upstream
+    proc, relay_url = _floor("--upstream", url)
+    try:
+        status, _, _ = _post(relay_url + "/v1/stream", b"{}", {"content-type": "application/json"})
+    finally:
+        _stop(proc)
+    assert status == 500 and alpn == []  # certifi's roots do not know the throwaway CA
+
+
+@pytest.mark.quick
+def test_the_client_context_verifies_against_the_ca(tmp_path):
+    import ssl
+
+    from harness.bench.floor_relay import client_context
+    from harness.tls_mock import throwaway_certs
+    ca, _, _ = throwaway_certs(tmp_path)
+    context = client_context(ca)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert len(context.get_ca_certs()) == 1

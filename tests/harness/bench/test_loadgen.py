@@ -102,3 +102,37 @@ def test_a_duration_keeps_starting_requests_until_it_has_passed():
 def test_a_result_counts_ok_answers_and_errors():
     result = LoadResult(latencies_ms=[1.0, 2.0], errors=Counter({"cap": 2, "http_500": 1}))
     assert (result.ok, result.error_count) == (2, 3)
+
+
+def test_with_a_ca_the_load_generator_speaks_tls_to_an_https_url(tmp_path):
+    import ssl
+
+    from harness.tls_mock import throwaway_certs
+    ca, cert, key = throwaway_certs(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server_ctx.set_alpn_protocols(["h2", "http/1.1"])
+    alpn = []
+
+    async def _tls_json(request):
+        alpn.append(request.transport.get_extra_info("ssl_object").selected_alpn_protocol())
+        return await _json(request)
+
+    async def main():
+        app = web.Application()
+        app[SEEN] = []
+        app.router.add_post("/json", _tls_json)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        try:
+            port = runner.addresses[0][1]
+            return await run_load(LoadSpec(url=f"https://127.0.0.1:{port}/json", body=b"{}",
+                                           headers=HEADERS, concurrency=2, total=6, ca=ca))
+        finally:
+            await runner.cleanup()
+
+    result = asyncio.run(main())
+    assert (result.ok, result.error_count) == (6, 0)
+    assert set(alpn) == {"http/1.1"} and len(alpn) == 6

@@ -43,3 +43,26 @@ def test_write_saves_markdown_and_json(tmp_path):
 
 def test_fmt():
     assert report.fmt(None, 2) == "–" and report.fmt(3, 0) == "3" and report.fmt(1234.5, 0) == "1,234"
+
+
+def test_the_https_path_has_its_ratio_table_and_counts_in_its_scenario_tables():
+    result = _result()
+    tls = [s for s in matrix.scenarios(quick=True) if s.tls]
+    for target, cpu in (("floor-tls", 0.001), ("ccp-tls", 0.0011)):
+        for sc in tls:
+            c = {**combine([round_row([1.5], [1.5], 0, 1, 1.0, cpu)], None), "peak_rss_mb": 60.0,
+                 "handshakes": 31, "h2_share": 0.0}
+            result["combined"].setdefault(target, {})[sc.name] = c
+    result["targets"] += ["floor-tls", "ccp-tls"]
+    result["scenarios"] = [{"name": s.name, "describe": "d", "tls": s.tls}
+                           for s in matrix.scenarios(quick=True)]
+    result["tls_ratios"] = matrix.tls_ratios(result["combined"])
+    page = report.render(result)
+    assert "## The https path: each upstream client ÷ floor-tls" in page
+    assert "| ccp-tls | 1.10 | 1.10 | – |" in page  # CPU ratios; no 120 KB scenario in a quick run
+    assert "TLS handshakes/round | h2 share |" in page
+    assert "| ccp-tls | 1.50 |" in page and "| 31 | 0.00 |" in page
+    # the cleartext tables keep their columns
+    nonstream = page.split("## nonstream_c1", 1)[1].split("## ", 1)[0]
+    assert "handshakes" not in nonstream
+    assert report.tls_table([]) == []

@@ -188,3 +188,74 @@ def test_a_measured_round_counts_answers_the_mock_never_sent_as_errors(mock, imp
     assert honest["cpu_ms_per_req"] is None and honest["peak_rss_mb"] is None  # direct: no process
     cheat = measure(impostor, sc, mock, 8)
     assert (cheat["ok"], cheat["errors"]) == (6, 6)
+
+
+@quick
+@pytest.mark.parametrize("name, kind, env", [
+    ("direct-tls", Direct, None),
+    ("floor-tls", Floor, None),
+    ("ccp-tls", Ccp, {}),
+    ("ccp-tls-h2", Ccp, {"CCP_HTTP2": "1"}),
+    ("ccp-tls-httpx-h1", Ccp, {"CCP_UPSTREAM_CLIENT": "httpx", "CCP_FORCE_H1": "1"}),
+    ("ccp-tls-aiohttp", Ccp, {"CCP_UPSTREAM_CLIENT": "aiohttp"}),
+])
+def test_each_https_target_name_makes_a_tls_target(name, kind, env):
+    target = make_target(name)
+    assert type(target) is kind and target.name == name and target.tls
+    if kind is Ccp:
+        assert target.extra_env == env
+    assert name in DEFAULT_TARGETS
+
+
+@quick
+def test_the_https_path_pairs_with_direct_tls_and_its_hold_with_the_cleartext_direct():
+    direct, direct_tls, floor_tls = Direct(), Direct("direct-tls", tls=True), Floor("floor-tls", tls=True)
+    c1 = matrix.Scenario("tls_nonstream_c1", 1, total=10, tls=True)
+    hold = matrix.Scenario(matrix.TLS_HOLD, 10, stream=True, total=10, tls=True,
+                           baseline=("direct", "hold_1000"))
+
+    def tls_row(p50, hs, h2):
+        return {**_row(p50, 0.4, 60.0), "ttfb_p50_ms": p50, "handshakes": hs, "tls_calls": 10,
+                "h2_calls": h2}
+    rounds = {"direct": {"hold_1000": [{**_row(100.0), "ttfb_p50_ms": 50.0}]},
+              "direct-tls": {"tls_nonstream_c1": [tls_row(0.5, 1, 0)],
+                             matrix.TLS_HOLD: [tls_row(900.0, 10, 0)]},
+              "floor-tls": {"tls_nonstream_c1": [tls_row(0.8, 1, 0)],
+                            matrix.TLS_HOLD: [tls_row(300.0, 10, 5)]}}
+    args = SimpleNamespace(quick=True, rounds=1, body_kb=64)
+    result = assemble(args, [direct, direct_tls, floor_tls], [c1, hold], rounds, {})
+    c = result["combined"]
+    assert c["floor-tls"]["tls_nonstream_c1"]["added_p50_ms"] == pytest.approx(0.3)
+    assert c["direct-tls"]["tls_nonstream_c1"]["added_p50_ms"] is None
+    assert c["floor-tls"][matrix.TLS_HOLD]["added_ttfb_ms"] == pytest.approx(250.0)  # − direct's 50
+    assert c["direct-tls"][matrix.TLS_HOLD]["added_ttfb_ms"] == pytest.approx(850.0)
+    assert (c["floor-tls"][matrix.TLS_HOLD]["handshakes"], c["floor-tls"][matrix.TLS_HOLD]["h2_share"]) == \
+        (10, 0.5)
+    assert [r["target"] for r in result["tls_ratios"]] == ["floor-tls"]
+    assert "Added latency against `direct` in hold_1000" in result["scenarios"][1]["describe"]
+    assert describe(c1).startswith("https upstream (the mock's TLS port; h2 or http/1.1 by ALPN): ")
+
+
+def _direct_tls_on(mock) -> Direct:
+    target = Direct("direct-tls", tls=True)
+    target.start(mock.tls_url, None, ca=mock.ca)
+    return target
+
+
+def test_the_smoke_check_of_an_https_target_counts_what_reached_the_tls_port(mock):
+    assert smoke(_direct_tls_on(mock), mock, 8) == {}
+    counts = mock.counts()
+    assert counts["tls_calls"] == 14 and counts["calls"] == 14  # 10 JSON, 4 streams: no conversion
+    cheat = Direct("direct-tls", tls=True)  # says it is on the https path, talks to the cleartext port
+    cheat.start(mock.url, None)
+    failed = smoke(cheat, mock, 8)
+    assert set(failed) == {"json", "stream"} and "mock received 0" in failed["json"]
+
+
+def test_a_measured_https_round_counts_handshakes_and_h2_calls(mock):
+    sc = matrix.Scenario("tls_nonstream_c1", 2, total=6, tls=True)
+    row = measure(_direct_tls_on(mock), sc, mock, 8)
+    assert (row["ok"], row["errors"], row["tls_calls"], row["h2_calls"]) == (6, 0, 6, 0)
+    assert row["handshakes"] == 2  # two clients, each on one kept connection
+    plain = measure(_direct_on(mock), matrix.Scenario("nonstream_c1", 1, total=2), mock, 8)
+    assert "handshakes" not in plain

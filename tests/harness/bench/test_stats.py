@@ -52,3 +52,12 @@ def test_verdicts_say_by_how_much():
     assert verdict("rps", 4.0, 3.0, at_most=False)["met"] is True
     assert verdict("rps", None, 3.0)["met"] is None
     assert ratio(1.0, 0) is None and ratio(None, 2.0) is None and ratio(3.0, 2.0) == 1.5
+
+
+def test_tls_counts_take_the_median_handshakes_and_the_h2_share_of_all_rounds():
+    from harness.bench.stats import tls_counts
+    rounds = [{"handshakes": 32, "tls_calls": 100, "h2_calls": 100},
+              {"handshakes": 0, "tls_calls": 300, "h2_calls": 100},
+              {"handshakes": 1, "tls_calls": 0, "h2_calls": 0}]
+    assert tls_counts(rounds) == {"handshakes": 1, "h2_share": 0.5}
+    assert tls_counts([{}]) == {"handshakes": None, "h2_share": None}

@@ -170,3 +170,56 @@ def test_a_proc_that_never_started_has_nothing_to_report():
     proc = Proc("p")
     assert (proc.pid, proc.cpu_s(), proc.peak_rss_mb()) == (None, None, None)
     proc.stop()
+
+
+def _post_tls(url: str, ca: str, model: str = PASSTHROUGH_MODEL) -> int:
+    import ssl
+    body = json.dumps({"model": model, "max_tokens": 5, "messages": []}).encode()
+    req = urllib.request.Request(url + "/v1/messages", data=body, method="POST",
+                                 headers={"content-type": "application/json"})
+    context = ssl.create_default_context(cafile=ca)
+    with urllib.request.urlopen(req, timeout=10, context=context) as resp:  # noqa: S310 - loopback
+        return resp.status
+
+
+def test_the_mock_serves_tls_with_its_own_ca_and_counts_handshakes(mock, tmp_path):
+    assert mock.tls_url.startswith("https://127.0.0.1:") and mock.tls_url != mock.url
+    assert mock.ca == str(tmp_path / "mock-tls" / "ca.pem")
+    assert _post_tls(mock.tls_url, mock.ca) == 200 and _post_tls(mock.tls_url, mock.ca) == 200
+    counts = mock.counts()
+    assert (counts["calls"], counts["tls_calls"], counts["h2_calls"], counts["handshakes"]) == \
+        (2, 2, 0, 2)  # urllib: one connection per request, HTTP/1.1
+
+
+@quick
+def test_the_https_path_targets_know_they_are_tls(tmp_path):
+    direct = Direct("direct-tls", tls=True)
+    direct.start("https://127.0.0.1:9", tmp_path, ca="/ca.pem")
+    assert (direct.tls, direct.url, direct.ca) == (True, "https://127.0.0.1:9", "/ca.pem")
+    assert not Direct().tls and not Floor().tls and not Ccp().tls and Ccp(tls=True).tls
+    assert Target("any").ca is None
+
+
+def test_floor_tls_relays_to_the_tls_port_on_one_kept_connection(mock, tmp_path):
+    floor = Floor("floor-tls", tls=True)
+    floor.start(mock.tls_url, tmp_path, ca=mock.ca)
+    try:
+        assert floor.ca == mock.ca and (tmp_path / "floor-tls.stderr.log").exists()
+        assert [_post(floor.url, PASSTHROUGH_MODEL)[0] for _ in range(3)] == [200] * 3
+        counts = mock.counts()
+        assert (counts["tls_calls"], counts["h2_calls"], counts["handshakes"]) == (3, 0, 1)
+    finally:
+        floor.stop()
+
+
+def test_ccp_tls_trusts_the_mocks_ca_and_sends_over_tls(mock, tmp_path):
+    ccp = Ccp("ccp-tls", tls=True)
+    ccp.start(mock.tls_url, tmp_path, ca=mock.ca)
+    try:
+        assert ccp.shim.overlay["CCP_CA_BUNDLE"] == mock.ca
+        assert ccp.shim.overlay["CCP_ANTHROPIC_BASE_URL"] == mock.tls_url
+        assert _post(ccp.url, PASSTHROUGH_MODEL)[0] == 200 and _post(ccp.url, PASSTHROUGH_MODEL)[0] == 200
+        counts = mock.counts()
+        assert counts["tls_calls"] == 2 and counts["h2_calls"] == 0  # the default client: HTTP/1.1
+    finally:
+        ccp.stop()
