@@ -10,20 +10,20 @@ import pytest
 
 from harness.bench.fast_mock import MockState
 from harness.bench.fast_mock_tls import ALPN, TlsConnection, server_context
-from harness.tls_mock import write_certs
+from harness.tls_mock import throwaway_certs
 
 pytestmark = pytest.mark.quick
 
 
 async def _serve(state: MockState, tmp_path):
-    ca, cert, key = write_certs(tmp_path)
+    ca, cert, key = throwaway_certs(tmp_path)
     server = await asyncio.get_running_loop().create_server(
         lambda: TlsConnection(state), "127.0.0.1", 0, ssl=server_context(cert, key))
     return server, ca, f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
 def test_the_context_offers_h2_first(tmp_path):
-    _, cert, key = write_certs(tmp_path)
+    _, cert, key = throwaway_certs(tmp_path)
     assert ALPN == ["h2", "http/1.1"] and server_context(cert, key).verify_mode == ssl.CERT_NONE
 
 
@@ -108,7 +108,7 @@ def test_the_h2_windows_it_advertises(tmp_path, window, stream_window, connectio
     state = MockState()
 
     async def main():
-        ca, cert, key = write_certs(tmp_path)
+        ca, cert, key = throwaway_certs(tmp_path)
         factory = (lambda: TlsConnection(state)) if window is None else (
             lambda: TlsConnection(state, window))
         server = await asyncio.get_running_loop().create_server(
