@@ -45,8 +45,9 @@ def _run(cmd: list[str], timeout: float, log: Path) -> str | None:
 class LiteLLM(Target):
     venv = BENCH_DIR / "venv-litellm"
 
-    def __init__(self) -> None:
-        super().__init__("litellm")
+    def __init__(self, name: str = "litellm", tls: bool = False) -> None:
+        super().__init__(name)
+        self.tls = tls
 
     @property
     def exe(self) -> Path:
@@ -61,8 +62,8 @@ class LiteLLM(Target):
                 or _run([str(self.venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
                         INSTALL_TIMEOUT, log))
 
-    def start(self, mock_url: str, workdir: Path) -> None:
-        home = workdir / "litellm"
+    def start(self, mock_url: str, workdir: Path, ca: str | None = None) -> None:
+        home = workdir / self.name
         home.mkdir(parents=True, exist_ok=True)
         config = home / "config.yaml"
         config.write_text(
@@ -76,7 +77,8 @@ class LiteLLM(Target):
         port = free_port()
         env = clean_env({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HOME": str(home),
                          # loopback only, no database: the bench needs no master key
-                         "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"})
+                         "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+                         **_trust(ca)})
         self.proc = subprocess.Popen(
             [str(self.exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
             cwd=home, env=env, stdout=self._stderr(home / "stdout.log"), stderr=subprocess.STDOUT)
@@ -88,8 +90,9 @@ class LiteLLM(Target):
 class CCR(Target):
     prefix = BENCH_DIR / "ccr"
 
-    def __init__(self) -> None:
-        super().__init__("ccr")
+    def __init__(self, name: str = "ccr", tls: bool = False) -> None:
+        super().__init__(name)
+        self.tls = tls
 
     @property
     def cli(self) -> Path:
@@ -105,8 +108,8 @@ class CCR(Target):
                      "--loglevel=error", "@musistudio/claude-code-router"], INSTALL_TIMEOUT,
                     BENCH_DIR / "install-ccr.log")
 
-    def start(self, mock_url: str, workdir: Path) -> None:
-        home = workdir / "ccr"
+    def start(self, mock_url: str, workdir: Path, ca: str | None = None) -> None:
+        home = workdir / self.name
         (home / ".claude-code-router").mkdir(parents=True, exist_ok=True)
         port = free_port()
         config = {
@@ -120,7 +123,7 @@ class CCR(Target):
             "Router": {"default": f"mock,{PASSTHROUGH_MODEL}"},
         }
         (home / ".claude-code-router" / "config.json").write_text(json.dumps(config, indent=2))
-        env = clean_env({"HOME": str(home), "NODE_ENV": "production"})
+        env = clean_env({"HOME": str(home), "NODE_ENV": "production", **_trust(ca)})
         self.proc = subprocess.Popen(["node", str(self.cli), "start"], cwd=home, env=env,
                                      stdout=self._stderr(home / "stdout.log"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -131,6 +134,61 @@ class CCR(Target):
 
     def model(self, convert: bool) -> str:
         return f"mockoa,{CONVERT_MODEL}" if convert else f"mock,{PASSTHROUGH_MODEL}"
+
+
+def _trust(ca: str | None) -> dict[str, str]:
+    """How each peer is told to trust the mock's throwaway CA on the https path: Python's ssl and
+    httpx read SSL_CERT_FILE, requests REQUESTS_CA_BUNDLE, node NODE_EXTRA_CA_CERTS (added to its
+    bundled roots, as ccp's CCP_CA_BUNDLE is added to certifi's)."""
+    if not ca:
+        return {}
+    return {"SSL_CERT_FILE": ca, "REQUESTS_CA_BUNDLE": ca, "NODE_EXTRA_CA_CERTS": ca}
+
+
+CANDIDATE_PACKAGES = ("aiohttp", "uvloop", "httpx[http2]", "curl_cffi", "niquests", "rnet")
+
+
+class CandidateRelay(Target):
+    """`relay-tls-<client>`: the bare relay of harness.bench.client_relays with that HTTP client,
+    on the https path, from a venv of its own (the candidates are not ccp's dependencies)."""
+
+    venv = BENCH_DIR / "venv-candidates"
+    tls = True
+
+    def __init__(self, client: str) -> None:
+        super().__init__(f"relay-tls-{client}")
+        self.client = client
+
+    @property
+    def exe(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    def ensure(self) -> str | None:
+        if self.exe.exists():
+            return None
+        BENCH_DIR.mkdir(exist_ok=True)
+        log = BENCH_DIR / "install-candidates.log"
+        return (_run([sys.executable, "-m", "venv", str(self.venv)], 120, log)
+                or _run([str(self.venv / "bin" / "pip"), "install", "-q", *CANDIDATE_PACKAGES],
+                        INSTALL_TIMEOUT, log))
+
+    def start(self, mock_url: str, workdir: Path, ca: str | None = None) -> None:
+        from harness.bench.procs import read_announce
+
+        cmd = [str(self.exe), "-m", "harness.bench.client_relays", "--client", self.client,
+               "--upstream", mock_url] + (["--ca", ca] if ca else [])
+        self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT,
+                                     env=clean_env({"PYTHONPATH": str(PROJECT_ROOT)}),
+                                     stdout=subprocess.PIPE,
+                                     stderr=self._stderr(workdir / f"{self.name}.stderr.log"))
+        announced = read_announce(self.proc, START_TIMEOUT, self.name)
+        if announced.get("event") == "missing":
+            raise RuntimeError(f"{self.client} is not installed: {announced.get('error')}")
+        self.url = f"http://127.0.0.1:{announced['port']}"
+        self.version = self.client
+
+    def model(self, convert: bool) -> str:
+        return PASSTHROUGH_MODEL
 
 
 def _pip_version(venv: Path, dist: str) -> str:

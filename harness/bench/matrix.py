@@ -194,10 +194,13 @@ TLS_RATIO_COLUMNS = (  # (heading, scenario, key): each ccp-tls* row ÷ floor-tl
 
 
 def tls_ratios(combined: dict) -> list[dict]:
-    """Every https-path proxy row (floor-tls, ccp-tls, ccp-tls-…) as ratios to floor-tls, with the
+    """Every https-path proxy row (floor-tls, ccp-tls, ccp-tls-…, the peers' and the candidate
+    clients' relays) as ratios to floor-tls, with the
     held streams' errors and, at 32 clients non-stream, the handshakes per round and h2's share."""
     rows = []
-    names = [TLS_FLOOR] + sorted(t for t in combined if t.startswith(TLS_CCP))
+    names = [TLS_FLOOR] + sorted(t for t in combined if t.startswith(TLS_CCP)) + sorted(
+        t for t in combined if t.endswith("-tls") and t not in (TLS_FLOOR, TLS_CCP, "direct-tls")
+        or t.startswith("relay-tls-"))
     for target in names:
         if target not in combined:
             continue

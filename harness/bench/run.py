@@ -33,7 +33,7 @@ from proxy.config.load import load_settings
 
 DEFAULT_TARGETS = ("direct", "floor", "ccp", "ccp-aiohttp", "litellm", "ccr",
                    "direct-tls", "floor-tls", "ccp-tls", "ccp-tls-h2", "ccp-tls-httpx-h1",
-                   "ccp-tls-aiohttp")
+                   "ccp-tls-aiohttp", "litellm-tls", "ccr-tls")
 TLS_TARGETS = {  # the https path: each upstream client ccp offers, by its settings
     "ccp-tls": {},  # the defaults (the shim's own HTTP/1.1 client)
     "ccp-tls-h2": {"CCP_HTTP2": "1"},  # httpx, HTTP/2 by ALPN
@@ -51,9 +51,12 @@ def make_target(name: str) -> Target:
     if name == "ccp-bare":  # every per-request feature the ablation knows switched off
         from harness.bench.ablate import FEATURES
         return Ccp(name, without=FEATURES)
-    if name == "litellm" or name == "ccr":
+    if name in ("litellm", "ccr", "litellm-tls", "ccr-tls"):
         from harness.bench.external import CCR, LiteLLM
-        return LiteLLM() if name == "litellm" else CCR()
+        return (LiteLLM if name.startswith("litellm") else CCR)(name, tls=name.endswith("-tls"))
+    if name.startswith("relay-tls-"):  # a candidate upstream client (docs/upstream-clients.md)
+        from harness.bench.external import CandidateRelay
+        return CandidateRelay(name[len("relay-tls-"):])
     if name == "ccp-aiohttp":  # the same shim on its HTTP/1.1 aiohttp upstream client
         return Ccp(name, {"CCP_UPSTREAM_CLIENT": "aiohttp"})
     if name in TLS_TARGETS:
@@ -129,6 +132,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ablate", action="store_true",
                    help="also run ccp with its store, usage log, body validation (and all of "
                         "them) switched off: what each costs per request")
+    p.add_argument("--candidates", action="store_true",
+                   help="also run the candidate upstream clients as bare relays on the https path "
+                        "(relay-tls-<client>, installed into .bench/venv-candidates): "
+                        "docs/upstream-clients.md")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
@@ -142,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     if args.ablate:
         names += [n for n in ABLATION_TARGETS if n not in names]
+    if args.candidates:
+        from harness.bench.client_relays import CLIENTS
+        names += [f"relay-tls-{c}" for c in CLIENTS if f"relay-tls-{c}" not in names]
     if "direct" not in names:
         names.insert(0, "direct")  # every added latency is paired with it
     if "direct-tls" not in names and any(n in TLS_TARGETS or n == "floor-tls" for n in names):

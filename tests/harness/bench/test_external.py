@@ -135,3 +135,63 @@ def test_ccr_starts_with_a_home_of_its_own_and_two_providers_on_the_mock(tmp_pat
         assert target.version == "1.2.3"
     finally:
         target.stop()
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_a_peer_on_the_https_path_is_told_to_trust_the_mocks_ca_and_only_then(tmp_path, monkeypatch,
+                                                                               tls):
+    monkeypatch.setattr(LiteLLM, "venv", tmp_path / "venv")
+    ca = str(tmp_path / "ca.pem") if tls else None
+    target = LiteLLM("litellm-tls" if tls else "litellm", tls=tls)
+    _stand_in(target.exe)
+    captured = {}
+    real_popen = external.subprocess.Popen
+
+    def popen(cmd, **kwargs):
+        if cmd[0] == str(target.exe):  # (not the version query that follows)
+            captured.update(kwargs["env"])
+        return real_popen(cmd, **kwargs)
+    monkeypatch.setattr(external.subprocess, "Popen", popen)
+    try:
+        target.start("https://127.0.0.1:9999" if tls else "http://127.0.0.1:9999",
+                     tmp_path / "work", ca=ca)
+    finally:
+        target.stop()
+    trusted = {k: captured.get(k) for k in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+                                            "NODE_EXTRA_CA_CERTS")}
+    assert trusted == ({k: ca for k in trusted} if tls  # else: the machine's, untouched
+                       else {k: os.environ.get(k) for k in trusted})
+    assert (tmp_path / "work" / target.name / "config.yaml").exists()  # a home per target
+
+
+def test_a_candidate_relay_runs_from_its_own_venv_and_relays_over_tls(tmp_path, monkeypatch):
+    from harness.bench.external import CandidateRelay
+    from harness.bench.targets import http_json
+    from harness.tls_mock import TlsMock, anthropic_app
+
+    monkeypatch.setattr(CandidateRelay, "venv", Path(sys.executable).parent.parent)  # ccp's own
+    target = CandidateRelay("aiohttp")
+    assert target.ensure() is None and target.tls and target.name == "relay-tls-aiohttp"
+    with TlsMock(anthropic_app) as mock:
+        try:
+            target.start(mock.base_url, tmp_path, ca=str(mock.ca_path))
+            answer = http_json(target.url + "/v1/messages", {"model": PASSTHROUGH_MODEL})
+        finally:
+            target.stop()
+        assert answer["type"] == "message" and [c.path for c in mock.calls] == ["/v1/messages"]
+
+
+def test_a_candidate_whose_library_is_missing_fails_to_start_with_the_reason(tmp_path, monkeypatch):
+    from harness.bench.external import CandidateRelay
+    try:
+        import rnet  # noqa: F401
+        pytest.skip("rnet is installed here")
+    except ImportError:
+        pass
+    monkeypatch.setattr(CandidateRelay, "venv", Path(sys.executable).parent.parent)
+    target = CandidateRelay("rnet-h1")
+    try:
+        with pytest.raises(RuntimeError, match="rnet-h1 is not installed"):
+            target.start("https://127.0.0.1:9", tmp_path, ca=None)
+    finally:
+        target.stop()

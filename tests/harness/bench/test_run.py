@@ -200,6 +200,7 @@ def test_a_measured_round_counts_answers_the_mock_never_sent_as_errors(mock, imp
     ("ccp-tls-aiohttp", Ccp, {"CCP_UPSTREAM_CLIENT": "aiohttp"}),
 ])
 def test_each_https_target_name_makes_a_tls_target(name, kind, env):
+    """(and the peers' https rows, below)"""
     target = make_target(name)
     assert type(target) is kind and target.name == name and target.tls
     if kind is Ccp:
@@ -259,3 +260,20 @@ def test_a_measured_https_round_counts_handshakes_and_h2_calls(mock):
     assert row["handshakes"] == 2  # two clients, each on one kept connection
     plain = measure(_direct_on(mock), matrix.Scenario("nonstream_c1", 1, total=2), mock, 8)
     assert "handshakes" not in plain
+
+
+@quick
+@pytest.mark.parametrize("name", ["litellm-tls", "ccr-tls"])
+def test_the_peers_have_https_rows_by_default(name):
+    target = make_target(name)
+    assert target.tls and target.name == name and name in DEFAULT_TARGETS
+
+
+@quick
+def test_candidates_add_a_relay_per_candidate_client_on_the_https_path():
+    from harness.bench.client_relays import CLIENTS
+    from harness.bench.run import parse_args
+    assert parse_args(["--candidates"]).candidates and not parse_args([]).candidates
+    for client in CLIENTS:
+        target = make_target(f"relay-tls-{client}")
+        assert target.tls and target.client == client and target.name == f"relay-tls-{client}"
