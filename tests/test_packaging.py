@@ -37,6 +37,9 @@ IMPORT_TO_REQUIREMENT = {
 # proxy/ modules that import an extra's packages, and which extra (the shim imports them only when
 # the store is PostgreSQL: proxy.sinks.engines.open_engine)
 OPTIONAL_MODULES = {"proxy/sinks/store_pg.py": "postgres"}
+# the bench's candidate upstream clients: installed into .bench/venv-candidates on demand
+# (harness.bench.external.CANDIDATE_PACKAGES), never ccp's dependencies; the tests skip without them
+BENCH_CANDIDATES = {"curl_cffi", "niquests", "rnet"}
 # required, never imported: aiohttp decodes `content-encoding: br` request bodies with it
 UNIMPORTED_RUNTIME = {"brotli"}
 # run as programs, not imported
@@ -74,7 +77,7 @@ def third_party_imports(*folders: str, skip: str | tuple[str, ...] | None = None
                     continue
                 for name in names:
                     top = name.split(".")[0]
-                    if top not in sys.stdlib_module_names and top not in local:
+                    if top not in sys.stdlib_module_names | local | BENCH_CANDIDATES:
                         found.setdefault(top, set()).add(rel)
     return found
 
@@ -130,6 +133,11 @@ def test_no_extra_requirement_is_unused():
     for extra in ("harness", "reports", "test", "lint", "postgres"):
         unused = _requirements(EXTRAS[extra]) - imported - UNIMPORTED_EXTRAS
         assert not unused, f"[{extra}] lists what nothing imports: {unused}"
+
+
+def test_the_bench_candidates_are_what_the_bench_installs_for_them():
+    from harness.bench.external import CANDIDATE_PACKAGES
+    assert {_base(p).replace("-", "_") for p in CANDIDATE_PACKAGES} >= BENCH_CANDIDATES
 
 
 def test_dev_is_every_other_extra_and_the_mitm_extra_leaves_mitmproxy_out():
