@@ -60,6 +60,8 @@ async def start_usage(state: ShimState) -> asyncio.Task | None:
     loops = [rollup_loop(store, state.settings.rollup_interval)]
     if store.engine.name == "postgresql" and state.settings.quota_sync > 0:
         loops.append(quota_sync_loop(state, state.settings.quota_sync))
+    if state.sessions.shared is not None and state.settings.fleet_sync > 0:
+        loops.append(fleet_sync_loop(state, state.settings.fleet_sync))
     elif store.degraded is not None:  # a SQLite file that could not open: nothing to refresh
         for coro in loops:
             coro.close()
@@ -84,6 +86,38 @@ async def quota_sync_loop(state: ShimState, interval: float) -> None:
             await restore_quotas(state, state.quotas.config, quiet=True)
         except Exception as exc:  # noqa: BLE001 - the next round tries again
             log.warning("quota sync from %s failed: %s", store.where, exc)
+
+
+async def fleet_sync_loop(state: ShimState, interval: float) -> None:
+    """A fleet: every `interval` seconds, write this shim's new 429 cooldowns and read everyone's
+    (they block here as this shim's own), and forget the sessions that ended on any shim. So a
+    session ended anywhere is refused here at most `interval` plus one query later, and a real 429
+    anywhere blocks its quota here as soon."""
+    while True:
+        await asyncio.sleep(interval)
+        await fleet_sync(state)
+
+
+async def fleet_sync(state: ShimState) -> None:
+    """One round of fleet_sync_loop (errors logged: the next round tries again)."""
+    fleet = state.sessions.shared
+    if fleet is None:
+        return
+    shares = state.quotas.take_shares()
+    try:
+        rows = await asyncio.to_thread(fleet.sync_cooldowns, shares, time.time())
+    except Exception as exc:  # noqa: BLE001
+        state.quotas.give_back(shares)
+        log.warning("cooldown sync failed: %s: %s", type(exc).__name__, exc)
+    else:
+        state.quotas.apply_shared(rows)
+    try:
+        ended = await state.sessions.sync()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("session sync failed: %s: %s", type(exc).__name__, exc)
+    else:
+        if ended:
+            log.info("session(s) ended on the fleet: %s", ", ".join(ended))
 
 
 async def restore_quotas(state: ShimState, config: QuotaConfig, quiet: bool = False) -> int | None:
@@ -122,6 +156,7 @@ async def stop_usage(state: ShimState, task: asyncio.Task | None) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await state.sessions.close()
     store = state.store
     if store is not None:
         await asyncio.to_thread(store.close, 10.0, time.time())
@@ -183,6 +218,7 @@ def usage_report(state: ShimState, now: float) -> dict:
         "ts": utc_timestamp(now),
         "mode": state.settings.reroute_mode,
         "source": state.quotas.config.source,
+        "instance": state.settings.instance or None,  # a fleet: `models.*.instances` are shares
         "models": models,
     }
 
