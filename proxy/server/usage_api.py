@@ -111,6 +111,7 @@ async def fleet_sync(state: ShimState) -> None:
         log.warning("cooldown sync failed: %s: %s", type(exc).__name__, exc)
     else:
         state.quotas.apply_shared(rows)
+    await feed_quotas(state, fleet)
     try:
         ended = await state.sessions.sync()
     except Exception as exc:  # noqa: BLE001
@@ -118,6 +119,25 @@ async def fleet_sync(state: ShimState) -> None:
     else:
         if ended:
             log.info("session(s) ended on the fleet: %s", ", ".join(ended))
+
+
+async def feed_quotas(state: ShimState, fleet) -> int:
+    """Count the records the other shims wrote since the last feed (or full sync) in this shim's
+    book, so a budget the fleet fills blocks here within CCP_FLEET_SYNC, not CCP_QUOTA_SYNC. Under
+    the rebuild lock: a feed never overlaps a full sync (which would count its rows twice)."""
+    span = book_span(state.quotas.config)
+    store = state.store
+    if span is None or store is None or store.degraded is not None:
+        return 0
+    async with _REBUILD_LOCKS.setdefault(state, asyncio.Lock()):
+        try:
+            rows = await asyncio.to_thread(fleet.feed, time.time() - span)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("quota feed failed: %s: %s", type(exc).__name__, exc)
+            return 0
+        for rec in rows:
+            state.quotas.account(rec)
+    return len(rows)
 
 
 async def restore_quotas(state: ShimState, config: QuotaConfig, quiet: bool = False) -> int | None:
@@ -145,6 +165,8 @@ async def restore_quotas(state: ShimState, config: QuotaConfig, quiet: bool = Fa
             book.cancel_rebuild()
             raise
         counted = book.rebuild(config, recs)
+        if state.sessions.shared is not None:  # a fleet: its quota feed goes on from here
+            state.sessions.shared.saw(recs)
         (log.debug if quiet else log.info)(
             "quotas restored from %s: %d record(s)", store.where, counted
         )

@@ -262,7 +262,7 @@ class QuotaBook:
             )
             acct.limited_until = max(acct.limited_until, t + quota.cooldown)
             acct.block_until = max(acct.block_until, t + quota.cooldown)
-            if self.instance is not None and quota.cooldown:
+            if self.instance is not None and quota.cooldown and not rec.get("instance"):
                 self._shares.append(
                     (quota.pattern, quota.lane or rec.get("lane"), acct.limited_until)
                 )

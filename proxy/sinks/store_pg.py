@@ -308,7 +308,7 @@ def quota_records(conn: Conn, since: float) -> list[dict]:
     return [
         dict(r)
         for r in conn.execute(
-            "SELECT rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens, "
+            "SELECT id, rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens, "
             "instance FROM samples WHERE ts > %s ORDER BY ts, id",
             (since,),
         )
@@ -490,13 +490,42 @@ def cooldowns_active(conn: Conn, now: float) -> list[dict]:
     ]
 
 
+def records_after(conn: Conn, after_id: int, since: float, instance: str | None) -> list[dict]:
+    """The quota records other instances wrote with an id above `after_id` (and a ts after
+    `since`), in id order: what a shim feeds its book between two full quota syncs."""
+    return [
+        dict(r)
+        for r in conn.execute(
+            "SELECT id, rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens, "
+            "instance FROM samples WHERE id > %s AND ts > %s AND instance IS DISTINCT FROM %s "
+            "ORDER BY id LIMIT %s",
+            (after_id, since, instance, FEED_MAX),
+        )
+    ]
+
+
+FEED_MAX = 20_000  # rows a feed reads at most (the rest at the next round, or the full sync)
+
+
 class PgFleet:
-    """What the shims of one store share besides the samples: sessions and 429 cooldowns. Every
-    method blocks on the database (call it in a thread) and uses the engine's reader pool."""
+    """What the shims of one store share besides the samples: sessions, 429 cooldowns and the quota
+    feed. Every method blocks on the database (call it in a thread) and uses the engine's reader
+    pool."""
 
     def __init__(self, engine: PgEngine, instance: str | None) -> None:
         self.engine = engine
         self.instance = instance
+        self.seen_id = 0  # the highest samples.id the quota book has counted (full sync or feed)
+
+    def saw(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """A full quota sync read these: the feed goes on after their highest id."""
+        self.seen_id = max([self.seen_id, *(int(r.get("id") or 0) for r in records)])
+
+    def feed(self, since: float) -> list[dict]:
+        """Other instances' records written since the last feed or full sync."""
+        rows = self.engine.raw(records_after, self.seen_id, since, self.instance)
+        self.saw(rows)
+        return rows
 
     def publish(self, sid, token_sha256, sandbox_id, task_name, created) -> dict:
         return self.engine.raw(

@@ -231,6 +231,9 @@ def test_a_fleet_book_counts_each_instance_and_shares_its_429_cooldowns():
     book.account({"rid": "x", "ts": utc_timestamp(t + 20), "model": "claude-haiku-4-5",
                   "lane": "zai", "status": 429, "upstream_status": 429})
     assert book.take_shares() == [("haiku", "zai", t + 20 + 600)] and book.take_shares() == []
+    book.account({"rid": "x2", "ts": utc_timestamp(t + 21), "model": "claude-haiku-4-5",
+                  "lane": "zai", "status": 429, "instance": "b"})  # b's own: b shares it
+    assert book.take_shares() == []
     # another shim's book, told by the store: blocked and limited until then
     other = QuotaBook(config, "b")
     assert not other.state("claude-haiku-4-5", t + 30).block

@@ -219,6 +219,19 @@ def test_the_fleet_tables_keep_a_token_hash_never_the_token_and_end_sessions_for
         fb.sync_cooldowns([("haiku", "zai", T0 + 50)], T0 + 1)
         assert [r["until"] for r in fb.sync_cooldowns([], T0 + 2)] == [T0 + 100]
         assert fb.sync_cooldowns([], T0 + 200) == []
+        # the quota feed: the other instances' rows after the last one seen, once
+        with connect(pg_url) as conn:
+            with conn.transaction():
+                insert_records(conn, [rec("fa1", T0 + 5)], instance="a")
+                insert_records(conn, [rec("fb1", T0 + 6), rec("fb2", T0 + 7)], instance="b")
+        assert [r["rid"] for r in fa.feed(T0)] == ["fb1", "fb2"] and fa.feed(T0) == []
+        with connect(pg_url) as conn:
+            fb.saw(quota_records(conn, T0 + 5.5))  # a full sync read up to fb2's id
+        assert fb.feed(T0) == []  # fa1's id is below it
+        with connect(pg_url) as conn:
+            with conn.transaction():
+                insert_records(conn, [rec("fa2", T0 + 8)], instance="a")
+        assert [r["rid"] for r in fb.feed(T0)] == ["fa2"]
     finally:
         a.close()
         b.close()
