@@ -118,6 +118,10 @@ VERBS: dict[str, Verb] = {  # the shim's own; the harness and the reports add th
     "partials": Verb(
         "proxy.sinks.partials:main", "list broken streams kept under logs/partials, or `clean` them"
     ),
+    "trajectories": Verb(
+        "proxy.sinks.trajectory:main",
+        "trajectories merge DIR… --out DIR: several shims' folders as one view per session",
+    ),
     "logs-rotate": Verb(
         "proxy.cli.main:logs_rotate_main", "rotate logs/usage.jsonl now (keeps five)"
     ),

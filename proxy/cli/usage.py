@@ -64,9 +64,9 @@ def offline_usage(settings: Settings, now: float) -> dict:
     """What GET /v1/usage (and /v1/usage/summary, under `summary`) says, computed from the quotas
     file and the store (no shim running): the book rebuilt as the shim rebuilds it at start.
     Either engine (CCP_STORE_URL): a PostgreSQL store is read as the shims left it."""
-    book = QuotaBook()
-    span = book_span(settings.quotas)
     target = settings.store_target
+    book = QuotaBook(instance="" if is_postgres(target) else None)  # a fleet's: shares too
+    span = book_span(settings.quotas)
     summary: dict | None = None
     note: str | None = f"no store at {target}"
     engine = open_engine(target) if is_postgres(target) or Path(target).exists() else None
@@ -238,7 +238,54 @@ def status_main(argv: list[str], out: TextIO | None = None) -> int:
     if usage.get("models"):
         print_table(status_rows(usage), STATUS_HEADER, out)
     print_gauge(usage, out)
+    print_fleet(usage, out)
     return 0
+
+
+def fleet_rows(usage: dict) -> list[list[str]]:
+    """One row per instance of a fleet's store: its requests and tokens in the rolling window and
+    the week (the fuel gauge's), then its share of each quota's rolling tokens; the total last.
+    None of it (`[]`) for a store only one shim writes."""
+    summary = usage.get("summary") or {}
+    per = summary.get("instances") or []
+    if len(per) < 2:
+        return []
+    quotas = {p: st.get("instances") or {} for p, st in (usage.get("models") or {}).items()}
+    rows = []
+    total = {w: {"requests": 0, "tokens": 0} for w in ("rolling", "week")}
+    for entry in per:
+        name = entry["instance"] or "(unnamed)"
+        row = [name]
+        for w in ("rolling", "week"):
+            c = entry.get(w) or {}
+            row.append(f"{c.get('requests', 0)} req, {c.get('tokens', 0)} tok")
+            total[w]["requests"] += c.get("requests", 0)
+            total[w]["tokens"] += c.get("tokens", 0)
+        for shares in quotas.values():
+            mine = (shares.get(entry["instance"] or "") or {}).get("rolling_tokens", 0)
+            whole = sum(s.get("rolling_tokens", 0) for s in shares.values())
+            row.append(f"{mine} tok ({100.0 * mine / whole:.0f}%)" if whole else "-")
+        rows.append(row)
+    last = ["fleet total"]
+    last += [f"{total[w]['requests']} req, {total[w]['tokens']} tok" for w in ("rolling", "week")]
+    for shares in quotas.values():
+        last.append(f"{sum(s.get('rolling_tokens', 0) for s in shares.values())} tok")
+    rows.append(last)
+    return rows
+
+
+def print_fleet(usage: dict, out: TextIO) -> None:
+    """`ccp status` on a fleet's store: the fleet total and each instance's share."""
+    rows = fleet_rows(usage)
+    if not rows:
+        return
+    win = (usage.get("summary") or {}).get("windows") or {}
+    rl = (win.get("rolling") or {}).get("label", "rolling")
+    wl = (win.get("week") or {}).get("label", "week")
+    header = ["instance", f"rolling {rl}", f"week {wl}"]
+    header += [f"{p} share" for p in (usage.get("models") or {})]
+    print(f"fleet — {len(rows) - 1} instances on one store", file=out)
+    print_table(rows, header, out)
 
 
 def print_gauge(usage: dict, out: TextIO) -> None:

@@ -68,6 +68,8 @@ DEFAULT_SAMPLE_TTL_DAYS = 7
 # a shim on a shared (PostgreSQL) store rebuilds its quota book from it this often, so what the other
 # shims answered counts against the quotas too (0: only at start and on a reload)
 DEFAULT_QUOTA_SYNC = 10.0
+# … and asks it which of its sessions ended and which quotas a real 429 cools down this often
+DEFAULT_FLEET_SYNC = 1.0
 DEFAULT_STORE_QUEUE_MAX = 100_000  # proxy.sinks.store.DEFAULT_QUEUE_MAX
 STORE_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
 QUOTAS_FILE = "quotas.yaml"  # <config home>/quotas.yaml (user) before configs/quotas.yaml (repo)
@@ -176,6 +178,7 @@ class Settings:
     store_url: str | None = field(default=None, repr=False)  # (it may carry a password)
     store_queue_max: int = DEFAULT_STORE_QUEUE_MAX  # CCP_STORE_QUEUE_MAX: rows waiting, at most
     quota_sync: float = DEFAULT_QUOTA_SYNC  # CCP_QUOTA_SYNC: the quota book re-read (PostgreSQL)
+    fleet_sync: float = DEFAULT_FLEET_SYNC  # CCP_FLEET_SYNC: ended sessions, shared cooldowns
     instance: str = ""  # CCP_INSTANCE: which shim wrote a stored row ("": <hostname>:<port>)
     rollup_interval: float = DEFAULT_ROLLUP_INTERVAL  # CCP_ROLLUP_INTERVAL: hour/day rollups
     sample_ttl_days: int = DEFAULT_SAMPLE_TTL_DAYS  # CCP_SAMPLE_TTL_DAYS: 0 keeps samples forever
@@ -284,6 +287,7 @@ class Settings:
             ("store_queue_max", ("CCP_STORE_QUEUE_MAX",), parse_positive),
             ("store_url", ("CCP_STORE_URL",), parse_store_url),
             ("quota_sync", ("CCP_QUOTA_SYNC",), parse_duration),
+            ("fleet_sync", ("CCP_FLEET_SYNC",), parse_duration),
             ("reroute_mode", ("CCP_REROUTE_MODE",), parse_reroute_mode),
             ("dev_enable", ("CCP_DEV_ENABLE",), parse_bool),
             ("licence_enforce", ("CCP_LICENSE_ENFORCE",), parse_bool),

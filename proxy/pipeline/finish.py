@@ -54,6 +54,7 @@ def write_query(ex: Exchange, payload: dict) -> None:
         "session": session.id,
         "sandbox_id": session.sandbox_id,
         "task_name": session.task_name,
+        "instance": state.settings.instance or None,  # which shim of a fleet answered
         "route": rec["lane"],
         "provider": rec["provider"],
         "model": rec["model"],

@@ -48,7 +48,7 @@ async def read(ex: Exchange, inbound: Inbound) -> None:
         raise BadRequest(
             f"model: longer than {settings.max_name_chars} characters (CCP_MAX_NAME_CHARS)"
         )
-    session = session_for(ex.credentials, ex.state)
+    session = await session_for(ex.credentials, ex.state)
     keep = session is not None or settings.body_tee  # the payload is written to disk
     if keep and not exact:
         payload, exact = exact_loads(body), True
@@ -64,11 +64,21 @@ async def read(ex: Exchange, inbound: Inbound) -> None:
     rec["op"] = Op.STREAM if ex.stream else Op.NONSTREAM
 
 
-def session_for(tokens: list[str], state: ShimState) -> Session | None:
+async def session_for(tokens: list[str], state: ShimState) -> Session | None:
+    """The session of the request's credentials: known here, or (a fleet) found in the shared
+    store, which an unknown credential costs once per MISS_TTL (proxy.pipeline.sessions)."""
+    sessions = state.sessions
     for token in tokens:
-        session = state.sessions.for_token(token)
+        session = sessions.for_token(token)
         if session is not None:
             return session
+    if sessions.shared is not None:
+        for token in tokens:
+            if token in state.foreign_keys or token in state.secret_values:
+                continue  # the shim's own keys are nobody's session
+            session = await sessions.lookup(token)
+            if session is not None:
+                return session
     if state.settings.require_session:
         raise Unauthorized("this shim requires a registered session token (CCP_REQUIRE_SESSION=1)")
     return None

@@ -64,7 +64,8 @@ class ShimState:
         self.upstream: Upstream | None = upstream
         self.writer: UsageWriter | None = None
         self.sessions = SessionRegistry()
-        self.trajectories = TrajectoryWriter(settings.logs_dir)
+        # a file name carries the instance, so a fleet's folders merge (`ccp trajectories merge`)
+        self.trajectories = TrajectoryWriter(settings.logs_dir, settings.instance)
         self.signatures = SignatureBook()
         self.metrics = Metrics()
         self.sinks = Sinks(self.metrics)  # each sink's write health: /readyz, one log line a kind
@@ -188,6 +189,10 @@ class ShimState:
                 instance=s.instance or None,
                 queue_max=s.store_queue_max,
             )
+            fleet = getattr(self.store.engine, "fleet", None)  # a shared (PostgreSQL) store
+            if fleet is not None:
+                self.sessions.shared = fleet(s.instance or None)
+                self.quotas.instance = s.instance or "?"
             if self.store.start():
                 where = self.store.where
                 try:

@@ -3,16 +3,23 @@
 `POST /v1/sessions` with `{"session_token", "sandbox_id", "task_name"}` → 201 and the session's id
 (the name of its trajectory folder). When `CCP_ADMIN_TOKEN` is set, these endpoints want it as
 `authorization: Bearer <token>` or `x-ccp-admin-token`. A session token is never shown back.
+
+On a fleet (a PostgreSQL store) the three are the fleet's: a session registered here is honoured by
+every shim, the list is the store's active sessions (with the shim that registered each), and
+ending one here ends it on every shim within CCP_FLEET_SYNC (proxy.pipeline.sessions). The store
+away: 503, and nothing is registered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 
 from aiohttp import web
 
 from proxy.config.settings import Settings
-from proxy.core.errors import BadRequest, NotFound
+from proxy.core.errors import BadRequest, NotFound, Overloaded
 from proxy.pipeline.sessions import SessionError, SessionRegistry
 from proxy.server.auth import (  # noqa: F401 - ADMIN_HEADER: the sessions' header too
     ADMIN_HEADER,
@@ -22,6 +29,19 @@ from proxy.server.auth import (  # noqa: F401 - ADMIN_HEADER: the sessions' head
 from proxy.server.errors import mapped
 
 SESSIONS = web.AppKey("sessions", SessionRegistry)
+log = logging.getLogger("ccp.sessions")
+
+
+class StoreAway(Overloaded):
+    """The fleet's session store did not answer: nothing was changed there."""
+
+    error_type = "api_error"
+    err_type = "store_unavailable"
+
+
+def _store_away(exc: Exception) -> StoreAway:
+    log.warning("session store unavailable: %s: %s", type(exc).__name__, exc)
+    return StoreAway(f"the session store is unavailable ({type(exc).__name__}); try again")
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -38,11 +58,13 @@ async def create_session(request: web.Request) -> web.Response:
         if isinstance(value, str) and len(value) > limit:
             raise BadRequest(f"{field} is longer than {limit} characters (CCP_MAX_NAME_CHARS)")
     try:
-        session = request.app[SESSIONS].register(
+        session = await request.app[SESSIONS].register_shared(
             data.get("session_token"), data.get("sandbox_id"), data.get("task_name")
         )
     except SessionError as exc:
         raise BadRequest(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - the store's: psycopg, OSError, a pool timeout
+        raise _store_away(exc) from exc
     return web.json_response(
         {**session.public(), "trajectory_dir": f"trajectory/{session.id}"}, status=201
     )
@@ -50,15 +72,38 @@ async def create_session(request: web.Request) -> web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     require_admin(request)
-    return web.json_response({"sessions": [s.public() for s in request.app[SESSIONS].list()]})
+    registry = request.app[SESSIONS]
+    if registry.shared is not None:
+        try:
+            rows = await asyncio.to_thread(registry.shared.active)
+        except Exception as exc:  # noqa: BLE001
+            raise _store_away(exc) from exc
+        return web.json_response(
+            {
+                "sessions": [
+                    {
+                        "session": r["id"],
+                        "sandbox_id": r["sandbox_id"],
+                        "task_name": r["task_name"],
+                        "created_at": r["created"],
+                        "instance": r["instance"],
+                    }
+                    for r in rows
+                ]
+            }
+        )
+    return web.json_response({"sessions": [s.public() for s in registry.list()]})
 
 
 async def end_session(request: web.Request) -> web.Response:
     require_admin(request)
-    session = request.app[SESSIONS].end(request.match_info["session_id"])
-    if session is None:
+    try:
+        ended = await request.app[SESSIONS].end_shared(request.match_info["session_id"])
+    except Exception as exc:  # noqa: BLE001
+        raise _store_away(exc) from exc
+    if ended is None:
         raise NotFound(f"no session {request.match_info['session_id']!r}")
-    return web.json_response({**session.public(), "ended": True})
+    return web.json_response({**ended, "ended": True})
 
 
 def add_routes(app: web.Application, registry: SessionRegistry, settings: Settings) -> None:

@@ -60,6 +60,8 @@ async def start_usage(state: ShimState) -> asyncio.Task | None:
     loops = [rollup_loop(store, state.settings.rollup_interval)]
     if store.engine.name == "postgresql" and state.settings.quota_sync > 0:
         loops.append(quota_sync_loop(state, state.settings.quota_sync))
+    if state.sessions.shared is not None and state.settings.fleet_sync > 0:
+        loops.append(fleet_sync_loop(state, state.settings.fleet_sync))
     elif store.degraded is not None:  # a SQLite file that could not open: nothing to refresh
         for coro in loops:
             coro.close()
@@ -84,6 +86,58 @@ async def quota_sync_loop(state: ShimState, interval: float) -> None:
             await restore_quotas(state, state.quotas.config, quiet=True)
         except Exception as exc:  # noqa: BLE001 - the next round tries again
             log.warning("quota sync from %s failed: %s", store.where, exc)
+
+
+async def fleet_sync_loop(state: ShimState, interval: float) -> None:
+    """A fleet: every `interval` seconds, write this shim's new 429 cooldowns and read everyone's
+    (they block here as this shim's own), and forget the sessions that ended on any shim. So a
+    session ended anywhere is refused here at most `interval` plus one query later, and a real 429
+    anywhere blocks its quota here as soon."""
+    while True:
+        await asyncio.sleep(interval)
+        await fleet_sync(state)
+
+
+async def fleet_sync(state: ShimState) -> None:
+    """One round of fleet_sync_loop (errors logged: the next round tries again)."""
+    fleet = state.sessions.shared
+    if fleet is None:
+        return
+    shares = state.quotas.take_shares()
+    try:
+        rows = await asyncio.to_thread(fleet.sync_cooldowns, shares, time.time())
+    except Exception as exc:  # noqa: BLE001
+        state.quotas.give_back(shares)
+        log.warning("cooldown sync failed: %s: %s", type(exc).__name__, exc)
+    else:
+        state.quotas.apply_shared(rows)
+    await feed_quotas(state, fleet)
+    try:
+        ended = await state.sessions.sync()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("session sync failed: %s: %s", type(exc).__name__, exc)
+    else:
+        if ended:
+            log.info("session(s) ended on the fleet: %s", ", ".join(ended))
+
+
+async def feed_quotas(state: ShimState, fleet) -> int:
+    """Count the records the other shims wrote since the last feed (or full sync) in this shim's
+    book, so a budget the fleet fills blocks here within CCP_FLEET_SYNC, not CCP_QUOTA_SYNC. Under
+    the rebuild lock: a feed never overlaps a full sync (which would count its rows twice)."""
+    span = book_span(state.quotas.config)
+    store = state.store
+    if span is None or store is None or store.degraded is not None:
+        return 0
+    async with _REBUILD_LOCKS.setdefault(state, asyncio.Lock()):
+        try:
+            rows = await asyncio.to_thread(fleet.feed, time.time() - span)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("quota feed failed: %s: %s", type(exc).__name__, exc)
+            return 0
+        for rec in rows:
+            state.quotas.account(rec)
+    return len(rows)
 
 
 async def restore_quotas(state: ShimState, config: QuotaConfig, quiet: bool = False) -> int | None:
@@ -111,6 +165,8 @@ async def restore_quotas(state: ShimState, config: QuotaConfig, quiet: bool = Fa
             book.cancel_rebuild()
             raise
         counted = book.rebuild(config, recs)
+        if state.sessions.shared is not None:  # a fleet: its quota feed goes on from here
+            state.sessions.shared.saw(recs)
         (log.debug if quiet else log.info)(
             "quotas restored from %s: %d record(s)", store.where, counted
         )
@@ -122,6 +178,7 @@ async def stop_usage(state: ShimState, task: asyncio.Task | None) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await state.sessions.close()
     store = state.store
     if store is not None:
         await asyncio.to_thread(store.close, 10.0, time.time())
@@ -183,6 +240,7 @@ def usage_report(state: ShimState, now: float) -> dict:
         "ts": utc_timestamp(now),
         "mode": state.settings.reroute_mode,
         "source": state.quotas.config.source,
+        "instance": state.settings.instance or None,  # a fleet: `models.*.instances` are shares
         "models": models,
     }
 

@@ -24,6 +24,12 @@ same headroom before the *observed* limit): `warn_pct * low_hit_pct / 100`, wher
 conservative low point of the observed hits (mean − one standard deviation). Its `confidence` grows
 with the number of hits and shrinks with their spread; with no hit it is None / 0.
 
+A fleet (several shims on one PostgreSQL store; `QuotaBook(config, instance)`): the book also counts
+each instance's tokens (a record's `instance`, the book's own for the records it accounted itself),
+shown as `instances` in a state; a real 429 it accounts queues the quota's cooldown for the store
+(`take_shares()`), and the cooldowns any shim shared (`apply_shared()`) block here as this shim's
+own do.
+
 Reroute modes: see proxy.config.quotas.
 """
 
@@ -151,6 +157,8 @@ class QuotaState(NamedTuple):
     warn_pct_auto: float | None = None
     warn_pct_auto_confidence: float = 0.0
     limit_hits: int = 0
+    # a fleet: each instance's tokens in the windows, {instance: {rolling_tokens, weekly_tokens}}
+    instances: dict | None = None
 
     def public(self) -> dict:
         out = self._asdict()
@@ -167,6 +175,7 @@ class _Account:
     block_until: float = 0.0
     limited_until: float = 0.0
     hits: list[float] = field(default_factory=list)  # budget % at each real 429
+    by_instance: dict[str, _Series] = field(default_factory=dict)  # a fleet's book only
 
 
 def calibrate(hits: list[float], warn_pct: float) -> tuple[float | None, float]:
@@ -187,9 +196,12 @@ def calibrate(hits: list[float], warn_pct: float) -> tuple[float | None, float]:
 class QuotaBook:
     """The accounting of one shim: fed every finished record, asked for a model's state."""
 
-    def __init__(self, config: QuotaConfig | None = None) -> None:
+    def __init__(self, config: QuotaConfig | None = None, instance: str | None = None) -> None:
         self.config = config or QuotaConfig()
         self._accounts: dict[str, _Account] = {}
+        self.instance = instance  # a fleet's book: tokens per instance, cooldowns shared
+        self.shared_cooldowns: dict[str, float] = {}  # pattern -> until, from the store
+        self._shares: list[tuple[str, str | None, float]] = []  # this shim's 429s, not yet shared
         # the records accounted since begin_rebuild()
         self._journal: list[Mapping[str, Any]] | None = None
 
@@ -220,7 +232,7 @@ class QuotaBook:
         late = [r for r in journal if r.get("rid") is None or r.get("rid") not in rids]
         if late:  # stable: stored rows keep their (ts, rowid) order, late ones follow at equal ts
             records = sorted(records + late, key=lambda r: record_time(r) or 0.0)
-        fresh = QuotaBook(config)
+        fresh = QuotaBook(config, self.instance)
         counted = fresh.restore(records)
         self.config, self._accounts = config, fresh._accounts
         return counted
@@ -250,16 +262,40 @@ class QuotaBook:
             )
             acct.limited_until = max(acct.limited_until, t + quota.cooldown)
             acct.block_until = max(acct.block_until, t + quota.cooldown)
+            if self.instance is not None and quota.cooldown and not rec.get("instance"):
+                self._shares.append(
+                    (quota.pattern, quota.lane or rec.get("lane"), acct.limited_until)
+                )
         n = record_tokens(rec)
         if n:
             acct.series.add(t, n)
+            if self.instance is not None:
+                who = rec.get("instance") or self.instance
+                series = acct.by_instance.get(who)
+                if series is None:
+                    series = acct.by_instance[who] = _Series()
+                series.add(t, n)
             rolling, weekly = self._pcts(quota, acct, t)
             if quota.cooldown and max(rolling or 0.0, weekly or 0.0) >= 100.0:
                 acct.block_until = max(acct.block_until, t + quota.cooldown)
-            acct.series.prune(
-                t - max(quota.weekly_window, quota.rolling_window or 0.0, RATE_WINDOW)
-            )
+            keep = t - max(quota.weekly_window, quota.rolling_window or 0.0, RATE_WINDOW)
+            acct.series.prune(keep)
+            for series in acct.by_instance.values():
+                series.prune(keep)
         return quota
+
+    def take_shares(self) -> list[tuple[str, str | None, float]]:
+        """The (pattern, lane, until) cooldowns of real 429s accounted since the last call."""
+        shares, self._shares = self._shares, []
+        return shares
+
+    def give_back(self, shares: list[tuple[str, str | None, float]]) -> None:
+        """Shares the store could not take: tried again at the next sync."""
+        self._shares[:0] = shares
+
+    def apply_shared(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """The fleet's active cooldowns (store rows: pattern, until): each blocks its quota here."""
+        self.shared_cooldowns = {str(r["pattern"]): float(r["until"]) for r in rows}
 
     def restore(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Replay stored records (oldest first) into the book; returns how many counted."""
@@ -285,7 +321,9 @@ class QuotaBook:
         s = acct.series
         rolling, weekly = self._pcts(quota, acct, now)
         top = max(rolling or 0.0, weekly or 0.0)
-        cooling = acct.block_until > now
+        shared = self.shared_cooldowns.get(quota.pattern, 0.0)
+        block_until = max(acct.block_until, shared)
+        cooling = block_until > now
         block = top >= 100.0 or cooling
         warn = block or top >= quota.warn_pct
         releases = []
@@ -304,7 +342,7 @@ class QuotaBook:
                 )
             )
         if cooling:
-            releases.append(acct.block_until)
+            releases.append(block_until)
         if block:
             eta = max(r for r in releases if r is not None) - now
         else:
@@ -322,14 +360,25 @@ class QuotaBook:
             eta_reset=eta,
             rolling_tokens=s.total(now - quota.rolling_window, now) if quota.rolling_window else 0,
             weekly_tokens=s.total(now - quota.weekly_window, now),
-            cooldown_until=acct.block_until if cooling else None,
-            limited=acct.limited_until > now,
+            cooldown_until=block_until if cooling else None,
+            limited=max(acct.limited_until, shared) > now,
             fallback_lane=quota.fallback_lane,
             warn_pct=quota.warn_pct,
             warn_pct_auto=auto,
             warn_pct_auto_confidence=confidence,
             limit_hits=len(acct.hits),
+            instances=None if self.instance is None else self._instances(quota, acct, now),
         )
+
+    def _instances(self, quota: Quota, acct: _Account, now: float) -> dict:
+        out = {}
+        for who in sorted(acct.by_instance):
+            s = acct.by_instance[who]
+            rolling = s.total(now - quota.rolling_window, now) if quota.rolling_window else 0
+            weekly = s.total(now - quota.weekly_window, now)
+            if rolling or weekly:
+                out[who] = {"rolling_tokens": rolling, "weekly_tokens": weekly}
+        return out
 
     def states(self, now: float) -> dict[str, QuotaState]:
         """Every configured quota's state, by pattern (file order)."""

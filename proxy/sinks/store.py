@@ -473,8 +473,8 @@ def quota_records(conn: sqlite3.Connection, since: float) -> list[dict]:
     return [
         dict(r)
         for r in conn.execute(
-            "SELECT rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens FROM samples "
-            "WHERE ts > ? ORDER BY ts, rowid",
+            "SELECT rowid AS id, rid, ts, model, lane, status, upstream_status, in_tokens, "
+            "out_tokens, instance FROM samples WHERE ts > ? ORDER BY ts, rowid",
             (since,),
         )
     ]

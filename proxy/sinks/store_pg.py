@@ -76,6 +76,16 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE samples ADD COLUMN IF NOT EXISTS instance TEXT",
         "CREATE INDEX IF NOT EXISTS samples_instance_ts ON samples (instance, ts)",
     ),
+    # 3: the fleet's sessions (a token's sha256, never the token) and the cooldowns of real 429s
+    (
+        """CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, sandbox_id TEXT NOT NULL,
+  task_name TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'active', created DOUBLE PRECISION NOT NULL,
+  ended_at DOUBLE PRECISION, instance TEXT, ended_by TEXT)""",
+        """CREATE TABLE IF NOT EXISTS cooldowns (
+  pattern TEXT PRIMARY KEY, lane TEXT, until DOUBLE PRECISION NOT NULL, instance TEXT,
+  set_at DOUBLE PRECISION)""",
+    ),
 )
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
@@ -298,8 +308,8 @@ def quota_records(conn: Conn, since: float) -> list[dict]:
     return [
         dict(r)
         for r in conn.execute(
-            "SELECT rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens "
-            "FROM samples WHERE ts > %s ORDER BY ts, id",
+            "SELECT id, rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens, "
+            "instance FROM samples WHERE ts > %s ORDER BY ts, id",
             (since,),
         )
     ]
@@ -381,6 +391,168 @@ def reconcile(
     with conn.transaction():
         added = insert_records(conn, [r for r in recs if r["rid"] not in have], "shim", instance)
     return len(recs), added
+
+
+# ---------------------------------------------------------------- the fleet: sessions, cooldowns
+_SESSION_COLS = "id, sandbox_id, task_name, state, created, ended_at, instance"
+
+
+def session_publish(
+    conn: Conn,
+    sid: str,
+    token_sha256: str,
+    sandbox_id: str,
+    task_name: str,
+    created: float,
+    instance: str | None,
+) -> dict:
+    """Register a session fleet-wide; returns the row that holds the token's hash now: this one,
+    or the active session another registration of the same token made (an ended one is replaced)."""
+    with conn.transaction():
+        row = conn.execute(
+            f"INSERT INTO sessions (id, token_sha256, sandbox_id, task_name, state, created, "
+            f"instance) VALUES (%s, %s, %s, %s, 'active', %s, %s) ON CONFLICT (token_sha256) DO "
+            f"UPDATE SET id = EXCLUDED.id, sandbox_id = EXCLUDED.sandbox_id, task_name = "
+            f"EXCLUDED.task_name, state = 'active', created = EXCLUDED.created, ended_at = NULL, "
+            f"ended_by = NULL, instance = EXCLUDED.instance WHERE sessions.state = 'ended' "
+            f"RETURNING {_SESSION_COLS}",
+            (sid, token_sha256, sandbox_id, task_name, created, instance),
+        ).fetchone()
+        if row is None:
+            row = conn.execute(
+                f"SELECT {_SESSION_COLS} FROM sessions WHERE token_sha256 = %s", (token_sha256,)
+            ).fetchone()
+    return dict(row)
+
+
+def session_by_hash(conn: Conn, token_sha256: str) -> dict | None:
+    """The active session whose token hashes to this (None: no such session, or it ended)."""
+    row = conn.execute(
+        f"SELECT {_SESSION_COLS} FROM sessions WHERE token_sha256 = %s AND state = 'active'",
+        (token_sha256,),
+    ).fetchone()
+    return None if row is None else dict(row)
+
+
+def session_end(conn: Conn, sid: str, instance: str | None, now: float) -> dict | None:
+    """Mark a session ended for the fleet; its row (None: no such session)."""
+    with conn.transaction():
+        row = conn.execute(
+            f"UPDATE sessions SET state = 'ended', ended_at = COALESCE(ended_at, %s), "
+            f"ended_by = COALESCE(ended_by, %s) WHERE id = %s RETURNING {_SESSION_COLS}",
+            (now, instance, sid),
+        ).fetchone()
+    return None if row is None else dict(row)
+
+
+def sessions_ended(conn: Conn, ids: list[str]) -> list[str]:
+    """Which of these sessions are ended (or gone) in the store."""
+    if not ids:
+        return []
+    active = {
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM sessions WHERE id = ANY(%s) AND state = 'active'", (ids,)
+        )
+    }
+    return [i for i in ids if i not in active]
+
+
+def sessions_active(conn: Conn) -> list[dict]:
+    return [
+        dict(r)
+        for r in conn.execute(
+            f"SELECT {_SESSION_COLS} FROM sessions WHERE state = 'active' ORDER BY created"
+        )
+    ]
+
+
+def cooldown_put(
+    conn: Conn, pattern: str, lane: str | None, until: float, instance: str | None, now: float
+) -> None:
+    """A real 429's cooldown of a quota, for every shim (the later end wins)."""
+    conn.execute(
+        "INSERT INTO cooldowns (pattern, lane, until, instance, set_at) VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (pattern) DO UPDATE SET until = EXCLUDED.until, lane = EXCLUDED.lane, "
+        "instance = EXCLUDED.instance, set_at = EXCLUDED.set_at WHERE cooldowns.until < EXCLUDED.until",
+        (pattern, lane, until, instance, now),
+    )
+
+
+def cooldowns_active(conn: Conn, now: float) -> list[dict]:
+    return [
+        dict(r)
+        for r in conn.execute(
+            "SELECT pattern, lane, until, instance, set_at FROM cooldowns WHERE until > %s "
+            "ORDER BY pattern",
+            (now,),
+        )
+    ]
+
+
+def records_after(conn: Conn, after_id: int, since: float, instance: str | None) -> list[dict]:
+    """The quota records other instances wrote with an id above `after_id` (and a ts after
+    `since`), in id order: what a shim feeds its book between two full quota syncs."""
+    return [
+        dict(r)
+        for r in conn.execute(
+            "SELECT id, rid, ts, model, lane, status, upstream_status, in_tokens, out_tokens, "
+            "instance FROM samples WHERE id > %s AND ts > %s AND instance IS DISTINCT FROM %s "
+            "ORDER BY id LIMIT %s",
+            (after_id, since, instance, FEED_MAX),
+        )
+    ]
+
+
+FEED_MAX = 20_000  # rows a feed reads at most (the rest at the next round, or the full sync)
+
+
+class PgFleet:
+    """What the shims of one store share besides the samples: sessions, 429 cooldowns and the quota
+    feed. Every method blocks on the database (call it in a thread) and uses the engine's reader
+    pool."""
+
+    def __init__(self, engine: PgEngine, instance: str | None) -> None:
+        self.engine = engine
+        self.instance = instance
+        self.seen_id = 0  # the highest samples.id the quota book has counted (full sync or feed)
+
+    def saw(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """A full quota sync read these: the feed goes on after their highest id."""
+        self.seen_id = max([self.seen_id, *(int(r.get("id") or 0) for r in records)])
+
+    def feed(self, since: float) -> list[dict]:
+        """Other instances' records written since the last feed or full sync."""
+        rows = self.engine.raw(records_after, self.seen_id, since, self.instance)
+        self.saw(rows)
+        return rows
+
+    def publish(self, sid, token_sha256, sandbox_id, task_name, created) -> dict:
+        return self.engine.raw(
+            session_publish, sid, token_sha256, sandbox_id, task_name, created, self.instance
+        )
+
+    def lookup(self, token_sha256: str) -> dict | None:
+        return self.engine.raw(session_by_hash, token_sha256)
+
+    def end(self, sid: str, now: float) -> dict | None:
+        return self.engine.raw(session_end, sid, self.instance, now)
+
+    def ended(self, ids: list[str]) -> list[str]:
+        return self.engine.raw(sessions_ended, ids)
+
+    def active(self) -> list[dict]:
+        return self.engine.raw(sessions_active)
+
+    def sync_cooldowns(self, shares: list[tuple[str, str | None, float]], now: float) -> list[dict]:
+        """Write this shim's new cooldowns, read every active one (one connection)."""
+
+        def both(conn: Conn) -> list[dict]:
+            for pattern, lane, until in shares:
+                cooldown_put(conn, pattern, lane, until, self.instance, now)
+            return cooldowns_active(conn, now)
+
+        return self.engine.raw(both)
 
 
 # ---------------------------------------------------------------- the engine
@@ -481,6 +653,10 @@ class PgEngine:
             )
         )
 
+    def fleet(self, instance: str | None) -> PgFleet:
+        """The sessions and cooldowns this engine's shims share (proxy.pipeline.sessions)."""
+        return PgFleet(self, instance)
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
@@ -492,6 +668,7 @@ __all__ = [
     "PG_MIGRATIONS",
     "PG_SCHEMA_VERSION",
     "PgEngine",
+    "PgFleet",
     "connect",
     "insert_records",
     "insert_rows",

@@ -12,6 +12,8 @@ and the text of the table, the report lines and the banner.
 - errors: every record that is not a 2xx or has an `err_type` (a stream cut short answered 200),
   model request or not. Records without a lane or model have a row of their own (lane None).
 - tokens: in + out (what a quota counts); cache read and creation tokens beside them.
+- instances: the same counters per instance (the shim that wrote the row, CCP_INSTANCE): on a
+  fleet's store each shim's share of the total (one entry, `null`, for a store of one shim).
 """
 
 from __future__ import annotations
@@ -55,16 +57,13 @@ def span_label(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------- load
-def _sql(names: Iterable[str]) -> str:
+def _sql(names: Iterable[str], by: str = "lane, model") -> str:
     cols = [
         f'SUM(CASE WHEN ts > ? THEN {expr} ELSE 0 END) AS "{w}.{k}"'
         for w in names
         for k, expr in _EXPR.items()
     ]
-    return (
-        f"SELECT lane, model, {', '.join(cols)} FROM samples WHERE ts > ? AND ts <= ? "
-        "GROUP BY lane, model"
-    )
+    return f"SELECT {by}, {', '.join(cols)} FROM samples WHERE ts > ? AND ts <= ? GROUP BY {by}"
 
 
 def usage_summary(conn: sqlite3.Connection, now: float, windows: dict[str, float]) -> dict:
@@ -73,7 +72,24 @@ def usage_summary(conn: sqlite3.Connection, now: float, windows: dict[str, float
     args = [since[w] for w in windows for _ in _EXPR] + [min(since.values()), now]
     rows = [dict(r) for r in conn.execute(_sql(windows), args)]
     oldest = conn.execute("SELECT MIN(ts) FROM samples").fetchone()[0]
-    return shape_summary(rows, windows, now, oldest)
+    summary = shape_summary(rows, windows, now, oldest)
+    summary["instances"] = shape_instances(
+        [dict(r) for r in conn.execute(_sql(windows, "instance"), args)], windows
+    )
+    return summary
+
+
+def shape_instances(rows: list[dict], windows: dict[str, float]) -> list[dict]:
+    """Aggregate rows grouped by `instance`: each instance's counters per window, by name."""
+    out = []
+    for r in rows:
+        entry: dict = {"instance": r["instance"]}
+        for w in windows:
+            counts = {k: int(r[f"{w}.{k}"] or 0) for k in COUNTERS}
+            counts["tokens"] = counts["in_tokens"] + counts["out_tokens"]
+            entry[w] = counts
+        out.append(entry)
+    return sorted(out, key=lambda e: (e["instance"] is None, e["instance"] or ""))
 
 
 # ---------------------------------------------------------------- pure

@@ -82,7 +82,7 @@ def test_db_status_export_import_on_postgresql(pg_url, tmp_path):
     out = io.StringIO()
     assert db_main(["--db", pg_url, "status"], out=out, err=err) == 0
     st = json.loads(out.getvalue())
-    assert st["samples"] == 3 and st["engine"] == "postgresql" and st["schema_version"] == 2
+    assert st["samples"] == 3 and st["engine"] == "postgresql" and st["schema_version"] == 3
     dest = tmp_path / "out.csv"
     assert db_main(["--db", pg_url, "export", "--csv", str(dest)], out=out, err=err) == 0
     rows = list(csv.DictReader(io.StringIO(dest.read_text())))

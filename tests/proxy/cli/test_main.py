@@ -35,7 +35,7 @@ def test_config_error_is_exit_2(capsys, monkeypatch):
 # verbs that dispatch on their first word themselves (no argparse subparsers to walk)
 SUB_VERBS = {"license": ["set", "status", "login", "issuer", "keygen"],
              "db": ["status", "export", "import", "merge"], "quotas": ["reload"], "mitm": ["env"],
-             "providers": ["reload"], "set": ["zai-header-mode"]}
+             "providers": ["reload"], "set": ["zai-header-mode"], "trajectories": ["merge"]}
 
 
 def test_every_option_of_every_verb_has_help_text(monkeypatch, capsys):

@@ -229,3 +229,23 @@ def test_every_option_has_help(monkeypatch):
                 parsers += action.choices.values()
                 continue
             assert action.help, f"{parser.prog}: {action.option_strings or action.dest}"
+
+
+def test_status_shows_the_fleet_total_and_each_instance_share():
+    from proxy.cli.usage import fleet_rows, print_fleet
+    usage = {
+        "models": {"haiku": {"instances": {"a": {"rolling_tokens": 300}, "b": {"rolling_tokens": 100}}}},
+        "summary": {"windows": {"rolling": {"label": "5h"}, "week": {"label": "7d"}},
+                    "instances": [{"instance": "a", "rolling": {"requests": 3, "tokens": 300},
+                                   "week": {"requests": 3, "tokens": 300}},
+                                  {"instance": "b", "rolling": {"requests": 1, "tokens": 100},
+                                   "week": {"requests": 2, "tokens": 150}}]}}
+    rows = fleet_rows(usage)
+    assert rows == [["a", "3 req, 300 tok", "3 req, 300 tok", "300 tok (75%)"],
+                    ["b", "1 req, 100 tok", "2 req, 150 tok", "100 tok (25%)"],
+                    ["fleet total", "4 req, 400 tok", "5 req, 450 tok", "400 tok"]]
+    out = io.StringIO()
+    print_fleet(usage, out)
+    assert out.getvalue().startswith("fleet — 2 instances on one store\ninstance")
+    one = {"summary": {"instances": [{"instance": None, "rolling": {}, "week": {}}]}}
+    assert fleet_rows(one) == [] and fleet_rows({}) == []

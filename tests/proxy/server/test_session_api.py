@@ -56,3 +56,33 @@ def test_an_over_long_session_field_is_a_400_and_registers_nothing(field):
         assert (await (await client.get("/v1/sessions")).json())["sessions"] == []
 
     _run({"CCP_MAX_NAME_CHARS": "64"}, go)
+
+
+class _Fleet:
+    """A fleet store that answers the list and refuses everything else (the database away)."""
+
+    def active(self):
+        return [{"id": "t-s-1", "sandbox_id": "s", "task_name": "t", "created": 1.0, "instance": "b"}]
+
+    def publish(self, *args):
+        raise OSError("connection refused")
+
+    def end(self, sid, now):
+        raise OSError("connection refused")
+
+
+def test_a_fleet_lists_the_stores_sessions_and_a_store_away_is_503_with_nothing_registered():
+    async def main():
+        app = web.Application()
+        registry = SessionRegistry(_Fleet())
+        add_routes(app, registry, load_settings({}))
+        async with TestClient(TestServer(app)) as client:
+            listed = await (await client.get("/v1/sessions")).json()
+            assert listed == {"sessions": [{"session": "t-s-1", "sandbox_id": "s", "task_name": "t",
+                                            "created_at": 1.0, "instance": "b"}]}
+            body = {"session_token": "tok-1234567890", "sandbox_id": "s", "task_name": "t"}
+            away = await client.post("/v1/sessions", json=body)
+            assert away.status == 503 and "tok-1234567890" not in await away.text()
+            assert registry.list() == []
+            assert (await client.delete("/v1/sessions/t-s-1")).status == 503
+    asyncio.run(main())

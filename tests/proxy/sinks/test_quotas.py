@@ -205,3 +205,47 @@ def test_rebuild_adds_what_came_in_during_the_read_once():
     b.begin_rebuild()
     b.cancel_rebuild()
     assert b._journal is None
+
+
+# ---------------------------------------------------------------- a fleet's book
+def test_a_fleet_book_counts_each_instance_and_shares_its_429_cooldowns():
+    from proxy.config.quotas import quotas_from_text
+    from proxy.core.record import utc_timestamp
+
+    config = quotas_from_text(
+        "quotas:\n  haiku:\n    rolling: {window: 5h, tokens: 1000}\n    cooldown: 10m\n", "q.yaml")
+    t = 1_800_000_000.0
+    book = QuotaBook(config, "a")
+    for i, who in enumerate(["b", None, "c", None]):  # None: this shim's own record
+        rec = {"rid": f"r{i}", "ts": utc_timestamp(t + i), "model": "claude-haiku-4-5",
+               "lane": "zai", "status": 200, "in_tokens": 50, "out_tokens": 50}
+        if who:
+            rec["instance"] = who
+        book.account(rec)
+    st = book.state("claude-haiku-4-5", t + 10)
+    assert st.rolling_tokens == 400 and st.instances == {
+        "a": {"rolling_tokens": 200, "weekly_tokens": 200},
+        "b": {"rolling_tokens": 100, "weekly_tokens": 100},
+        "c": {"rolling_tokens": 100, "weekly_tokens": 100}}
+    assert book.take_shares() == []
+    book.account({"rid": "x", "ts": utc_timestamp(t + 20), "model": "claude-haiku-4-5",
+                  "lane": "zai", "status": 429, "upstream_status": 429})
+    assert book.take_shares() == [("haiku", "zai", t + 20 + 600)] and book.take_shares() == []
+    book.account({"rid": "x2", "ts": utc_timestamp(t + 21), "model": "claude-haiku-4-5",
+                  "lane": "zai", "status": 429, "instance": "b"})  # b's own: b shares it
+    assert book.take_shares() == []
+    # another shim's book, told by the store: blocked and limited until then
+    other = QuotaBook(config, "b")
+    assert not other.state("claude-haiku-4-5", t + 30).block
+    other.apply_shared([{"pattern": "haiku", "until": t + 620}])
+    st = other.state("claude-haiku-4-5", t + 30)
+    assert st.block and st.limited and st.cooldown_until == t + 620
+    assert round(st.eta_reset) == 590
+    other.rebuild(config, [])  # a quota sync keeps what the store said of cooldowns
+    assert other.state("claude-haiku-4-5", t + 30).block
+    assert not other.state("claude-haiku-4-5", t + 621).block
+    # one shim alone (no instance): nothing of this
+    alone = QuotaBook(config)
+    alone.account({"rid": "y", "ts": utc_timestamp(t), "model": "claude-haiku-4-5", "lane": "zai",
+                   "status": 429})
+    assert alone.take_shares() == [] and alone.state("claude-haiku-4-5", t).instances is None

@@ -39,7 +39,7 @@ def rec(rid, t, model="claude-haiku-4-5", lane="zai", n=10, status=200, latency=
 
 def test_a_new_database_is_made_at_the_latest_version(pg_url):
     conn = connect(pg_url)
-    assert schema_version(conn) == PG_SCHEMA_VERSION == 2
+    assert schema_version(conn) == PG_SCHEMA_VERSION == 3
     cols = {r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'samples'")}
     assert {"rid", "instance", "upstream_model", "retries", "record"} <= cols
@@ -185,3 +185,53 @@ def test_redact_url():
 def test_a_postgresql_url_needs_its_engine():
     with pytest.raises(ValueError, match="open_engine"):
         UsageStore("postgresql://u@h/db")
+
+
+def test_the_fleet_tables_keep_a_token_hash_never_the_token_and_end_sessions_for_everyone(pg_url):
+    import hashlib
+
+    import psycopg
+
+    from proxy.sinks.store_pg import PgEngine
+    token = "sess-token-never-at-rest-01"
+    h = hashlib.sha256(token.encode()).hexdigest()
+    a, b = PgEngine(pg_url), PgEngine(pg_url)
+    try:
+        fa, fb = a.fleet("a"), b.fleet("b")
+        row = fa.publish("task-sbx-1", h, "sbx", "task", T0)
+        assert row["id"] == "task-sbx-1" and row["instance"] == "a"
+        again = fb.publish("task-sbx-2", h, "sbx", "task", T0 + 1)  # the same token: the same one
+        assert again["id"] == "task-sbx-1"
+        assert fb.lookup(h)["id"] == "task-sbx-1" and fb.lookup("0" * 64) is None
+        assert [r["id"] for r in fb.active()] == ["task-sbx-1"]
+        assert fb.ended(["task-sbx-1", "gone"]) == ["gone"]
+        assert fb.end("task-sbx-1", T0 + 2)["state"] == "ended"
+        assert fa.lookup(h) is None and fa.ended(["task-sbx-1"]) == ["task-sbx-1"]
+        assert fb.end("nope", T0) is None
+        # registering an ended token again makes a new session
+        assert fa.publish("task-sbx-3", h, "sbx", "task", T0 + 3)["id"] == "task-sbx-3"
+        with psycopg.connect(pg_url) as conn:
+            dump = str(conn.execute("SELECT * FROM sessions").fetchall())
+        assert token not in dump and h in dump
+        # cooldowns: the later end wins; expired ones are not read
+        assert fa.sync_cooldowns([("haiku", "zai", T0 + 100)], T0) == [
+            {"pattern": "haiku", "lane": "zai", "until": T0 + 100, "instance": "a", "set_at": T0}]
+        fb.sync_cooldowns([("haiku", "zai", T0 + 50)], T0 + 1)
+        assert [r["until"] for r in fb.sync_cooldowns([], T0 + 2)] == [T0 + 100]
+        assert fb.sync_cooldowns([], T0 + 200) == []
+        # the quota feed: the other instances' rows after the last one seen, once
+        with connect(pg_url) as conn:
+            with conn.transaction():
+                insert_records(conn, [rec("fa1", T0 + 5)], instance="a")
+                insert_records(conn, [rec("fb1", T0 + 6), rec("fb2", T0 + 7)], instance="b")
+        assert [r["rid"] for r in fa.feed(T0)] == ["fb1", "fb2"] and fa.feed(T0) == []
+        with connect(pg_url) as conn:
+            fb.saw(quota_records(conn, T0 + 5.5))  # a full sync read up to fb2's id
+        assert fb.feed(T0) == []  # fa1's id is below it
+        with connect(pg_url) as conn:
+            with conn.transaction():
+                insert_records(conn, [rec("fa2", T0 + 8)], instance="a")
+        assert [r["rid"] for r in fb.feed(T0)] == ["fa2"]
+    finally:
+        a.close()
+        b.close()

@@ -140,3 +140,17 @@ def test_a_lane_with_two_models_gets_a_lane_row(tmp_path):
     assert [r[:3] for r in rows] == [["zai", HAIKU, "1"], ["zai", "glm-4.6", "1"],
                                      ["zai", "(all)", "2"], ["(all)", "(all)", "2"]]
     assert "  lane zai: 5h 2 req 0 err 11 in 3 out" in "\n".join(gauge_lines(summary))
+
+
+def test_each_instance_of_a_fleet_store_has_its_share(tmp_path):
+    conn = connect(tmp_path / "ccp.sqlite3")
+    with conn:
+        insert_records(conn, [rec("a1", 60, tin=10, tout=0)], instance="a")
+        insert_records(conn, [rec("b1", 60, tin=20, tout=0), rec("b2", 2 * D, tin=5, tout=0)],
+                       instance="b")
+    try:
+        got = usage_summary(conn, NOW, WINDOWS)["instances"]
+    finally:
+        conn.close()
+    assert [(e["instance"], e["rolling"]["tokens"], e["week"]["tokens"], e["week"]["requests"])
+            for e in got] == [("a", 10, 10, 1), ("b", 20, 25, 2)]
