@@ -94,6 +94,11 @@ class MockState:
         self.delay_ms = 0
         self._cache: dict[tuple, list[bytes]] = {}
 
+    def http1(self, kind: str) -> MockProtocol:
+        """A new HTTP/1.1 connection's protocol sharing this state (the TLS listener's, when ALPN
+        chose http/1.1: harness.bench.fast_mock_tls)."""
+        return MockProtocol(self, kind)
+
     def parts(self, openai: bool, model: str, stream: bool, deltas: int) -> list[bytes]:
         key = (openai, model, stream, deltas)
         parts = self._cache.get(key)

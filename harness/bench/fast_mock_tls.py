@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import TYPE_CHECKING
 
 import h2.config
 import h2.connection
@@ -26,7 +27,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from harness.bench.fast_mock import MockProtocol, MockState, Reply
+if TYPE_CHECKING:  # (fast_mock imports this module to serve TLS; no import back at run time)
+    from harness.bench.fast_mock import MockState, Reply
 
 ALPN = ["h2", "http/1.1"]
 H2_WINDOW = 1 << 20  # bytes a stream may send before a WINDOW_UPDATE (the connection: 16×)
@@ -53,7 +55,7 @@ class TlsConnection(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         self.inner = (H2Mock(self.state, self.h2_window) if alpn == "h2"
-                      else MockProtocol(self.state, "h1-tls"))
+                      else self.state.http1("h1-tls"))
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
