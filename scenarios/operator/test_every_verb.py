@@ -111,6 +111,14 @@ def test_the_daily_verbs_from_another_folder(op, keys, mock_anthropic, mock_zai)
     tgz = next((op.home / "results" / "bundles").glob("*.tgz"))
     with tarfile.open(tgz) as tar:
         assert any(n.endswith("METRICS.json") for n in tar.getnames()), bundle
+    no_sessions = ccp("trajectories", "merge", str(op.home / "logs"), "--out", str(op.home / "m"))
+    assert no_sessions.returncode == 0 and no_sessions.stdout.startswith("0 session(s) in ")
+    shim_a = op.home / "fleet-a" / "trajectory" / "sess-1"
+    (shim_a / "query").mkdir(parents=True)
+    (shim_a / "query" / "20261204T080000.000Z-a-1.json").write_text('{"instance": "a"}')
+    ok(ccp("trajectories", "merge", str(op.home / "fleet-a"), "--out", str(op.home / "merged")))
+    index = (op.home / "merged" / "sess-1" / "index.jsonl").read_text().splitlines()
+    assert [json.loads(line)["instance"] for line in index] == ["a"]
     lic = ccp("license", "status")  # community mode: no licence, exit 1, said plainly
     assert lic.returncode == 1 and lic.stdout.startswith("licence: missing"), lic.stdout
     doctor = ccp("doctor")

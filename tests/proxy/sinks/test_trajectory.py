@@ -87,3 +87,11 @@ def test_names_carry_the_instance_and_a_fleets_folders_merge_into_one_timeline(t
     assert main(["merge", str(tmp_path / "s1"), "--out", str(tmp_path / "m2")]) == 0
     assert "sess-1: 2 pair(s)" in capsys.readouterr().out
     assert main(["merge", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m3")]) == 2
+
+
+def test_a_session_folder_with_no_pairs_yet_merges_into_an_empty_index(tmp_path):
+    from proxy.sinks.trajectory import merge
+    (tmp_path / "a" / "sess-empty").mkdir(parents=True)
+    report = merge([tmp_path / "a"], tmp_path / "out")
+    assert report["sess-empty"]["pairs"] == 0
+    assert (tmp_path / "out" / "sess-empty" / "index.jsonl").read_text() == ""
