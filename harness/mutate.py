@@ -370,7 +370,7 @@ def run_library(mutants: list[Mutant], layer: str, workers: int, timeout: float,
         with ThreadPoolExecutor(max_workers=n) as pool:
             try:
                 results = list(pool.map(job, mutants))
-            except KeyboardInterrupt:
+            except BaseException:  # Ctrl-C or SIGTERM (main): no check outlives the run
                 procs.stop_all()
                 raise
     finally:
@@ -443,6 +443,10 @@ def table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
+def _interrupted(signum, _frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccp mutate", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="these mutants only")
@@ -454,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repro-set", action="store_true",
                         help="only the mutants `make repro` must catch")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per check")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds per check (past it: timeout, never caught)")
     parser.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or results)")
     parser.add_argument("--list", action="store_true", help="list the library and exit")
     parser.add_argument("--library", type=Path, default=LIBRARY, help="the library (TOML) to run")
@@ -484,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     print(f"[mutate] {len(mutants)} mutant(s), layer {args.layer}, {args.workers} worker(s)",
           flush=True)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (and SIGINT, which a shell's background job ignores) end the run and its checks
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _interrupted)
     results = run_library(mutants, args.layer, args.workers, args.timeout,
                           progress=lambda line: print(line, flush=True))
     meta = {"started": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "stamp": now.strftime("%Y%m%dT%H%M%SZ"),
