@@ -269,3 +269,55 @@ def test_an_identity_or_unknown_encoding_is_left_as_it_is_and_a_broken_one_is_an
     bad.headers = [("content-encoding", "gzip")]
     with pytest.raises(UpstreamError, match="gzip body is not valid"):
         asyncio.run(decoded(bad).read())
+
+
+def test_a_stream_with_crlf_line_ends_split_anywhere_is_relayed_byte_for_byte():
+    body = EVENTS.replace(b"\n", b"\r\n")
+    pieces = [body[i:i + 7] for i in range(0, len(body), 7)]  # splits inside a CRLF too
+    ex = exchange()
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_stream(ex, Fake(200, pieces), [("content-type", "text/event-stream")], down)
+        return down.response
+
+    status, got = _serve(handler)
+    assert (status, got) == (200, body)
+    assert ex.rec["sse"]["complete"] and ex.rec["bytes_out"] == len(body)
+    assert (ex.rec["in_tokens"], ex.rec["out_tokens"]) == (3, 5)
+
+
+def test_a_stream_that_ends_short_of_message_stop_ends_with_an_error_event_to_the_client():
+    short = EVENTS[:EVENTS.index(b"event: message_stop")]
+    ex = exchange()
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_stream(ex, Fake(200, [short]), [("content-type", "text/event-stream")], down)
+        return down.response
+
+    status, got = _serve(handler)
+    assert status == 200 and got.startswith(short)
+    tail = got[len(short):].decode()
+    assert tail.startswith("event: error\n") and '"type":"api_error"' in tail.replace(" ", "")
+    assert ex.rec["reason"] == "stream_incomplete" and ex.rec["err_type"] == "net"
+
+
+def test_a_whole_answer_is_relayed_as_it_came_and_its_tokens_are_recorded():
+    from proxy.pipeline.relay import relay_body
+    body = (b'{"type":"message","content":[],"usage":{"input_tokens":7,"output_tokens":4,'
+            b'"cache_read_input_tokens":2,"cache_creation_input_tokens":1}}')
+    ex = exchange()
+    ex.rec["op"] = "nonstream"
+    whole = Fake(200, [body])
+    whole.headers = [("content-type", "application/json")]
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_body(ex, whole, whole.headers, down)
+        return down.response
+
+    assert _serve(handler) == (200, body)
+    rec = ex.rec
+    assert (rec["in_tokens"], rec["out_tokens"], rec["cache_read_tokens"],
+            rec["cache_creation_tokens"], rec["bytes_out"]) == (7, 4, 2, 1, len(body))

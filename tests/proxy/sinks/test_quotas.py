@@ -205,3 +205,10 @@ def test_rebuild_adds_what_came_in_during_the_read_once():
     b.begin_rebuild()
     b.cancel_rebuild()
     assert b._journal is None
+
+
+def test_a_record_counts_its_input_and_output_tokens_towards_its_quota():
+    from proxy.sinks.quotas import record_tokens
+    assert record_tokens({"in_tokens": 300, "out_tokens": 40}) == 340
+    assert record_tokens({"in_tokens": None, "out_tokens": 40}) == 40
+    assert record_tokens({"in_tokens": True, "out_tokens": 2}) == 2  # (a bool is not a count)
