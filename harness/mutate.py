@@ -10,14 +10,16 @@ is an error of the library, said loudly, never skipped.
 Each worker owns a copy of the tree (`git ls-files` plus untracked files that are not ignored;
 `.venv` and `.tools` are symlinks). Per mutant it patches one file, checks that the shim still
 imports and starts and answers /healthz (a mutant that crashes at import proves nothing and is
-reported as `invalid`, never as caught), runs the layer, and puts the file back:
+reported as `invalid`, never as caught), runs the layer, and puts the file back. Before any
+mutant, the unmutated copy must pass the mutants' own tests (or `ccp repro`): a check that fails
+anyway would catch everything.
 
 | layer   | what runs                                                              |
 |---------|------------------------------------------------------------------------|
 | named   | the mutant's own tests only (the CI sample)                             |
 | quick   | its own tests, then `pytest -m quick -x`                                |
 | test    | its own tests, then the whole suite with `-x`                           |
-| repro   | `ccp repro --quick` (a FAILED gate catches it)                          |
+| repro   | `ccp repro`, as `make repro` runs it (a FAILED gate catches it)         |
 
 A mutant is `caught` when a test failed (the first failing node id is the catcher, and the table
 says whether it is one of the mutant's own tests) or a gate failed; `survived` when everything
@@ -320,7 +322,7 @@ class Worker:
         elif layer == "test":
             steps.append(("test", pytest_cmd(self.copy, [], [])))
         elif layer == "repro":
-            steps.append(("repro", [py, "-m", "proxy", "repro", "--quick", "--no-progress"]))
+            steps.append(("repro", [py, "-m", "proxy", "repro", "--no-progress"]))
         for step, cmd in steps:
             code, out = self.procs.run(cmd, self.copy, env, self.timeout)
             if code is None:
@@ -344,8 +346,28 @@ class Worker:
 
 
 # ---------------------------------------------------------------- the run
+class BaselineError(RuntimeError):
+    """The unmutated tree fails the checks: no verdict on any mutant would mean anything."""
+
+
+def baseline_check(mutants: list[Mutant], layer: str, copy: Path, procs: Processes,
+                   timeout: float) -> str | None:
+    """Run the mutants' own tests (and, for the repro layer, `ccp repro`) on the unmutated copy;
+    what failed, or None."""
+    env = copy_env(copy)
+    tests = list(dict.fromkeys(t for m in mutants for t in m.tests))
+    checks = [("their own tests", pytest_cmd(copy, tests, []))] if layer != "repro" else [
+        ("ccp repro", [str(copy / ".venv" / "bin" / "python"), "-m", "proxy", "repro",
+                       "--no-progress"])]
+    for what, cmd in checks:
+        code, out = procs.run(cmd, copy, env, timeout)
+        if code != 0:
+            return f"the unmutated tree fails {what} (exit {code}): {out[-1500:]}"
+    return None
+
+
 def run_library(mutants: list[Mutant], layer: str, workers: int, timeout: float,
-                root: Path = ROOT, progress=print) -> list[Result]:
+                root: Path = ROOT, progress=print, baseline: bool = True) -> list[Result]:
     procs = Processes()
     base = Path(tempfile.mkdtemp(prefix="ccp-mutate-"))
     results: list[Result] = []
@@ -367,6 +389,10 @@ def run_library(mutants: list[Mutant], layer: str, workers: int, timeout: float,
                      f"({r.seconds:.0f}s)")
             return r
 
+        if baseline:
+            failed = baseline_check(mutants, layer, pool_copies[0], procs, timeout)
+            if failed:
+                raise BaselineError(failed)
         with ThreadPoolExecutor(max_workers=n) as pool:
             try:
                 results = list(pool.map(job, mutants))
@@ -461,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds per check (past it: timeout, never caught)")
     parser.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or results)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the check that the unmutated tree passes first")
     parser.add_argument("--list", action="store_true", help="list the library and exit")
     parser.add_argument("--library", type=Path, default=LIBRARY, help="the library (TOML) to run")
     args = parser.parse_args(argv)
@@ -493,8 +521,13 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM (and SIGINT, which a shell's background job ignores) end the run and its checks
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _interrupted)
-    results = run_library(mutants, args.layer, args.workers, args.timeout,
-                          progress=lambda line: print(line, flush=True))
+    try:
+        results = run_library(mutants, args.layer, args.workers, args.timeout,
+                              progress=lambda line: print(line, flush=True),
+                              baseline=not args.no_baseline)
+    except BaselineError as exc:
+        print(f"[mutate] no run: {exc}", file=sys.stderr)
+        return 2
     meta = {"started": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "stamp": now.strftime("%Y%m%dT%H%M%SZ"),
             "workers": args.workers, "seconds": round(time.monotonic() - t0, 1)}
     md, js = write_results(results, args.layer, meta, results_dir)

@@ -321,3 +321,19 @@ def test_a_whole_answer_is_relayed_as_it_came_and_its_tokens_are_recorded():
     rec = ex.rec
     assert (rec["in_tokens"], rec["out_tokens"], rec["cache_read_tokens"],
             rec["cache_creation_tokens"], rec["bytes_out"]) == (7, 4, 2, 1, len(body))
+
+
+def test_a_converted_stream_without_done_still_ends_with_the_converters_last_events():
+    """An OpenAI provider that closes after its last chunk but sends no `[DONE]`: the events the
+    converter makes at the end (message_delta, message_stop) still reach the client."""
+    ex = exchange()
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_converted_stream(ex, Fake(200, CHUNKS[:-1]), OPENAI_PROVIDER, [], down, "m")
+        return down.response
+
+    status, body = _serve(handler)
+    events = [line[7:] for line in body.decode().splitlines() if line.startswith("event: ")]
+    assert status == 200 and events[-2:] == ["message_delta", "message_stop"], events
+    assert ex.downstream["events"] == body.decode()
