@@ -230,3 +230,17 @@ def test_results_are_written_as_markdown_and_json(tmp_path):
 def test_an_unknown_mutant_name_is_refused(capsys):
     assert mutate.main(["--only", "no-such-mutant"]) == 2
     assert "no-such-mutant" in capsys.readouterr().err
+
+
+def test_the_baseline_must_pass_before_any_verdict(tmp_path):
+    copy = tmp_path / "copy"
+    (copy / "tests").mkdir(parents=True)
+    (copy / ".venv").symlink_to(Path(sys.prefix))
+    (copy / "tests" / "test_ok.py").write_text("def test_ok():\n    assert True\n")
+    (copy / "tests" / "test_bad.py").write_text("def test_bad():\n    assert False\n")
+    procs = Processes()
+    ok = [mutant(tests=("tests/test_ok.py",))]
+    bad = [mutant(tests=("tests/test_ok.py",)), mutant(name="n", tests=("tests/test_bad.py",))]
+    assert mutate.baseline_check(ok, "named", copy, procs, 60) is None
+    failed = mutate.baseline_check(bad, "quick", copy, procs, 60)
+    assert failed is not None and "tests/test_bad.py::test_bad" in failed
