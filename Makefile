@@ -210,5 +210,7 @@ MUTATE_WORKERS ?= $(PYTEST_WORKERS)
 mutate: $(STAMP)
 	$(BIN)/ccp mutate --layer $(LAYER) --workers $(MUTATE_WORKERS) $(if $(REPRO_SET),--repro-set)
 
+# (--no-baseline: in CI `make test` has just passed the unmutated tree; run alone, drop it)
 mutate-sample: $(STAMP)
-	$(BIN)/ccp mutate --layer named --sample 8 --workers $(MUTATE_WORKERS) --timeout 300
+	$(BIN)/ccp mutate --layer named --sample 8 --workers $(MUTATE_WORKERS) --timeout 300 \
+	  $(if $(BASELINE),,--no-baseline)

@@ -17,7 +17,7 @@ anyway would catch everything.
 | layer   | what runs                                                              |
 |---------|------------------------------------------------------------------------|
 | named   | the mutant's own tests only (the CI sample)                             |
-| quick   | its own tests, then `pytest -m quick -x`                                |
+| quick   | its own tests marked quick, then `pytest -m quick -x` (no process runs)  |
 | test    | its own tests, then the whole suite with `-x`                           |
 | repro   | `ccp repro`, as `make repro` runs it (a FAILED gate catches it)         |
 
@@ -315,9 +315,10 @@ class Worker:
             res.status, res.detail = "invalid", "does not import or start: " + out[-600:]
             return
         steps: list[tuple[str, list[str]]] = []
-        if layer in ("named", "quick", "test"):
+        if layer in ("named", "test"):
             steps.append(("named", pytest_cmd(self.copy, list(mutant.tests), [])))
-        if layer == "quick":
+        if layer == "quick":  # unit tests only: its own that are quick, then every quick one
+            steps.append(("named", pytest_cmd(self.copy, list(mutant.tests), ["-m", "quick"])))
             steps.append(("quick", pytest_cmd(self.copy, [], ["-m", "quick"])))
         elif layer == "test":
             steps.append(("test", pytest_cmd(self.copy, [], [])))
@@ -351,12 +352,13 @@ class BaselineError(RuntimeError):
 
 
 def baseline_check(mutants: list[Mutant], layer: str, copy: Path, procs: Processes,
-                   timeout: float) -> str | None:
+                   timeout: float, workers: int = 1) -> str | None:
     """Run the mutants' own tests (and, for the repro layer, `ccp repro`) on the unmutated copy;
     what failed, or None."""
     env = copy_env(copy)
     tests = list(dict.fromkeys(t for m in mutants for t in m.tests))
-    checks = [("their own tests", pytest_cmd(copy, tests, []))] if layer != "repro" else [
+    spread = ["-n", str(workers)] if workers > 1 else []  # (pytest-xdist: one run, all cores)
+    checks = [("their own tests", pytest_cmd(copy, tests, spread))] if layer != "repro" else [
         ("ccp repro", [str(copy / ".venv" / "bin" / "python"), "-m", "proxy", "repro",
                        "--no-progress"])]
     for what, cmd in checks:
@@ -390,7 +392,7 @@ def run_library(mutants: list[Mutant], layer: str, workers: int, timeout: float,
             return r
 
         if baseline:
-            failed = baseline_check(mutants, layer, pool_copies[0], procs, timeout)
+            failed = baseline_check(mutants, layer, pool_copies[0], procs, timeout, n)
             if failed:
                 raise BaselineError(failed)
         with ThreadPoolExecutor(max_workers=n) as pool:
