@@ -57,6 +57,7 @@ CATEGORIES = ("credentials", "routing", "relay", "records", "conversion", "sessi
 REPRO_MUST_CATCH = ("credentials", "routing", "byte-exactness", "one-record")
 LINKED = (".venv", ".tools")  # shared, never copied
 SKIPPED_DIRS = ("results", "logs", ".bench")  # a copy starts without the tree's run output
+APPLIED_ENV = "MUTATE_APPLIED"  # the mutant applied to the tree a check runs in
 _FAILED_LINE = re.compile(r"^(FAILED|ERROR) (\S+)", re.MULTILINE)
 _GATES_FAILED = re.compile(r"^\[repro\] FAILED: (.+)$", re.MULTILINE)
 
@@ -309,6 +310,8 @@ class Worker:
 
     def _run(self, mutant: Mutant, layer: str, res: Result) -> None:
         env = copy_env(self.copy)
+        # the library's own test checks every `find` is in the tree: not of the one applied here
+        env[APPLIED_ENV] = mutant.name
         py = str(self.copy / ".venv" / "bin" / "python")
         code, out = self.procs.run([py, "-c", START_CHECK, str(self.copy)], self.copy, env, 60)
         if code != 0:

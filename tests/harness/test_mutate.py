@@ -66,7 +66,10 @@ def test_the_library_has_forty_mutants_over_every_category():
 
 
 def test_every_mutant_applies_once_inside_its_function_and_names_existing_tests():
+    applied = os.environ.get(mutate.APPLIED_ENV)  # (in a mutation run: that one is in the tree)
     for m in load_library():
+        if m.name == applied:
+            continue
         source = (ROOT / m.file).read_text(encoding="utf-8")
         new = mutated_source(source, m)
         start, end = function_span(source, m.function)

@@ -337,3 +337,22 @@ def test_a_converted_stream_without_done_still_ends_with_the_converters_last_eve
     events = [line[7:] for line in body.decode().splitlines() if line.startswith("event: ")]
     assert status == 200 and events[-2:] == ["message_delta", "message_stop"], events
     assert ex.downstream["events"] == body.decode()
+
+
+@pytest.mark.parametrize(("status", "err_type"), [
+    (500, "upstream_5xx"), (503, "upstream_5xx"), (400, "upstream_4xx"), (429, "upstream_4xx")])
+def test_an_upstream_error_status_is_relayed_and_recorded_by_whose_fault(status, err_type):
+    from proxy.pipeline.relay import relay
+    ex = exchange()
+    body = b'{"type":"error","error":{"type":"api_error","message":"x"}}'
+    resp = Fake(status, [body])
+    resp.headers = [("content-type", "application/json")]
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay(ex, resp, None, [], down, "m")
+        return down.response
+
+    assert _serve(handler) == (status, body)
+    assert (ex.rec["status"], ex.rec["upstream_status"], ex.rec["err_type"]) == (
+        status, status, err_type)
