@@ -488,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="K mutants rotating by date (the CI sample)")
     parser.add_argument("--repro-set", action="store_true",
                         help="only the mutants `make repro` must catch")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="copies of the tree checked at once (default: the cores, %(default)s)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds per check (past it: timeout, never caught)")
     parser.add_argument("--results", help="results folder (default CCP_RESULTS_DIR or results)")
