@@ -467,9 +467,10 @@ def sample(mutants: list[Mutant], k: int, day: dt.date) -> list[Mutant]:
 
 
 def table(results: list[Result]) -> str:
-    rows = [f"{'mutant':<34} {'status':<9} {'own':<4} {'time':>5}  caught by"]
+    rows = [f"{'mutant':<34} {'property':<48} {'status':<9} {'own':<4} {'time':>5}  caught by"]
     for r in results:
-        rows.append(f"{r.name:<34} {r.status:<9} {'yes' if r.named else '-':<4} "
+        prop = r.property if len(r.property) <= 48 else r.property[:47] + "…"
+        rows.append(f"{r.name:<34} {prop:<48} {r.status:<9} {'yes' if r.named else '-':<4} "
                     f"{r.seconds:>4.0f}s  {r.caught_by or r.detail[:70]}")
     return "\n".join(rows)
 

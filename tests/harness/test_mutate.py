@@ -248,3 +248,11 @@ def test_the_baseline_must_pass_before_any_verdict(tmp_path):
     assert mutate.baseline_check(ok, "named", copy, procs, 60) is None
     failed = mutate.baseline_check(bad, "quick", copy, procs, 60)
     assert failed is not None and "tests/test_bad.py::test_bad" in failed
+
+
+def test_the_printed_table_names_the_property_and_the_catcher():
+    rs = [Result("m1", "relay", "A relayed stream reaches the client byte for byte.", "named",
+                 "caught", "tests/t.py::x", True, 3.0)]
+    line = mutate.table(rs).splitlines()[1]
+    assert line.startswith("m1 ") and "A relayed stream reaches the client byte for" in line
+    assert line.rstrip().endswith("tests/t.py::x") and " yes " in line
