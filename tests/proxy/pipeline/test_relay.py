@@ -356,3 +356,29 @@ def test_an_upstream_error_status_is_relayed_and_recorded_by_whose_fault(status,
     assert _serve(handler) == (status, body)
     assert (ex.rec["status"], ex.rec["upstream_status"], ex.rec["err_type"]) == (
         status, status, err_type)
+
+
+def test_a_stream_request_answered_by_a_trickling_body_is_cut_at_the_json_timeout(tmp_path):
+    """The clients watch only a stream request's idle time: a non-stream body that never ends
+    is the shim's to cut, at CCP_JSON_TIMEOUT."""
+    from proxy.core.errors import UpstreamTimeout
+    from proxy.pipeline.relay import read_whole
+    state = ShimState(Settings(logs_dir=str(tmp_path), json_timeout=0.05), None)
+    ex = Exchange(state, state.settings, new_record("rid-1", "/v1/messages"),
+                  protocols.get("anthropic"), time.perf_counter())
+    ex.stream = True
+
+    class Trickle(Fake):
+        is_sse = False
+        closed = False
+
+        async def read(self):
+            await asyncio.Event().wait()  # never ends (the timeout's to end it)
+
+        def close(self):
+            self.closed = True
+
+    resp = Trickle(200, [])
+    with pytest.raises(UpstreamTimeout):
+        asyncio.run(read_whole(ex, resp))
+    assert resp.closed
