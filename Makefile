@@ -37,6 +37,8 @@ help:
 	@echo "make overnight-go   the same, under the Go shim's name"
 	@echo "make soak-ci        the soak's CI version on mocks (restart + outage in the middle)"
 	@echo "make ab             ccp ab --toggle \$$TOGGLE (h1h2, header-mode, NAME=a,b): results/AB-*.md"
+	@echo "make mutate         the seeded bugs (harness/mutants.toml) against LAYER=quick|test|repro|named"
+	@echo "make mutate-sample  8 mutants rotating by date against their own tests (CI runs it)"
 
 # .[dev] is the shim plus every extra (harness, reports, mitm, lint, test: pyproject.toml). mitmproxy
 # (for `ccp mitm`) caps versions the shim's own dependencies are past; it runs on the newer ones, so
@@ -197,3 +199,19 @@ soak-ci: $(STAMP)
 
 ab: $(STAMP)
 	$(BIN)/ccp ab --toggle '$(TOGGLE)' --rounds $(ROUNDS)
+
+# mutation testing (harness/mutate.py, the library in harness/mutants.toml): every seeded bug of
+# proxy/ applied in a copy of the tree and run against a layer; results/MUTATE-<layer>-<ts>.md|json.
+# LAYER: named (each mutant's own tests), quick (then pytest -m quick), test (then the suite),
+# repro (ccp repro --quick; REPRO_SET=1: only the mutants it must catch). mutate-sample: CI's
+# rotating sample, 8 mutants a day against their own tests; it fails when one survives.
+.PHONY: mutate mutate-sample
+LAYER ?= quick
+MUTATE_WORKERS ?= $(PYTEST_WORKERS)
+mutate: $(STAMP)
+	$(BIN)/ccp mutate --layer $(LAYER) --workers $(MUTATE_WORKERS) $(if $(REPRO_SET),--repro-set)
+
+# (--no-baseline: in CI `make test` has just passed the unmutated tree; run alone, drop it)
+mutate-sample: $(STAMP)
+	$(BIN)/ccp mutate --layer named --sample 8 --workers $(MUTATE_WORKERS) --timeout 300 \
+	  $(if $(BASELINE),,--no-baseline)

@@ -1,5 +1,5 @@
-"""The `ccp` verbs the harness brings: mocks, repro, soak, A/B, bench, the sandbox smoke and the
-real-CLI probe.
+"""The `ccp` verbs the harness brings: mocks, repro, soak, A/B, bench, mutation runs, the sandbox
+smoke and the real-CLI probe.
 
 The shim's own command (proxy.cli.main) never imports the harness; it finds these through the
 `ccp.verbs` entry point (pyproject.toml), loading this table, and imports a verb's module only
@@ -29,6 +29,8 @@ VERBS = {
               "one real `claude` CLI probe through the shim: probe haiku|sonnet PROMPT"),
     "bench": ("harness.bench.run:main",
               "the benchmark: direct, floor, ccp, LiteLLM, CCR on a mock (--quick, --targets)"),
+    "mutate": ("harness.mutate:main",
+               "seeded bugs of proxy/ run against a layer (--only, --layer): results/MUTATE-*.md"),
 }
 
 

@@ -33,9 +33,11 @@ DEFAULT_BUNDLES = "bundles"  # under the results folder
 # Under the results folder, copied to results/ in the bundle (sub-folders kept): METRICS and
 # summaries (ccp repro / summarize), the run log (reports.results_log), the last `make test`
 # junit XML, the report's browser screenshot (scenarios/reports), A/B (harness.ab), bench
-# (harness.bench.report), soak (harness.soak: results/overnight) and sandbox (harness.sandbox.e2e).
+# (harness.bench.report), mutation runs (harness.mutate), soak (harness.soak: results/overnight)
+# and sandbox (harness.sandbox.e2e).
 RESULT_PATTERNS = ("METRICS*.json", "*-SUMMARY.md", "TESTS.md", "junit*.xml", "report.png",
                    "AB-*.md", "AB-*.json", "BENCH-*.md", "BENCH-*.json",
+                   "MUTATE-*.md", "MUTATE-*.json",
                    "overnight/*-SOAK.md", "overnight/*-SOAK.json", "overnight/METRICS_*.json",
                    "sandbox/*.json")
 USAGE_COPIES = ("*-usage.jsonl", "overnight/*-usage.jsonl")  # copied to logs/ in the bundle

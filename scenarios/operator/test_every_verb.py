@@ -29,6 +29,7 @@ LONG_VERBS = {
     "shell-init": ("scenarios/operator/test_shell_functions.py", "ccp shell-init"),
     "license": ("scenarios/licence/test_licence_smoke.py", '"license"'),
     "bench": ("scenarios/operator/test_every_verb.py", '"bench"'),
+    "mutate": ("scenarios/mutate/test_mutate_run.py", '"mutate"'),
     "sandbox-smoke": ("scenarios/operator/test_every_verb.py", '"sandbox-smoke"'),
 }
 

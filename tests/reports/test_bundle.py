@@ -9,11 +9,12 @@ import pytest
 from reports.bundle import main
 
 pytestmark = pytest.mark.quick
-# What soak (results/overnight), A/B, sandbox and bench runs leave under results/.
+# What soak (results/overnight), A/B, sandbox, bench and mutation runs leave under results/.
 ARTIFACTS = ("overnight/soak-1-SOAK.md", "overnight/soak-1-SOAK.json", "overnight/METRICS_soak-1.json",
              "AB-h1h2-20261125T130000Z.md", "AB-h1h2-20261125T130000Z.json",
              "sandbox/hello-20261125T130000Z.json", "BENCH-20261125T130000Z.md",
-             "BENCH-20261125T130000Z.json")
+             "BENCH-20261125T130000Z.json", "MUTATE-quick-20261125T130000Z.md",
+             "MUTATE-quick-20261125T130000Z.json")
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from proxy.core import record as record_module
 from proxy.core.record import (
     FIELDS,
     TOKEN_FIELDS,
+    ErrType,
+    err_type_of_sse_error,
     new_record,
     record_line,
     set_tokens,
@@ -100,3 +102,11 @@ def test_a_lone_surrogate_in_a_record_still_makes_one_valid_json_line():
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     line.decode("utf-8")
     assert json.loads(line)["model"] == "claude-\udfff"
+
+
+@pytest.mark.parametrize(("error_type", "err_type"), [
+    ("overloaded_error", ErrType.UPSTREAM_5XX), ("api_error", ErrType.UPSTREAM_5XX),
+    ("invalid_request_error", ErrType.UPSTREAM_4XX), ("rate_limit_error", ErrType.UPSTREAM_4XX)])
+def test_an_in_band_error_is_the_upstreams_5xx_when_it_is_overloaded_or_an_api_error(
+        error_type, err_type):
+    assert err_type_of_sse_error(error_type) == err_type

@@ -68,3 +68,12 @@ def test_the_log_filter_masks_messages_and_tracebacks():
     assert secret not in "".join(lines[:2]) and own not in "".join(lines[:2])
     assert "Traceback" in lines[1] and "[REDACTED…6789]" in lines[1]
     assert lines[2] == f"no request: {own}"  # (another request's credential is not known)
+
+
+def test_a_secret_never_shows_its_value_in_a_repr_a_str_or_a_format():
+    from proxy.core.redact import Secret
+    value = "sk-live-0123456789abcdef"
+    secret = Secret(value)
+    for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}", repr([secret])):
+        assert value not in shown and value[-6:] not in shown, shown
+    assert secret.reveal() == value and repr(Secret("")) == "Secret('')"

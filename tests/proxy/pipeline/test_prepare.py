@@ -47,3 +47,17 @@ def test_cross_protocol_body_is_converted():
     assert b'"up-m"' in out_body
 
 
+
+
+def test_route_writes_lane_provider_decision_and_upstream_model_into_the_record(tmp_path):
+    from proxy.core.record import new_record
+    from proxy.pipeline.prepare import route
+    settings = load_settings({"ZAI_API_KEY": "zai-key-0123456789", "CCP_LOGS_DIR": str(tmp_path)})
+    state = ShimState(settings, None)
+    for model, lane, reason in (("claude-haiku-4-5-20251001", "zai", "to_zai"),
+                                ("claude-sonnet-4-5", "anthropic", "to_anth")):
+        rec = new_record("r", "/v1/messages")
+        decision, provider = route(state, model, "anthropic", rec)
+        assert (rec["lane"], rec["provider"], rec["decision"], rec["upstream_model"]) == (
+            lane, lane, reason, model)
+        assert decision.reason == reason and provider.name == lane

@@ -269,3 +269,124 @@ def test_an_identity_or_unknown_encoding_is_left_as_it_is_and_a_broken_one_is_an
     bad.headers = [("content-encoding", "gzip")]
     with pytest.raises(UpstreamError, match="gzip body is not valid"):
         asyncio.run(decoded(bad).read())
+
+
+def test_a_stream_with_crlf_line_ends_split_anywhere_is_relayed_byte_for_byte():
+    body = EVENTS.replace(b"\n", b"\r\n")
+    pieces = [body[i:i + 7] for i in range(0, len(body), 7)]  # splits inside a CRLF too
+    ex = exchange()
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_stream(ex, Fake(200, pieces), [("content-type", "text/event-stream")], down)
+        return down.response
+
+    status, got = _serve(handler)
+    assert (status, got) == (200, body)
+    assert ex.rec["sse"]["complete"] and ex.rec["bytes_out"] == len(body)
+    assert (ex.rec["in_tokens"], ex.rec["out_tokens"]) == (3, 5)
+
+
+def test_a_stream_that_ends_short_of_message_stop_ends_with_an_error_event_to_the_client():
+    short = EVENTS[:EVENTS.index(b"event: message_stop")]
+    ex = exchange()
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_stream(ex, Fake(200, [short]), [("content-type", "text/event-stream")], down)
+        return down.response
+
+    status, got = _serve(handler)
+    assert status == 200 and got.startswith(short)
+    tail = got[len(short):].decode()
+    assert tail.startswith("event: error\n") and '"type":"api_error"' in tail.replace(" ", "")
+    assert ex.rec["reason"] == "stream_incomplete" and ex.rec["err_type"] == "net"
+
+
+def test_a_whole_answer_is_relayed_as_it_came_and_its_tokens_are_recorded():
+    from proxy.pipeline.relay import relay_body
+    body = (b'{"type":"message","content":[],"usage":{"input_tokens":7,"output_tokens":4,'
+            b'"cache_read_input_tokens":2,"cache_creation_input_tokens":1}}')
+    ex = exchange()
+    ex.rec["op"] = "nonstream"
+    whole = Fake(200, [body])
+    whole.headers = [("content-type", "application/json")]
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_body(ex, whole, whole.headers, down)
+        return down.response
+
+    assert _serve(handler) == (200, body)
+    rec = ex.rec
+    assert (rec["in_tokens"], rec["out_tokens"], rec["cache_read_tokens"],
+            rec["cache_creation_tokens"], rec["bytes_out"]) == (7, 4, 2, 1, len(body))
+
+
+def test_a_converted_stream_without_done_still_ends_with_the_converters_last_events():
+    """An OpenAI provider that closes after its last chunk but sends no `[DONE]`: the events the
+    converter makes at the end (message_delta, message_stop) still reach the client."""
+    ex = exchange()
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay_converted_stream(ex, Fake(200, CHUNKS[:-1]), OPENAI_PROVIDER, [], down, "m")
+        return down.response
+
+    status, body = _serve(handler)
+    events = [line[7:] for line in body.decode().splitlines() if line.startswith("event: ")]
+    assert status == 200 and events[-2:] == ["message_delta", "message_stop"], events
+    assert ex.downstream["events"] == body.decode()
+
+
+@pytest.mark.parametrize(("status", "err_type"), [
+    (500, "upstream_5xx"), (503, "upstream_5xx"), (400, "upstream_4xx"), (429, "upstream_4xx")])
+def test_an_upstream_error_status_is_relayed_and_recorded_by_whose_fault(status, err_type):
+    from proxy.pipeline.relay import relay
+    ex = exchange()
+    body = b'{"type":"error","error":{"type":"api_error","message":"x"}}'
+    resp = Fake(status, [body])
+    resp.headers = [("content-type", "application/json")]
+
+    async def handler(request):
+        down = AiohttpDownstream(request)
+        await relay(ex, resp, None, [], down, "m")
+        return down.response
+
+    assert _serve(handler) == (status, body)
+    assert (ex.rec["status"], ex.rec["upstream_status"], ex.rec["err_type"]) == (
+        status, status, err_type)
+
+
+def test_a_stream_request_answered_by_a_trickling_body_is_cut_at_the_json_timeout(tmp_path):
+    """The clients watch only a stream request's idle time: a non-stream body that never ends
+    is the shim's to cut, at CCP_JSON_TIMEOUT."""
+    from proxy.core.errors import UpstreamTimeout
+    from proxy.pipeline.relay import read_whole
+    state = ShimState(Settings(logs_dir=str(tmp_path), json_timeout=0.05), None)
+    ex = Exchange(state, state.settings, new_record("rid-1", "/v1/messages"),
+                  protocols.get("anthropic"), time.perf_counter())
+    ex.stream = True
+
+    class Trickle(Fake):
+        is_sse = False
+        closed = False
+
+        async def read(self):
+            await asyncio.Event().wait()  # never ends (the timeout's to end it)
+
+        def close(self):
+            self.closed = True
+
+    async def bounded():  # the test's own deadline: a cut that never comes fails, never hangs
+        try:
+            async with asyncio.timeout(5.0):
+                await read_whole(ex, resp)
+        except UpstreamTimeout as exc:
+            return exc
+        except TimeoutError:
+            return None
+
+    resp = Trickle(200, [])
+    assert isinstance(asyncio.run(bounded()), UpstreamTimeout)
+    assert resp.closed

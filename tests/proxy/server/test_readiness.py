@@ -44,3 +44,13 @@ def test_readiness_reports_each_lane_through_the_shims_own_client(client):
     assert report["providers"]["anthropic"]["reachable"] is True
     assert report["providers"]["zai"]["reachable"] is False
     assert report["license"]["ok"] is True
+
+
+def test_a_lane_without_its_key_is_a_credential_problem_and_one_with_it_is_not():
+    from proxy.server.readiness import credential_problem, describe_destinations
+    bare = load_settings({})
+    assert "ZAI_API_KEY" in credential_problem(bare, "zai")
+    assert "NO CREDENTIAL" in describe_destinations(bare)
+    keyed = load_settings({"ZAI_API_KEY": "zai-key-0123456789"})
+    assert credential_problem(keyed, "zai") is None
+    assert credential_problem(bare, "anthropic") is None  # it forwards the client's own

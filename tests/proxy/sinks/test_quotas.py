@@ -249,3 +249,10 @@ def test_a_fleet_book_counts_each_instance_and_shares_its_429_cooldowns():
     alone.account({"rid": "y", "ts": utc_timestamp(t), "model": "claude-haiku-4-5", "lane": "zai",
                    "status": 429})
     assert alone.take_shares() == [] and alone.state("claude-haiku-4-5", t).instances is None
+
+
+def test_a_record_counts_its_input_and_output_tokens_towards_its_quota():
+    from proxy.sinks.quotas import record_tokens
+    assert record_tokens({"in_tokens": 300, "out_tokens": 40}) == 340
+    assert record_tokens({"in_tokens": None, "out_tokens": 40}) == 40
+    assert record_tokens({"in_tokens": True, "out_tokens": 2}) == 2  # (a bool is not a count)

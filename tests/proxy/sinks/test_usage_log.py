@@ -89,6 +89,21 @@ def test_writer_follows_a_rotation_done_by_someone_else(tmp_path):
     assert json.loads((tmp_path / "usage.jsonl.1").read_text())["rid"] == "before"
 
 
+def test_writer_follows_a_rotation_after_which_the_path_names_a_new_file_already(tmp_path):
+    """Rotated elsewhere and a fresh usage.jsonl made there (another writer's first line, a
+    `touch`): the path exists, but it is not the writer's file; the next line goes to it."""
+    from proxy.sinks.usage_log import rotate_usage
+    writer = UsageWriter(tmp_path)
+    writer.write(new_record("before", "/"))
+    rotate_usage(tmp_path)
+    (tmp_path / "usage.jsonl").write_bytes(b"")
+    writer.write(new_record("after", "/"))
+    writer.close()
+    assert [json.loads(x)["rid"] for x in (tmp_path / "usage.jsonl").read_text().splitlines()] \
+        == ["after"]
+    assert json.loads((tmp_path / "usage.jsonl.1").read_text())["rid"] == "before"
+
+
 def _write(path, *lines):
     path.write_text("".join(line + "\n" for line in lines))
 

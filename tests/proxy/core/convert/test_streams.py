@@ -141,3 +141,31 @@ def test_done_alone_still_gives_a_well_formed_message():
     events = [json.loads(data) for _, data in sse_events(converter.feed(b"data: [DONE]\n\n"))]
     assert [e["type"] for e in events] == ["message_start", "ping", "message_delta", "message_stop"]
     assert converter.complete and converter.stop_reason == "end_turn"
+
+
+def test_blocks_held_back_behind_an_unfinished_tool_call_come_in_the_order_they_began():
+    """Text and a second call that arrive while the first call's arguments are still open are
+    held back, then emitted in the order they arrived: text, then the second call."""
+    def chunk(delta, finish=None):
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return f"data: {json.dumps({'id': 'c1', 'choices': [choice]})}\n\n".encode()
+
+    def call(index, args, name=None, cid=None):
+        fn = {"arguments": args, **({"name": name} if name else {})}
+        return {"tool_calls": [{"index": index, **({"id": cid} if cid else {}), "function": fn}]}
+
+    raw = b"".join([
+        chunk(call(0, '{"a":', "first", "call_1")),
+        chunk({"content": "between"}),
+        chunk(call(1, '{"b":2}', "second", "call_2")),
+        chunk(call(0, "1}")),
+        chunk({}, "tool_calls"),
+        b"data: [DONE]\n\n"])
+    converter = OpenAIToAnthropicStream("m")
+    events = [(name, json.loads(data))
+              for name, data in sse_events(converter.feed(raw) + converter.finish())]
+    starts = [obj["content_block"] for name, obj in events if name == "content_block_start"]
+    assert [(b["type"], b.get("name")) for b in starts] == [
+        ("tool_use", "first"), ("text", None), ("tool_use", "second")]
+    _assert_block_discipline(events)
+    assert [b["type"] for b in converter.message["content"]] == ["tool_use", "text", "tool_use"]
