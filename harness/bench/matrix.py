@@ -5,7 +5,10 @@ builds a Claude-Code-sized Messages request (a long system prompt and a conversa
 default), the same bytes for every target. `checks(combined)` turns the combined numbers into
 verdicts, each a ratio or difference inside this one run. The https path (`tls_*` scenarios, on the
 mock's TLS port) is judged against its own floor, the bare TLS relay `floor-tls` (`tls_checks`), and
-`tls_ratios` gives every upstream client ccp offers on it as ratios to that floor.
+`tls_ratios` gives every upstream client ccp offers on it as ratios to that floor. `store_ratios`
+puts `ccp-pg` (the store on PostgreSQL) against `ccp` (the SQLite default) of the same rounds, and
+`store_checks` judges it: the store's writer is off the request path, so the CPU per request should
+barely move.
 """
 from __future__ import annotations
 
@@ -154,8 +157,50 @@ def checks(combined: dict) -> list[dict]:
                 ratio(g("ccp", "convert_c32", "cpu_ms_per_req"),
                       g("ccp", "nonstream_c32", "cpu_ms_per_req")), 2.0, unit="×"),
         *tls_checks(combined),
+        *store_checks(combined),
     ]
     return out
+
+
+STORE_CHECK_PREFIX = "postgresql store:"
+STORE_PAIRS = {"ccp-pg": "ccp"}  # a store variant -> the default it is paired with, round by round
+STORE_CPU_LIMIT = 1.1  # × the SQLite default's CPU per request
+
+
+def store_checks(combined: dict) -> list[dict]:
+    """`ccp-pg` against `ccp`: CPU per request in the two 32-client scenarios."""
+    def rel(scenario: str) -> float | None:
+        return ratio(_get(combined, "ccp-pg", scenario, "cpu_ms_per_req"),
+                     _get(combined, "ccp", scenario, "cpu_ms_per_req"))
+
+    return [
+        verdict(f"{STORE_CHECK_PREFIX} CPU/request ÷ ccp's (non-stream, 32 clients)",
+                rel("nonstream_c32"), STORE_CPU_LIMIT, unit="×"),
+        verdict(f"{STORE_CHECK_PREFIX} CPU/request ÷ ccp's (stream 50 deltas, 32 clients)",
+                rel("stream50_c32"), STORE_CPU_LIMIT, unit="×"),
+    ]
+
+
+def store_ratios(combined: dict) -> list[dict]:
+    """Per scenario both store variants ran (in the scenarios' order): each one's CPU per request
+    and added p50 (against `direct`), the PostgreSQL row ÷ the SQLite row, the p50 difference
+    paired round by round (`p50_vs_base_ms`, set by the runner) and the database server's own CPU
+    per request (not in the shim's)."""
+    rows = []
+    for target, base in STORE_PAIRS.items():
+        for scenario, c in (combined.get(target) or {}).items():
+            b = (combined.get(base) or {}).get(scenario)
+            if b is None:
+                continue
+            rows.append({
+                "scenario": scenario, "target": target, "base": base,
+                "cpu_ms_per_req": c.get("cpu_ms_per_req"), "base_cpu_ms_per_req": b.get("cpu_ms_per_req"),
+                "cpu_ratio": ratio(c.get("cpu_ms_per_req"), b.get("cpu_ms_per_req")),
+                "added_p50_ms": c.get("added_p50_ms"), "base_added_p50_ms": b.get("added_p50_ms"),
+                "added_p50_ratio": ratio(c.get("added_p50_ms"), b.get("added_p50_ms")),
+                "p50_vs_base_ms": c.get("p50_vs_base_ms"),
+                "db_cpu_ms_per_req": c.get("db_cpu_ms_per_req")})
+    return rows
 
 
 TLS_CCP, TLS_FLOOR = "ccp-tls", "floor-tls"

@@ -56,6 +56,28 @@ def tls_table(rows: list[dict]) -> list[str]:
     return out
 
 
+def store_table(rows: list[dict]) -> list[str]:
+    """`ccp-pg` (the store on PostgreSQL) against `ccp` (SQLite) of the same run (`matrix.store_ratios`)."""
+    if not rows:
+        return []
+    out = ["## PostgreSQL store ÷ SQLite store", "",
+           "`ccp-pg` (CCP_STORE_URL on a PostgreSQL server the bench started) against `ccp` (the "
+           "SQLite default) in the same interleaved rounds: the shim's CPU per request and its added "
+           "p50 against `direct`, as ratios; the p50 difference is paired round by round. The "
+           "database server's own CPU is apart (not in the shim's).", "",
+           "| scenario | CPU ms/req SQLite | CPU ms/req PostgreSQL | CPU ÷ | added p50 ms SQLite | "
+           "added p50 ms PostgreSQL | added p50 ÷ | p50 PostgreSQL − SQLite ms | server CPU ms/req |",
+           "|---" * 9 + "|"]
+    for r in rows:
+        out.append(f"| {r['scenario']} | {fmt(r['base_cpu_ms_per_req'], 3)} | "
+                   f"{fmt(r['cpu_ms_per_req'], 3)} | {fmt(r['cpu_ratio'], 2)} | "
+                   f"{fmt(r['base_added_p50_ms'], 2)} | {fmt(r['added_p50_ms'], 2)} | "
+                   f"{fmt(r['added_p50_ratio'], 2)} | {fmt(r['p50_vs_base_ms'], 2)} | "
+                   f"{fmt(r['db_cpu_ms_per_req'], 3)} |")
+    out.append("")
+    return out
+
+
 def render(result: dict) -> str:
     """The Markdown page for one run (`result` is what `write()` saves as JSON)."""
     meta = result["meta"]
@@ -78,6 +100,7 @@ def render(result: dict) -> str:
         out.append(f"| {c['check']} | {mark} | {c['note']} |")
     out.append("")
     out += tls_table(result.get("tls_ratios") or [])
+    out += store_table(result.get("store_ratios") or [])
     for scenario in result["scenarios"]:
         out += [f"## {scenario['name']}", "", scenario["describe"], ""]
         out += scenario_table(scenario["name"], result["combined"], result["targets"],

@@ -1,6 +1,6 @@
 """`ccp bench`: one interleaved run of every scenario against every target, then the report.
 
-    mock ← direct | floor | ccp | litellm | ccr      (each a process of its own, on loopback)
+    mock ← direct | floor | ccp | ccp-pg | litellm | ccr      (each a process of its own, on loopback)
     mock's TLS port (h2 | http/1.1 by ALPN) ← direct-tls | floor-tls | ccp-tls | ccp-tls-h2
                                               | ccp-tls-httpx-h1 | ccp-tls-aiohttp
 
@@ -9,7 +9,10 @@ Order: for each round, for each scenario, each target in turn (A B C A B C …),
 smoke-checked: the mock must have received every request sent through it, so no target can win by
 not proxying (and each scenario re-checks that the mock's call count grew by at least the answers
 counted). The https path's targets run the `tls_*` scenarios against the mock's TLS port, paired with
-`direct-tls`; the mock counts their TLS handshakes and HTTP/2 calls per scenario. Exit 0 when the
+`direct-tls`; the mock counts their TLS handshakes and HTTP/2 calls per scenario. `ccp-pg` is ccp
+with its store on a PostgreSQL server the bench starts for the run (harness.postgres) and stops at
+the end, skipped with one line when PostgreSQL is not installed; its rounds are also paired with
+ccp's (`matrix.store_ratios`). Exit 0 when the
 bench ran (misses are reported), 1 with `--strict` and a missed target, 2 on a usage error.
 """
 from __future__ import annotations
@@ -28,10 +31,10 @@ from harness.bench import matrix, report, stats
 from harness.bench.loadgen import run_load
 from harness.bench.matrix import spec_for
 from harness.bench.procs import run_fast
-from harness.bench.targets import Ccp, Direct, FastMock, Floor, Target
+from harness.bench.targets import Ccp, CcpPg, Direct, FastMock, Floor, Target
 from proxy.config.load import load_settings
 
-DEFAULT_TARGETS = ("direct", "floor", "ccp", "ccp-aiohttp", "litellm", "ccr",
+DEFAULT_TARGETS = ("direct", "floor", "ccp", "ccp-pg", "ccp-aiohttp", "litellm", "ccr",
                    "direct-tls", "floor-tls", "ccp-tls", "ccp-tls-h2", "ccp-tls-httpx-h1",
                    "ccp-tls-aiohttp", "litellm-tls", "ccr-tls")
 TLS_TARGETS = {  # the https path: each upstream client ccp offers, by its settings
@@ -57,6 +60,8 @@ def make_target(name: str) -> Target:
     if name.startswith("relay-tls-"):  # a candidate upstream client (docs/upstream-clients.md)
         from harness.bench.external import CandidateRelay
         return CandidateRelay(name[len("relay-tls-"):])
+    if name == "ccp-pg":  # the store on PostgreSQL (CCP_STORE_URL), a server of the run's own
+        return CcpPg(name)
     if name == "ccp-aiohttp":  # the same shim on its HTTP/1.1 aiohttp upstream client
         return Ccp(name, {"CCP_UPSTREAM_CLIENT": "aiohttp"})
     if name in TLS_TARGETS:
@@ -119,7 +124,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="short scenarios (a few minutes in all, both paths)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per scenario (default 3)")
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
-                   help="comma-separated: direct,floor,ccp,ccp-aiohttp,litellm,ccr; the https path: "
+                   help="comma-separated: direct,floor,ccp,ccp-pg,ccp-aiohttp,litellm,ccr; the https path: "
                         "direct-tls,floor-tls,ccp-tls,ccp-tls-h2,ccp-tls-httpx-h1,ccp-tls-aiohttp "
                         "(and the ablation rows: ccp-bare, ccp-without-FEATURE[+FEATURE…])")
     p.add_argument("--body-kb", type=int, default=64,
@@ -162,9 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     live: list[Target] = []
     skipped: dict[str, str] = {}
     rounds: dict = {}
+    pending: Target | None = None  # a target started but not yet live: stopped by the finally too
     try:
         for name in names:
             target = make_target(name)
+            missing = getattr(target, "missing", None)
+            if missing is not None and (reason := missing()):
+                skipped[name] = reason
+                print(f"[bench] SKIP {name}: {reason}", flush=True)
+                continue
             ensure = getattr(target, "ensure", None)
             if ensure is not None:
                 if args.no_install and not getattr(target, "exe", getattr(target, "cli", Path())).exists():
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                     skipped[name] = f"could not be installed: {reason}"
                     print(f"[bench] SKIP {name}: {skipped[name]}", flush=True)
                     continue
+            pending = target
             try:
                 if target.tls:
                     target.start(mock.tls_url, workdir, ca=mock.ca)
@@ -193,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
                 skipped[name] = reason
                 print(f"[bench] SKIP {name}: {reason}", flush=True)
                 target.stop()
+                pending = None
                 continue
             print(f"[bench] {name} ready at {target.url} (smoke check passed)", flush=True)
             live.append(target)
+            pending = None
         for r in range(args.rounds):
             for sc in scenarios:
                 mock.configure(sc.deltas, sc.delay_ms)
@@ -208,13 +222,16 @@ def main(argv: list[str] | None = None) -> int:
                           f"p50 {report.fmt(row['p50_ms'], 2):>8} ms  "
                           f"{report.fmt(row['rps'], 0):>6} req/s  errors {row['errors']}", flush=True)
         result = assemble(args, live, scenarios, rounds, skipped)
-        cleartext = [c for c in result["checks"] if not c["check"].startswith("https:")]
+        cleartext = [c for c in result["checks"]
+                     if not c["check"].startswith(("https:", matrix.STORE_CHECK_PREFIX))]
         if not args.no_profile and any(c["met"] is False for c in cleartext):
             ccp = next((t for t in live if t.name == "ccp"), None)
             if ccp is not None:
                 from harness.bench.profile import profile_ccp
                 result["profiles"] = profile_ccp(ccp, mock, cleartext, args.body_kb, workdir)
     finally:
+        if pending is not None:
+            pending.stop()
         for target in live:
             target.stop()
         mock.stop()
@@ -230,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(target: Target, sc: matrix.Scenario, mock: FastMock, body_kb: int) -> dict:
     spec = spec_for(target, sc, body_kb)
-    counts0, cpu0 = mock.counts(), target.cpu_s()
+    db_cpu = getattr(target, "db_cpu_s", None)  # ccp-pg: its database server's CPU, apart
+    counts0, cpu0, db0 = mock.counts(), target.cpu_s(), db_cpu() if db_cpu else None
     res = run_fast(run_load(spec))
-    cpu1, counts1 = target.cpu_s(), mock.counts()
+    cpu1, counts1, db1 = target.cpu_s(), mock.counts(), db_cpu() if db_cpu else None
     calls = counts1["calls"] - counts0["calls"]
     errors = res.error_count
     if calls < res.ok:  # answers the mock never sent: not proxied
@@ -240,6 +258,8 @@ def measure(target: Target, sc: matrix.Scenario, mock: FastMock, body_kb: int) -
     row = stats.round_row(res.latencies_ms, res.ttfb_ms, errors, res.started, res.wall_s,
                           None if cpu0 is None else cpu1 - cpu0)
     row["peak_rss_mb"] = target.peak_rss_mb()
+    if db0 is not None and db1 is not None:
+        row["db_cpu_ms_per_req"] = (db1 - db0) * 1000.0 / res.ok if res.ok else None
     row["error_kinds"] = dict(res.errors)
     if sc.tls:  # what the mock's TLS port saw: connections made, and how many calls came over h2
         for key in ("handshakes", "tls_calls", "h2_calls"):
@@ -259,6 +279,12 @@ def assemble(args, live: list[Target], scenarios, rounds: dict, skipped: dict) -
             pair = rounds.get(base, {}).get(base_sc) if target.name != base else None
             c = stats.combine(rows, pair)
             c["peak_rss_mb"] = max((r["peak_rss_mb"] for r in rows if r["peak_rss_mb"]), default=None)
+            if any("db_cpu_ms_per_req" in r for r in rows):
+                c["db_cpu_ms_per_req"] = stats.median_of(r.get("db_cpu_ms_per_req") for r in rows)
+            store_base = matrix.STORE_PAIRS.get(target.name)
+            if store_base is not None:  # the same shim on the other store, in the same rounds
+                c["p50_vs_base_ms"] = stats.paired_added(
+                    rows, rounds.get(store_base, {}).get(sc.name) or [], "p50_ms")
             if sc.tls:
                 c.update(stats.tls_counts(rows))
             combined.setdefault(target.name, {})[sc.name] = c
@@ -276,7 +302,8 @@ def assemble(args, live: list[Target], scenarios, rounds: dict, skipped: dict) -
     return {"meta": meta, "targets": [t.name for t in live], "skipped": skipped,
             "scenarios": [{"name": sc.name, "describe": describe(sc), **sc.__dict__} for sc in scenarios],
             "combined": combined, "rounds": rounds, "checks": matrix.checks(combined),
-            "ablation": matrix.ablation(combined), "tls_ratios": matrix.tls_ratios(combined)}
+            "ablation": matrix.ablation(combined), "tls_ratios": matrix.tls_ratios(combined),
+            "store_ratios": matrix.store_ratios(combined)}
 
 
 if __name__ == "__main__":

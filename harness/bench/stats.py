@@ -36,7 +36,8 @@ def round_row(latencies_ms: Sequence[float], ttfb_ms: Sequence[float], errors: i
     }
 
 
-def _med(values: Iterable[float | None]) -> float | None:
+def median_of(values: Iterable[float | None]) -> float | None:
+    """The median of the values that are not None (None when there are none)."""
     present = [v for v in values if v is not None]
     return median(present) if present else None
 
@@ -44,14 +45,14 @@ def _med(values: Iterable[float | None]) -> float | None:
 def paired_added(rounds: Sequence[Mapping], direct_rounds: Sequence[Mapping],
                  key: str = "p50_ms") -> float | None:
     """Median over rounds of (target − direct) for `key`, pairing round i with round i."""
-    diffs = [r[key] - d[key] for r, d in zip(rounds, direct_rounds)
+    diffs = [r[key] - d[key] for r, d in zip(rounds, direct_rounds, strict=False)
              if r.get(key) is not None and d.get(key) is not None]
     return median(diffs) if diffs else None
 
 
 def combine(rounds: Sequence[Mapping], direct_rounds: Sequence[Mapping] | None) -> dict:
     """A target × scenario over all rounds: medians of the per-round numbers, errors summed."""
-    out = {k: _med(r[k] for r in rounds) for k in
+    out = {k: median_of(r[k] for r in rounds) for k in
            ("p50_ms", "p99_ms", "ttfb_p50_ms", "ttfb_p99_ms", "rps", "cpu_ms_per_req")}
     out["errors"] = sum(r["errors"] for r in rounds)
     out["ok"] = sum(r["ok"] for r in rounds)
@@ -68,7 +69,7 @@ def tls_counts(rounds: Sequence[Mapping]) -> dict:
     """The https path's counters over rounds: TLS handshakes per round (the median) and the share
     of the calls the TLS port answered over HTTP/2 (None when it answered none)."""
     tls_calls = sum(r.get("tls_calls", 0) for r in rounds)
-    return {"handshakes": _med(r.get("handshakes") for r in rounds),
+    return {"handshakes": median_of(r.get("handshakes") for r in rounds),
             "h2_share": sum(r.get("h2_calls", 0) for r in rounds) / tls_calls if tls_calls else None}
 
 

@@ -7,7 +7,9 @@ its default logging, metrics and store, like `ShimProcess` runs it) and the thir
 every latency. The https path has its own: `direct-tls`, `floor-tls` (the bare relay trusting the
 mock's CA) and `ccp-tls*` (the shim with base URLs on the mock's TLS port and `CCP_CA_BUNDLE`);
 clients in front of a proxy still speak plain HTTP, as Claude Code does to a local shim.
-`Target.cpu_s()` and `Target.peak_rss_mb()` read the process tree from /proc.
+`ccp-pg` is `ccp` with its store on a PostgreSQL server of the bench's own (harness.postgres),
+started with the target and removed when it stops. `Target.cpu_s()` and `Target.peak_rss_mb()` read
+the process tree from /proc (for `ccp-pg` the shim's; the server's own is `db_cpu_s()`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from harness.bench.procs import cpu_seconds, peak_rss_mb, read_announce
+from harness.postgres import SKIP_REASON, PostgresServer, find_bin_dir
 from harness.shim import PROJECT_ROOT, ShimProcess, clean_env
 
 PASSTHROUGH_MODEL = "claude-sonnet-4-5"  # the anthropic lane in ccp's built-in routing
@@ -224,6 +227,52 @@ class Ccp(Target):
     def stop(self) -> None:
         if self.shim is not None:
             self.shim.stop()
+
+
+PG_DATABASE = "bench"
+
+
+class CcpPg(Ccp):
+    """ccp with `CCP_STORE_URL` on a PostgreSQL server started for the run (initdb in a temporary
+    folder, a free loopback port) and stopped, its folder removed, by `stop()`. `missing()` says
+    why it cannot run (PostgreSQL not installed) before anything starts."""
+
+    def __init__(self, name: str = "ccp-pg", env: dict | None = None) -> None:
+        super().__init__(name, env)
+        self.server: PostgresServer | None = None
+
+    @staticmethod
+    def missing() -> str | None:
+        return None if find_bin_dir() is not None else SKIP_REASON
+
+    def start(self, mock_url: str, workdir: Path, ca: str | None = None) -> None:
+        self.server = PostgresServer()
+        try:
+            self.server.start()
+            self.extra_env = {**self.extra_env,
+                              "CCP_STORE_URL": self.server.database(PG_DATABASE)}
+            super().start(mock_url, workdir, ca)
+        except BaseException:
+            self.stop()
+            raise
+
+    def db_cpu_s(self) -> float | None:
+        """The database server's CPU seconds so far (the postmaster and its backends)."""
+        if self.server is None or self.server.root is None:
+            return None
+        try:
+            pid = int((self.server.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return cpu_seconds(pid)
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            if self.server is not None:
+                self.server.close()
+                self.server = None
 
 
 def _dist_version(name: str) -> str:

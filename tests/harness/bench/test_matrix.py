@@ -118,3 +118,38 @@ def test_the_load_spec_takes_the_scenarios_body_and_a_tls_targets_ca():
     ccp = Ccp("ccp-tls", tls=True)
     ccp.url, ccp.ca = "http://127.0.0.1:8", "/ca.pem"
     assert matrix.spec_for(ccp, sc, 64).ca is None  # clients talk plain HTTP to a proxy
+
+
+def _store_combined(pg_cpu: float = 0.105, pg_added: float = 0.33) -> dict:
+    """A synthetic combined dict: ccp (SQLite) and ccp-pg (PostgreSQL) in three scenarios."""
+    base = {"nonstream_c1": {"cpu_ms_per_req": 0.2, "added_p50_ms": 0.30},
+            "nonstream_c32": {"cpu_ms_per_req": 0.1, "added_p50_ms": 1.0},
+            "stream50_c32": {"cpu_ms_per_req": 0.4, "added_p50_ms": 2.0}}
+    pg = {"nonstream_c1": {"cpu_ms_per_req": 0.21, "added_p50_ms": pg_added, "p50_vs_base_ms": 0.02,
+                           "db_cpu_ms_per_req": 0.05},
+          "nonstream_c32": {"cpu_ms_per_req": pg_cpu, "added_p50_ms": 1.1},
+          "stream50_c32": {"cpu_ms_per_req": 0.42, "added_p50_ms": 2.2},
+          "hold_1000": {"cpu_ms_per_req": 1.0}}  # (ccp has no such row here: no pair, no ratio row)
+    return {"ccp": base, "ccp-pg": pg, "floor": {"nonstream_c32": {"cpu_ms_per_req": 0.08}}}
+
+
+def test_store_ratios_put_the_postgresql_store_against_sqlite_per_scenario():
+    rows = matrix.store_ratios(_store_combined())
+    assert [r["scenario"] for r in rows] == ["nonstream_c1", "nonstream_c32", "stream50_c32"]
+    first = rows[0]
+    assert (first["target"], first["base"]) == ("ccp-pg", "ccp")
+    assert first["cpu_ratio"] == pytest.approx(1.05)
+    assert first["added_p50_ratio"] == pytest.approx(1.1)
+    assert (first["p50_vs_base_ms"], first["db_cpu_ms_per_req"]) == (0.02, 0.05)
+    assert rows[1]["cpu_ratio"] == pytest.approx(1.05) and rows[1]["p50_vs_base_ms"] is None
+    assert matrix.store_ratios({"ccp": {"nonstream_c1": {}}}) == []  # no ccp-pg: no table
+
+
+def test_the_store_checks_allow_a_tenth_more_cpu_per_request_than_sqlite():
+    met = {c["check"]: c for c in matrix.store_checks(_store_combined())}
+    assert len(met) == 2 and all(c["met"] is True for c in met.values())
+    assert all(name.startswith(matrix.STORE_CHECK_PREFIX) for name in met)
+    missed = {c["check"]: c for c in matrix.store_checks(_store_combined(pg_cpu=0.12))}
+    assert missed["postgresql store: CPU/request ÷ ccp's (non-stream, 32 clients)"]["met"] is False
+    assert all(c["met"] is None for c in matrix.store_checks({"ccp": {}}))  # ccp-pg skipped
+    assert {c["check"] for c in matrix.checks(_store_combined())} >= set(met)

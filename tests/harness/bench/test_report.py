@@ -66,3 +66,16 @@ def test_the_https_path_has_its_ratio_table_and_counts_in_its_scenario_tables():
     nonstream = page.split("## nonstream_c1", 1)[1].split("## ", 1)[0]
     assert "handshakes" not in nonstream
     assert report.tls_table([]) == []
+
+
+def test_the_store_table_shows_postgresql_against_sqlite():
+    result = _result()
+    result["store_ratios"] = [{"scenario": "nonstream_c32", "target": "ccp-pg", "base": "ccp",
+                               "cpu_ms_per_req": 0.105, "base_cpu_ms_per_req": 0.1,
+                               "cpu_ratio": 1.05, "added_p50_ms": 1.1, "base_added_p50_ms": 1.0,
+                               "added_p50_ratio": 1.1, "p50_vs_base_ms": 0.04,
+                               "db_cpu_ms_per_req": None}]
+    page = report.render(result)
+    assert "## PostgreSQL store ÷ SQLite store" in page
+    assert "| nonstream_c32 | 0.100 | 0.105 | 1.05 | 1.00 | 1.10 | 1.10 | 0.04 | – |" in page
+    assert "PostgreSQL store" not in report.render(_result())  # no ccp-pg row: no table

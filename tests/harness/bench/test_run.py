@@ -22,7 +22,15 @@ from harness.bench.run import (
     parse_args,
     smoke,
 )
-from harness.bench.targets import CONVERT_MODEL, PASSTHROUGH_MODEL, Ccp, Direct, FastMock, Floor
+from harness.bench.targets import (
+    CONVERT_MODEL,
+    PASSTHROUGH_MODEL,
+    Ccp,
+    CcpPg,
+    Direct,
+    FastMock,
+    Floor,
+)
 
 quick = pytest.mark.quick  # (the tests that start the mock are not `quick`)
 
@@ -32,6 +40,7 @@ quick = pytest.mark.quick  # (the tests that start the mock are not `quick`)
     ("direct", Direct, None, None),
     ("floor", Floor, None, None),
     ("ccp", Ccp, (), {}),
+    ("ccp-pg", CcpPg, (), {}),  # (its CCP_STORE_URL comes when its server has started)
     ("ccp-aiohttp", Ccp, (), {"CCP_UPSTREAM_CLIENT": "aiohttp"}),
     ("ccp-without-store", Ccp, ("store",), {}),
     ("ccp-without-store+log", Ccp, ("store", "log"), {}),
@@ -42,7 +51,7 @@ quick = pytest.mark.quick  # (the tests that start the mock are not `quick`)
 def test_each_target_name_makes_its_target(name, kind, without, env):
     target = make_target(name)
     assert type(target) is kind and target.name == name
-    if kind is Ccp:
+    if kind in (Ccp, CcpPg):
         assert (target.without, target.extra_env) == (without, env)
 
 
@@ -203,7 +212,7 @@ def test_each_https_target_name_makes_a_tls_target(name, kind, env):
     """(and the peers' https rows, below)"""
     target = make_target(name)
     assert type(target) is kind and target.name == name and target.tls
-    if kind is Ccp:
+    if kind in (Ccp, CcpPg):
         assert target.extra_env == env
     assert name in DEFAULT_TARGETS
 
@@ -277,3 +286,23 @@ def test_candidates_add_a_relay_per_candidate_client_on_the_https_path():
     for client in CLIENTS:
         target = make_target(f"relay-tls-{client}")
         assert target.tls and target.client == client and target.name == f"relay-tls-{client}"
+
+
+@quick
+def test_the_postgresql_store_row_runs_by_default_and_is_paired_with_ccp_round_by_round():
+    assert "ccp-pg" in DEFAULT_TARGETS and "ccp-pg" in parse_args([]).targets.split(",")
+    sc = matrix.Scenario("nonstream_c32", 32, total=10)
+    rounds = {"direct": {sc.name: [_row(1.0), _row(2.0)]},
+              "ccp": {sc.name: [_row(1.3, 0.1), _row(2.5, 0.1)]},
+              "ccp-pg": {sc.name: [{**_row(1.4, 0.105), "db_cpu_ms_per_req": 0.04},
+                                   {**_row(2.5, 0.11), "db_cpu_ms_per_req": 0.06}]}}
+    targets = [Direct(), Ccp(), CcpPg()]
+    result = assemble(SimpleNamespace(quick=True, rounds=2, body_kb=64), targets, [sc], rounds, {})
+    pg = result["combined"]["ccp-pg"][sc.name]
+    assert pg["p50_vs_base_ms"] == pytest.approx(0.05)  # median of 0.1 and 0.0, paired per round
+    assert pg["db_cpu_ms_per_req"] == pytest.approx(0.05)
+    assert "p50_vs_base_ms" not in result["combined"]["ccp"][sc.name]
+    [row] = result["store_ratios"]
+    assert row["cpu_ratio"] == pytest.approx(0.1075 / 0.1)
+    verdicts = {c["check"]: c for c in result["checks"]}
+    assert verdicts["postgresql store: CPU/request ÷ ccp's (non-stream, 32 clients)"]["met"] is True

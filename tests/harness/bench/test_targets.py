@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from harness.bench.targets import (
     CONVERT_MODEL,
     PASSTHROUGH_MODEL,
     Ccp,
+    CcpPg,
     Direct,
     FastMock,
     Floor,
@@ -24,6 +26,7 @@ from harness.bench.targets import (
     http_json,
     wait_http,
 )
+from harness.shim import wait_until
 
 quick = pytest.mark.quick  # (the tests that start processes are not `quick`)
 
@@ -223,3 +226,88 @@ def test_ccp_tls_trusts_the_mocks_ca_and_sends_over_tls(mock, tmp_path):
         assert counts["tls_calls"] == 2 and counts["h2_calls"] == 0  # the default client: HTTP/1.1
     finally:
         ccp.stop()
+
+
+class _FakeServer:
+    """Stands in for harness.postgres.PostgresServer: what CcpPg asks of it, recorded."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[str] = []
+        self.fail = fail
+        self.root = None
+
+    def start(self):
+        self.calls.append("start")
+        return self
+
+    def database(self, name):
+        self.calls.append(f"database {name}")
+        return f"postgresql://ccp@127.0.0.1:5999/{name}"
+
+    def close(self):
+        self.calls.append("close")
+
+
+@quick
+def test_ccp_pg_points_the_shim_at_a_database_of_its_own_server_and_removes_it(monkeypatch, tmp_path):
+    server = _FakeServer()
+    monkeypatch.setattr("harness.bench.targets.PostgresServer", lambda: server)
+    seen = {}
+    monkeypatch.setattr(Ccp, "start", lambda self, url, workdir, ca=None: seen.update(
+        env=dict(self.extra_env), url=url, tls=self.tls))
+    target = CcpPg()
+    target.start("http://127.0.0.1:9", tmp_path)
+    assert seen == {"env": {"CCP_STORE_URL": "postgresql://ccp@127.0.0.1:5999/bench"},
+                    "url": "http://127.0.0.1:9", "tls": False}
+    assert target.name == "ccp-pg" and target.db_cpu_s() is None  # (the fake has no folder)
+    target.stop()
+    target.stop()  # a second stop is harmless
+    assert server.calls == ["start", "database bench", "close"]
+
+
+@quick
+def test_ccp_pg_removes_its_server_when_the_shim_does_not_start(monkeypatch, tmp_path):
+    server = _FakeServer()
+    monkeypatch.setattr("harness.bench.targets.PostgresServer", lambda: server)
+
+    def fail(self, *args, **kwargs):
+        raise RuntimeError("shim exited with 1")
+
+    monkeypatch.setattr(Ccp, "start", fail)
+    with pytest.raises(RuntimeError):
+        CcpPg().start("http://127.0.0.1:9", tmp_path)
+    assert server.calls[-1] == "close"
+
+
+@quick
+def test_ccp_pg_says_why_it_cannot_run_without_postgresql(monkeypatch):
+    from harness.postgres import SKIP_REASON
+    monkeypatch.setattr("harness.bench.targets.find_bin_dir", lambda: None)
+    assert CcpPg.missing() == SKIP_REASON and "PostgreSQL is not installed" in SKIP_REASON
+    monkeypatch.setattr("harness.bench.targets.find_bin_dir", lambda: Path("/pg/bin"))
+    assert CcpPg.missing() is None
+
+
+@pytest.mark.store
+def test_ccp_pg_writes_its_records_into_the_database_and_stops_the_server(mock, tmp_path):
+    if CcpPg.missing():
+        pytest.skip(CcpPg.missing())
+    import psycopg
+    target = CcpPg()
+    target.start(mock.url, tmp_path)
+    try:
+        url = target.extra_env["CCP_STORE_URL"]
+        assert url.startswith("postgresql://") and url.endswith("/bench")
+        assert _post(target.url, PASSTHROUGH_MODEL)[0] == 200
+        [rec] = target.shim.wait_for_records(1)
+
+        def stored():
+            with psycopg.connect(url) as conn:
+                return [r[0] for r in conn.execute("SELECT rid FROM samples")]
+
+        assert wait_until(stored, 15, "the row in PostgreSQL") == [rec["rid"]]
+        assert target.db_cpu_s() is not None and target.db_cpu_s() > 0
+        root = target.server.root
+    finally:
+        target.stop()
+    assert target.server is None and not root.exists()
