@@ -23,6 +23,10 @@ a logs folder of its own (`<logs>/soak/<run>/`) and `results/overnight/`: a METR
 window (`METRICS_<run>-w001.json`, a window is `--window` attempts or `--window-minutes`), the whole
 run's `METRICS_<run>.json`, a copy of the usage log, `<run>-SOAK.md` and `<run>-SOAK.json`; an entry
 is appended to `results/TESTS.md`. Exit 0 when both lanes succeeded and the record gates pass.
+
+`--fleet` runs the fleet soak instead (harness.fleet_soak): three shims on one PostgreSQL store
+under a bounded round-robin load, a shim killed and restarted and the database stopped and started
+in the middle, then zero lost and zero duplicated records, counted from the files and the store.
 """
 from __future__ import annotations
 
@@ -714,6 +718,9 @@ def report(soak: Soak, reason: str, started_at: str, upstreams: str, secrets: li
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.fleet:
+        from harness.fleet_soak import run as run_fleet
+        return run_fleet(args)
     settings = load_settings()
     try:
         chaos = parse_chaos(args.chaos)
@@ -824,6 +831,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sonnet-model", default=SONNET_MODEL, help="sonnet model id for "
                    "curl/http probes (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    p.add_argument("--fleet", action="store_true",
+                   help="the fleet soak instead: 3 shims on one PostgreSQL store, a shim killed and "
+                        "the database restarted under load, zero lost/duplicated records "
+                        "(harness.fleet_soak; needs PostgreSQL installed)")
+    p.add_argument("--fleet-requests", type=int, default=int(_env_float("SOAK_FLEET_REQUESTS", 600)),
+                   help="--fleet: answered requests in all (SOAK_FLEET_REQUESTS, default 600)")
+    p.add_argument("--fleet-clients", type=int, default=int(_env_float("SOAK_FLEET_CLIENTS", 4)),
+                   help="--fleet: concurrent client threads (SOAK_FLEET_CLIENTS, default 4)")
     return p
 
 
