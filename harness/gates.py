@@ -372,6 +372,8 @@ def credentials_at_mocks(checks: list[CredentialCheck], skipped: Iterable[str] =
     if bad:
         return GateResult(name, False, f"{len(bad)} credential(s) not as the lane wants: "
                                        f"{'; '.join(bad[:3])}{note}")
+    if not checks:
+        return GateResult(name, True, f"no probe's credential to check{note}")
     return GateResult(name, True, f"{len(checks)} probe(s) carried exactly their lane's credential"
                                   f"{note}")
 
@@ -411,8 +413,11 @@ def no_hop_or_own_headers(checks: list[HeaderCheck], every_call: list[dict[str, 
     if required and not sent:
         return GateResult(name, False, f"{len(every_call)} call(s) without x-ccp-* headers, but no "
                                        f"probe sent a hop-by-hop or x-ccp-* header: nothing proven")
+    if not sent:
+        return GateResult(name, True, f"{len(every_call)} call(s), no x-ccp-* header; no probe sent "
+                                      f"a hop-by-hop or x-ccp-* header")
     return GateResult(name, True, f"{len(every_call)} call(s), no x-ccp-* header; "
-                                  f"{', '.join(sent) or 'no such header sent'} never forwarded")
+                                  f"{', '.join(sent)} never forwarded")
 
 
 def compressed_relayed_exact(pairs: list[StreamPair], required: bool = True) -> GateResult:

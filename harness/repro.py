@@ -375,7 +375,8 @@ def _property_checks(items: list[Planned], results: list[ProbeResult], calls: Mo
                 no_hop_or_own_headers(heads, [c.headers for _, c in calls], required=extras),
                 compressed_relayed_exact(squeezed, required=extras),
                 first_event_before_end(holds, required=extras)]
-    return [v if extras or not v.ok or "not applicable" in v.detail
+    # (routes_at_mocks applies to every probe; the others to the property probes only)
+    return [v if extras or not v.ok or "not applicable" in v.detail or v.name == "routes_at_mocks"
             else v._replace(detail=f"{v.detail}; not applicable here: {na[0]}") for v in verdicts]
 
 
