@@ -8,6 +8,7 @@ looks at a file.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -316,6 +317,161 @@ def one_record_per_request(requests: list[RequestCount], unclaimed_records: list
         return GateResult(name, False, "; ".join(bad[:4]))
     return GateResult(name, True, f"{len(requests)} request(s): one upstream call and one record "
                                   f"each, nothing unclaimed")
+
+
+class RouteCheck(NamedTuple):
+    """Where one probe's request arrived: per call the mocks received for it, which mock and the
+    model its body asked for."""
+
+    label: str
+    mock: str  # the mock it must reach
+    model: str | None  # the model that mock must be asked for (None: not checked)
+    seen: list[tuple[str, str | None]]
+
+
+def routes_at_mocks(checks: list[RouteCheck]) -> GateResult:
+    """Every probe's request reached the mock of its lane (a runtime control change, a catalog
+    route, opus, …), asking for the model it must (a route's own model, not the client's)."""
+    name = "routes_at_mocks"
+    bad = []
+    for c in checks:
+        if not c.seen:
+            bad.append(f"{c.label}: reached no mock")
+        wrong = [f"{mock}/{model}" for mock, model in c.seen
+                 if mock != c.mock or (c.model is not None and model != c.model)]
+        if wrong:
+            bad.append(f"{c.label}: expected {c.mock}/{c.model or '*'}, seen {', '.join(wrong)}")
+    if bad:
+        return GateResult(name, False, f"{len(bad)}/{len(checks)} probe(s) not where they belong: "
+                                       f"{'; '.join(bad[:3])}")
+    return GateResult(name, True, f"{len(checks)} probe(s), each at the mock of its lane with the "
+                                  f"model it must ask for")
+
+
+class CredentialCheck(NamedTuple):
+    """The credential headers a probe's request must carry upstream, and what the mocks saw."""
+
+    label: str
+    expect: dict[str, str]  # e.g. {"authorization": "Bearer <the shim's token>"}, exactly
+    seen: list[dict[str, str]]  # the credential headers of each call received for it
+
+
+def credentials_at_mocks(checks: list[CredentialCheck], skipped: Iterable[str] = ()) -> GateResult:
+    """A probe with no credential, or with a foreign one (a Z.AI or catalog key), reached Anthropic
+    with the shim's own token as `Bearer`; a catalog provider got its own key only."""
+    name = "credentials_at_mocks"
+    note = f"; not applicable here: {', '.join(skipped)}" if skipped else ""
+    bad = []
+    for c in checks:
+        if not c.seen:
+            bad.append(f"{c.label}: reached no mock")
+        for seen in c.seen:
+            if seen != c.expect:
+                bad.append(f"{c.label}: expected {sorted(c.expect)} with the lane's own value, "
+                           f"seen {sorted(seen)}{'' if set(seen) != set(c.expect) else ' (other values)'}")
+    if bad:
+        return GateResult(name, False, f"{len(bad)} credential(s) not as the lane wants: "
+                                       f"{'; '.join(bad[:3])}{note}")
+    if not checks:
+        return GateResult(name, True, f"no probe's credential to check{note}")
+    return GateResult(name, True, f"{len(checks)} probe(s) carried exactly their lane's credential"
+                                  f"{note}")
+
+
+class HeaderCheck(NamedTuple):
+    """Headers a probe sent that must never go upstream (hop-by-hop, the shim's own x-ccp-*), and
+    the headers of each call the mocks received for it."""
+
+    label: str
+    sent: dict[str, str]
+    seen: list[dict[str, str]]
+
+
+OWN_HEADER_PREFIX = "x-ccp-"
+
+
+def no_hop_or_own_headers(checks: list[HeaderCheck], every_call: list[dict[str, str]],
+                          required: bool = True) -> GateResult:
+    """No hop-by-hop header a client sent (nor one its `connection` names) and no `x-ccp-*` header
+    reached any mock. With `required`, some probe must have sent them: a scan of calls that never
+    carried one proves nothing."""
+    name = "no_hop_or_own_headers"
+    bad = []
+    for c in checks:
+        if not c.seen:
+            bad.append(f"{c.label}: reached no mock")
+        for seen in c.seen:
+            came = sorted(k for k, v in c.sent.items() if seen.get(k.lower()) == v)
+            if came:
+                bad.append(f"{c.label}: forwarded {', '.join(came)}")
+    own = sorted({k for h in every_call for k in h if k.lower().startswith(OWN_HEADER_PREFIX)})
+    if own:
+        bad.append(f"the shim's own header(s) upstream: {', '.join(own)}")
+    if bad:
+        return GateResult(name, False, "; ".join(bad[:3]))
+    sent = sorted({k for c in checks for k in c.sent})
+    if required and not sent:
+        return GateResult(name, False, f"{len(every_call)} call(s) without x-ccp-* headers, but no "
+                                       f"probe sent a hop-by-hop or x-ccp-* header: nothing proven")
+    if not sent:
+        return GateResult(name, True, f"{len(every_call)} call(s), no x-ccp-* header; no probe sent "
+                                      f"a hop-by-hop or x-ccp-* header")
+    return GateResult(name, True, f"{len(every_call)} call(s), no x-ccp-* header; "
+                                  f"{', '.join(sent)} never forwarded")
+
+
+def compressed_relayed_exact(pairs: list[StreamPair], required: bool = True) -> GateResult:
+    """An answer the upstream compressed although asked for identity reached the client decoded,
+    byte for byte what the compressed bytes hold (a body, and a stream, in order)."""
+    name = "compressed_relayed_exact"
+    if not pairs:
+        return GateResult(name, not required, "no compressed answer compared")
+    bad = []
+    for p in pairs:
+        if len(p.sent) != 1:
+            bad.append(f"{p.label}: the mock sent it {len(p.sent)} time(s)")
+            continue
+        try:
+            plain = zlib.decompressobj(wbits=47).decompress(p.sent[0])
+        except zlib.error as exc:
+            bad.append(f"{p.label}: the mock's bytes are not compressed ({exc})")
+            continue
+        if plain == p.sent[0]:
+            bad.append(f"{p.label}: the mock's answer was not compressed")
+        elif plain != p.received:
+            at = next((i for i, (a, b) in enumerate(zip(plain, p.received, strict=False)) if a != b),
+                      min(len(plain), len(p.received)))
+            bad.append(f"{p.label}: client got {len(p.received)} bytes, the mock's decode to "
+                       f"{len(plain)}, first difference at byte {at}")
+    if bad:
+        return GateResult(name, False, f"{len(bad)}/{len(pairs)} compressed answer(s) not relayed "
+                                       f"exactly: {'; '.join(bad[:3])}")
+    return GateResult(name, True, f"{len(pairs)} compressed answer(s), "
+                                  f"{sum(len(p.received) for p in pairs)} decoded bytes identical")
+
+
+class HoldCheck(NamedTuple):
+    """A stream whose mock held the rest after its first event(s) until the client had read them:
+    how each hold ended ("released": by the client, "expired": the client never saw them)."""
+
+    label: str
+    outcomes: list[str]
+
+
+def first_event_before_end(checks: list[HoldCheck], required: bool = True) -> GateResult:
+    """A stream is relayed as it arrives: its first event reached the client while the upstream
+    still held the rest (the client's read released it; no clock decides)."""
+    name = "first_event_before_end"
+    if not checks:
+        return GateResult(name, not required, "no held stream probed")
+    bad = [f"{c.label}: hold {'/'.join(c.outcomes) or 'never reached'}" for c in checks
+           if c.outcomes != ["released"]]
+    if bad:
+        return GateResult(name, False, f"{len(bad)}/{len(checks)} stream(s) whose first event did "
+                                       f"not reach the client before the rest was sent: "
+                                       f"{'; '.join(bad[:3])}")
+    return GateResult(name, True, f"{len(checks)} stream(s): the first event reached the client "
+                                  f"while the upstream held the rest")
 
 
 def fallbacks_reported(records: list[dict]) -> GateResult:

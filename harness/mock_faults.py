@@ -16,6 +16,9 @@ A spec is a fault kind followed by optional `;key=value` parameters:
                                 (message_stop, or OpenAI's [DONE])
     json_trickle;seconds=30     a 200 `application/json` answer (also to a stream request) whose
                                 body comes a byte at a time and never ends, for up to `seconds`
+    hold;after=1;seconds=5      send `after` SSE events, then hold the rest until the test releases
+                                it (`MockUpstream.release()`: the client has seen those events) or
+                                `seconds` pass; the call records which came first
 
 `parse_fault` raises `ValueError` naming what is wrong; the caller turns that into an HTTP 400 or a
 usage error at its edge. `stream_plan` applies the faults that reshape an SSE stream into the
@@ -38,6 +41,7 @@ _PARAMS: dict[str, dict[str, tuple[type, float, float, float]]] = {
     "gzip": {},
     "no_stop": {},
     "json_trickle": {"seconds": (float, 30.0, 0.0, 3600.0)},
+    "hold": {"after": (int, 1, 1, 10_000), "seconds": (float, 5.0, 0.0, 3600.0)},
 }
 KINDS = ("status", *_PARAMS)
 

@@ -90,11 +90,13 @@ class RecordedCall:
     protocol: str = "anthropic"  # or "openai" for Chat Completions calls
     version: str = ""  # the request's HTTP version, "1.1"
     utf8_splits: int = 0  # writes that ended inside a multi-byte UTF-8 sequence
+    hold: str = ""  # a `hold` fault: "released" (by release() while held), "expired" or "stopped"
 
     def to_json(self) -> dict[str, Any]:
         """The call as the control API shows it."""
         keys = ("method", "path", "query", "headers", "json", "status", "fault", "finished",
-                "client_disconnected", "unexpected", "protocol", "version", "utf8_splits")
+                "client_disconnected", "unexpected", "protocol", "version", "utf8_splits",
+                "hold")
         return {key: getattr(self, key) for key in keys}
 
 
@@ -182,6 +184,8 @@ class MockUpstream(ThreadedServer):
         self._thread: threading.Thread | None = None
         self._port: int | None = None
         self._wake = asyncio.Event()
+        # the `hold` faults waiting for release(), each with how it ended once it did
+        self._holds: dict[asyncio.Event, str] = {}
         self._stop_requested = asyncio.Event()
         self._stopping = False
 
@@ -244,6 +248,30 @@ class MockUpstream(ThreadedServer):
     def _wake_stalls(self) -> None:
         self._wake.set()
         self._wake = asyncio.Event()
+        self._release_holds("stopped")  # (a reset or a stop)
+
+    def _release_holds(self, outcome: str = "released") -> None:
+        for gate, was in self._holds.items():
+            self._holds[gate] = was or outcome
+            gate.set()
+
+    def release(self) -> None:
+        """Let every stream held by a `hold` fault go on (its client has seen what came before)."""
+        try:
+            self._loop.call_soon_threadsafe(self._release_holds)
+        except (AttributeError, RuntimeError):  # not started, or already stopped: nothing is held
+            pass
+
+    async def _held(self, call: RecordedCall, gate: asyncio.Event, seconds: float) -> None:
+        """Wait for release() (or a reset or stop) up to `seconds`; the call records which came."""
+        try:
+            async with asyncio.timeout(seconds):
+                await gate.wait()
+        except TimeoutError:
+            self._holds[gate] = self._holds.get(gate) or "expired"
+        finally:
+            outcome = self._holds.pop(gate, "") or "stopped"
+        self._update(call, hold=outcome)
 
     # state, shared with the test thread
     @property
@@ -513,6 +541,10 @@ class MockUpstream(ThreadedServer):
         self._update(call, status=200)
         await resp.prepare(request)
         squeeze = zlib.compressobj(wbits=31) if kind == "gzip" else None
+        gate = None
+        if kind == "hold":  # registered before the first write: a release that comes early counts
+            gate = asyncio.Event()
+            self._holds[gate] = ""
         plan = stream_plan(events, fault, protocol)
         if self.wire == "repro" and fault is None and protocol == "anthropic":
             plan = stream_plan(wire_variant(events, crlf=True, comments=True), SPLIT, protocol)
@@ -523,6 +555,8 @@ class MockUpstream(ThreadedServer):
                 return _abort(request)
             if kind == "stall" and index == 1 and not await self._stall(fault.seconds):
                 return _abort(request)
+            if gate is not None and index == fault.after:
+                await self._held(call, gate, fault.seconds)
             if pause:
                 await asyncio.sleep(pause)
             self._update(call, sent=call.sent + chunk, writes=call.writes + 1,

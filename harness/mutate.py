@@ -4,8 +4,9 @@ run against a layer of the checks (`ccp mutate`, `make mutate`, `make mutate-sam
 The library (harness/mutants.toml) is data: each mutant names a file and a function of `proxy/`,
 the exact text it replaces once inside that function's source span (found with `ast`, so an edit
 never lands in another function), the property it breaks (one sentence) and the tests written for
-that property (`tests`, pytest node ids). A mutant whose `find` is not in its function exactly once
-is an error of the library, said loudly, never skipped.
+that property (`tests`, pytest node ids), and, for the mutants `make repro` must catch, the repro
+gates written for it (`gates`). A mutant whose `find` is not in its function exactly once is an
+error of the library, said loudly, never skipped.
 
 Each worker owns a copy of the tree (`git ls-files` plus untracked files that are not ignored;
 `.venv` and `.tools` are symlinks). Per mutant it patches one file, checks that the shim still
@@ -22,7 +23,8 @@ anyway would catch everything.
 | repro   | `ccp repro`, as `make repro` runs it (a FAILED gate catches it)         |
 
 A mutant is `caught` when a test failed (the first failing node id is the catcher, and the table
-says whether it is one of the mutant's own tests) or a gate failed; `survived` when everything
+says whether it is one of the mutant's own tests) or a gate failed (the FAILED gates are the
+catcher; own when one of them is among the mutant's `gates`); `survived` when everything
 passed (the report shows the diff that survived); `timeout` and `invalid` are neither. Every
 process is started in its own process group and that group is ended, on a timeout too.
 """
@@ -77,6 +79,7 @@ class Mutant:
     replace: str
     tests: tuple[str, ...]
     tags: tuple[str, ...] = ()  # e.g. "byte-exactness", "one-record": what `make repro` must catch
+    gates: tuple[str, ...] = ()  # the `ccp repro` gates written for its property (layer repro)
 
     @property
     def must_repro(self) -> bool:
@@ -91,13 +94,16 @@ def load_library(path: Path = LIBRARY) -> list[Mutant]:
             m = Mutant(name=entry["name"], category=entry["category"], property=entry["property"],
                        file=entry["file"], function=entry["function"], find=entry["find"],
                        replace=entry["replace"], tests=tuple(entry["tests"]),
-                       tags=tuple(entry.get("tags", ())))
+                       tags=tuple(entry.get("tags", ())), gates=tuple(entry.get("gates", ())))
         except KeyError as exc:
             raise LibraryError(f"mutant {entry.get('name', '?')}: missing {exc}") from None
         if m.category not in CATEGORIES:
             raise LibraryError(f"mutant {m.name}: unknown category {m.category!r}")
         if not m.tests:
             raise LibraryError(f"mutant {m.name}: names no test written for its property")
+        if m.must_repro and not m.gates:
+            raise LibraryError(f"mutant {m.name}: `make repro` must catch it, but it names no "
+                               f"repro gate written for its property (gates)")
         if m.find == m.replace:
             raise LibraryError(f"mutant {m.name}: replace is the same as find")
         mutants.append(m)
@@ -280,6 +286,11 @@ def is_named(catcher: str | None, tests: Iterable[str]) -> bool:
     return any(catcher == t or catcher.startswith((t + "::", t + "[")) for t in tests)
 
 
+def is_own_gate(failed: str, gates: Iterable[str]) -> bool:
+    """One of the FAILED gates (`a, b` as repro prints them) is one written for the property."""
+    return bool({g.strip() for g in failed.split(",")} & set(gates))
+
+
 def pytest_cmd(copy: Path, targets: list[str], extra: list[str]) -> list[str]:
     return [str(copy / ".venv" / "bin" / "python"), "-m", "pytest", "-x", "-q", "-rfE",
             "-p", "no:cacheprovider", *extra, *targets]
@@ -337,6 +348,7 @@ class Worker:
                 if code != 0:
                     res.status = "caught"
                     res.caught_by = "gate " + (gates.group(1) if gates else f"(exit {code})")
+                    res.named = gates is not None and is_own_gate(gates.group(1), mutant.gates)
                     return
                 continue
             if code == 1:

@@ -107,8 +107,11 @@ def http_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: boo
                api_key: str | None = None, auth_token: str | None = None,
                extra_headers: dict[str, str] | None = None, query: str = "beta=true",
                timeout: float = DEFAULT_TIMEOUT, body: dict | None = None,
-               via: HttpsProxy | None = None) -> ProbeResult:
-    """POST /v1/messages with httpx; a stream's bytes are kept exactly as received."""
+               via: HttpsProxy | None = None,
+               on_first_event: Callable[[], None] | None = None) -> ProbeResult:
+    """POST /v1/messages with httpx; a stream's bytes are kept exactly as received.
+    `on_first_event` is called once, as soon as the bytes received hold a whole SSE event (before
+    the rest is read)."""
     headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
     if api_key:
         headers["x-api-key"] = api_key
@@ -124,12 +127,23 @@ def http_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: boo
             with client.stream("POST", url, headers=headers, content=json.dumps(payload)) as resp:
                 result.status = resp.status_code
                 result.take_headers(dict(resp.headers))
-                result.raw = b"".join(resp.iter_raw())
+                raw = bytearray()
+                for chunk in resp.iter_raw():
+                    raw += chunk
+                    if on_first_event is not None and _whole_event(raw):
+                        on_first_event()
+                        on_first_event = None
+                result.raw = bytes(raw)
     except httpx.HTTPError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     result.elapsed_ms = (time.perf_counter() - t0) * 1000.0
     result.text = text_of_body(result.raw, result.headers.get("content-type", ""))
     return result
+
+
+def _whole_event(raw: bytearray) -> bool:
+    """The bytes hold at least one SSE event with its blank line (LF, CR LF or CR ends)."""
+    return any(end in raw for end in (b"\n\n", b"\r\n\r\n", b"\r\r"))
 
 
 def text_of_body(raw: bytes, content_type: str) -> str:
@@ -162,6 +176,9 @@ def sdk_probe(base_url: str, model: str, prompt: str = "Say hi", *, stream: bool
         result.take_headers(dict(exc.response.headers))
         result.error = f"{type(exc).__name__}: {exc.message}"
     except anthropic.APIError as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    except ValueError as exc:  # a stream the SDK cannot decode (cut inside a UTF-8 character, a
+        # line that is no JSON): that probe failed, the run goes on and its gates say so
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         client.close()

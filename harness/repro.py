@@ -29,16 +29,25 @@ import httpx
 
 from harness.cli_probe import claude_version, find_claude
 from harness.gates import (
+    CredentialCheck,
     GateResult,
+    HeaderCheck,
+    HoldCheck,
     RequestCount,
+    RouteCheck,
     StreamPair,
     ToggleCheck,
+    compressed_relayed_exact,
+    credentials_at_mocks,
+    first_event_before_end,
     format_verdicts,
+    no_hop_or_own_headers,
     no_secret_in_files,
     one_record_per_request,
     providers_resolve,
     readyz_ok,
     rotated_before_run,
+    routes_at_mocks,
     run_gates,
     sse_byte_exact,
     toggles_effective,
@@ -95,8 +104,16 @@ class Planned:
     token: str
     deltas: int | None = None
     headers: dict = field(default_factory=dict)  # extra request headers (mock faults)
-    auth: str | None = None  # "session": the sandbox session token is the client's credential
-    expect: str = "answer"  # or "partial": the stream is cut, a partial file must be left
+    # the client's credential: None its own key; "session" the sandbox session token; "none" no
+    # credential at all; "zai_key" / "catalog_key" a key of another lane as x-api-key,
+    # "zai_bearer" the Z.AI key as `authorization: Bearer`
+    auth: str | None = None
+    expect: str = "answer"  # or "partial": the stream is cut, a partial file must be left; or
+    # "error": the upstream failed (a 500, a connection cut before any header)
+    controls: dict | None = None  # POSTed to /v1/admin/controls just before this probe
+    expect_auth: dict | None = None  # the credential headers its mock must see, exactly
+    expect_model: str | None = None  # the model its mock must be asked for (default: `model`)
+    first_event: bool = False  # the mock holds the rest until the client has read the first event
 
 
 def marker(token: str) -> str:
@@ -148,8 +165,80 @@ def secret_plan(haiku: str, sonnet: str, keys: dict[str, str]) -> list[Planned]:
     ]
 
 
+# A catalog provider on a mock of its own (OpenAI protocol, its own key) with a route that renames
+# the model: the probe through it shows the rename and the key at that mock, and its key, sent by a
+# client on the anthropic lane, must be replaced there by the shim's own token.
+CATALOG = "catalog"
+CATALOG_KEY_ENV = "CCP_REPRO_CATALOG_KEY"
+CATALOG_KEY = "ccp-repro-catalog-key-4d7e19a3"
+CATALOG_ROUTE = "ccp-repro-alias"
+CATALOG_MODEL = "repro-upstream-model"
+# Request headers no upstream may see: the shim's own (x-ccp-*), hop-by-hop ones, and one that
+# `connection` names. Each value is recognisable, so the gate compares values, not just names.
+FORBIDDEN_HEADERS = {"x-ccp-actor": "ccp repro", "x-ccp-admin-token": "ccp-repro-not-an-admin-token",
+                     "connection": "keep-alive, x-repro-hop", "x-repro-hop": "ccp-repro-hop",
+                     "keep-alive": "timeout=7", "proxy-authorization": "Basic Y2NwLXJlcHJvOmhvcA==",
+                     "proxy-connection": "keep-alive", "te": "trailers"}
+GZIP = {"x-mock-fault": "gzip"}
+# the mock sends message_start, then holds the rest until the client has read it (or 5 s pass)
+HOLD = {"x-mock-fault": "hold;after=1;seconds=5"}
+
+
+def property_plan(haiku: str, sonnet: str, keys: dict[str, str]) -> list[Planned]:
+    """Probes for what the lane credentials, the routing and the relay must do, each with what its
+    mock must see: opus; no client credential and foreign ones (the shim's token as Bearer
+    instead); hop-by-hop and x-ccp-* headers; a catalog route; compressed answers; a stream whose
+    first event must arrive before the rest is sent; upstream failures (still one record each); a
+    runtime pause and resume of a model already routed."""
+    shim_bearer = {"authorization": f"Bearer {keys['ANTHROPIC_AUTH_TOKEN']}"}
+    return [
+        Planned("http", OVERRIDE_MODEL, False, "anthropic", "CCP_OPUS_N"),
+        Planned("http", OVERRIDE_MODEL, True, "anthropic", f"CCP_OPUS_S{SPLIT_CHAR}"),
+        Planned("http", sonnet, False, "anthropic", "CCP_NO_CREDENTIAL", auth="none",
+                expect_auth=shim_bearer),
+        Planned("http", sonnet, True, "anthropic", f"CCP_ZAI_KEY_AS_CLIENT{SPLIT_CHAR}",
+                auth="zai_key", expect_auth=shim_bearer),
+        Planned("http", sonnet, False, "anthropic", "CCP_ZAI_BEARER_AS_CLIENT", auth="zai_bearer",
+                expect_auth=shim_bearer),
+        Planned("http", sonnet, False, "anthropic", "CCP_CATALOG_KEY_AS_CLIENT", auth="catalog_key",
+                expect_auth=shim_bearer),
+        Planned("http", haiku, False, "zai", "CCP_HOP_H", headers=FORBIDDEN_HEADERS,
+                expect_auth={"x-api-key": keys["ZAI_API_KEY"]}),
+        Planned("http", sonnet, True, "anthropic", f"CCP_HOP_S{SPLIT_CHAR}",
+                headers=FORBIDDEN_HEADERS),
+        Planned("http", CATALOG_ROUTE, False, CATALOG, "CCP_CATALOG_ROUTE",
+                expect_model=CATALOG_MODEL, expect_auth={"authorization": f"Bearer {CATALOG_KEY}"}),
+        Planned("http", haiku, False, "zai", "CCP_GZIP_N", headers=GZIP),
+        Planned("http", sonnet, True, "anthropic", "CCP_GZIP_S", headers=GZIP),
+        Planned("http", sonnet, True, "anthropic", "CCP_FIRST_EVENT", headers=HOLD,
+                first_event=True),
+        Planned("http", haiku, False, "zai", "CCP_FAIL_500", expect="error",
+                headers={"x-mock-fault": "status=500"}),
+        Planned("http", haiku, True, "zai", "CCP_FAIL_CUT", expect="error",
+                headers={"x-mock-fault": "reset_before_headers"}),
+        # the same haiku id as the probes before: a decision kept from before the pause must not be
+        Planned("http", haiku, False, "anthropic", "CCP_CONTROL_PAUSED", controls={"paused": True}),
+        Planned("http", haiku, False, "zai", "CCP_CONTROL_RESUMED", controls={"paused": False}),
+    ]
+
+
+def catalog_file(folder: Path, base_url: str) -> Path:
+    """The providers file of the catalog probe: one OpenAI-protocol provider and its route."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "providers.yaml"
+    path.write_text(f"providers:\n  {CATALOG}:\n    protocol: openai\n"
+                    f"    base_url: {base_url}/v1\n    key_env: {CATALOG_KEY_ENV}\n"
+                    f"    routes:\n      - name: {CATALOG_ROUTE}\n        model: {CATALOG_MODEL}\n")
+    return path
+
+
+def _control(url: str, updates: dict) -> None:
+    httpx.post(f"{url}/v1/admin/controls", json=updates, timeout=10,
+               trust_env=False).raise_for_status()
+
+
 def _fire(item: Planned, base_url: str, client_auth: dict, cli_timeout: float,
-          via: HttpsProxy | None = None) -> ProbeResult:
+          via: HttpsProxy | None = None, on_first_event=None) -> ProbeResult:
     prompt = f"Reply with exactly: {item.token} and nothing else."
     if item.kind == "cli":
         return probe("cli", base_url, item.model, prompt, timeout=cli_timeout,
@@ -158,6 +247,14 @@ def _fire(item: Planned, base_url: str, client_auth: dict, cli_timeout: float,
     if item.auth == "session":  # as x-api-key on one turn, as a bearer on the other
         kw["api_key"] = None
         kw["api_key" if item.expect_lane == "zai" else "auth_token"] = client_auth["session_token"]
+    elif item.auth == "none":
+        kw["api_key"] = None
+    elif item.auth in ("zai_key", "catalog_key"):
+        kw["api_key"] = client_auth[item.auth]
+    elif item.auth == "zai_bearer":
+        kw["api_key"], kw["auth_token"] = None, client_auth["zai_key"]
+    if on_first_event is not None:
+        kw["on_first_event"] = on_first_event
     headers = dict(item.headers)
     if item.deltas:
         headers["x-mock-deltas"] = str(item.deltas)
@@ -175,6 +272,9 @@ def _probe_checks(items: list[Planned], results: list[ProbeResult], found: dict[
         if item.expect == "partial":
             if res.status != 200:
                 problems.append(f"{label}: status {res.status}, expected 200 then a cut stream")
+        elif item.expect == "error":
+            if res.status is None or res.status < 500:
+                problems.append(f"{label}: status {res.status}, expected the upstream's failure")
         elif not res.ok:
             problems.append(f"{label}: status {res.status} {res.error or ''}".strip())
         elif item.deltas is None and res.text.strip() != item.token:
@@ -240,11 +340,44 @@ def _stream_pairs(items: list[Planned], results: list[ProbeResult],
     pairs = []
     for item, res in zip(items, results, strict=True):
         if item.stream and item.kind in ("http", "curl") and item.expect == "answer" \
-                and not item.deltas:
+                and not item.deltas and item.headers != GZIP and item.expect_lane != CATALOG:
             hits = [c for _, c in _hits(item, calls)]
             pairs.append(StreamPair(_label(item), res.raw, [c.sent for c in hits],
                                     sum(c.utf8_splits for c in hits)))
     return pairs
+
+
+CREDENTIAL_NAMES = ("authorization", "x-api-key")
+
+
+def _property_checks(items: list[Planned], results: list[ProbeResult], calls: MockCalls,
+                     extras: bool) -> list[GateResult]:
+    """The gates of `property_plan`, on what the mocks received for each probe (routes_at_mocks
+    on every probe)."""
+    routes, creds, heads, squeezed, holds = [], [], [], [], []
+    for item, res in zip(items, results, strict=True):
+        hits = _hits(item, calls)
+        label = _label(item)
+        model = None if item.kind == "cli" else item.expect_model or item.model
+        routes.append(RouteCheck(label, item.expect_lane, model,
+                                 [(n, (c.json or {}).get("model")) for n, c in hits]))
+        if item.expect_auth is not None:
+            creds.append(CredentialCheck(label, item.expect_auth, [
+                {k: v for k, v in c.headers.items() if k in CREDENTIAL_NAMES} for _, c in hits]))
+        if item.headers == FORBIDDEN_HEADERS:
+            heads.append(HeaderCheck(label, item.headers, [c.headers for _, c in hits]))
+        if item.headers == GZIP:
+            squeezed.append(StreamPair(label, res.raw, [c.sent for _, c in hits]))
+        if item.first_event:
+            holds.append(HoldCheck(label, [c.hold for _, c in hits]))
+    na = [] if extras else ["needs ccp serve, the mocks and the http probe"]
+    verdicts = [routes_at_mocks(routes), credentials_at_mocks(creds, na),
+                no_hop_or_own_headers(heads, [c.headers for _, c in calls], required=extras),
+                compressed_relayed_exact(squeezed, required=extras),
+                first_event_before_end(holds, required=extras)]
+    # (routes_at_mocks applies to every probe; the others to the property probes only)
+    return [v if extras or not v.ok or "not applicable" in v.detail or v.name == "routes_at_mocks"
+            else v._replace(detail=f"{v.detail}; not applicable here: {na[0]}") for v in verdicts]
 
 
 def _request_counts(items: list[Planned], results: list[ProbeResult], records: list[dict],
@@ -401,6 +534,10 @@ def run(args: argparse.Namespace) -> int:
         kinds = tuple(k for k in kinds if k != "cli")
         skipped.append("cli probes: the claude CLI is not installed (make claude)")
     mocks: tuple[MockUpstream, MockUpstream] | None = None
+    catalog: MockUpstream | None = None
+    # the secret-carrying probes (trajectories, a partial), the property probes and the toggles
+    # need the mocks and ccp serve
+    extras = not real and not mitm and not args.quick and "http" in kinds
     toggles = {k: os.environ[k] for k in TOGGLES if k in os.environ}
     if real:
         env = run_env()
@@ -417,8 +554,14 @@ def run(args: argparse.Namespace) -> int:
             env["CCP_CA_BUNDLE"] = str(_mock_cas(mocks, logs_dir))
         client_auth = {"api_key": test_keys()["CLIENT_API_KEY"],
                        "cli_token": test_keys()["CLIENT_OAUTH_TOKEN"],
-                       "session_token": f"ccp-repro-session-{secrets_mod.token_hex(12)}"}
-        print(f"[repro] upstreams: mock anthropic={mocks[0].base_url} zai={mocks[1].zai_base_url}")
+                       "session_token": f"ccp-repro-session-{secrets_mod.token_hex(12)}",
+                       "zai_key": test_keys()["ZAI_API_KEY"], "catalog_key": CATALOG_KEY}
+        if extras:
+            catalog = MockUpstream(CATALOG, wire="repro").start()
+            env.update({"CCP_PROVIDERS_FILE": str(catalog_file(logs_dir, catalog.base_url)),
+                        CATALOG_KEY_ENV: CATALOG_KEY})
+        print(f"[repro] upstreams: mock anthropic={mocks[0].base_url} zai={mocks[1].zai_base_url}"
+              + (f" {CATALOG}={catalog.base_url}" if catalog else ""))
     for line in skipped:
         print(f"[repro] SKIP {line}")
 
@@ -427,10 +570,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         items = plan(args.rounds, args.haiku_model, args.sonnet_model, long_stream=not real,
                      kinds=kinds)
-    # the secret-carrying probes (trajectories, a partial) and the toggles need the mocks and ccp serve
-    extras = mocks is not None and not mitm and not args.quick and "http" in kinds
     if extras:
         items += secret_plan(args.haiku_model, args.sonnet_model, test_keys())
+        items += property_plan(args.haiku_model, args.sonnet_model, test_keys())
     toggle_checks: list[ToggleCheck] = []
     toggle_items: list[Planned] = []
     toggle_results: list[ProbeResult] = []
@@ -450,13 +592,18 @@ def run(args: argparse.Namespace) -> int:
                     "session_token": client_auth["session_token"], "sandbox_id": "repro",
                     "task_name": "repro"}).raise_for_status()
             with progress_bar(len(items), "probes", enabled=not args.no_progress) as advance:
+                by_name = {m.name: m for m in (*(mocks or ()), *([catalog] if catalog else []))}
                 for item in items:
+                    if item.controls:  # a runtime change, from the next request on
+                        _control(shim.url, item.controls)
+                    first = by_name[item.expect_lane].release if item.first_event else None
                     results.append(_fire(item, shim.client_url, client_auth, args.cli_timeout,
-                                         shim.via))
+                                         shim.via, on_first_event=first))
                     advance(f"{item.kind} {item.model}")
             shim.wait_for_records(len(items)) if items else None
         if mocks is not None:
             calls = [("anthropic", c) for c in mocks[0].calls] + [("zai", c) for c in mocks[1].calls]
+            calls += [(CATALOG, c) for c in catalog.calls] if catalog else []
         if extras:
             print("[repro] toggles: " + ", ".join(f"{n}={v}" for n, v, _ in TOGGLE_PROBES),
                   flush=True)
@@ -470,9 +617,8 @@ def run(args: argparse.Namespace) -> int:
               f"mocks stopped; writing what ran", file=sys.stderr, flush=True)
         items = items[:len(results)]
     finally:
-        if mocks:
-            for m in mocks:
-                m.stop()
+        for m in (*(mocks or ()), *([catalog] if catalog else [])):
+            m.stop()
 
     usage_path = logs_dir / "usage.jsonl"
     records, bad_lines = read_records([usage_path]) if usage_path.exists() else ([], 0)
@@ -499,6 +645,7 @@ def run(args: argparse.Namespace) -> int:
         verdicts.append(sse_byte_exact(pairs, require_wire=bool(pairs)))
         verdicts += _hygiene_checks(calls, modes, env.get("ZAI_HEADER_MODE", "x-api-key"),
                                     [client_auth["session_token"]])
+        verdicts += _property_checks(items, results, calls, extras)
         verdicts.append(toggles_effective(
             toggle_checks, NOT_PROBED_TOGGLES if extras else ["every toggle (needs ccp serve, "
                                                               "the mocks and the http probe)"]))
@@ -506,7 +653,7 @@ def run(args: argparse.Namespace) -> int:
             items + toggle_items, results + toggle_results, records + toggle_records, calls)))
 
     known = [*load_settings(env).secrets(), *(test_keys().values() if mocks else []),
-             *([client_auth["session_token"]] if mocks else [])]
+             *([client_auth["session_token"], CATALOG_KEY] if mocks else [])]
     # a probe's answer may carry a secret (the secret probes): never shown in what the run writes
     verdicts = [v._replace(detail=redact_text(v.detail, known)) for v in verdicts]
     usage_copy = results_dir / f"{run_name}-usage.jsonl"

@@ -55,8 +55,9 @@ def test_repro_go_writes_the_go_shims_artifact_names(op, claude_bin):
     out = op.make("repro-go", timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     results = op.home / "results"
-    # 31 probes, two sandbox-session turns and one cut stream (scenarios/repro/test_repro_job.py)
-    assert json.loads((results / "METRICS_go_repro.json").read_text())["requests"] == 34
+    # 31 probes, two sandbox-session turns, one cut stream and 16 property probes
+    # (scenarios/repro/test_repro_job.py)
+    assert json.loads((results / "METRICS_go_repro.json").read_text())["requests"] == 50
     assert (results / "GO-REPRO-SUMMARY.md").read_text().startswith("# ")
     assert "go_repro" in (results / "TESTS.md").read_text()
 

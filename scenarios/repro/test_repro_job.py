@@ -23,28 +23,33 @@ def test_repro_passes_on_mocks(tmp_path, claude_bin):
     assert "all gates passed" in out.stdout
     for gate in ("no_haiku_on_anthropic", "long_sse_byte_exact", "readyz_ok", "providers_resolve",
                  "rotated_before_run", "zai_mock_hygiene", "probes_routed", "sse_byte_exact",
-                 "toggles_effective", "one_record_per_request", "no_secret_in_artifacts"):
+                 "toggles_effective", "one_record_per_request", "no_secret_in_artifacts",
+                 "routes_at_mocks", "credentials_at_mocks", "no_hop_or_own_headers",
+                 "compressed_relayed_exact", "first_event_before_end"):
         assert f"PASS {gate}" in out.stdout
     # the scan had partials, trajectories and a tee sample to read; the streams had the hard spellings
     assert "(1 partials, 4 trajectory, 1 tee), no secret found" in out.stdout
     assert "(CR LF, comment lines, split UTF-8)" in out.stdout
     metrics = json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())
-    # 31 probes, two sandbox-session turns and one cut stream (the toggle turns have their own logs)
-    assert metrics["requests"] == 34
-    assert metrics["completions_by_lane"]["zai"] == 17 and metrics["completions_by_lane"]["anthropic"] == 17
+    # 31 probes, two sandbox-session turns, one cut stream and 16 property probes (the toggle turns
+    # have their own logs); the two upstream failures complete nothing
+    assert metrics["requests"] == 50
+    assert {k: v for k, v in metrics["completions_by_lane"].items() if v} == \
+        {"zai": 20, "anthropic": 27, "catalog": 1}
     assert metrics["run"]["versions"]["claude"].startswith("2.")
     assert {p["kind"] for p in metrics["run"]["probes"]} == {"cli", "curl", "http", "sdk"}
     summary = (tmp_path / "results" / "repro-SUMMARY.md").read_text()
     assert "| readyz_ok | PASS |" in summary and "claude CLI 2." in summary
-    assert (tmp_path / "results" / "repro-usage.jsonl").read_text().count("\n") == 34
+    # (and the two control records of the pause and the resume)
+    assert (tmp_path / "results" / "repro-usage.jsonl").read_text().count("\n") == 52
     # a second run starts from an empty run folder, so each METRICS covers one run; the daily logs
     # folder (CCP_LOGS_DIR) is never written
     again = _run(tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     run_logs = tmp_path / "results" / "runs" / "repro"
-    assert (run_logs / "usage.jsonl").read_text().count("\n") == 34
+    assert (run_logs / "usage.jsonl").read_text().count("\n") == 52
     assert not list(run_logs.glob("usage.jsonl.*")) and not (tmp_path / "logs").exists()
-    assert json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())["requests"] == 34
+    assert json.loads((tmp_path / "results" / "METRICS_repro.json").read_text())["requests"] == 50
 
 
 def test_repro_fails_when_haiku_is_kept_off_zai(tmp_path):

@@ -1,5 +1,6 @@
 """harness.gates: each gate passes on clean records and fails, naming rids, on offenders."""
 import json
+import zlib
 
 import pytest
 
@@ -181,14 +182,23 @@ def test_no_secret_in_files_gate(tmp_path):
 import copy  # noqa: E402
 
 from harness.gates import (  # noqa: E402
+    CredentialCheck,
+    HeaderCheck,
+    HoldCheck,
     RequestCount,
+    RouteCheck,
     StreamPair,
     ToggleCheck,
+    compressed_relayed_exact,
+    credentials_at_mocks,
+    first_event_before_end,
+    no_hop_or_own_headers,
     no_secret_in_files,
     one_record_per_request,
     providers_resolve,
     readyz_ok,
     rotated_before_run,
+    routes_at_mocks,
     sse_byte_exact,
     toggles_effective,
     trajectory_pairs,
@@ -201,6 +211,13 @@ ZK, AK, CK, SESS = "zk-zai-key-0001", "ak-anth-token-0001", "ck-client-key-0001"
 STARTED = "2026-11-25T10:00:00.000Z"
 TS = "2026-11-25T10:00:01.000Z"
 WIRE = b"event: ping\r\ndata: {}\r\n\r\n: ping\r\n\r\ndata: caf\xc3\xa9\r\n\r\n"
+BODY = b'{"type":"message","content":[{"type":"text","text":"caf\xc3\xa9"}]}'
+HOP = {"x-ccp-actor": "ccp repro", "te": "trailers", "connection": "keep-alive, x-hop"}
+
+
+def gzipped(data: bytes) -> bytes:
+    squeeze = zlib.compressobj(wbits=31)
+    return squeeze.compress(data) + squeeze.flush()
 
 
 def run_inputs(tmp_path):
@@ -234,6 +251,16 @@ def run_inputs(tmp_path):
         "zai_calls": [{"x-api-key": ZK}], "zai_modes": ["x-api-key"],
         "anth_calls": [{"x-api-key": CK}, {"authorization": f"Bearer {AK}"}],
         "items": items, "results": results, "found": dict(enumerate(records[:2])),
+        "routes": [RouteCheck("opus", "anthropic", "claude-opus-4-1", [("anthropic", "claude-opus-4-1")]),
+                   RouteCheck("alias", "catalog", "upstream-m", [("catalog", "upstream-m")]),
+                   RouteCheck("cli", "zai", None, [("zai", "claude-haiku-4-5")])],
+        "creds": [CredentialCheck("none", {"authorization": f"Bearer {AK}"},
+                                  [{"authorization": f"Bearer {AK}"}])],
+        "heads": [HeaderCheck("hop", HOP, [{"x-api-key": ZK, "host": "127.0.0.1"}])],
+        "every_call": [{"x-api-key": ZK}, {"x-api-key": CK, "connection": "keep-alive"}],
+        "squeezed": [StreamPair("gzip/body", BODY, [gzipped(BODY)]),
+                     StreamPair("gzip/stream", WIRE, [gzipped(WIRE)])],
+        "holds": [HoldCheck("first", ["released"])],
     }
 
 
@@ -247,14 +274,19 @@ def evaluate(run):
             one_record_per_request(*run["counts"]),
             check_zai_calls(run["zai_calls"], ZK, [AK, CK], run["zai_modes"], [SESS]),
             check_anthropic_calls(run["anth_calls"], ZK, [SESS], allowed=[AK, CK]),
-            *_probe_checks(run["items"], run["results"], run["found"], recs)]
+            *_probe_checks(run["items"], run["results"], run["found"], recs),
+            routes_at_mocks(run["routes"]), credentials_at_mocks(run["creds"]),
+            no_hop_or_own_headers(run["heads"], run["every_call"]),
+            compressed_relayed_exact(run["squeezed"]), first_event_before_end(run["holds"])]
 
 
 GATES = ["no_haiku_on_anthropic", "no_header_mode_on_anthropic", "streams_accounted",
          "one_record_per_rid", "fallbacks", "metrics_present", "rotated_before_run", "readyz_ok",
          "providers_resolve", "trajectory_pairs", "no_secret_in_artifacts", "sse_byte_exact",
          "toggles_effective", "one_record_per_request", "zai_mock_hygiene",
-         "anthropic_mock_hygiene", "probes_answered", "probes_routed"]
+         "anthropic_mock_hygiene", "probes_answered", "probes_routed", "routes_at_mocks",
+         "credentials_at_mocks", "no_hop_or_own_headers", "compressed_relayed_exact",
+         "first_event_before_end"]
 
 
 def _partial_with_secret(run):
@@ -296,6 +328,18 @@ VIOLATIONS = {
                         "answered 'TOKX', expected 'TOK2'"),
     "probes_routed": (lambda r: r["found"].__setitem__(1, r["records"][0]),
                       "lane anthropic, expected zai"),
+    "routes_at_mocks": (lambda r: r["routes"][1].seen.__setitem__(0, ("catalog", "ccp-alias")),
+                        "alias: expected catalog/upstream-m, seen catalog/ccp-alias"),
+    "credentials_at_mocks": (lambda r: r["creds"][0].seen.__setitem__(0, {"authorization": AK}),
+                             "none: expected ['authorization'] with the lane's own value, seen "
+                             "['authorization'] (other values)"),
+    "no_hop_or_own_headers": (lambda r: r["heads"][0].seen[0].update(te="trailers"),
+                              "hop: forwarded te"),
+    "compressed_relayed_exact": (lambda r: r["squeezed"].__setitem__(0, r["squeezed"][0]._replace(
+        received=BODY[::-1])), "gzip/body: client got 61 bytes, the mock's decode to 61, "
+                               "first difference at byte 0"),
+    "first_event_before_end": (lambda r: r["holds"].__setitem__(0, HoldCheck("first", ["expired"])),
+                               "first: hold expired"),
 }
 
 
@@ -357,6 +401,33 @@ def test_toggles_and_requests_name_what_is_unclaimed():
     result = one_record_per_request([], [rec("orphan")], ["zai POST /api/anthropic/v1/messages"])
     assert not result.ok and "1 record(s) of no probe: orphan" in result.detail
     assert "1 upstream call(s) of no probe: zai POST" in result.detail
+
+
+def test_a_probe_that_reached_no_mock_fails_the_route_credential_and_header_gates():
+    assert "opus: reached no mock" in routes_at_mocks([RouteCheck("opus", "anthropic", None, [])]).detail
+    assert not credentials_at_mocks([CredentialCheck("c", {"x-api-key": ZK}, [])]).ok
+    assert "x: reached no mock" in no_hop_or_own_headers([HeaderCheck("x", HOP, [])], []).detail
+    wrong_mock = routes_at_mocks([RouteCheck("opus", "anthropic", None, [("zai", "claude-opus-4-1")])])
+    assert "expected anthropic/*, seen zai/claude-opus-4-1" in wrong_mock.detail
+
+
+def test_the_own_headers_scan_covers_every_call_and_wants_something_sent():
+    leaked = no_hop_or_own_headers([], [{"x-api-key": ZK, "X-Ccp-Admin-Token": "t"}])
+    assert not leaked.ok and "the shim's own header(s) upstream: X-Ccp-Admin-Token" in leaked.detail
+    nothing = no_hop_or_own_headers([], [{"x-api-key": ZK}])
+    assert not nothing.ok and "nothing proven" in nothing.detail
+    assert no_hop_or_own_headers([], [{"x-api-key": ZK}], required=False).ok
+
+
+def test_the_compressed_and_held_gates_want_their_probes_and_real_compression():
+    assert not compressed_relayed_exact([]).ok and compressed_relayed_exact([], required=False).ok
+    plain = compressed_relayed_exact([StreamPair("p", BODY, [BODY])])
+    assert not plain.ok and "p: the mock's bytes are not compressed" in plain.detail
+    twice = compressed_relayed_exact([StreamPair("t", BODY, [gzipped(BODY)] * 2)])
+    assert not twice.ok and "t: the mock sent it 2 time(s)" in twice.detail
+    assert not first_event_before_end([]).ok and first_event_before_end([], required=False).ok
+    never = first_event_before_end([HoldCheck("h", [])])
+    assert not never.ok and "h: hold never reached" in never.detail
 
 
 def test_hygiene_finds_a_session_token_in_any_header():

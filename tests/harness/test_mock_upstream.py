@@ -223,6 +223,31 @@ def test_stall_ends_when_the_client_leaves(mock, client):
     assert not call.finished and call.fault == "stall;seconds=30"
 
 
+def test_a_held_stream_goes_on_when_released_and_says_so(mock, client):
+    from harness.probes import http_probe
+    res = http_probe(mock.base_url, MODEL, "Reply with exactly: hi there and nothing else",
+                     stream=True, extra_headers={"x-mock-fault": "hold;after=1;seconds=30"},
+                     on_first_event=mock.release)  # only the first event came before the release
+    assert res.ok and res.text == "hi there"
+    [call] = mock.calls
+    assert call.hold == "released" and call.finished and call.sent == res.raw
+
+
+def test_a_hold_nobody_releases_expires_and_a_reset_ends_one(mock, client):
+    with client.stream("POST", f"{mock.base_url}/v1/messages", content=_body(stream=True),
+                       headers={"x-mock-fault": "hold;after=2;seconds=0"}) as resp:
+        raw = b"".join(resp.iter_raw())
+    assert raw.endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+    assert mock.calls[0].hold == "expired"
+    with client.stream("POST", f"{mock.base_url}/v1/messages", content=_body(stream=True),
+                       headers={"x-mock-fault": "hold;after=1;seconds=30"}) as resp:
+        chunks = resp.iter_raw()
+        assert next(chunks).startswith(b"event: message_start")
+        mock.reset()  # (ends the hold as a stop would: not a release by the client)
+        rest = b"".join(chunks)
+    assert rest.endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+
+
 def test_wait_for_calls_times_out(mock):
     with pytest.raises(AssertionError, match="not met"):
         mock.wait_for_calls(1, timeout=0.05)

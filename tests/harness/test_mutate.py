@@ -24,6 +24,7 @@ from harness.mutate import (
     first_failure,
     function_span,
     is_named,
+    is_own_gate,
     load_library,
     markdown,
     mutated_source,
@@ -88,6 +89,21 @@ def test_the_repro_set_holds_the_categories_repro_must_catch():
     assert {"credentials", "routing", "byte-exactness", "one-record"} <= cats
 
 
+def test_every_mutant_repro_must_catch_names_gates_that_repro_has():
+    sources = "".join((ROOT / "harness" / f).read_text(encoding="utf-8")
+                      for f in ("gates.py", "hygiene.py", "repro.py"))
+    for m in load_library():
+        assert bool(m.gates) == m.must_repro, m.name
+        for gate in m.gates:
+            assert f'"{gate}"' in sources, (m.name, gate)
+
+
+def test_a_failed_gate_of_the_mutant_s_own_is_its_own_catcher():
+    assert is_own_gate("probes_answered, compressed_relayed_exact", ("compressed_relayed_exact",))
+    assert not is_own_gate("probes_answered", ("compressed_relayed_exact",))
+    assert not is_own_gate("routes_at_mocks_x", ("routes_at_mocks",))
+
+
 def test_a_library_entry_without_tests_or_with_an_unknown_category_is_refused(tmp_path):
     lib = tmp_path / "m.toml"
     entry = ('[[mutant]]\nname="a"\ncategory="%s"\nproperty="p."\nfile="x.py"\nfunction="f"\n'
@@ -98,9 +114,14 @@ def test_a_library_entry_without_tests_or_with_an_unknown_category_is_refused(tm
     lib.write_text(entry % ("weather", '["t.py"]'))
     with pytest.raises(LibraryError, match="unknown category"):
         load_library(lib)
-    lib.write_text(entry % ("routing", '["t.py"]') * 2)
+    lib.write_text(entry % ("routing", '["t.py"]'))
+    with pytest.raises(LibraryError, match="names no repro gate"):
+        load_library(lib)
+    lib.write_text((entry % ("routing", '["t.py"]') + 'gates=["g"]\n') * 2)
     with pytest.raises(LibraryError, match="used twice"):
         load_library(lib)
+    lib.write_text(entry % ("rotation", '["t.py"]'))
+    assert load_library(lib)[0].gates == ()
 
 
 # ---------------------------------------------------------------- applying one

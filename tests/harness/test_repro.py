@@ -54,3 +54,56 @@ def test_every_runbook_toggle_is_probed():
     assert set(TOGGLES) - probed == {"MITM_FILTER_CHAIN"}
     assert all(n.split()[0] not in probed for n in NOT_PROBED_TOGGLES)
     assert all("mock" in expect for _, _, expect in TOGGLE_PROBES)
+
+
+def test_the_property_plan_probes_what_each_gate_needs():
+    from harness.repro import (
+        CATALOG,
+        CATALOG_MODEL,
+        CATALOG_ROUTE,
+        FORBIDDEN_HEADERS,
+        GZIP,
+        OVERRIDE_MODEL,
+        plan,
+        property_plan,
+        secret_plan,
+    )
+    keys = {"ZAI_API_KEY": "zk-123456789", "ANTHROPIC_AUTH_TOKEN": "ak-123456789"}
+    items = property_plan("h", "s", keys)
+    others = plan(3, "h", "s", long_stream=True) + secret_plan("h", "s", keys)
+    tokens = [i.token for i in items + others]
+    assert len(set(tokens)) == len(tokens) and all(i.kind == "http" for i in items)
+    assert {i.expect_lane for i in items if i.model == OVERRIDE_MODEL} == {"anthropic"}
+    foreign = [i for i in items if i.auth in ("none", "zai_key", "zai_bearer", "catalog_key")]
+    assert len(foreign) == 4 and all(i.expect_auth == {"authorization": "Bearer ak-123456789"}
+                                     for i in foreign)
+    assert {i.expect_lane for i in items if i.headers == FORBIDDEN_HEADERS} == {"zai", "anthropic"}
+    assert any(k.startswith("x-ccp-") for k in FORBIDDEN_HEADERS)
+    assert FORBIDDEN_HEADERS["connection"].split(", ")[1] in FORBIDDEN_HEADERS
+    [route] = [i for i in items if i.expect_lane == CATALOG]
+    assert (route.model, route.expect_model) == (CATALOG_ROUTE, CATALOG_MODEL)
+    assert {i.stream for i in items if i.headers == GZIP} == {False, True}
+    assert [i.stream for i in items if i.first_event] == [True]
+    assert [i.expect for i in items].count("error") == 2
+    # pause then resume, each followed by the haiku id the earlier probes had routed already
+    assert [(i.controls, i.expect_lane) for i in items if i.controls] == [
+        ({"paused": True}, "anthropic"), ({"paused": False}, "zai")]
+
+
+def test_the_catalog_file_routes_the_alias_to_its_own_provider(tmp_path):
+    from harness.repro import (
+        CATALOG,
+        CATALOG_KEY,
+        CATALOG_KEY_ENV,
+        CATALOG_MODEL,
+        CATALOG_ROUTE,
+        catalog_file,
+    )
+    from proxy.config.load import load_settings
+    path = catalog_file(tmp_path / "logs", "http://127.0.0.1:9")
+    settings = load_settings({"CCP_PROVIDERS_FILE": str(path), CATALOG_KEY_ENV: CATALOG_KEY,
+                              "CCP_CONFIG_HOME": str(tmp_path / "home")})
+    provider = settings.catalog.providers[CATALOG]
+    assert provider.api_key.reveal() == CATALOG_KEY
+    assert str(provider.base_url).startswith("http://127.0.0.1:9")
+    assert CATALOG_ROUTE in path.read_text() and CATALOG_MODEL in path.read_text()
