@@ -4,7 +4,8 @@
 CCP_DB_PATH, else <logs>/ccp.sqlite3). `status`, `export --csv FILE` and `import --jsonl FILE` work on
 both; `merge DIR --out DIR` combines the `*.sqlite3` stores of several shims into one whose rollups
 have the same shape as `GET /v1/usage/rollups` (buckets that still have samples are recomputed from
-the merged samples, so a store found twice is not counted twice; older buckets are summed).
+the merged samples, so a store found twice is not counted twice; older buckets are summed);
+`merge DIR --out postgresql://…` moves each of them into one PostgreSQL store as `migrate` does.
 
 `migrate --to postgresql://…` moves a SQLite store (`--db`) into PostgreSQL in one transaction:
 every sample (by rid: one already there is kept, not doubled) and, as rollup rows, what the file's
@@ -274,6 +275,25 @@ def merge_stores(sources: list[Path], out_path: Path) -> dict:
     }
 
 
+def _merge_into_postgres(folder: Path, url: str, force: bool, out: TextIO, err: TextIO) -> int:
+    """Several shims' SQLite stores into one PostgreSQL store: each file moved (and checked) as by
+    `migrate`; a sample two files share goes in once (by rid)."""
+    sources = sorted(folder.rglob("*.sqlite3"))
+    if not sources:
+        print(f"UsageError: no *.sqlite3 store under {folder}", file=err)
+        return 2
+    reports = [migrate_to_postgres(src, url, force=force) for src in sources]
+    summary = {
+        "ok": all(r["ok"] for r in reports),
+        "stores": len(reports),
+        "samples": sum(r.get("samples", 0) for r in reports),
+        "added": sum(r.get("added", 0) for r in reports),
+        "moves": reports,
+    }
+    print(json.dumps(summary, indent=2), file=out)
+    return 0 if summary["ok"] else 1
+
+
 def db_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ccp db", description="The usage store (SQLite or PostgreSQL)."
@@ -294,13 +314,17 @@ def db_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = Non
         metavar="FILE",
         help="the usage log to read (a record already stored, by rid, is skipped)",
     )
-    mer = sub.add_parser("merge", help="combine the *.sqlite3 stores under DIR into --out DIR")
+    mer = sub.add_parser(
+        "merge",
+        help="combine the *.sqlite3 stores under DIR into --out DIR, or into a PostgreSQL store "
+        "(--out postgresql://…: each moved as by migrate)",
+    )
     mer.add_argument("dir", help="the folder searched for *.sqlite3 stores")
     mer.add_argument(
         "--out",
         required=True,
-        metavar="DIR",
-        help="the folder of the merged store (DIR/ccp.sqlite3)",
+        metavar="DIR|URL",
+        help="the folder of the merged store (DIR/ccp.sqlite3), or a postgresql:// URL",
     )
     mer.add_argument("--force", action="store_true", help="replace an existing merged store")
     mig = sub.add_parser(
@@ -328,9 +352,11 @@ def db_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = Non
         report = migrate_to_postgres(src, args.to, force=args.force)
         print(json.dumps(report, indent=2), file=out)
         return 0 if report["ok"] else 1
+    if args.cmd == "merge" and is_postgres(args.out):
+        return _merge_into_postgres(Path(args.dir), args.out, args.force, out, err)
     if is_postgres(store):
         if args.cmd == "merge":
-            print("UsageError: merge writes a SQLite store (use migrate for PostgreSQL)", file=err)
+            print("UsageError: --db is a PostgreSQL URL; merge reads DIR, writes --out", file=err)
             return 2
         if args.cmd == "import":
             added, bad = import_jsonl(store, args.jsonl)

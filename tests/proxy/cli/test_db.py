@@ -126,3 +126,28 @@ def test_db_migrate_moves_a_sqlite_store_into_postgresql_without_loss(pg_url, tm
     assert db_main(["--db", str(db), "migrate", "--to", pg_url, "--force"], out=out, err=err) == 0
     assert json.loads(out.getvalue())["added"] == 0
     assert db_main(["--db", str(db), "migrate", "--to", str(tmp_path)], out=out, err=err) == 2
+
+
+def test_db_merge_moves_several_shims_stores_into_one_postgresql_store(pg_url, tmp_path):
+    """A team's laptops' stores into the fleet's: every sample once (one both files hold, once),
+    counts and sums checked per file; the same merge again is refused, --force adds nothing."""
+    from proxy.sinks.store_pg import connect as pg_connect
+    shared = rec("both", T0)
+    make_store(tmp_path / "a" / "ccp.sqlite3", [rec(f"a{i}", T0 + i) for i in range(4)] + [shared])
+    make_store(tmp_path / "b" / "ccp.sqlite3", [rec(f"b{i}", T0 + i) for i in range(3)] + [shared])
+    out, err = io.StringIO(), io.StringIO()
+    assert db_main(["merge", str(tmp_path), "--out", pg_url], out=out, err=err) == 0, err.getvalue()
+    report = json.loads(out.getvalue())
+    assert (report["ok"], report["stores"], report["samples"], report["added"]) == (True, 2, 9, 8)
+    pg = pg_connect(pg_url)
+    rids = {r[0] for r in pg.execute("SELECT rid FROM samples WHERE rid = ANY(%s)",
+                                     ([f"a{i}" for i in range(4)] + [f"b{i}" for i in range(3)]
+                                      + ["both"],)).fetchall()}
+    pg.close()
+    assert len(rids) == 8
+    out = io.StringIO()
+    assert db_main(["merge", str(tmp_path), "--out", pg_url], out=out, err=err) == 1  # moved already
+    out = io.StringIO()
+    assert db_main(["merge", str(tmp_path), "--out", pg_url, "--force"], out=out, err=err) == 0
+    assert json.loads(out.getvalue())["added"] == 0
+    assert db_main(["merge", str(tmp_path / "none"), "--out", pg_url], out=out, err=err) == 2
