@@ -511,7 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the library and exit")
     parser.add_argument("--library", type=Path, default=LIBRARY, help="the library (TOML) to run")
     args = parser.parse_args(argv)
-    mutants = load_library(args.library)
+    try:
+        mutants = load_library(args.library)
+    except (LibraryError, OSError) as exc:  # a library that cannot be run: one line, not a trace
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     if args.only:
         unknown = set(args.only) - {m.name for m in mutants}
         if unknown:

@@ -19,6 +19,7 @@ function = "decide"
 find = "if policy.offload_paused:"
 replace = "if False:"
 tests = ["tests/proxy/core/test_routing.py::test_offload_paused_wins_over_haiku"]
+gates = ["toggles_effective"]
 
 [[mutant]]
 name = "survivor"
@@ -29,6 +30,7 @@ function = "decide"
 find = "if policy.offload_paused:"
 replace = "if False:"
 tests = ["tests/proxy/core/test_jsonl.py"]
+gates = ["toggles_effective"]
 
 [[mutant]]
 name = "breaks-start"
@@ -39,6 +41,7 @@ function = "create_app"
 find = "    app[MODE] = mode"
 replace = "    app[MODE] = mode.missing"
 tests = ["tests/proxy/core/test_routing.py"]
+gates = ["probes_answered"]
 '''
 
 

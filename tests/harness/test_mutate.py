@@ -220,8 +220,8 @@ def test_a_check_past_its_timeout_is_ended_with_its_children(tmp_path):
               f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
               "time.sleep(60)\n")
     procs = Processes()
-    # (5 s: time for two interpreters to start on a loaded machine before the cut)
-    code, _ = procs.run([sys.executable, "-c", script], tmp_path, dict(os.environ), timeout=5.0)
+    # (10 s: time for two interpreters to start on a loaded machine before the cut)
+    code, _ = procs.run([sys.executable, "-c", script], tmp_path, dict(os.environ), timeout=10.0)
     assert code is None and pidfile.exists()
     child = int(pidfile.read_text())
     assert not running(child)
