@@ -164,7 +164,8 @@ def _index(folder: Path) -> int:
         )
     rows.sort(key=lambda r: (r["ts"], r["instance"], r["query"]))
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    folder.mkdir(parents=True, exist_ok=True)  # (a session folder with no pairs yet: an empty index)
+    # (a session folder with no pairs yet: an empty index)
+    folder.mkdir(parents=True, exist_ok=True)
     write_whole(folder / "index.jsonl", text.encode())
     return len(rows)
 
