@@ -19,9 +19,7 @@ announces `{"event": "missing", ...}` and exits 3, and the bench reports it as s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +27,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from harness.bench.floor_relay import FORWARDED
+from harness.bench.floor_relay import FORWARDED, listen
 from harness.bench.procs import run_fast
 
 # send(url, body, headers) -> (status, content-type, body chunks)
@@ -196,13 +194,7 @@ def make_app(upstream: str, send: Send) -> web.Application:
 
 
 async def serve(host: str, port: int, upstream: str, send: Send) -> None:
-    runner = web.AppRunner(make_app(upstream, send), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096)
-    await site.start()
-    print(json.dumps({"event": "listening", "port": runner.addresses[0][1], "pid": os.getpid()}),
-          flush=True)
-    await asyncio.Event().wait()  # until SIGTERM
+    await listen(make_app(upstream, send), host, port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,11 @@ async def serve(host: str, port: int, upstream: str, ca: str | None = None) -> N
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/{tail:.*}", relay)
+    await listen(app, host, port)
+
+
+async def listen(app: web.Application, host: str, port: int) -> None:
+    """Serve `app`, announce the port on stdout, run until SIGTERM (every bench relay's end)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096)
